@@ -1,0 +1,3 @@
+"""propgw: an edge gateway for smart property facilities."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,333 @@
+"""Load a site config file: YAML → ``${ENV}`` substitution → profiles → pydantic validation.
+
+Every problem in the file is collected and raised together as one :class:`ConfigError` whose
+lines name the file, the dotted key path (``devices[3].points[1].address``), the YAML line, what
+was found and what was expected. Values that came from environment variables are shown as their
+``${NAME}`` reference, never as the substituted text, so secrets do not reach a terminal or log.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from gateway.config._models import GatewayConfig
+from gateway.errors import ConfigError, ConfigProblem
+
+__all__ = ["bundled_profile_dirs", "load_config", "load_config_text"]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET_KEYS = {"password", "token", "secret", "api_key"}
+_UNION_TAGS = {"modbus-tcp", "modbus-rtu", "mqtt", "point", "all", "any", "not"}
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read and validate a config file.
+
+    Args:
+        path: The YAML file.
+        env: Variables for ``${NAME}`` references; default ``os.environ``.
+
+    Raises:
+        ConfigError: with every problem found in the file (and in the profiles it uses).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), [ConfigProblem("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [ConfigProblem("", f"cannot read file: {exc}")]) from None
+    return load_config_text(text, source=str(path), base_dir=path.parent, env=env)
+
+
+def load_config_text(text: str, *, source: str = "<config>", base_dir: Path | None = None,
+                     env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Like :func:`load_config`, from text already in memory (tests, ``propgw demo``)."""
+    ctx = _Context(source=source, base_dir=base_dir or Path.cwd(),
+                   env=os.environ if env is None else env)
+    data = ctx.parse_yaml(text)
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigProblem("", "expected a mapping with site:, devices: "
+                                                     "... at the top of the file",
+                                                 found=type(data).__name__)])
+    data = ctx.substitute_env(data, "")
+    ctx.apply_profiles(data)
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        ctx.add_validation_errors(exc, data)
+    if ctx.problems:
+        raise ConfigError(source, ctx.problems)
+    return config
+
+
+def bundled_profile_dirs() -> list[Path]:
+    """Where the device profiles shipped with propgw live (repo checkout or installed wheel)."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "config" / "profiles", here.parents[1] / "_bundled_config"
+                  / "profiles"]
+    return [c for c in candidates if c.is_dir()]
+
+
+@dataclass
+class _Context:
+    source: str
+    base_dir: Path
+    env: Mapping[str, str]
+    problems: list[ConfigProblem] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)
+    from_env: dict[str, str] = field(default_factory=dict)
+    from_profile: dict[str, str] = field(default_factory=dict)
+
+    def problem(self, path: str, message: str, found: str | None = None) -> None:
+        line = self._line_of(path)
+        where = f"{path} (line {line})" if line is not None and path else path
+        self.problems.append(ConfigProblem(where, message, found))
+
+    # -- YAML
+
+    def parse_yaml(self, text: str) -> Any:
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            reason = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(self.source, [ConfigProblem(where, f"YAML syntax: {reason}")]) \
+                from None
+        if node is not None:
+            self._index_lines(node, "")
+        return data
+
+    def _index_lines(self, node: yaml.Node, path: str) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                child = f"{path}.{key}" if path else key
+                self.lines[child] = key_node.start_mark.line + 1
+                self._index_lines(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._index_lines(item, f"{path}[{i}]")
+
+    def _line_of(self, path: str) -> int | None:
+        probe = path
+        while probe:
+            if probe in self.lines:
+                return self.lines[probe]
+            probe = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", probe)
+        return None
+
+    # -- environment
+
+    def substitute_env(self, value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            return {k: self.substitute_env(v, _join(path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.substitute_env(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, str) and "${" in value:
+            return self._expand(value, path)
+        return value
+
+    def _expand(self, text: str, path: str) -> str:
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            self.problem(path, f"environment variable {name} is not set "
+                               f"(set it, or write ${{{name}:-default}})")
+            return ""
+
+        self.from_env[path] = text
+        expanded = _ENV_REF.sub(repl, text)
+        # A whole-value reference to a number stays a number: port: ${MQTT_PORT}
+        if _ENV_REF.fullmatch(text) and re.fullmatch(r"-?\d+", expanded):
+            return int(expanded)  # type: ignore[return-value]  # YAML would have typed it too
+        return expanded
+
+    # -- profiles
+
+    def apply_profiles(self, data: dict[str, Any]) -> None:
+        devices = data.get("devices")
+        if not isinstance(devices, list):
+            return
+        cache: dict[str, dict[str, Any] | None] = {}
+        for i, dev in enumerate(devices):
+            if not isinstance(dev, dict) or not isinstance(dev.get("profile"), str):
+                continue
+            name = dev["profile"]
+            if name not in cache:
+                cache[name] = self._load_profile(name, f"devices[{i}].profile")
+            profile = cache[name]
+            if profile is not None:
+                self._merge_profile(dev, profile, name, f"devices[{i}]")
+
+    def _load_profile(self, name: str, path: str) -> dict[str, Any] | None:
+        file = self._find_profile(name)
+        if file is None:
+            dirs = [self.base_dir / "profiles", *bundled_profile_dirs()]
+            known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+            self.problem(path, f"profile {name!r} not found (looked in "
+                               f"{', '.join(str(d) for d in dirs)}; known: "
+                               f"{', '.join(known) or 'none'})", found=name)
+            return None
+        try:
+            profile = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            self.problem(path, f"profile {file} cannot be read: {exc}")
+            return None
+        allowed = {"name", "description", "kind", "driver", "points", "source"}
+        if not isinstance(profile, dict) or not isinstance(profile.get("points"), list):
+            self.problem(path, f"profile {file} must be a mapping with a 'points' list")
+            return None
+        unknown = set(profile) - allowed
+        if unknown:
+            self.problem(path, f"profile {file} has unknown key(s) {', '.join(sorted(unknown))}"
+                               f"; expected {', '.join(sorted(allowed))}")
+            return None
+        profile["_file"] = str(file)
+        return profile
+
+    def _find_profile(self, name: str) -> Path | None:
+        if name.endswith((".yaml", ".yml")) or "/" in name:
+            candidate = Path(name) if Path(name).is_absolute() else self.base_dir / name
+            return candidate if candidate.is_file() else None
+        for directory in [self.base_dir / "profiles", *bundled_profile_dirs()]:
+            candidate = directory / f"{name}.yaml"
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def _merge_profile(self, dev: dict[str, Any], profile: dict[str, Any], name: str,
+                       path: str) -> None:
+        family = profile.get("driver")
+        driver = str(dev.get("driver", ""))
+        if family is not None and not driver.startswith(str(family)):
+            self.problem(f"{path}.profile", f"profile {name!r} is for {family} devices, but "
+                                            f"this device has driver {driver!r}", found=name)
+            return
+        if "kind" in profile and "kind" not in dev:
+            dev["kind"] = profile["kind"]
+        own = dev.get("points") or []
+        own_names = {p.get("name") for p in own if isinstance(p, dict)}
+        inherited = [dict(p) for p in profile["points"]
+                     if isinstance(p, dict) and p.get("name") not in own_names]
+        dev["points"] = inherited + list(own)
+        for j in range(len(inherited)):
+            self.from_profile[f"{path}.points[{j}]"] = profile["_file"]
+
+    # -- validation errors
+
+    def add_validation_errors(self, exc: ValidationError, data: Any) -> None:
+        for err in exc.errors(include_url=False):
+            loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
+            path = _path(loc)
+            etype = err["type"]
+            msg = err["msg"]
+            if etype == "value_error" and not loc:
+                for line in msg.removeprefix("Value error, ").splitlines():
+                    sub_path, _, sub_msg = line.partition(": ")
+                    self.problem(sub_path, sub_msg)
+                continue
+            found: str | None = None
+            if etype == "extra_forbidden":
+                key = str(loc[-1])
+                path = _path(loc)
+                msg = f"unknown key {key!r}{_suggest(key, _parent_fields(loc, data))}"
+            elif etype == "missing":
+                msg = "required key is missing"
+            else:
+                msg = msg.removeprefix("Value error, ")
+                msg = msg[0].lower() + msg[1:] if msg else msg
+                found = self._shown(path, err.get("input"))
+            for prefix, profile_file in self.from_profile.items():
+                if path == prefix or path.startswith(prefix + "."):
+                    msg += f" (point from profile {profile_file})"
+            self.problem(path, msg, found)
+
+    def _shown(self, path: str, value: Any) -> str:
+        if path in self.from_env:
+            return self.from_env[path]
+        last = path.rsplit(".", 1)[-1]
+        if last in _SECRET_KEYS:
+            return "***"
+        text = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+        return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _path(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        out = f"{out}[{part}]" if isinstance(part, int) else _join(out, part)
+    return out
+
+
+def _parent_fields(loc: list[Any], data: Any) -> list[str]:
+    """Field names allowed where an unknown key was found (best effort, for suggestions)."""
+    model: type[BaseModel] | None = GatewayConfig
+    annotation: Any = None
+    node = data
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            model = _model_for(annotation, node)
+            continue
+        if model is None:
+            return []
+        info = model.model_fields.get(part)
+        if info is None:
+            info = next((f for f in model.model_fields.values() if f.alias == part), None)
+        node = node.get(part) if isinstance(node, dict) else None
+        annotation = info.annotation if info else None
+        model = _model_for(annotation, node)
+    if model is None:
+        return []
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _model_for(annotation: Any, node: Any) -> type[BaseModel] | None:
+    candidates: list[type[BaseModel]] = []
+
+    def walk(tp: Any) -> None:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            candidates.append(tp)
+            return
+        for arg in typing.get_args(tp):
+            walk(arg)
+
+    walk(annotation)
+    if isinstance(node, dict):
+        for cand in candidates:
+            driver = cand.model_fields.get("driver")
+            if driver is not None and node.get("driver") in typing.get_args(driver.annotation):
+                return cand
+        for cand in candidates:
+            if set(node) & {f.alias or n for n, f in cand.model_fields.items()} == set(node):
+                return cand
+    return candidates[0] if candidates else None
+
+
+def _suggest(key: str, allowed: list[str]) -> str:
+    if not allowed:
+        return ""
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} Expected one of: {', '.join(sorted(allowed))}"

@@ -1,0 +1,47 @@
+"""Small value types shared by the config models."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+
+__all__ = ["Duration", "Identifier", "parse_duration"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept ``30``, ``2.5``, ``"250ms"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"2d"``; return seconds.
+
+    Anything else is passed through unchanged so pydantic reports it with its own message.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(
+                f"expected a duration such as 30, '250ms', '30s', '5m', '1h', got {value!r}"
+            )
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+    return value
+
+
+#: Seconds; YAML may say ``30``, ``"30s"``, ``"5m"``, ``"250ms"``.
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+
+#: Ids appear in MQTT topics, URLs and logs, so they are restricted to a safe alphabet.
+Identifier = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        description="letters, digits, '_', '-', '.'; starts with a letter or digit",
+    ),
+]

@@ -1,0 +1,109 @@
+"""The gateway's exception tree; foreign errors are mapped onto it at one boundary per driver.
+
+::
+
+    GatewayError
+    ├── ConfigError          the YAML file is wrong; carries every problem found, not the first
+    ├── DeviceError          one device misbehaved (carries device id and, for Modbus, unit/address)
+    │   ├── DeviceTimeout    it did not answer within its deadline
+    │   ├── DeviceRejected   it answered with a protocol error (Modbus exception code)
+    │   └── DecodeError      it answered with something that cannot be decoded
+    └── LinkError            a connection (TCP endpoint, serial port, MQTT broker) is down
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ConfigError",
+    "ConfigProblem",
+    "DecodeError",
+    "DeviceError",
+    "DeviceRejected",
+    "DeviceTimeout",
+    "GatewayError",
+    "LinkError",
+]
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One mistake in a config file, located by its dotted key path."""
+
+    path: str
+    message: str
+    found: str | None = None
+
+    def __str__(self) -> str:
+        where = self.path or "(top level)"
+        found = f" (found: {self.found})" if self.found is not None else ""
+        return f"{where}: {self.message}{found}"
+
+
+class ConfigError(GatewayError):
+    """A config file could not be loaded; ``problems`` lists every mistake found."""
+
+    def __init__(self, file: str, problems: list[ConfigProblem]) -> None:
+        self.file = file
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        count = len(self.problems)
+        head = f"{self.file}: {count} problem{'s' if count != 1 else ''}"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+class DeviceError(GatewayError):
+    """A device failed; attributes say which one and where."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        device: str,
+        unit: int | None = None,
+        address: int | None = None,
+    ) -> None:
+        self.device = device
+        self.unit = unit
+        self.address = address
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = [f"device {self.device}"]
+        if self.unit is not None:
+            where.append(f"unit {self.unit}")
+        if self.address is not None:
+            where.append(f"address {self.address}")
+        return f"{', '.join(where)}: {self.args[0]}"
+
+
+class DeviceTimeout(DeviceError):
+    """The device did not answer in time."""
+
+
+class DeviceRejected(DeviceError):
+    """The device answered with a protocol-level error (e.g. a Modbus exception code)."""
+
+    def __init__(self, message: str, *, device: str, code: int, unit: int | None = None,
+                 address: int | None = None) -> None:
+        self.code = code
+        super().__init__(message, device=device, unit=unit, address=address)
+
+
+class DecodeError(DeviceError):
+    """The device's answer cannot be decoded into the configured type."""
+
+
+class LinkError(GatewayError):
+    """A connection is down (TCP endpoint, serial port or MQTT broker)."""
+
+    def __init__(self, message: str, *, link: str) -> None:
+        self.link = link
+        super().__init__(f"{link}: {message}")

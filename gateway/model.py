@@ -1,0 +1,66 @@
+"""The typed messages that flow between stages.
+
+Every value a driver produces becomes a :class:`Reading`. Quality travels with the value so that a
+device that stops answering is visible downstream as ``comm-loss`` instead of a stale "normal".
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["PointKey", "Quality", "Reading", "Value"]
+
+Value = bool | int | float | str | None
+
+
+class Quality(enum.StrEnum):
+    """How far a reading's value can be trusted."""
+
+    GOOD = "good"
+    #: The device did not answer (timeout, connection lost, broker down, stale MQTT topic).
+    COMM_LOSS = "comm-loss"
+    #: The device answered, but the answer could not be decoded (Modbus exception, bad payload).
+    BAD = "bad"
+
+
+@dataclass(frozen=True, slots=True)
+class PointKey:
+    """Identifies one point of one device."""
+
+    device: str
+    point: str
+
+    def __str__(self) -> str:
+        return f"{self.device}.{self.point}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One observation of one point.
+
+    Attributes:
+        device: Device id from the config (for templated MQTT devices, the expanded id).
+        point: Point name within the device.
+        value: Decoded, scaled value; ``None`` when quality is not GOOD.
+        quality: Whether the value can be trusted.
+        received_ts: Wall-clock time (epoch seconds) at which the gateway got it.
+        source_ts: Device's own timestamp if it sent one, else ``None``.
+        error: Short reason for a non-GOOD quality (shown to operators and in logs).
+    """
+
+    device: str
+    point: str
+    value: Value
+    quality: Quality
+    received_ts: float
+    source_ts: float | None = None
+    error: str | None = None
+
+    @property
+    def key(self) -> PointKey:
+        return PointKey(self.device, self.point)
+
+    @property
+    def good(self) -> bool:
+        return self.quality is Quality.GOOD
