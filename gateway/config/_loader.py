@@ -250,6 +250,16 @@ class _Context:
                 msg = f"unknown key {key!r}{_suggest(key, _parent_fields(loc, data))}"
             elif etype == "missing":
                 msg = "required key is missing"
+            elif etype in ("union_tag_invalid", "union_tag_not_found"):
+                ctx = err.get("ctx") or {}
+                key = str(ctx.get("discriminator", "")).strip("'")
+                expected = ctx.get("expected_tags", "")
+                path = _join(path, key)
+                if etype == "union_tag_invalid":
+                    msg = f"expected one of {expected}"
+                    found = repr(ctx.get("tag"))
+                else:
+                    msg = f"required key is missing (one of {expected})"
             else:
                 msg = msg.removeprefix("Value error, ")
                 msg = msg[0].lower() + msg[1:] if msg else msg

@@ -1,0 +1,359 @@
+"""Turn an MQTT payload into one point's value.
+
+The steps, in order:
+
+1. **Extract.** With ``path``, the payload is JSON and the field path (``status.door``,
+   ``zones[2].state``, ``a.b[0].c``; ``[-1]`` is the last element) selects one scalar. Without
+   it, the payload is plain text: a number, ``true``/``false`` (any case), a JSON scalar
+   (``"quoted text"``) or any other text.
+2. **Map, received value.** If ``map`` has the received value's text as a key, the mapped value
+   is the result. This is how ``{OPEN: true}`` works even for ``type: bool``.
+3. **Type.** ``auto`` keeps what was received; ``number`` and ``int`` accept numbers and numeric
+   text; ``bool`` accepts true/false, 1/0 and on/off; ``string`` turns anything into text.
+4. **Scale.** Numbers become ``value * scale + offset``.
+5. **Map, decoded value.** If ``map`` has the decoded value's text as a key, the mapped value is
+   the result; unmapped values pass through.
+
+Map keys are compared as text: a JSON ``true`` is ``"true"``, a number ``1.0`` is ``"1"``.
+Anything that does not fit raises :class:`~gateway.errors.DecodeError` with a short reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from gateway.config import MqttPoint
+from gateway.errors import DecodeError
+
+__all__ = ["Decoded", "Payload", "PointDecoder", "compile_path"]
+
+Scalar = bool | int | float | str
+PathStep = str | int
+
+_INT = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_PATH_TOKEN = re.compile(r"(?P<key>[^.\[\]]+)|\[(?P<index>-?\d+)\]|(?P<dot>\.)")
+_TRUE = frozenset({"true", "1", "on"})
+_FALSE = frozenset({"false", "0", "off"})
+# Epoch values above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
+_MS_THRESHOLD = 1e11
+
+
+class _Invalid(Exception):
+    """A payload does not fit; the message is the short reason shown to operators."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A point's value from one message.
+
+    Attributes:
+        value: The typed, scaled and mapped value.
+        source_ts: The device's own timestamp (epoch seconds), if ``timestamp_path`` is set.
+    """
+
+    value: Scalar
+    source_ts: float | None = None
+
+
+class Payload:
+    """One message's payload; text and JSON are decoded once and shared by all its points."""
+
+    __slots__ = ("_document", "_parsed", "_text", "raw")
+
+    def __init__(self, raw: bytes | bytearray | str) -> None:
+        self.raw = raw
+        self._text: str | None = None
+        self._parsed = False
+        self._document: Any = None
+
+    def text(self) -> str:
+        if self._text is None:
+            if isinstance(self.raw, str):
+                self._text = self.raw
+            else:
+                try:
+                    self._text = bytes(self.raw).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _Invalid("payload is not UTF-8 text") from None
+        return self._text
+
+    def document(self) -> Any:
+        """The payload parsed as JSON (NaN and Infinity are not JSON and are refused)."""
+        if not self._parsed:
+            text = self.text()
+            try:
+                self._document = json.loads(text, parse_constant=_refuse_constant)
+            except json.JSONDecodeError as exc:
+                raise _Invalid(f"payload is not JSON ({exc.msg} at char {exc.pos})") from None
+            except ValueError as exc:
+                raise _Invalid(str(exc)) from None
+            except RecursionError:
+                raise _Invalid("payload JSON is nested too deeply") from None
+            self._parsed = True
+        return self._document
+
+
+def compile_path(path: str) -> tuple[PathStep, ...]:
+    """Split a field path such as ``a.b[0].c`` into ``("a", "b", 0, "c")``.
+
+    Raises:
+        ValueError: The path is not ``key``, ``[index]`` steps joined by dots.
+    """
+    steps: list[PathStep] = []
+    pos = 0
+    expect_key = False  # right after a dot
+    while pos < len(path):
+        match = _PATH_TOKEN.match(path, pos)
+        if match is None:
+            raise ValueError(f"bad field path {path!r} at char {pos}: expected a name or "
+                             f"[index]")
+        if match.group("dot") is not None:
+            if not steps or expect_key:
+                raise ValueError(f"bad field path {path!r}: empty name at char {pos}")
+            expect_key = True
+        elif match.group("key") is not None:
+            if steps and not expect_key:
+                raise ValueError(f"bad field path {path!r}: missing '.' at char {pos}")
+            steps.append(match.group("key"))
+            expect_key = False
+        else:
+            if expect_key:
+                raise ValueError(f"bad field path {path!r}: name expected after '.' at char "
+                                 f"{pos}")
+            steps.append(int(match.group("index")))
+        pos = match.end()
+    if not steps or expect_key:
+        raise ValueError(f"bad field path {path!r}: it is empty or ends with '.'")
+    return tuple(steps)
+
+
+class PointDecoder:
+    """Decodes payloads for one :class:`~gateway.config.MqttPoint`.
+
+    Args:
+        point: The point's config.
+        tz: Time zone for ISO-8601 timestamps without an offset (the site's time zone).
+
+    Raises:
+        ValueError: ``path`` or ``timestamp_path`` is malformed, or ``timestamp_path`` is set
+            without ``path`` (a plain payload has no fields).
+    """
+
+    __slots__ = ("_map", "_path", "_scaled", "_ts_path", "_tz", "point")
+
+    def __init__(self, point: MqttPoint, *, tz: tzinfo = UTC) -> None:
+        self.point = point
+        self._path = compile_path(point.path) if point.path is not None else None
+        if point.timestamp_path is not None and point.path is None:
+            raise ValueError("timestamp_path needs a JSON payload: set 'path' as well")
+        self._ts_path = (compile_path(point.timestamp_path)
+                         if point.timestamp_path is not None else None)
+        self._tz = tz
+        self._map = point.map or {}
+        self._scaled = point.scale != 1.0 or point.offset != 0.0
+
+    @property
+    def name(self) -> str:
+        return self.point.name
+
+    def decode(self, payload: Payload, *, device: str) -> Decoded:
+        """The point's value in ``payload``.
+
+        Args:
+            payload: The message payload (shared by every point on the topic).
+            device: Concrete device id, carried by the error.
+
+        Raises:
+            DecodeError: The payload is malformed or the value does not fit the point's type.
+        """
+        try:
+            value = self._value(payload)
+            source_ts = None
+            if self._ts_path is not None:
+                source_ts = self._timestamp(
+                    _walk(payload.document(), self._ts_path, self.point.timestamp_path or ""))
+        except _Invalid as exc:
+            raise DecodeError(str(exc), device=device) from None
+        return Decoded(value, source_ts)
+
+    def _value(self, payload: Payload) -> Scalar:
+        if self._path is not None:
+            raw = _walk(payload.document(), self._path, self.point.path or "")
+            raw = _scalar(raw, self.point.path or "")
+        elif self.point.type == "string":
+            raw = _plain(payload.text(), keep_text=True)
+        else:
+            raw = _plain(payload.text(), keep_text=False)
+        if self._map:
+            mapped = self._map.get(_key_text(raw))
+            if mapped is not None:
+                return mapped
+        value = _coerce(raw, self.point.type)
+        if self._scaled and isinstance(value, int | float) and not isinstance(value, bool):
+            value = self._scale(value)
+        if self._map:
+            mapped = self._map.get(_key_text(value))
+            if mapped is not None:
+                return mapped
+        return value
+
+    def _scale(self, value: int | float) -> int | float:
+        scale, offset = self.point.scale, self.point.offset
+        result = value * scale + offset
+        if not math.isfinite(result):
+            raise _Invalid(f"{value} * {scale:g} + {offset:g} is not a finite number")
+        if isinstance(value, int) and scale.is_integer() and offset.is_integer():
+            return int(result)
+        return result
+
+    def _timestamp(self, raw: Any) -> float:
+        where = self.point.timestamp_path
+        if isinstance(raw, str):
+            text = raw.strip()
+            if _NUMBER.fullmatch(text):
+                raw = float(text)
+            else:
+                try:
+                    stamp = datetime.fromisoformat(text)
+                except ValueError:
+                    raise _Invalid(f"timestamp {_short(raw)} at {where!r} is not epoch "
+                                   f"seconds/ms or ISO 8601") from None
+                if stamp.tzinfo is None:
+                    stamp = stamp.replace(tzinfo=self._tz)
+                return stamp.timestamp()
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or \
+                not math.isfinite(raw):
+            raise _Invalid(f"timestamp {_short(raw)} at {where!r} is not epoch seconds/ms or "
+                           f"ISO 8601")
+        return raw / 1000.0 if abs(raw) > _MS_THRESHOLD else float(raw)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"payload has {name}, which is not a JSON number")
+
+
+def _walk(document: Any, steps: tuple[PathStep, ...], path: str) -> Any:
+    node = document
+    for i, step in enumerate(steps):
+        if isinstance(step, int):
+            if not isinstance(node, list):
+                raise _Invalid(f"{_where(steps, i)} is {_kind(node)}, not a list")
+            if not -len(node) <= step < len(node):
+                raise _Invalid(f"{_where(steps, i + 1)} is out of range (length {len(node)})")
+            node = node[step]
+        else:
+            if not isinstance(node, dict):
+                raise _Invalid(f"{_where(steps, i)} is {_kind(node)}, not an object")
+            if step not in node:
+                raise _Invalid(f"field {path!r} is missing" if i == len(steps) - 1 else
+                               f"field {_where(steps, i + 1)!r} is missing")
+            node = node[step]
+    return node
+
+
+def _where(steps: tuple[PathStep, ...], n: int) -> str:
+    """The first ``n`` steps as path text; the payload itself for 0."""
+    text = ""
+    for step in steps[:n]:
+        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else step)
+    return text or "the payload"
+
+
+def _kind(node: Any) -> str:
+    if node is None:
+        return "null"
+    return {dict: "an object", list: "a list", str: "text", bool: "a boolean"}.get(
+        type(node), "a number")
+
+
+def _scalar(raw: Any, path: str) -> Scalar:
+    if isinstance(raw, bool | int | float | str):
+        return raw
+    raise _Invalid(f"field {path!r} is {_kind(raw)}, not a single value")
+
+
+def _plain(text: str, *, keep_text: bool) -> Scalar:
+    stripped = text.strip()
+    if not stripped:
+        raise _Invalid("payload is empty")
+    if stripped[0] in "{[\"":
+        try:
+            parsed = json.loads(stripped, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            parsed = stripped  # not JSON after all: plain text that starts with a bracket
+        if isinstance(parsed, str):
+            return parsed
+        if not keep_text:
+            raise _Invalid(f"payload is JSON {_kind(parsed)}: set 'path' to pick a field")
+        return stripped
+    if keep_text:
+        return stripped
+    lowered = stripped.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "null":
+        raise _Invalid("payload is null")
+    number = _parse_number(stripped)
+    return stripped if number is None else number
+
+
+def _parse_number(text: str) -> int | float | None:
+    if _INT.fullmatch(text):
+        return int(text)
+    if _NUMBER.fullmatch(text):
+        value = float(text)
+        return value if math.isfinite(value) else None
+    return None
+
+
+def _coerce(raw: Scalar, type_: str) -> Scalar:
+    if type_ == "auto":
+        return raw
+    if type_ == "string":
+        return _key_text(raw) if not isinstance(raw, float) else repr(raw)
+    if type_ == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = _key_text(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise _Invalid(f"expected true/false, 1/0 or on/off, got {_short(raw)} (a value map "
+                       f"can translate it)")
+    number: int | float | None
+    if isinstance(raw, bool):
+        number = None
+    elif isinstance(raw, str):
+        number = _parse_number(raw.strip())
+    else:
+        number = raw
+    if number is None:
+        raise _Invalid(f"expected {'an integer' if type_ == 'int' else 'a number'}, "
+                       f"got {_short(raw)}")
+    if type_ == "int":
+        if isinstance(number, float):
+            if not number.is_integer():
+                raise _Invalid(f"expected an integer, got {_short(raw)}")
+            return int(number)
+    return number
+
+
+def _key_text(value: Scalar) -> str:
+    """Text of a value as the config's map keys are written (``true``, ``1`` for ``1.0``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

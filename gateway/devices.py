@@ -1,0 +1,67 @@
+"""Resolves a concrete device id from a reading back to the device's config.
+
+Most ids are literal; templated MQTT devices (``door-{door}``) produce ids at run time, which
+are matched against the template once and then cached.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from gateway.config import DeviceConfig, Location, placeholders
+
+__all__ = ["DeviceDirectory", "format_location"]
+
+
+class DeviceDirectory:
+    """Looks up device configs by concrete id."""
+
+    def __init__(self, devices: Iterable[DeviceConfig]) -> None:
+        self._exact: dict[str, DeviceConfig] = {}
+        self._templates: list[tuple[re.Pattern[str], DeviceConfig]] = []
+        for dev in devices:
+            if not dev.enabled:
+                continue
+            if placeholders(dev.id):
+                self._templates.append((_template_regex(dev.id), dev))
+            else:
+                self._exact[dev.id] = dev
+        self._cache: dict[str, DeviceConfig | None] = {}
+
+    def get(self, device_id: str) -> DeviceConfig | None:
+        if device_id in self._exact:
+            return self._exact[device_id]
+        if device_id not in self._cache:
+            self._cache[device_id] = next(
+                (dev for rx, dev in self._templates if rx.fullmatch(device_id)), None)
+        return self._cache[device_id]
+
+    def configs(self) -> list[DeviceConfig]:
+        """Every enabled device config (templates once, not per concrete id)."""
+        return [*self._exact.values(), *(dev for _, dev in self._templates)]
+
+
+def format_location(location: Location, *, lang: str = "en") -> str:
+    """Short human location, e.g. ``1号楼 / 3层 / A区`` or ``bldg 1 / floor 3 / zone A``."""
+    if lang == "zh":
+        parts = [f"{location.building}号楼" if location.building and location.building.isdigit()
+                 else location.building,
+                 f"{location.floor}层" if location.floor and location.floor.lstrip("-B").isdigit()
+                 else location.floor,
+                 location.zone, location.room]
+    else:
+        parts = [f"bldg {location.building}" if location.building else None,
+                 f"floor {location.floor}" if location.floor else None,
+                 f"zone {location.zone}" if location.zone else None,
+                 f"room {location.room}" if location.room else None]
+    return " / ".join(p for p in parts if p) or "-"
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    pattern = ""
+    for literal, name in re.findall(r"([^{]*)(?:\{([A-Za-z_][A-Za-z0-9_]*)\})?", template):
+        pattern += re.escape(literal)
+        if name:
+            pattern += r"[^/]+"
+    return re.compile(pattern)

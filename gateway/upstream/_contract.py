@@ -1,0 +1,48 @@
+"""Wire format of alarm events sent upstream (work orders: gateway.workorders.WorkOrder)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from gateway.alarms import AlarmEvent
+from gateway.config import SiteConfig
+from gateway.workorders import SCHEMA_VERSION, Bilingual, WorkOrderLocation
+
+__all__ = ["AlarmMessage", "alarm_message"]
+
+
+class AlarmMessage(BaseModel):
+    """One alarm transition as the platform receives it on ``<prefix>/<site>/alarms``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    type: Literal["alarm"] = "alarm"
+    site_id: str
+    gateway_id: str
+    alarm_id: str
+    rule_id: str
+    state: Literal["active", "cleared"]
+    category: str
+    priority: str
+    message: Bilingual
+    location: WorkOrderLocation
+    evidence: dict[str, bool | int | float | str | None]
+    ts: str
+
+
+def alarm_message(site: SiteConfig, event: AlarmEvent) -> AlarmMessage:
+    loc = event.location
+    return AlarmMessage(
+        site_id=site.id, gateway_id=site.gateway_id, alarm_id=event.alarm_id,
+        rule_id=event.rule_id, state=event.state.value, category=event.category,
+        priority=event.priority, message=Bilingual(zh=event.message_zh, en=event.message_en),
+        location=WorkOrderLocation(site=site.id, building=loc.building, floor=loc.floor,
+                                   zone=loc.zone, room=loc.room, device=event.device,
+                                   device_name=event.device_name),
+        evidence=event.evidence,
+        ts=dt.datetime.fromtimestamp(event.ts, tz=dt.UTC).isoformat(timespec="milliseconds"),
+    )

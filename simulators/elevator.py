@@ -1,0 +1,278 @@
+"""A simulated elevator (lift) that speaks Modbus like a GB/T 24476-style IoT terminal.
+
+The car moves between floors at a realistic speed, opens and closes its doors, knows whether it
+is in the door (unlocking) zone, carries passengers, and can be made to misbehave: stop between
+floors, lose power, go into inspection or fire recall, have its alarm button pressed.
+
+Register map (holding registers, function code 3, 0-based addresses). This table is the
+documented map; ``config/profiles/elevator-modbus.yaml`` is the gateway's copy of it and a test
+checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from dataclasses import dataclass, field
+
+from simulators.encoding import encode
+from simulators.modbus_server import SimUnit
+
+__all__ = ["REGISTER_MAP", "DoorState", "ElevatorModel", "ElevatorSim", "ServiceMode"]
+
+log = logging.getLogger(__name__)
+
+#: name -> (address, type, meaning). Bits of ``status_bits`` are listed in STATUS_BITS.
+REGISTER_MAP: dict[str, tuple[int, str, str]] = {
+    "car_status": (0, "uint16", "0 stopped, 1 running"),
+    "car_direction": (1, "uint16", "0 none, 1 up, 2 down"),
+    "door_zone": (2, "uint16", "1 in the unlocking (door) zone, 2 outside it"),
+    "car_position": (3, "int16", "floor number (nearest floor while moving)"),
+    "door_status": (4, "uint16", "1 closed and locked, 2 not closed"),
+    "passenger_status": (5, "uint16", "1 occupied, 2 empty"),
+    "service_mode": (6, "uint16", "0 out of service, 1 normal, 2 inspection, 3 fire recall, "
+                                  "4 firefighter, 5 emergency power, 6 earthquake, 7 unknown"),
+    "power_status": (7, "uint16", "1 normal, 2 main power cut"),
+    "alarm_button": (8, "uint16", "1 while the in-car alarm button is pressed"),
+    "status_bits": (9, "uint16", "bit field, see STATUS_BITS"),
+    "fault_code": (10, "uint16", "active fault, national-style code (0 none, 1-11)"),
+    "event_code": (11, "uint16", "last event, national-style code (40-47 modes, 90 alarm)"),
+    "car_speed": (12, "float32", "m/s, signed: + up, - down"),
+    "run_count": (14, "uint32", "trips since commissioning"),
+}
+
+#: status_bits (register 9): name -> bit (0 = least significant).
+STATUS_BITS: dict[str, int] = {
+    "up_limit": 0,
+    "down_limit": 1,
+    "safety_circuit_open": 2,
+    "door_lock_open": 3,
+}
+
+_FLOOR_HEIGHT_M = 3.0
+#: ±0.2 m of the sill counts as the door zone (EN 81-20 unlocking zone, DOMAIN.md §7).
+_DOOR_ZONE_FLOORS = 0.2 / _FLOOR_HEIGHT_M
+
+
+class ServiceMode(enum.IntEnum):
+    OUT_OF_SERVICE = 0
+    NORMAL = 1
+    INSPECTION = 2
+    FIRE_RECALL = 3
+    FIREFIGHTER = 4
+    EMERGENCY_POWER = 5
+    EARTHQUAKE = 6
+    UNKNOWN = 7
+
+
+class DoorState(enum.StrEnum):
+    CLOSED = "closed"
+    OPENING = "opening"
+    OPEN = "open"
+    CLOSING = "closing"
+
+
+@dataclass
+class ElevatorModel:
+    """The physics and logic of one car; advance it with :meth:`step`."""
+
+    lowest: int = 1
+    highest: int = 18
+    speed_floors_per_s: float = 0.5  # ≈1.5 m/s with 3 m floors
+    door_move_s: float = 2.0
+    door_hold_s: float = 4.0
+    position: float = 1.0
+    target: int | None = None
+    door: DoorState = DoorState.CLOSED
+    door_timer: float = 0.0
+    occupied: bool = False
+    alarm_button: bool = False
+    mode: ServiceMode = ServiceMode.NORMAL
+    power_ok: bool = True
+    halted: bool = False
+    fault_code: int = 0
+    event_code: int = 0
+    run_count: int = 0
+    calls: list[int] = field(default_factory=list)
+
+    # -- commands
+
+    def call(self, floor: int) -> None:
+        """A landing or car call."""
+        if not self.lowest <= floor <= self.highest:
+            raise ValueError(f"floor {floor} is outside {self.lowest}..{self.highest}")
+        if floor not in self.calls:
+            self.calls.append(floor)
+
+    def stop_between_floors(self) -> None:
+        """The controller trips (e.g. safety circuit) and the car stops where it is."""
+        if self.in_door_zone:
+            self.position = int(self.position) + 0.5  # put it squarely between two floors
+        self.halted, self.target = True, None
+        self.calls.clear()
+        self.door, self.door_timer = DoorState.CLOSED, 0.0
+        self.fault_code = 4  # national-style 04: stopped outside the unlocking zone
+
+    def stop_at_floor(self) -> None:
+        """Stops dead at the nearest floor and keeps its doors shut (trapped at a floor)."""
+        self.position = float(round(self.position))
+        self.halted, self.target = True, None
+        self.calls.clear()
+        self.door, self.door_timer = DoorState.CLOSED, 0.0
+        self.fault_code = 2  # door fails to open
+
+    def recover(self) -> None:
+        """A technician resets the controller."""
+        self.halted, self.fault_code = False, 0
+        if not self.in_door_zone:
+            self.call(max(self.lowest, min(self.highest, round(self.position))))
+
+    def set_mode(self, mode: ServiceMode) -> None:
+        self.mode = mode
+        self.event_code = {ServiceMode.NORMAL: 40, ServiceMode.OUT_OF_SERVICE: 42,
+                           ServiceMode.INSPECTION: 43, ServiceMode.FIRE_RECALL: 44,
+                           ServiceMode.FIREFIGHTER: 45, ServiceMode.EMERGENCY_POWER: 46,
+                           ServiceMode.EARTHQUAKE: 47}.get(mode, self.event_code)
+
+    def set_power(self, ok: bool) -> None:
+        self.power_ok = ok
+        if not ok:
+            self.event_code = 41
+            self.halted, self.target = True, None
+        else:
+            self.halted = False
+            self.event_code = 40
+
+    def press_alarm(self, pressed: bool = True) -> None:
+        self.alarm_button = pressed
+        if pressed:
+            self.event_code = 90
+
+    # -- state
+
+    @property
+    def in_door_zone(self) -> bool:
+        return abs(self.position - round(self.position)) <= _DOOR_ZONE_FLOORS
+
+    @property
+    def moving(self) -> bool:
+        return self.target is not None and not self.halted
+
+    @property
+    def direction(self) -> int:
+        if not self.moving or self.target is None:
+            return 0
+        return 1 if self.target > self.position else 2
+
+    @property
+    def speed_m_s(self) -> float:
+        if not self.moving:
+            return 0.0
+        sign = 1.0 if self.direction == 1 else -1.0
+        return sign * self.speed_floors_per_s * _FLOOR_HEIGHT_M
+
+    def step(self, dt: float) -> None:
+        """Advance the simulation by ``dt`` seconds."""
+        if self.halted or not self.power_ok:
+            return
+        if self.door is not DoorState.CLOSED:
+            self._step_door(dt)
+            return
+        if self.target is None and self.calls:
+            self.target = self.calls.pop(0)
+            if self.target != round(self.position) or not self.in_door_zone:
+                self.run_count += 1
+        if self.target is None:
+            return
+        distance = self.target - self.position
+        travel = self.speed_floors_per_s * dt
+        if abs(distance) <= travel:
+            self.position = float(self.target)
+            self.target = None
+            self.door, self.door_timer = DoorState.OPENING, 0.0
+        else:
+            self.position += travel if distance > 0 else -travel
+
+    def _step_door(self, dt: float) -> None:
+        self.door_timer += dt
+        if self.door is DoorState.OPENING and self.door_timer >= self.door_move_s:
+            self.door, self.door_timer = DoorState.OPEN, 0.0
+        elif self.door is DoorState.OPEN and self.door_timer >= self.door_hold_s:
+            self.door, self.door_timer = DoorState.CLOSING, 0.0
+        elif self.door is DoorState.CLOSING and self.door_timer >= self.door_move_s:
+            self.door, self.door_timer = DoorState.CLOSED, 0.0
+
+    def registers(self) -> dict[int, int]:
+        """The holding registers as a real terminal would present them now."""
+        values: dict[str, float] = {
+            "car_status": 1 if self.moving else 0,
+            "car_direction": self.direction,
+            "door_zone": 1 if self.in_door_zone else 2,
+            "car_position": round(self.position),
+            "door_status": 1 if self.door is DoorState.CLOSED else 2,
+            "passenger_status": 1 if self.occupied else 2,
+            "service_mode": int(self.mode),
+            "power_status": 1 if self.power_ok else 2,
+            "alarm_button": 1 if self.alarm_button else 0,
+            "status_bits": self._status_bits(),
+            "fault_code": self.fault_code,
+            "event_code": self.event_code,
+            "car_speed": self.speed_m_s,
+            "run_count": self.run_count,
+        }
+        out: dict[int, int] = {}
+        for name, (address, type_name, _) in REGISTER_MAP.items():
+            for i, word in enumerate(encode(values[name], type_name)):
+                out[address + i] = word
+        return out
+
+    def _status_bits(self) -> int:
+        flags = {
+            "up_limit": self.position > self.highest + _DOOR_ZONE_FLOORS,
+            "down_limit": self.position < self.lowest - _DOOR_ZONE_FLOORS,
+            "safety_circuit_open": self.halted and self.fault_code in (1, 4),
+            "door_lock_open": self.door is not DoorState.CLOSED,
+        }
+        return sum(1 << STATUS_BITS[name] for name, on in flags.items() if on)
+
+
+class ElevatorSim:
+    """An :class:`ElevatorModel` wired to a Modbus unit and ticking in real time.
+
+    With ``traffic`` on, passengers call the car to random floors (seeded, so runs repeat).
+    """
+
+    def __init__(self, name: str, *, unit_id: int = 1, tick: float = 0.1,
+                 traffic: bool = True, seed: int = 0, model: ElevatorModel | None = None) -> None:
+        self.name = name
+        self.model = model or ElevatorModel()
+        self.unit = SimUnit(unit_id)
+        self.tick = tick
+        self.traffic = traffic
+        self._rng = random.Random(seed)
+        self._publish()
+
+    def _publish(self) -> None:
+        for address, word in self.model.registers().items():
+            self.unit.holding[address] = word
+
+    async def run(self) -> None:
+        """Advance the model every ``tick`` seconds until cancelled."""
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            self.model.step(now - last)
+            last = now
+            if self.traffic and not self.model.halted and not self.model.calls \
+                    and self.model.target is None and self.model.door is DoorState.CLOSED:
+                self.model.occupied = self._rng.random() < 0.7
+                self.model.call(self._rng.randint(self.model.lowest, self.model.highest))
+            self._publish()
+
+    def refresh(self) -> None:
+        """Push the model's state to the registers now (after a command)."""
+        self._publish()

@@ -1,0 +1,165 @@
+"""Alarm engine on the fake clock: on-delay, off-delay, unknown values, messages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.alarms import AlarmEngine, AlarmEvent, AlarmState
+from gateway.bus import Bus
+from gateway.clock import FakeClock
+from gateway.config import GatewayConfig, load_config_text
+from gateway.model import Quality, Reading
+
+CONFIG = """
+site: {id: s1, name: 测试小区, gateway_id: gw1}
+devices:
+  - id: E1
+    name: 1号梯
+    driver: modbus-tcp
+    host: 127.0.0.1
+    kind: elevator
+    location: {building: "2", floor: "5"}
+    points:
+      - {name: car_status, address: 0}
+      - {name: door_zone, address: 1}
+      - {name: door_status, address: 2}
+      - {name: passenger_status, address: 3}
+      - {name: alarm_button, address: 4}
+rules:
+  - id: trapped
+    kind: elevator
+    for: 30s
+    clear_for: 5s
+    when:
+      all:
+        - {point: car_status, eq: 0}
+        - {point: door_zone, eq: 2}
+        - {point: door_status, eq: 1}
+        - any: [{point: passenger_status, eq: 1}, {point: alarm_button, eq: 1}]
+    category: elevator_entrapment
+    priority: P0
+    message: {zh: "{device_name}（{location}）困人，楼层{car_position}", en: "{device_name} at {location}: trapped"}
+"""
+
+TRAPPED = {"car_status": 0, "door_zone": 2, "door_status": 1, "passenger_status": 1,
+           "alarm_button": 0}
+
+
+@pytest.fixture
+def config() -> GatewayConfig:
+    return load_config_text(CONFIG)
+
+
+class Harness:
+    def __init__(self, config: GatewayConfig, clock: FakeClock) -> None:
+        self.clock = clock
+        self.events: list[AlarmEvent] = []
+        self.bus = Bus()
+        self.feed = self.bus.subscribe("alarms")
+
+        async def sink(event: AlarmEvent) -> None:
+            self.events.append(event)
+
+        self.engine = AlarmEngine(config, clock, sink)
+
+    async def send(self, values: dict[str, object], quality: Quality = Quality.GOOD) -> None:
+        for point, value in values.items():
+            await self.bus.publish(Reading("E1", point, value if quality is Quality.GOOD else None,  # type: ignore[arg-type]
+                                           quality, self.clock.time()))
+        await self.clock.advance(0)
+
+    @property
+    def states(self) -> list[tuple[AlarmState, float]]:
+        return [(e.state, e.mono) for e in self.events]
+
+
+@pytest.fixture
+async def harness(config: GatewayConfig, fake_clock: FakeClock) -> AsyncIterator[Harness]:
+    h = Harness(config, fake_clock)
+    task = asyncio.create_task(h.engine.run(h.feed))
+    yield h
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_raises_only_after_the_on_delay(harness: Harness) -> None:
+    t0 = harness.clock.monotonic()
+    await harness.send(TRAPPED)
+    await harness.clock.advance(29.9)
+    assert harness.events == []
+    await harness.clock.advance(0.1)
+    assert harness.states == [(AlarmState.ACTIVE, t0 + 30)]
+    event = harness.events[0]
+    assert (event.priority, event.category, event.device) == ("P0", "elevator_entrapment", "E1")
+    assert event.evidence["passenger_status"] == 1
+    assert event.condition_since == harness.clock.time() - 30
+
+
+async def test_condition_flicker_restarts_the_on_delay(harness: Harness) -> None:
+    await harness.send(TRAPPED)
+    await harness.clock.advance(20)
+    await harness.send({"door_status": 2})  # doors opened: not trapped
+    await harness.send({"door_status": 1})
+    t_restart = harness.clock.monotonic()
+    await harness.clock.advance(29)
+    assert harness.events == []
+    await harness.clock.advance(1)
+    assert harness.states == [(AlarmState.ACTIVE, t_restart + 30)]
+
+
+async def test_car_at_floor_with_doors_open_is_not_trapped(harness: Harness) -> None:
+    await harness.send({**TRAPPED, "door_zone": 1, "door_status": 2})
+    await harness.clock.advance(600)
+    assert harness.events == []
+
+
+async def test_alarm_button_counts_when_occupancy_is_unknown_sensor(harness: Harness) -> None:
+    await harness.send({**TRAPPED, "passenger_status": 2, "alarm_button": 1})
+    await harness.clock.advance(30)
+    assert [e.state for e in harness.events] == [AlarmState.ACTIVE]
+
+
+async def test_comm_loss_cancels_pending_but_never_clears_active(harness: Harness) -> None:
+    await harness.send(TRAPPED)
+    await harness.clock.advance(10)
+    await harness.send({"door_zone": None}, quality=Quality.COMM_LOSS)
+    await harness.clock.advance(60)
+    assert harness.events == [], "an unknown value must not confirm an entrapment"
+
+    await harness.send(TRAPPED)
+    await harness.clock.advance(30)
+    assert len(harness.events) == 1
+    await harness.send({name: None for name in TRAPPED}, quality=Quality.COMM_LOSS)
+    await harness.clock.advance(3600)
+    assert [e.state for e in harness.events] == [AlarmState.ACTIVE], \
+        "a silent elevator must not make an entrapment disappear"
+
+
+async def test_clears_after_the_off_delay(harness: Harness) -> None:
+    await harness.send(TRAPPED)
+    await harness.clock.advance(30)
+    await harness.send({"door_zone": 1, "door_status": 2})
+    t_false = harness.clock.monotonic()
+    await harness.clock.advance(4.9)
+    assert len(harness.events) == 1
+    await harness.clock.advance(0.1)
+    assert harness.states[-1] == (AlarmState.CLEARED, t_false + 5)
+    assert harness.engine.active() == []
+
+
+async def test_message_interpolates_device_location_and_points(harness: Harness) -> None:
+    await harness.send({**TRAPPED, "car_position": 7})
+    await harness.clock.advance(30)
+    event = harness.events[0]
+    assert event.message_zh == "1号梯（2号楼 / 5层）困人，楼层7"
+    assert event.message_en == "1号梯 at bldg 2 / floor 5: trapped"
+
+
+async def test_readings_of_unknown_devices_are_ignored(harness: Harness) -> None:
+    await harness.bus.publish(Reading("nope", "car_status", 0, Quality.GOOD, 0.0))
+    await harness.clock.advance(100)
+    assert harness.events == []
