@@ -47,7 +47,7 @@ async def build_client(cfg: BrokerConfig, *, client_id: str,
     Certificate loading is blocking file I/O, so it runs in a thread.
     """
     tls_context = await asyncio.to_thread(_tls_context, cfg.tls) if cfg.tls else None
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         hostname=cfg.host,
         port=cfg.effective_port,
         username=cfg.username,
@@ -64,6 +64,10 @@ async def build_client(cfg: BrokerConfig, *, client_id: str,
         tls_insecure=cfg.tls.insecure if cfg.tls else None,
         socket_options=_SOCKET_OPTIONS,
     )
+    # aiomqtt's ``timeout`` only bounds the wait for CONNACK; paho's own TCP connect and TLS
+    # handshake (in an executor thread) default to 5 s whatever the config says.
+    client._client.connect_timeout = cfg.connect_timeout
+    return client
 
 
 @dataclass
@@ -109,26 +113,31 @@ class MqttSession:
         return f"{scheme}://{self.cfg.host}:{self.cfg.effective_port}"
 
     async def run(self) -> None:
-        """Connect, serve, reconnect; forever until cancelled."""
+        """Connect, serve, reconnect; forever until cancelled (or ``on_connected`` returns)."""
         failing = False
         while True:
             self.state = LinkState.CONNECTING
+            was_connected = False
             try:
                 client = await build_client(self.cfg, client_id=self.client_id, will=self._will)
-                async with client:
-                    self.state = LinkState.CONNECTED
-                    self.counters.connects += 1
-                    self._backoff.reset()
-                    if failing:
-                        log.info("mqtt[%s]: connected again to %s", self.name, self.where)
-                    else:
-                        log.info("mqtt[%s]: connected to %s", self.name, self.where)
-                    failing = False
-                    self.last_error = None
-                    await self._on_connected(client)
-                    return
+                try:
+                    async with client:
+                        self.state = LinkState.CONNECTED
+                        was_connected = True
+                        self.counters.connects += 1
+                        self._backoff.reset()
+                        if failing:
+                            log.info("mqtt[%s]: connected again to %s", self.name, self.where)
+                        else:
+                            log.info("mqtt[%s]: connected to %s", self.name, self.where)
+                        failing = False
+                        self.last_error = None
+                        await self._on_connected(client)
+                        return
+                finally:
+                    _close_socket(client)
             except aiomqtt.MqttError as exc:
-                delay = self._failed(exc, first=not failing)
+                delay = self._failed(exc, first=not failing, lost=was_connected)
                 failing = True
             except (OSError, ssl.SSLError, ValueError) as exc:
                 # Certificate files missing or unreadable: a config problem, retried slowly.
@@ -139,7 +148,8 @@ class MqttSession:
                 await self._on_down(self.last_error or "disconnected")
             await self._clock.sleep(delay)
 
-    def _failed(self, exc: Exception, *, first: bool, permanent: bool = False) -> float:
+    def _failed(self, exc: Exception, *, first: bool, permanent: bool = False,
+                lost: bool = False) -> float:
         self.counters.failures += 1
         self.last_error = str(exc) or type(exc).__name__
         code = getattr(exc, "rc", None)
@@ -148,13 +158,28 @@ class MqttSession:
             delay = self._backoff.give_up_to_cap()
         else:
             delay = self._backoff.next_delay()
-        if first:
+        if lost:
+            log.warning("mqtt[%s]: connection to %s lost: %s; reconnecting in %.1fs",
+                        self.name, self.where, self.last_error, delay)
+        elif first:
             log.warning("mqtt[%s]: %s unavailable: %s; retrying in %.1fs", self.name,
                         self.where, self.last_error, delay)
         else:
             log.debug("mqtt[%s]: still unavailable: %s; retrying in %.1fs", self.name,
                       self.last_error, delay)
         return delay
+
+
+def _close_socket(client: aiomqtt.Client) -> None:
+    """Close the client's socket if aiomqtt left it open (a no-op after a clean exit).
+
+    aiomqtt 2.5.1 leaves the socket open, its reader registered and its ``_misc_loop`` task
+    running when ``__aenter__`` fails after the TCP connect (CONNACK timeout or refusal,
+    cancellation), and when a read error (e.g. an ``ssl.SSLError``) ends the connection:
+    every retry would leak a socket and a task. paho's ``_sock_close`` unregisters the socket
+    from the loop through aiomqtt's callbacks, which also cancels that task.
+    """
+    client._client._sock_close()
 
 
 def _tls_context(tls: TlsConfig) -> ssl.SSLContext:

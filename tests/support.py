@@ -8,9 +8,11 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Mosquitto", "free_port", "wait_port"]
+__all__ = ["Mosquitto", "TlsFiles", "free_port", "make_tls_files", "tls_listener_conf",
+           "wait_port"]
 
 
 def free_port() -> int:
@@ -83,3 +85,50 @@ class Mosquitto:
             yield self
         finally:
             self.stop()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a throw-away CA, a server certificate and a client certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    #: A second CA that signed nothing here: trusting it must make the handshake fail.
+    other_ca: Path
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """Write trustme certificates: the server's is valid for 127.0.0.1 and localhost."""
+    import trustme
+
+    ca = trustme.CA()
+    files = TlsFiles(ca=directory / "ca.pem", server_cert=directory / "server.pem",
+                     server_key=directory / "server.key", client_cert=directory / "client.pem",
+                     client_key=directory / "client.key", other_ca=directory / "other-ca.pem")
+    ca.cert_pem.write_to_path(files.ca)
+    trustme.CA().cert_pem.write_to_path(files.other_ca)
+    for cert, cert_path, key_path in (
+        (ca.issue_cert("127.0.0.1", "localhost"), files.server_cert, files.server_key),
+        (ca.issue_cert("propgw-test-client@example.com", common_name="propgw-test-client"),
+         files.client_cert, files.client_key),
+    ):
+        cert.private_key_pem.write_to_path(key_path)
+        for i, blob in enumerate(cert.cert_chain_pems):
+            blob.write_to_path(cert_path, append=i > 0)
+    return files
+
+
+def tls_listener_conf(port: int, files: TlsFiles, *, require_certificate: bool = True) -> str:
+    """mosquitto.conf lines for an extra TLS listener (pass as ``Mosquitto(extra_conf=...)``).
+
+    With ``require_certificate`` the broker accepts only clients whose certificate the CA
+    signed.
+    """
+    return (f"listener {port} 127.0.0.1\n"
+            f"cafile {files.ca}\n"
+            f"certfile {files.server_cert}\n"
+            f"keyfile {files.server_key}\n"
+            f"require_certificate {'true' if require_certificate else 'false'}\n")

@@ -59,7 +59,7 @@ class ModbusResponse(Protocol):
     def registers(self) -> Sequence[int]: ...
     @property
     def bits(self) -> Sequence[bool]: ...
-    def isError(self) -> bool: ...  # noqa: N802  # pymodbus's name
+    def isError(self) -> bool: ...
 
 
 class ModbusClient(Protocol):
@@ -130,25 +130,25 @@ async def guarded_read(
                 # TimeoutError when pymodbus reports the cancellation as an I/O error.
                 _reraise_cancellation(exc)
                 raise
-    return _payload(response, device, table, fc, address, count)
+    return _payload(response, device, table=table, fc=fc, address=address, count=count)
 
 
-async def guarded_connect(client: ModbusClient, *, link: str, timeout: float) -> None:
-    """Open the client's connection within ``timeout`` seconds.
+async def guarded_connect(client: ModbusClient, *, link: str, connect_timeout: float) -> None:
+    """Open the client's connection within ``connect_timeout`` seconds.
 
     Raises:
         LinkError: The endpoint or port could not be opened in time.
         asyncio.CancelledError: The calling task was cancelled; never swallowed.
     """
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(connect_timeout):
             try:
                 connected = await client.connect()
             except ModbusException as exc:
                 _reraise_cancellation(exc)
                 raise
     except TimeoutError as exc:
-        raise LinkError(f"connect timed out after {timeout:g}s", link=link) from exc
+        raise LinkError(f"connect timed out after {connect_timeout:g}s", link=link) from exc
     except (ModbusException, OSError) as exc:
         raise LinkError(f"cannot connect: {exc}", link=link) from exc
     if not connected:
@@ -209,7 +209,7 @@ def _reraise_cancellation(exc: BaseException) -> None:
         raise asyncio.CancelledError from exc
 
 
-def _payload(response: ModbusResponse, device: ModbusDevice, table: str, fc: int,
+def _payload(response: ModbusResponse, device: ModbusDevice, *, table: str, fc: int,
              address: int, count: int) -> list[int] | list[bool]:
     where = _Where(device, address)
     if response.isError():

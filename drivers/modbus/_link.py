@@ -193,7 +193,8 @@ class ModbusLink:
         client = self._client_factory()
         try:
             self._health.state = "connecting"
-            await guarded_connect(client, link=self._name, timeout=self._connect_timeout)
+            await guarded_connect(client, link=self._name,
+                                  connect_timeout=self._connect_timeout)
             self._health.count("connects")
             self._health.state = "connected"
             self._health.last_error = None
@@ -315,7 +316,8 @@ class ModbusLink:
             await sink(reading)
         self._health.count("readings", len(block.points))
 
-    async def _emit_failed(self, sink: ReadingSink, dev: _Device, points: list[ModbusPoint],
+    async def _emit_failed(self, sink: ReadingSink, dev: _Device,
+                           points: Sequence[ModbusPoint],
                            quality: Quality, error: str) -> None:
         ts = self._clock.time()
         for point in points:

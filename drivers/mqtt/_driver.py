@@ -20,7 +20,7 @@ import asyncio
 import enum
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import UTC, tzinfo
 
 import aiomqtt
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: After the first WARNING about a point's malformed payloads, at most one per this many seconds.
 MALFORMED_LOG_INTERVAL = 60.0
+_COUNTERS = ("messages", "readings", "malformed", "unmatched", "bad_topic", "subscribe_refused",
+             "comm_loss")
 # Filters per SUBSCRIBE packet: small enough for brokers that cap packet size.
 _SUBSCRIBE_BATCH = 64
 
@@ -76,16 +78,6 @@ class _Tracked:
 class _LogLimit:
     last_warning: float
     suppressed: int = 0
-
-
-@dataclass(slots=True)
-class _Counters:
-    values: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("messages", "readings", "malformed", "unmatched", "bad_topic", "subscribe_refused",
-         "comm_loss"), 0))
-
-    def add(self, name: str, n: int = 1) -> None:
-        self.values[name] += n
 
 
 class MqttDriver:
@@ -128,7 +120,7 @@ class MqttDriver:
         self._sink: ReadingSink | None = None
         self._tracked: dict[tuple[int, str], _Tracked] = {}
         self._log_limits: dict[tuple[str, str], _LogLimit] = {}
-        self._counters = _Counters()
+        self._counters = dict.fromkeys(_COUNTERS, 0)
         self._subscribed = 0
         self._rearm = asyncio.Event()
         self._armed: float | None = None  # the deadline the watchdog sleeps until
@@ -153,18 +145,17 @@ class MqttDriver:
         ``connect_failures`` and ``subscribed`` (completed subscription rounds).
         """
         session = self._session
-        counters = dict(self._counters.values)
+        counters = dict(self._counters)
         counters["subscribed"] = self._subscribed
         counters["connects"] = session.counters.connects if session else 0
         counters["connect_failures"] = session.counters.failures if session else 0
-        health = LinkHealth(
+        return LinkHealth(
             link=self.name,
             state=str(session.state if session else LinkState.STOPPED),
             last_error=session.last_error if session else None,
             counters=counters,
             devices={t.device_id: str(t.status) for t in self._tracked.values()},
         )
-        return replace(health)
 
     async def run(self, sink: ReadingSink) -> None:
         """Connect, subscribe and emit readings into ``sink`` until cancelled.
@@ -207,7 +198,7 @@ class MqttDriver:
             codes = await client.subscribe(batch, timeout=self.broker.connect_timeout)
             for (topic, qos), code in zip(batch, codes, strict=False):
                 if getattr(code, "is_failure", False) or code == 0x80:
-                    self._counters.add("subscribe_refused")
+                    self._count("subscribe_refused")
                     log.warning("%s: broker refused subscription to %r (qos %d): %s",
                                 self.name, topic, qos, code)
         self._subscribed += 1
@@ -228,7 +219,7 @@ class MqttDriver:
     # ------------------------------------------------------------------ messages
 
     async def _dispatch(self, message: aiomqtt.Message) -> None:
-        self._counters.add("messages")
+        self._count("messages")
         topic = message.topic.value
         raw = message.payload
         payload = Payload(raw if isinstance(raw, bytes | bytearray | str)
@@ -245,7 +236,7 @@ class MqttDriver:
                 try:
                     device_id = expand_device_id(route.device.id, values)
                 except ValueError as exc:
-                    self._counters.add("bad_topic")
+                    self._count("bad_topic")
                     self._limited_warning(("", route.pattern.template),
                                           "%s: message on %r ignored: %s", topic, exc)
                     continue
@@ -255,7 +246,7 @@ class MqttDriver:
                     decoded = decoder.decode(payload, device=device_id)
                 except DecodeError as exc:
                     reason = str(exc.args[0])
-                    self._counters.add("malformed")
+                    self._count("malformed")
                     self._limited_warning((device_id, decoder.name),
                                           "%s: malformed payload for %s on %r: %s",
                                           f"{device_id}.{decoder.name}", topic, reason)
@@ -266,7 +257,7 @@ class MqttDriver:
                                       received, decoded.source_ts)
                 await self._emit(reading)
         if not matched:
-            self._counters.add("unmatched")
+            self._count("unmatched")
             log.debug("%s: no point matches topic %r", self.name, topic)
 
     def _seen(self, route: _Route, device_id: str) -> None:
@@ -291,9 +282,13 @@ class MqttDriver:
         else:
             tracked.status = _Status.OK
 
+    def _count(self, name: str) -> None:
+        self._counters[name] += 1
+
     async def _emit(self, reading: Reading) -> None:
-        assert self._sink is not None, "only called while running"  # noqa: S101
-        self._counters.add("readings")
+        if self._sink is None:
+            raise RuntimeError(f"{self.name}: reading emitted while not running")
+        self._count("readings")
         await self._sink(reading)
 
     async def _comm_loss(self, tracked: _Tracked, reason: str, *, by_link: bool) -> None:
@@ -301,7 +296,7 @@ class MqttDriver:
         tracked.lost_by_link = by_link
         now = self._clock.time()
         for point in tracked.cfg.points:
-            self._counters.add("comm_loss")
+            self._count("comm_loss")
             await self._emit(Reading(tracked.device_id, point.name, None, Quality.COMM_LOSS,
                                      now, error=reason))
 
@@ -313,8 +308,8 @@ class MqttDriver:
             self._log_limits[key] = _LogLimit(now)
             log.warning(msg, self.name, *args)
         elif now - limit.last_warning >= MALFORMED_LOG_INTERVAL:
-            log.warning(msg + " (%d similar suppressed since the last warning)", self.name,
-                        *args, limit.suppressed)
+            log.warning("%s (%d similar suppressed since the last warning)",
+                        msg % (self.name, *args), limit.suppressed)
             limit.last_warning = now
             limit.suppressed = 0
         else:

@@ -337,11 +337,10 @@ def _coerce(raw: Scalar, type_: str) -> Scalar:
     if number is None:
         raise _Invalid(f"expected {'an integer' if type_ == 'int' else 'a number'}, "
                        f"got {_short(raw)}")
-    if type_ == "int":
-        if isinstance(number, float):
-            if not number.is_integer():
-                raise _Invalid(f"expected an integer, got {_short(raw)}")
-            return int(number)
+    if type_ == "int" and isinstance(number, float):
+        if not number.is_integer():
+            raise _Invalid(f"expected an integer, got {_short(raw)}")
+        return int(number)
     return number
 
 

@@ -16,6 +16,7 @@ cut replaces this queue in the work-order issue.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _PRIORITY_RANK = {"P0": 0, "P1": 1, "P2": 2, "P3": 3}
 _PUBLISH_TIMEOUT = 10.0
+_GOODBYE_TIMEOUT = 1.0
 
 
 @dataclass(order=True, frozen=True)
@@ -89,14 +91,23 @@ class UpstreamPublisher:
     async def _serve(self, client: aiomqtt.Client) -> None:
         await client.publish(self.status_topic, self._status("online"), qos=1, retain=True,
                              timeout=_PUBLISH_TIMEOUT)
-        while True:
-            if self._in_flight is None:
-                self._in_flight = await self._queue.get()
-            message = self._in_flight
-            await client.publish(message.topic, message.payload, qos=self._upstream.qos,
-                                 retain=message.retain, timeout=_PUBLISH_TIMEOUT)
-            self._in_flight = None
-            self.sent += 1
+        try:
+            while True:
+                if self._in_flight is None:
+                    self._in_flight = await self._queue.get()
+                message = self._in_flight
+                await client.publish(message.topic, message.payload, qos=self._upstream.qos,
+                                     retain=message.retain, timeout=_PUBLISH_TIMEOUT)
+                self._in_flight = None
+                self.sent += 1
+        except asyncio.CancelledError:
+            # A clean stop sends no last will, so say "offline" ourselves; shielded and
+            # time-boxed so a dead broker cannot hold up shutdown.
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                async with asyncio.timeout(_GOODBYE_TIMEOUT):
+                    await asyncio.shield(client.publish(
+                        self.status_topic, self._status("offline"), qos=1, retain=True))
+            raise
 
     def _status(self, state: str) -> bytes:
         return json.dumps({"state": state, "site_id": self._site.id,
