@@ -155,7 +155,7 @@ async def _watch_upstream(config: GatewayConfig, host: str, port: int, say: _Pri
             async with aiomqtt.Client(host, port, identifier="propgw-demo-platform") as client:
                 await client.subscribe(f"{base}/#", qos=1)
                 async for message in client.messages:
-                    say.upstream(str(message.topic), bytes(message.payload))  # type: ignore[arg-type]
+                    say.upstream(str(message.topic), bytes(message.payload))
         except aiomqtt.MqttError as exc:
             log.debug("demo upstream watcher: %s; retrying", exc)
             await asyncio.sleep(1)

@@ -174,17 +174,35 @@ def _close_socket(client: aiomqtt.Client) -> None:
     """Close the client's socket if aiomqtt left it open (a no-op after a clean exit).
 
     aiomqtt 2.5.1 leaves the socket open, its reader registered and its ``_misc_loop`` task
-    running when ``__aenter__`` fails after the TCP connect (CONNACK timeout or refusal,
-    cancellation), and when a read error (e.g. an ``ssl.SSLError``) ends the connection:
-    every retry would leak a socket and a task. paho's ``_sock_close`` unregisters the socket
-    from the loop through aiomqtt's callbacks, which also cancels that task.
+    running when ``__aenter__`` fails after the TCP connect (no CONNACK in time, or cancelled
+    while waiting for it), and when paho raises from a read or write callback (aiomqtt then
+    only marks the link disconnected): every retry would leak a socket and a task. paho's
+    ``_sock_close`` unregisters the socket through aiomqtt's callbacks, which also cancels
+    that task. Both are private: there is no public way in aiomqtt <3 / paho <3.
     """
     client._client._sock_close()
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the TLS handshake fails.
+
+    paho 2.2 (``Client._ssl_wrap_socket``) drops the socket without closing it when the
+    handshake fails (wrong CA, no client certificate): each retry would leave a socket for the
+    garbage collector and a ``ResourceWarning``.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except OSError:
+            self.close()
+            raise
 
 
 def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
     context = ssl.create_default_context(
         cafile=str(tls.ca_file) if tls.ca_file else None)
+    context.sslsocket_class = _ClosingSSLSocket
     if tls.cert_file is not None and tls.key_file is not None:
         context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
     if tls.insecure:

@@ -46,5 +46,6 @@ def _no_leaked_threads() -> Iterator[None]:
     before = set(threading.enumerate())
     yield
     leaked = [t for t in set(threading.enumerate()) - before
-              if t.is_alive() and not t.daemon and not t.name.startswith(("asyncio_", "ThreadPool"))]
+              if t.is_alive() and not t.daemon
+              and not t.name.startswith(("asyncio_", "ThreadPool"))]
     assert not leaked, f"test leaked threads: {[t.name for t in leaked]}"

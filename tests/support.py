@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import shutil
 import socket
 import subprocess
@@ -48,8 +49,12 @@ class Mosquitto:
         self.workdir = workdir
         self.conf = workdir / f"mosquitto-{self.port}.conf"
         self.log = workdir / f"mosquitto-{self.port}.log"
+        # Started as root, mosquitto drops to the user "mosquitto", which cannot write into
+        # pytest's private temporary folders; run it as whoever runs the tests instead.
+        user = "" if "user " in extra_conf else f"user {getpass.getuser()}\n"
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+            user
+            + f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence false\n"
             f"log_dest file {self.log}\n"
@@ -65,7 +70,12 @@ class Mosquitto:
     def start(self) -> None:
         self._proc = subprocess.Popen([self.binary, "-c", str(self.conf)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+        try:
+            wait_port(self.port)
+        except TimeoutError:
+            self.stop()
+            log = self.log.read_text() if self.log.exists() else "(no log)"
+            raise RuntimeError(f"mosquitto did not start on port {self.port}:\n{log}") from None
 
     def stop(self) -> None:
         if self._proc is None:
@@ -125,9 +135,12 @@ def tls_listener_conf(port: int, files: TlsFiles, *, require_certificate: bool =
     """mosquitto.conf lines for an extra TLS listener (pass as ``Mosquitto(extra_conf=...)``).
 
     With ``require_certificate`` the broker accepts only clients whose certificate the CA
-    signed.
+    signed. Started as root, mosquitto switches to the user ``mosquitto`` before it loads
+    certificates, and that user cannot read pytest's private temporary directories: ``user``
+    keeps it as whoever runs the tests (a no-op when that is not root).
     """
-    return (f"listener {port} 127.0.0.1\n"
+    return (f"user {getpass.getuser()}\n"
+            f"listener {port} 127.0.0.1\n"
             f"cafile {files.ca}\n"
             f"certfile {files.server_cert}\n"
             f"keyfile {files.server_key}\n"

@@ -32,10 +32,10 @@ ORDERS = [("big", "big"), ("big", "little"), ("little", "big"), ("little", "litt
 @pytest.mark.parametrize("type_name", list(NUMERIC))
 def test_numeric_types_in_every_order(type_name: str, word_order: str, byte_order: str) -> None:
     for value in NUMERIC[type_name]:
-        regs = encode(value, type_name, word_order=word_order,  # type: ignore[arg-type]
-                      byte_order=byte_order)  # type: ignore[arg-type]
-        got = decode_raw(type_name, regs, word_order=word_order,  # type: ignore[arg-type]
-                         byte_order=byte_order)  # type: ignore[arg-type]
+        regs = encode(value, type_name, word_order=word_order,
+                      byte_order=byte_order)
+        got = decode_raw(type_name, regs, word_order=word_order,
+                         byte_order=byte_order)
         assert got == value, (type_name, word_order, byte_order, regs)
         assert type(got) is (float if type_name.startswith("float") else int)
 

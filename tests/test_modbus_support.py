@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -12,7 +13,11 @@ from drivers.modbus import ModbusLink
 from gateway.config import ModbusPoint, ModbusRtuDevice, ModbusTcpDevice
 from gateway.model import Quality, Reading
 
-__all__ = ["Collector", "point", "running", "rtu_device", "tcp_device"]
+__all__ = ["WAIT", "Collector", "NotifyingCounter", "point", "rtu_device", "running",
+           "tcp_device"]
+
+#: Every wait for a condition in the Modbus tests is bounded by this many seconds.
+WAIT = 3.0
 
 
 class Collector:
@@ -31,9 +36,9 @@ class Collector:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-        """Return once ``predicate()`` holds; TimeoutError after ``timeout`` seconds."""
-        async with asyncio.timeout(timeout), self._changed:
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` holds; TimeoutError after :data:`WAIT` seconds."""
+        async with asyncio.timeout(WAIT), self._changed:
             await self._changed.wait_for(predicate)
 
     def of(self, device: str, name: str | None = None) -> list[Reading]:
@@ -55,6 +60,25 @@ class Collector:
     def times_of(self, device: str, name: str, quality: Quality = Quality.GOOD) -> list[float]:
         return [t for r, t in zip(self.readings, self.arrived, strict=True)
                 if r.device == device and r.point == name and r.quality is quality]
+
+
+class NotifyingCounter(Counter[int]):
+    """A ``SimUnit.requests`` counter that a test can wait on (the server only counts)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+
+    def __setitem__(self, key: int, value: int) -> None:
+        super().__setitem__(key, value)
+        self.changed.set()
+
+    async def wait_until(self, fc: int, count: int) -> None:
+        """Return once ``self[fc] >= count``; TimeoutError after :data:`WAIT` seconds."""
+        async with asyncio.timeout(WAIT):
+            while self[fc] < count:
+                self.changed.clear()
+                await self.changed.wait()
 
 
 def point(name: str, address: int, **kw: Any) -> ModbusPoint:

@@ -75,7 +75,7 @@ def test_wildcards_at_the_first_level_skip_dollar_topics() -> None:
 
 @pytest.mark.parametrize("template", ["a/b{c}/d", "a/b+/c", "a/#/b", "a/{x}/{x}"])
 def test_malformed_templates_are_rejected(template: str) -> None:
-    with pytest.raises(ValueError, match="topic level|last level|twice"):
+    with pytest.raises(ValueError, match=r"topic level|last level|twice"):
         TopicPattern.compile(template)
 
 

@@ -41,8 +41,8 @@ class Watcher:
                 assert isinstance(payload, bytes)
                 self.messages.append((str(message.topic), json.loads(payload)))
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, count: int, deadline: float = 10.0) -> None:
+        async with asyncio.timeout(deadline):
             while len(self.messages) < count:
                 await asyncio.sleep(0.01)
 

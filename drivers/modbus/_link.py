@@ -87,6 +87,18 @@ class ModbusLink:
     Implements the :class:`~drivers.base.Driver` protocol. Not reentrant: run it once at a
     time; it may be run again after the previous run ended.
 
+    Failures and their readings:
+
+    * no answer (timeout, bad CRC, gateway exception 10/11): COMM_LOSS for the block and the
+      device's remaining blocks this cycle; the device is then probed at a backed-off period
+      (``max(poll_interval, timeout)`` doubling up to ``max_backoff``) without retries;
+    * an exception code or an answer that does not fit: BAD for that block only; the device
+      answered promptly, so its other blocks are still read and its period is kept;
+    * the connection: COMM_LOSS for every point on the link, reconnect with ``reconnect``.
+
+    :meth:`health` states: link ``starting``/``connecting``/``connected``/``disconnected``/
+    ``stopped``; device ``starting``/``ok``/``bad``/``comm-loss``/``link-down``.
+
     Args:
         devices: The devices sharing the connection: all ``ModbusTcpDevice`` with the same
             host and port, or all ``ModbusRtuDevice`` on the same serial port.
@@ -228,7 +240,8 @@ class ModbusLink:
         heapq.heapify(heap)
         while True:
             due, _, i = heapq.heappop(heap)
-            await self._clock.sleep_until(due)
+            if due > self._clock.monotonic():
+                await self._clock.sleep_until(due)
             dev = self._devices[i]
             await self._poll_device(client, dev, sink)
             heapq.heappush(heap, (self._next_due(dev, due), next(seq), i))

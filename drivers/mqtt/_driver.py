@@ -122,7 +122,7 @@ class MqttDriver:
         self._log_limits: dict[tuple[str, str], _LogLimit] = {}
         self._counters = dict.fromkeys(_COUNTERS, 0)
         self._subscribed = 0
-        self._rearm = asyncio.Event()
+        self._rearm: asyncio.Event | None = None  # made in run(): it binds to the loop
         self._armed: float | None = None  # the deadline the watchdog sleeps until
         self._has_stale = any(d.stale_after is not None for d in self.devices)
 
@@ -170,6 +170,7 @@ class MqttDriver:
         if self._sink is not None:
             raise RuntimeError(f"{self.name} is already running")
         self._sink = sink
+        self._rearm = asyncio.Event()
         self._session = MqttSession(
             self.broker_id, self.broker, client_id=self.client_id, clock=self._clock,
             on_connected=self._serve, on_down=self._link_down)
@@ -187,6 +188,7 @@ class MqttDriver:
         finally:
             self._session.state = LinkState.STOPPED
             self._sink = None
+            self._rearm = None
             self._armed = None
 
     # ------------------------------------------------------------------ connection
@@ -292,6 +294,8 @@ class MqttDriver:
         await self._sink(reading)
 
     async def _comm_loss(self, tracked: _Tracked, reason: str, *, by_link: bool) -> None:
+        if tracked.status is _Status.COMM_LOSS:
+            return  # the watchdog and a link loss may both get here while the sink waits
         tracked.status = _Status.COMM_LOSS
         tracked.lost_by_link = by_link
         now = self._clock.time()
@@ -322,12 +326,17 @@ class MqttDriver:
         stale_after = tracked.cfg.stale_after
         if stale_after is None:
             return
+        if self._rearm is None:
+            return
         if self._armed is None or tracked.last_seen + stale_after < self._armed:
             self._rearm.set()
 
     async def _watch_stale(self) -> None:
+        rearm = self._rearm
+        if rearm is None:
+            raise RuntimeError(f"{self.name}: the watchdog runs only inside run()")
         while True:
-            self._rearm.clear()
+            rearm.clear()
             self._armed = None
             now = self._clock.monotonic()
             due: list[_Tracked] = []
@@ -351,16 +360,16 @@ class MqttDriver:
                         by_link=False)
                 continue  # emitting awaited the sink: look again with the current time
             if next_deadline is None:
-                await self._rearm.wait()
+                await rearm.wait()
             else:
                 self._armed = next_deadline
-                await self._sleep_until_or_rearmed(next_deadline)
+                await self._sleep_until_or_set(next_deadline, rearm)
 
-    async def _sleep_until_or_rearmed(self, deadline: float) -> None:
+    async def _sleep_until_or_set(self, deadline: float, event: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             sleeper = tg.create_task(self._clock.sleep_until(deadline),
                                      name=f"{self.name}.stale.sleep")
-            waker = tg.create_task(self._rearm.wait(), name=f"{self.name}.stale.rearm")
+            waker = tg.create_task(event.wait(), name=f"{self.name}.stale.rearm")
             sleeper.add_done_callback(lambda _: waker.cancel())
             waker.add_done_callback(lambda _: sleeper.cancel())
 

@@ -1,0 +1,67 @@
+"""SIGTERM stops `propgw run` cleanly within 5 s, even while a Modbus request hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import Mosquitto
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.mosquitto
+async def test_sigterm_while_a_request_hangs_on_a_silent_device(mosquitto: Mosquitto,
+                                                                tmp_path: Path) -> None:
+    requests = 0
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        try:
+            while await reader.read(256):
+                requests += 1  # swallow the request, never answer
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = tmp_path / "site.yaml"
+    config.write_text(f"""
+site: {{id: s, name: s, gateway_id: g}}
+brokers: {{platform: {{host: 127.0.0.1, port: {mosquitto.port}}}}}
+upstream: {{broker: platform}}
+devices:
+  - id: dead
+    driver: modbus-tcp
+    host: 127.0.0.1
+    port: {port}
+    timeout: 10s
+    points: [{{name: x, address: 0}}]
+""")
+    async with server:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "run", "-c", str(config), "--log-level", "INFO",
+            cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            async with asyncio.timeout(15):
+                while requests == 0:  # the gateway's first request is now hanging
+                    await asyncio.sleep(0.05)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(10):
+                output, _ = await proc.communicate()
+            elapsed = time.monotonic() - started
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    text = output.decode()
+    assert proc.returncode == 0, text
+    assert elapsed < 5.0, f"took {elapsed:.2f}s to stop\n{text}"
+    assert "Traceback" not in text, text
+    assert "stopped" in text
