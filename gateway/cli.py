@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         _parser().print_help()
         return EXIT_CONFIG
-    handler = {"run": _cmd_run, "check-config": _cmd_check, "demo": _cmd_demo}[args.command]
+    handler = {"run": _cmd_run, "check-config": _cmd_check, "demo": _cmd_demo,
+               "sim": _cmd_sim}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:
@@ -70,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="send work orders to this broker (watch with mosquitto_sub)")
     demo.add_argument("--log-level", default="WARNING",
                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    from gateway.sim_cli import add_sim_parser
+
+    add_sim_parser(sub)
     return parser
 
 
@@ -98,6 +103,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import DemoOptions, parse_mqtt_url, run_demo
 
     _setup_logging(args.log_level)
+    # The demo prints alarms and work orders itself; their log lines would only repeat them.
+    for name in ("gateway.alarms", "gateway.workorders"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         options = DemoOptions(
             duration=args.duration,
@@ -108,6 +116,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"propgw demo: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return asyncio.run(run_demo(options))
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from gateway.sim_cli import run_sim_command
+
+    _setup_logging("ERROR")
+    return run_sim_command(args)
 
 
 def print_summary(config: GatewayConfig, out: TextIO) -> None:

@@ -13,7 +13,7 @@ import itertools
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["Clock", "FakeClock", "ScaledClock", "SystemClock"]
 
 
 class Clock(Protocol):
@@ -50,6 +50,33 @@ class SystemClock:
 
     async def sleep_until(self, deadline: float) -> None:
         await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
+
+class ScaledClock:
+    """Real time running ``speed`` times faster: simulated scenarios and accelerated demos.
+
+    The gateway and the simulators share one instance, so a 30 s on-delay takes 1.5 s of real
+    time at ``speed=20`` while everything still happens over real sockets.
+    """
+
+    def __init__(self, speed: float = 1.0, *, start_wall: float | None = None) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        self.speed = speed
+        self._real0 = time.monotonic()
+        self._wall0 = time.time() if start_wall is None else start_wall
+
+    def monotonic(self) -> float:
+        return self._real0 + (time.monotonic() - self._real0) * self.speed
+
+    def time(self) -> float:
+        return self._wall0 + (time.monotonic() - self._real0) * self.speed
+
+    async def sleep(self, delay: float) -> None:
+        await asyncio.sleep(max(0.0, delay) / self.speed)
+
+    async def sleep_until(self, deadline: float) -> None:
+        await asyncio.sleep(max(0.0, deadline - self.monotonic()) / self.speed)
 
 
 class FakeClock:

@@ -26,6 +26,7 @@ import aiomqtt
 from gateway.alarms import AlarmEvent, AlarmState
 from gateway.app import Gateway, wait_for_signals
 from gateway.broker import EmbeddedBroker
+from gateway.bus import Overflow, Subscription
 from gateway.config import GatewayConfig, load_config
 from gateway.workorders import WorkOrder
 from simulators.elevator import ElevatorSim
@@ -99,8 +100,10 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
         say.line(f"Watch upstream yourself:  mosquitto_sub -h {up_host} -p {up_port} "
                  f"-t '{base}/#' -v")
         gateway = Gateway(config, observers=[say])
+        feed = gateway.bus.subscribe("demo.status", maxsize=1000, overflow=Overflow.DROP_OLDEST)
         async with asyncio.TaskGroup() as tg:
             helpers = [
+                tg.create_task(_status_lines(feed, say), name="demo.status"),
                 *(tg.create_task(sim.run(), name=f"sim[{name}]") for name, sim in sims.items()),
                 tg.create_task(_watch_upstream(config, up_host, up_port, say),
                                name="demo.upstream-watcher"),
@@ -118,7 +121,7 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
 async def _scenario(sim: ElevatorSim, options: DemoOptions, say: _Printer,
                     started: asyncio.Event) -> None:
     await started.wait()
-    say.line("The gateway is polling E1 and E2 every second; watch the cars move.")
+    say.line("The gateway polls E1 and E2 every second; every 10 s it prints what it reads.")
     await asyncio.sleep(options.trap_at)
     sim.traffic = False
     sim.model.occupied = True
@@ -143,6 +146,32 @@ async def _scenario(sim: ElevatorSim, options: DemoOptions, say: _Printer,
     sim.traffic = True
     sim.refresh()
     say.event("A technician resets E1; the car levels at the nearest floor and opens its doors.")
+
+
+async def _status_lines(feed: Subscription, say: _Printer) -> None:
+    """Every 10 s, one line of what the gateway currently reads from each elevator."""
+    latest: dict[str, dict[str, object]] = {}
+    next_print = time.monotonic() + 3
+    while True:
+        try:
+            async with asyncio.timeout(max(0.0, next_print - time.monotonic())):
+                reading = await feed.get()
+                latest.setdefault(reading.device, {})[reading.point] = (
+                    reading.value if reading.good else reading.quality.value)
+                continue
+        except TimeoutError:
+            pass
+        next_print = time.monotonic() + 10
+        parts = []
+        for device, v in sorted(latest.items()):
+            direction = v.get("car_direction") if v.get("car_status") == 1 else 0
+            motion = {0: "stopped", 1: "going up", 2: "going down"}.get(
+                direction if isinstance(direction, int) else -1, "?")
+            doors = "doors closed" if v.get("door_status") == 1 else "doors open"
+            inside = ", occupied" if v.get("passenger_status") == 1 else ""
+            parts.append(f"{device} floor {v.get('car_position')} {motion}, {doors}{inside}")
+        if parts:
+            say.status(" | ".join(parts))
 
 
 async def _watch_upstream(config: GatewayConfig, host: str, port: int, say: _Printer) -> None:
@@ -189,6 +218,9 @@ class _Printer:
 
     def line(self, text: str) -> None:
         self._emit("", text)
+
+    def status(self, text: str) -> None:
+        self._emit("GATEWAY", f"reads: {text}")
 
     def service(self, what: str, url: str) -> None:
         self._emit("SERVICE", f"{what}: {url}")

@@ -11,13 +11,17 @@ checks that the two agree.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from gateway.clock import Clock, SystemClock
+from simulators.base import Action, ActionError
 from simulators.encoding import encode
+from simulators.modbus_faults import MODBUS_FAULT_ACTIONS, apply_modbus_fault, fault_state
 from simulators.modbus_server import SimUnit
 
 __all__ = ["REGISTER_MAP", "DoorState", "ElevatorModel", "ElevatorSim", "ServiceMode"]
@@ -239,32 +243,121 @@ class ElevatorModel:
 
 
 class ElevatorSim:
-    """An :class:`ElevatorModel` wired to a Modbus unit and ticking in real time.
+    """An :class:`ElevatorModel` wired to a Modbus unit, ticking on a clock.
 
     With ``traffic`` on, passengers call the car to random floors (seeded, so runs repeat).
+    Implements :class:`simulators.base.Simulator`.
     """
 
+    kind = "elevator"
+
     def __init__(self, name: str, *, unit_id: int = 1, tick: float = 0.1,
-                 traffic: bool = True, seed: int = 0, model: ElevatorModel | None = None) -> None:
+                 traffic: bool = True, seed: int = 0, model: ElevatorModel | None = None,
+                 clock: Clock | None = None) -> None:
         self.name = name
         self.model = model or ElevatorModel()
         self.unit = SimUnit(unit_id)
         self.tick = tick
         self.traffic = traffic
+        self.clock: Clock = clock or SystemClock()
         self._rng = random.Random(seed)
         self._publish()
+
+    def actions(self) -> list[Action]:
+        return [*_ACTIONS, *MODBUS_FAULT_ACTIONS]
+
+    def apply(self, action: str, params: Mapping[str, Any]) -> str:
+        if apply_modbus_fault(self.unit, action, params):
+            return f"{self.name}: fault {action} {dict(params) or ''}".rstrip()
+        handler = getattr(self, f"_do_{action}", None)
+        if handler is None:
+            raise ActionError(f"elevator has no action {action!r}; try: "
+                              f"{', '.join(a.name for a in self.actions())}")
+        result: str = handler(params)
+        self._publish()
+        return f"{self.name}: {result}"
+
+    def _do_call(self, params: Mapping[str, Any]) -> str:
+        self.model.call(_int_param(params, "floor"))
+        return f"called to floor {params['floor']}"
+
+    def _do_board(self, params: Mapping[str, Any]) -> str:
+        self.model.occupied = True
+        return "a passenger boards"
+
+    def _do_leave(self, params: Mapping[str, Any]) -> str:
+        self.model.occupied = False
+        return "the car is empty"
+
+    def _do_traffic(self, params: Mapping[str, Any]) -> str:
+        self.traffic = bool(params.get("on", True))
+        return f"random traffic {'on' if self.traffic else 'off'}"
+
+    def _do_stop_between_floors(self, params: Mapping[str, Any]) -> str:
+        self.traffic = False
+        self.model.stop_between_floors()
+        floor = int(self.model.position)
+        return f"stopped between floors {floor} and {floor + 1}, doors closed"
+
+    def _do_stop_at_floor(self, params: Mapping[str, Any]) -> str:
+        self.traffic = False
+        self.model.stop_at_floor()
+        return f"stopped at floor {round(self.model.position)} with doors shut"
+
+    def _do_recover(self, params: Mapping[str, Any]) -> str:
+        self.model.recover()
+        return "controller reset; car levels and opens"
+
+    def _do_press_alarm(self, params: Mapping[str, Any]) -> str:
+        self.model.press_alarm(bool(params.get("pressed", True)))
+        return f"alarm button {'pressed' if self.model.alarm_button else 'released'}"
+
+    def _do_mode(self, params: Mapping[str, Any]) -> str:
+        mode = str(params.get("mode", "normal")).upper()
+        if mode not in ServiceMode.__members__:
+            raise ActionError(f"mode must be one of "
+                              f"{', '.join(x.lower() for x in ServiceMode.__members__)}")
+        self.model.set_mode(ServiceMode[mode])
+        return f"service mode {mode.lower()}"
+
+    def _do_power(self, params: Mapping[str, Any]) -> str:
+        self.model.set_power(bool(params.get("on", True)))
+        return f"main power {'restored' if self.model.power_ok else 'cut'}"
+
+    def _do_door(self, params: Mapping[str, Any]) -> str:
+        state = str(params.get("state", "open"))
+        if state not in ("open", "closed"):
+            raise ActionError("door state must be open or closed")
+        self.model.door = DoorState.OPEN if state == "open" else DoorState.CLOSED
+        self.model.door_timer = -float(params.get("hold", 0))
+        return f"door {state}"
+
+    def _do_move_with_doors_open(self, params: Mapping[str, Any]) -> str:
+        m = self.model
+        m.door, m.halted = DoorState.OPEN, False
+        m.target = max(m.lowest, min(m.highest, round(m.position) + 1))
+        m.position += 0.3
+        return "car moves away from the floor with its doors open"
+
+    def snapshot(self) -> dict[str, Any]:
+        m = self.model
+        return {"position": round(m.position, 2), "floor": round(m.position),
+                "moving": m.moving, "direction": m.direction, "door": m.door.value,
+                "in_door_zone": m.in_door_zone, "occupied": m.occupied,
+                "alarm_button": m.alarm_button, "mode": m.mode.name.lower(),
+                "power_ok": m.power_ok, "fault_code": m.fault_code,
+                "faults": fault_state(self.unit)}
 
     def _publish(self) -> None:
         for address, word in self.model.registers().items():
             self.unit.holding[address] = word
 
     async def run(self) -> None:
-        """Advance the model every ``tick`` seconds until cancelled."""
-        loop = asyncio.get_running_loop()
-        last = loop.time()
+        """Advance the model every ``tick`` seconds of the clock until cancelled."""
+        last = self.clock.monotonic()
         while True:
-            await asyncio.sleep(self.tick)
-            now = loop.time()
+            await self.clock.sleep(self.tick)
+            now = self.clock.monotonic()
             self.model.step(now - last)
             last = now
             if self.traffic and not self.model.halted and not self.model.calls \
@@ -276,3 +369,29 @@ class ElevatorSim:
     def refresh(self) -> None:
         """Push the model's state to the registers now (after a command)."""
         self._publish()
+
+
+_ACTIONS = [
+    Action("call", "call the car to a floor", {"floor": "floor number"}),
+    Action("board", "a passenger gets in (occupancy sensor on)"),
+    Action("leave", "the car becomes empty"),
+    Action("traffic", "random passenger traffic on/off", {"on": "true|false (default true)"}),
+    Action("stop_between_floors", "controller trip: car stops outside the door zone, doors "
+                                  "closed (fault 04)"),
+    Action("stop_at_floor", "car stops at a floor and its doors do not open (fault 02)"),
+    Action("recover", "technician resets the controller"),
+    Action("press_alarm", "in-car alarm button", {"pressed": "true|false (default true)"}),
+    Action("mode", "service mode", {"mode": "normal, inspection, out_of_service, fire_recall, "
+                                            "firefighter, emergency_power, earthquake"}),
+    Action("power", "main power", {"on": "true|false"}),
+    Action("door", "force the door state", {"state": "open|closed",
+                                            "hold": "extra seconds to hold open"}),
+    Action("move_with_doors_open", "unintended car movement (开门走车)"),
+]
+
+
+def _int_param(params: Mapping[str, Any], key: str) -> int:
+    try:
+        return int(params[key])
+    except (KeyError, TypeError, ValueError):
+        raise ActionError(f"parameter {key!r} must be an integer") from None

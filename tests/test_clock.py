@@ -45,3 +45,16 @@ async def test_chained_sleeps_fire_within_one_advance(fake_clock: FakeClock) -> 
 def test_wall_time_moves_with_monotonic() -> None:
     clock = FakeClock(start=10.0, wall_offset=1_800_000_000.0)
     assert clock.time() == 1_800_000_000.0
+
+
+async def test_scaled_clock_runs_faster_than_real_time() -> None:
+    from gateway.clock import ScaledClock, SystemClock
+
+    real = SystemClock()
+    clock = ScaledClock(speed=50)
+    r0, s0 = real.monotonic(), clock.monotonic()
+    await clock.sleep(5)  # 0.1 s of real time
+    real_elapsed, scaled_elapsed = real.monotonic() - r0, clock.monotonic() - s0
+    assert real_elapsed < 1.0
+    assert scaled_elapsed >= 5.0
+    assert abs(scaled_elapsed - real_elapsed * 50) < 0.5

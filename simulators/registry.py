@@ -1,0 +1,29 @@
+"""Builds simulators by kind, for scenarios and ``propgw sim device``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.clock import Clock
+from simulators.base import Simulator
+from simulators.elevator import ElevatorSim
+from simulators.scenario import DeviceSpec, ScenarioError
+
+__all__ = ["MODBUS_KINDS", "MQTT_KINDS", "create"]
+
+#: Kinds that serve Modbus (they expose a ``unit``); the others publish over MQTT.
+MODBUS_KINDS = frozenset({"elevator", "energy_meter", "water_meter"})
+MQTT_KINDS = frozenset({"fire_panel", "access_control"})
+
+
+def create(spec: DeviceSpec, *, clock: Clock, seed: int,
+           broker: tuple[str, int] | None = None) -> Simulator:
+    """A simulator for ``spec``; MQTT kinds need the ``broker`` (host, port) to publish to."""
+    options: dict[str, Any] = spec.options
+    try:
+        if spec.kind == "elevator":
+            return ElevatorSim(spec.id, unit_id=spec.unit, clock=clock, seed=seed,
+                               traffic=bool(options.pop("traffic", True)), **options)
+    except TypeError as exc:
+        raise ScenarioError(f"device {spec.id}: bad option for a {spec.kind}: {exc}") from None
+    raise ScenarioError(f"device {spec.id}: no simulator for kind {spec.kind!r} yet")

@@ -1,0 +1,175 @@
+"""Scenario files: a simulated site, a timeline of actions, and the alarms that must follow.
+
+```yaml
+name: entrapment-between-floors
+description: E1 stops between floors with a passenger; E2 keeps running.
+seed: 1
+duration: 60s
+devices:
+  - {id: E1, kind: elevator}
+  - {id: E2, kind: elevator, traffic: true}
+timeline:
+  - {at: 2s, elevator: E1, do: board}
+  - {at: 5s, elevator: E1, do: stop_between_floors}
+expect:
+  alarms:    [{category: elevator_entrapment, device: E1, priority: P0, within: 40s}]
+  no_alarms: [{device: E2}]
+```
+
+A step names its device with ``device:`` or with the device's kind (``elevator: E1``); every
+other key of a step is a parameter of the action. Times are scenario time: ``--speed 20`` runs a
+60 s scenario in 3 s of real time, the gateway and the simulators sharing one scaled clock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.config import Duration
+
+__all__ = ["KINDS", "DeviceSpec", "Expectation", "Scenario", "ScenarioError", "Step",
+           "library", "load_scenario"]
+
+KINDS = ("elevator", "fire_panel", "access_control", "energy_meter", "water_meter")
+Kind = Literal["elevator", "fire_panel", "access_control", "energy_meter", "water_meter"]
+
+
+class ScenarioError(ValueError):
+    """A scenario file is wrong; the message names the file and the key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceSpec(BaseModel):
+    """One simulated device. Keys other than these are options of the simulator."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    kind: Kind
+    name: str | None = None
+    unit: int = Field(default=1, ge=1, le=247, description="Modbus unit id")
+    bus: str | None = Field(default=None,
+                            description="Modbus devices with the same bus share one server "
+                                        "(a TCP gateway or RS-485 line), distinct units")
+    port: int | None = Field(default=None, ge=1, le=65535,
+                             description="fixed Modbus TCP port (default: a free one)")
+    location: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Step(_Model):
+    at: Duration
+    device: str
+    do: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for kind in KINDS:
+            if kind in data and "device" not in data:
+                data["device"] = data.pop(kind)
+        known = {"at", "device", "do", "params"}
+        extra = {k: data.pop(k) for k in list(data) if k not in known}
+        data["params"] = {**extra, **data.get("params", {})}
+        return data
+
+
+class Expectation(_Model):
+    """Alarms matching every given field (any alarm if none is given)."""
+
+    category: str | None = None
+    device: str | None = None
+    priority: Literal["P0", "P1", "P2", "P3"] | None = None
+    rule: str | None = None
+    within: Duration | None = Field(default=None, description="from the scenario start")
+
+    def matches(self, *, category: str, device: str, priority: str, rule: str) -> bool:
+        return all(want is None or want == got for want, got in (
+            (self.category, category), (self.device, device), (self.priority, priority),
+            (self.rule, rule)))
+
+
+class Expect(_Model):
+    alarms: list[Expectation] = Field(default_factory=list)
+    no_alarms: list[Expectation] = Field(default_factory=list)
+
+
+class Scenario(_Model):
+    name: str
+    description: str
+    seed: int = 0
+    duration: Duration = 60.0
+    devices: list[DeviceSpec] = Field(min_length=1)
+    timeline: list[Step] = Field(default_factory=list)
+    expect: Expect = Expect()
+    #: Extra gateway config merged into the generated site (rules, thresholds...).
+    gateway: dict[str, Any] = Field(default_factory=dict)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _references(self) -> Scenario:
+        ids = [d.id for d in self.devices]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"device ids must be unique: {ids}")
+        for i, step in enumerate(self.timeline):
+            if step.device not in ids:
+                raise ValueError(f"timeline[{i}]: unknown device {step.device!r} "
+                                 f"(devices: {', '.join(ids)})")
+            if step.at > self.duration:
+                raise ValueError(f"timeline[{i}]: at {step.at:g}s is after the scenario's "
+                                 f"duration {self.duration:g}s")
+        for expectation in [*self.expect.alarms, *self.expect.no_alarms]:
+            if expectation.device is not None and expectation.device not in ids:
+                raise ValueError(f"expect: unknown device {expectation.device!r}")
+        return self
+
+    def device(self, device_id: str) -> DeviceSpec:
+        return next(d for d in self.devices if d.id == device_id)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario file, or a library scenario by name.
+
+    Raises:
+        ScenarioError: the file is missing or invalid (one line per problem).
+    """
+    file = Path(path)
+    if not file.is_file():
+        by_name = library().get(str(path))
+        if by_name is None:
+            raise ScenarioError(f"{path}: no such file or library scenario "
+                                f"(library: {', '.join(sorted(library()))})")
+        file = by_name
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        return Scenario.model_validate({**data, "source": file})
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{file}: YAML syntax: {exc}") from None
+    except ValidationError as exc:
+        lines = [f"{file}: {exc.error_count()} problem(s)"]
+        for err in exc.errors(include_url=False):
+            loc = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  - {loc or '(top level)'}: {err['msg']}")
+        raise ScenarioError("\n".join(lines)) from None
+    except TypeError as exc:
+        raise ScenarioError(f"{file}: expected a mapping at the top ({exc})") from None
+
+
+def library() -> dict[str, Path]:
+    """Bundled scenarios by name."""
+    folder = Path(__file__).resolve().parent / "scenarios"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}

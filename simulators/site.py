@@ -1,0 +1,122 @@
+"""A simulated site: the devices of a scenario, served on loopback, driven by its timeline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from gateway.clock import Clock
+from simulators.base import ActionError, Simulator
+from simulators.modbus_server import SimModbusServer, SimUnit
+from simulators.registry import MODBUS_KINDS, create
+from simulators.scenario import Scenario
+
+__all__ = ["Endpoint", "SimSite"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the gateway reaches one simulated device."""
+
+    device: str
+    kind: str
+    protocol: str  # "modbus-tcp" or "mqtt"
+    host: str
+    port: int
+    unit: int | None = None
+
+    @property
+    def url(self) -> str:
+        unit = f" unit {self.unit}" if self.unit is not None else ""
+        return f"{self.protocol}://{self.host}:{self.port}{unit}"
+
+
+class SimSite:
+    """Starts every simulator of a scenario and plays its timeline.
+
+    Modbus devices get a TCP server each, or share one per ``bus`` (like a Modbus TCP gateway
+    in front of an RS-485 line); MQTT devices publish to ``broker``.
+    """
+
+    def __init__(self, scenario: Scenario, *, clock: Clock,
+                 broker: tuple[str, int] | None = None, host: str = "127.0.0.1",
+                 on_event: Callable[[float, str], None] | None = None) -> None:
+        self.scenario = scenario
+        self.clock = clock
+        self.broker = broker
+        self.host = host
+        self.on_event = on_event or (lambda t, text: None)
+        self.sims: dict[str, Simulator] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.events: list[tuple[float, str]] = []
+        self._stack = contextlib.AsyncExitStack()
+        self.t0 = 0.0
+
+    async def __aenter__(self) -> Self:
+        for i, spec in enumerate(self.scenario.devices):
+            self.sims[spec.id] = create(spec, clock=self.clock,
+                                        seed=self.scenario.seed * 1000 + i, broker=self.broker)
+        buses: dict[str, list[str]] = {}
+        for spec in self.scenario.devices:
+            if spec.kind in MODBUS_KINDS:
+                buses.setdefault(spec.bus or f"own:{spec.id}", []).append(spec.id)
+            elif self.broker is not None:
+                self.endpoints[spec.id] = Endpoint(spec.id, spec.kind, "mqtt", *self.broker)
+        await self._stack.__aenter__()
+        try:
+            for members in buses.values():
+                units: list[SimUnit] = [self.sims[m].unit for m in members]  # type: ignore[attr-defined]
+                fixed = [p for m in members if (p := self.scenario.device(m).port) is not None]
+                server = await self._stack.enter_async_context(
+                    SimModbusServer(units, host=self.host,
+                                    port=fixed[0] if fixed else _free_port()))
+                for member, unit in zip(members, units, strict=True):
+                    kind = self.scenario.device(member).kind
+                    self.endpoints[member] = Endpoint(member, kind, "modbus-tcp", self.host,
+                                                      server.port, unit.unit_id)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self._stack.aclose()
+
+    def apply(self, device: str, action: str, params: dict[str, Any] | None = None) -> str:
+        """Run one action on one device now and record it."""
+        sim = self.sims.get(device)
+        if sim is None:
+            raise ActionError(f"no device {device!r} (devices: {', '.join(self.sims)})")
+        text = sim.apply(action, params or {})
+        t = self.clock.monotonic() - self.t0
+        self.events.append((t, text))
+        self.on_event(t, text)
+        return text
+
+    async def run(self) -> None:
+        """Run the simulators and the timeline; returns after the scenario's duration."""
+        self.t0 = self.clock.monotonic()
+        async with asyncio.TaskGroup() as tg:
+            sims = [tg.create_task(sim.run(), name=f"sim[{name}]")
+                    for name, sim in self.sims.items()]
+            for step in sorted(self.scenario.timeline, key=lambda s: s.at):
+                await self.clock.sleep_until(self.t0 + step.at)
+                self.apply(step.device, step.do, step.params)
+            await self.clock.sleep_until(self.t0 + self.scenario.duration)
+            for task in sims:
+                task.cancel()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
