@@ -2,7 +2,8 @@
 
 from gateway.alarms._conditions import Predicate, compile_condition
 from gateway.alarms._engine import AlarmEngine, AlarmSink
-from gateway.alarms._events import AlarmEvent, AlarmState
+from gateway.alarms._events import AlarmEvent, AlarmState, Detection
+from gateway.alarms._rules import DetectionSink, RuleEvaluator
 
-__all__ = ["AlarmEngine", "AlarmEvent", "AlarmSink", "AlarmState", "Predicate",
-           "compile_condition"]
+__all__ = ["AlarmEngine", "AlarmEvent", "AlarmSink", "AlarmState", "Detection", "DetectionSink",
+           "Predicate", "RuleEvaluator", "compile_condition"]

@@ -1,206 +1,53 @@
-"""Evaluates rules on every reading and raises/clears alarms after their on/off delays.
+"""The alarm stage: rule evaluation followed by the alarm lifecycle.
 
-Each (rule, device) pair is one :class:`_Instance` with a tiny state machine::
-
-    normal --condition true--> pending --held for `for`--> ACTIVE
-    ACTIVE --condition false--> clearing --held for `clear_for`--> CLEARED (normal)
-
-An unknown condition (a point without a GOOD value) cancels a pending activation but never
-clears an active alarm: a sensor that goes silent must not make an entrapment disappear.
-Delays run on the injected clock, one timer task per pending instance, inside the engine's
-TaskGroup.
+``RuleEvaluator`` decides *whether a condition holds* (with on/off delays);
+the lifecycle decides *what operators and the platform see* and emits :class:`AlarmEvent` s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import string
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 
-from gateway.alarms._conditions import Predicate, compile_condition
-from gateway.alarms._events import AlarmEvent, AlarmState
+from gateway.alarms._events import AlarmEvent, AlarmState, Detection
+from gateway.alarms._rules import RuleEvaluator
 from gateway.bus import Subscription
 from gateway.clock import Clock
-from gateway.config import DeviceConfig, GatewayConfig, RuleConfig
-from gateway.devices import DeviceDirectory, format_location
-from gateway.model import Reading, Value
+from gateway.config import GatewayConfig
 
 __all__ = ["AlarmEngine", "AlarmSink"]
-
-log = logging.getLogger(__name__)
 
 AlarmSink = Callable[[AlarmEvent], Awaitable[None]]
 
 
 class AlarmEngine:
-    """Turns readings into :class:`AlarmEvent` s."""
+    """Readings in, :class:`AlarmEvent` s out."""
 
     def __init__(self, config: GatewayConfig, clock: Clock, sink: AlarmSink) -> None:
-        self._clock = clock
         self._sink = sink
-        self._directory = DeviceDirectory(config.devices)
-        self._rules = [(rule, compile_condition(rule.when)) for rule in config.rules]
-        self._values: dict[str, dict[str, Reading]] = {}
-        self._instances: dict[str, list[_Instance]] = {}
-        self._tg: asyncio.TaskGroup | None = None
-        self.evaluations = 0
+        self._active: dict[str, AlarmEvent] = {}
+        self.rules = RuleEvaluator(config, clock, self._on_detection)
+
+    @property
+    def evaluations(self) -> int:
+        return self.rules.evaluations
 
     def active(self) -> list[AlarmEvent]:
         """Alarms currently active, oldest first."""
-        events = [i.active_event for insts in self._instances.values() for i in insts
-                  if i.active_event is not None]
-        return sorted(events, key=lambda e: e.ts)
+        return sorted(self._active.values(), key=lambda e: e.ts)
 
     async def run(self, readings: Subscription) -> None:
-        """Consume readings until cancelled."""
-        async with asyncio.TaskGroup() as tg:
-            self._tg = tg
-            try:
-                while True:
-                    await self.process(await readings.get())
-            finally:
-                self._tg = None
-                for insts in self._instances.values():
-                    for inst in insts:
-                        inst.cancel_timer()
+        await self.rules.run(readings)
 
-    async def process(self, reading: Reading) -> None:
-        """Apply one reading and re-evaluate the rules of its device."""
-        self._values.setdefault(reading.device, {})[reading.point] = reading
-        for inst in self._instances_for(reading.device):
-            if reading.point in inst.points:
-                self.evaluations += 1
-                await self._evaluate(inst)
-
-    # -- internals
-
-    def _instances_for(self, device_id: str) -> list[_Instance]:
-        insts = self._instances.get(device_id)
-        if insts is None:
-            dev = self._directory.get(device_id)
-            insts = [] if dev is None else [
-                _Instance(rule, predicate, device_id, dev)
-                for rule, predicate in self._rules if _applies(rule, dev)
-            ]
-            self._instances[device_id] = insts
-        return insts
-
-    async def _evaluate(self, inst: _Instance) -> None:
-        result = inst.predicate(self._values[inst.device_id])
-        now = self._clock.monotonic()
-        if inst.active_event is None:
-            if result is True and inst.timer is None:
-                inst.since_mono, inst.since_wall = now, self._clock.time()
-                if inst.rule.for_ <= 0:
-                    await self._activate(inst)
-                else:
-                    self._start_timer(inst, now + inst.rule.for_, self._activate)
-            elif result is not True:
-                inst.cancel_timer()
-        elif result is False and inst.timer is None:
-            if inst.rule.clear_for <= 0:
-                await self._clear(inst)
-            else:
-                self._start_timer(inst, now + inst.rule.clear_for, self._clear)
-        elif result is not False:
-            inst.cancel_timer()
-
-    def _start_timer(self, inst: _Instance, deadline: float,
-                     action: Callable[[_Instance], Awaitable[None]]) -> None:
-        if self._tg is None:
-            raise RuntimeError("AlarmEngine timers need run() to be active")
-
-        async def fire() -> None:
-            await self._clock.sleep_until(deadline)
-            inst.timer = None
-            await action(inst)
-
-        inst.timer = self._tg.create_task(fire(), name=f"alarms.timer[{inst.alarm_id}]")
-
-    async def _activate(self, inst: _Instance) -> None:
-        event = self._event(inst, AlarmState.ACTIVE)
-        inst.active_event = event
-        log.warning("alarm %s %s on %s: %s", event.priority, event.rule_id, event.device,
-                    event.message_en)
+    async def _on_detection(self, d: Detection) -> None:
+        event = AlarmEvent(
+            alarm_id=d.alarm_id, rule_id=d.rule_id, device=d.device,
+            device_name=d.device_name, category=d.category, priority=d.priority,
+            state=AlarmState.ACTIVE if d.active else AlarmState.CLEARED,
+            message_zh=d.message_zh, message_en=d.message_en, location=d.location, ts=d.ts,
+            condition_since=d.condition_since, mono=d.mono, evidence=d.evidence,
+            work_order=d.work_order)
+        if d.active:
+            self._active[d.alarm_id] = event
+        else:
+            self._active.pop(d.alarm_id, None)
         await self._sink(event)
-
-    async def _clear(self, inst: _Instance) -> None:
-        event = self._event(inst, AlarmState.CLEARED)
-        inst.active_event = None
-        log.info("alarm %s on %s returned to normal", event.rule_id, event.device)
-        await self._sink(event)
-
-    def _event(self, inst: _Instance, state: AlarmState) -> AlarmEvent:
-        values = self._values.get(inst.device_id, {})
-        evidence: dict[str, Value] = {
-            name: (values[name].value if name in values else None) for name in sorted(inst.points)
-        }
-        dev, rule = inst.device, inst.rule
-        # Messages may name any point of the device, not only those the rule reads.
-        fields: dict[str, object] = {name: r.value for name, r in values.items()}
-        fields.update(device=inst.device_id, device_name=dev.name or inst.device_id)
-        return AlarmEvent(
-            alarm_id=inst.alarm_id,
-            rule_id=rule.id,
-            device=inst.device_id,
-            device_name=dev.name or inst.device_id,
-            category=rule.category,
-            priority=rule.priority,
-            state=state,
-            message_zh=_render(rule.message.zh, {**fields, "location":
-                                                 format_location(dev.location, lang="zh")}),
-            message_en=_render(rule.message.en, {**fields, "location":
-                                                 format_location(dev.location)}),
-            location=dev.location,
-            ts=self._clock.time(),
-            condition_since=inst.since_wall,
-            mono=self._clock.monotonic(),
-            evidence=evidence,
-            work_order=rule.work_order,
-        )
-
-
-@dataclass(eq=False)
-class _Instance:
-    rule: RuleConfig
-    predicate: Predicate
-    device_id: str
-    device: DeviceConfig
-    points: set[str] = field(init=False)
-    timer: asyncio.Task[None] | None = None
-    active_event: AlarmEvent | None = None
-    since_mono: float = 0.0
-    since_wall: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.points = self.rule.points()
-
-    @property
-    def alarm_id(self) -> str:
-        return f"{self.rule.id}@{self.device_id}"
-
-    def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-
-def _applies(rule: RuleConfig, dev: DeviceConfig) -> bool:
-    if rule.devices is not None:
-        return dev.id in rule.devices
-    return dev.kind == rule.kind
-
-
-class _Fields(dict[str, object]):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
-
-
-def _render(template: str, fields: Mapping[str, object]) -> str:
-    """``str.format`` that leaves unknown ``{names}`` as they are instead of failing."""
-    try:
-        return string.Formatter().vformat(template, (), _Fields(fields))
-    except (ValueError, IndexError):
-        return template

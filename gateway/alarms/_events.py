@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from gateway.config import Location
 from gateway.model import Value
 
-__all__ = ["AlarmEvent", "AlarmState"]
+__all__ = ["AlarmEvent", "AlarmState", "Detection"]
 
 
 class AlarmState(enum.StrEnum):
@@ -45,3 +45,30 @@ class AlarmEvent:
     @property
     def life_safety(self) -> bool:
         return self.priority == "P0"
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """A rule's verdict on one device changed: its condition became (or stopped being) true,
+    after the rule's on-delay (or off-delay).
+
+    This is what rule evaluation hands to the alarm lifecycle, which decides what operators
+    see (acknowledgement, latching, shelving, suppression) and emits :class:`AlarmEvent` s.
+    """
+
+    alarm_id: str
+    rule_id: str
+    device: str
+    device_name: str
+    category: str
+    priority: str
+    #: True: the condition holds (after ``for``); False: it has ended (after ``clear_for``).
+    active: bool
+    message_zh: str
+    message_en: str
+    location: Location
+    ts: float
+    condition_since: float
+    mono: float
+    evidence: dict[str, Value] = field(default_factory=dict)
+    work_order: bool = True
