@@ -1,77 +1,273 @@
-"""Rule conditions compiled to predicates over a device's latest readings.
+"""Rule conditions compiled to small evaluator trees, one tree per (rule, device).
 
 Evaluation is three-valued: a comparison on a point whose latest reading is missing or not
 GOOD is *unknown* (``None``), and ``all``/``any``/``not`` follow Kleene logic. A rule fires only
 on a definite ``True``, so a silent sensor can neither raise nor clear an alarm by accident;
-comm-loss is its own alarm.
+silence has its own leaves (``stale``, ``comm_loss``), which are never unknown.
+
+Some leaves keep state (deadband hysteresis, sliding-window counters, rate history), which is
+why a tree is compiled per instance rather than shared.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import operator
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
-from gateway.config import AllCondition, AnyCondition, Condition, NotCondition, PointCondition
-from gateway.model import Reading, Value
+from gateway.config import (
+    AllCondition,
+    AnyCondition,
+    CommLossCondition,
+    Condition,
+    CounterCondition,
+    NotCondition,
+    PointCondition,
+    RateCondition,
+    ScheduleCondition,
+    StaleCondition,
+)
+from gateway.model import Quality, Reading, Value
 
-__all__ = ["Predicate", "compile_condition"]
-
-#: Returns True / False, or None when the answer depends on a point without a good value.
-Predicate = Callable[[Mapping[str, Reading]], bool | None]
+__all__ = ["Context", "Node", "compile_condition", "site_zone"]
 
 _ORDERED: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le,
 }
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def compile_condition(cond: Condition) -> Predicate:
-    """Turn a config condition into a predicate (done once at start-up, not per reading)."""
-    if isinstance(cond, PointCondition):
-        return _compile_point(cond)
+@dataclass
+class Context:
+    """What a condition may look at: the device's latest readings, the time, the site zone."""
+
+    values: Mapping[str, Reading]
+    #: Monotonic time at which each point last had a GOOD reading (or the instance started).
+    last_good: Mapping[str, float]
+    mono: float
+    wall: float
+    tz: dt.tzinfo
+
+
+class Node:
+    """One compiled condition."""
+
+    #: True when the result can change with time alone (no new reading needed).
+    time_dependent = False
+
+    def observe(self, reading: Reading, mono: float) -> None:
+        """Called with every reading of the device, before evaluation."""
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        raise NotImplementedError
+
+
+def compile_condition(cond: Condition) -> Node:
+    """Build a fresh evaluator tree for one (rule, device) instance."""
     if isinstance(cond, AllCondition):
-        members = [compile_condition(c) for c in cond.all]
-        return lambda values: _kleene_all(m(values) for m in members)
+        return _All([compile_condition(c) for c in cond.all])
     if isinstance(cond, AnyCondition):
-        members = [compile_condition(c) for c in cond.any]
-        return lambda values: _kleene_any(m(values) for m in members)
-    assert isinstance(cond, NotCondition)
-    inner = compile_condition(cond.not_)
+        return _Any([compile_condition(c) for c in cond.any])
+    if isinstance(cond, NotCondition):
+        return _Not(compile_condition(cond.not_))
+    if isinstance(cond, PointCondition):
+        return _Compare(cond)
+    if isinstance(cond, StaleCondition):
+        return _Stale(cond)
+    if isinstance(cond, CommLossCondition):
+        return _CommLoss(cond)
+    if isinstance(cond, RateCondition):
+        return _Rate(cond)
+    if isinstance(cond, CounterCondition):
+        return _Counter(cond)
+    assert isinstance(cond, ScheduleCondition)
+    return _Schedule(cond)
 
-    def negate(values: Mapping[str, Reading]) -> bool | None:
-        result = inner(values)
+
+class _Group(Node):
+    def __init__(self, members: list[Node]) -> None:
+        self.members = members
+        self.time_dependent = any(m.time_dependent for m in members)
+
+    def observe(self, reading: Reading, mono: float) -> None:
+        for m in self.members:
+            m.observe(reading, mono)
+
+
+class _All(_Group):
+    def evaluate(self, ctx: Context) -> bool | None:
+        # Every member is evaluated (no short-circuit) so stateful leaves stay current.
+        return _kleene_all([m.evaluate(ctx) for m in self.members])
+
+
+class _Any(_Group):
+    def evaluate(self, ctx: Context) -> bool | None:
+        return _kleene_any([m.evaluate(ctx) for m in self.members])
+
+
+class _Not(_Group):
+    def __init__(self, inner: Node) -> None:
+        super().__init__([inner])
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        result = self.members[0].evaluate(ctx)
         return None if result is None else not result
 
-    return negate
 
+class _Compare(Node):
+    def __init__(self, cond: PointCondition) -> None:
+        self.point = cond.point
+        self.deadband = cond.deadband or 0.0
+        self.was_true = False
+        self.test: Callable[[Value], bool]
+        if cond.eq is not None:
+            expected = cond.eq
+            self.test = lambda v: _same(v, expected)
+        elif cond.ne is not None:
+            unexpected = cond.ne
+            self.test = lambda v: not _same(v, unexpected)
+        elif cond.in_ is not None:
+            options = list(cond.in_)
+            self.test = lambda v: any(_same(v, o) for o in options)
+        else:
+            op_name, bound = next((op, getattr(cond, op)) for op in _ORDERED
+                                  if getattr(cond, op) is not None)
+            self.test = self._ordered(op_name, bound)
 
-def _compile_point(cond: PointCondition) -> Predicate:
-    name = cond.point
-    test: Callable[[Value], bool]
-    if cond.eq is not None:
-        expected = cond.eq
-        test = lambda v: _same(v, expected)  # noqa: E731
-    elif cond.ne is not None:
-        unexpected = cond.ne
-        test = lambda v: not _same(v, unexpected)  # noqa: E731
-    elif cond.in_ is not None:
-        options = list(cond.in_)
-        test = lambda v: any(_same(v, o) for o in options)  # noqa: E731
-    else:
-        op_name, bound = next((op, getattr(cond, op)) for op in _ORDERED
-                              if getattr(cond, op) is not None)
+    def _ordered(self, op_name: str, bound: float) -> Callable[[Value], bool]:
         compare = _ORDERED[op_name]
+        # Once true, the limit moves back by the deadband so a value hovering at the limit
+        # does not chatter: high alarms release below bound - deadband, low ones above.
+        back = -self.deadband if op_name in ("gt", "ge") else self.deadband
 
         def test(v: Value) -> bool:
-            return isinstance(v, int | float) and not isinstance(v, bool) \
-                and compare(float(v), bound)
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                return False
+            return compare(float(v), bound + back if self.was_true else bound)
 
-    def predicate(values: Mapping[str, Reading]) -> bool | None:
-        reading = values.get(name)
+        return test
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        reading = ctx.values.get(self.point)
         if reading is None or not reading.good:
             return None
-        return test(reading.value)
+        self.was_true = self.test(reading.value)
+        return self.was_true
 
-    return predicate
+
+class _Stale(Node):
+    time_dependent = True
+
+    def __init__(self, cond: StaleCondition) -> None:
+        self.point, self.after = cond.point, cond.stale
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        if self.point is not None:
+            seen = ctx.last_good.get(self.point)
+            return seen is None or ctx.mono - seen >= self.after
+        if not ctx.last_good:
+            return False
+        return ctx.mono - max(ctx.last_good.values()) >= self.after
+
+
+class _CommLoss(Node):
+    def __init__(self, cond: CommLossCondition) -> None:
+        self.point = cond.point
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        if self.point is not None:
+            reading = ctx.values.get(self.point)
+            return reading is not None and reading.quality is Quality.COMM_LOSS
+        return any(r.quality is Quality.COMM_LOSS for r in ctx.values.values())
+
+
+class _Rate(Node):
+    time_dependent = True
+
+    def __init__(self, cond: RateCondition) -> None:
+        self.point, self.per = cond.point, cond.per
+        self.history: deque[tuple[float, float]] = deque(maxlen=4096)
+        if cond.rate_gt is not None:
+            limit = cond.rate_gt
+            self.test: Callable[[float], bool] = lambda r: r > limit
+        elif cond.rate_lt is not None:
+            low = cond.rate_lt
+            self.test = lambda r: r < low
+        else:
+            assert cond.rate_abs_gt is not None
+            absolute = cond.rate_abs_gt
+            self.test = lambda r: abs(r) > absolute
+
+    def observe(self, reading: Reading, mono: float) -> None:
+        if reading.point == self.point and reading.good \
+                and isinstance(reading.value, int | float) and not isinstance(reading.value, bool):
+            self.history.append((mono, float(reading.value)))
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        while self.history and ctx.mono - self.history[0][0] > self.per:
+            self.history.popleft()
+        if len(self.history) < 2:
+            return None
+        (t0, v0), (t1, v1) = self.history[0], self.history[-1]
+        if t1 - t0 <= 0:
+            return None
+        return self.test((v1 - v0) / (t1 - t0) * self.per)
+
+
+class _Counter(Node):
+    time_dependent = True
+
+    def __init__(self, cond: CounterCondition) -> None:
+        self.point, self.at_least, self.within = cond.point, cond.at_least, cond.within
+        wanted = cond.count if isinstance(cond.count, list) else [cond.count]
+        self.matches: Callable[[Value], bool] = lambda v: any(_same(v, w) for w in wanted)
+        self.transitions = cond.mode == "transitions"
+        self.was_match = False
+        self.hits: deque[float] = deque(maxlen=max(cond.at_least * 4, 64))
+
+    def observe(self, reading: Reading, mono: float) -> None:
+        if reading.point != self.point or not reading.good:
+            return
+        match = self.matches(reading.value)
+        if match and not (self.transitions and self.was_match):
+            self.hits.append(mono)
+        self.was_match = match
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        while self.hits and ctx.mono - self.hits[0] > self.within:
+            self.hits.popleft()
+        return len(self.hits) >= self.at_least
+
+
+class _Schedule(Node):
+    time_dependent = True
+
+    def __init__(self, cond: ScheduleCondition) -> None:
+        self.start, self.end = cond.schedule.minutes()
+        self.days = set(cond.schedule.days or _WEEKDAYS)
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        local = dt.datetime.fromtimestamp(ctx.wall, tz=ctx.tz)
+        minute = local.hour * 60 + local.minute
+        if self.start <= self.end:
+            return _WEEKDAYS[local.weekday()] in self.days and self.start <= minute < self.end
+        # Wraps midnight: 22:00-06:00 belongs to the day it started on.
+        if minute >= self.start:
+            return _WEEKDAYS[local.weekday()] in self.days
+        if minute < self.end:
+            return _WEEKDAYS[(local.weekday() - 1) % 7] in self.days
+        return False
+
+
+def site_zone(name: str) -> dt.tzinfo:
+    """The site's time zone (falls back to UTC for an unknown name)."""
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):
+        return dt.UTC
 
 
 def _same(value: Value, expected: Value) -> bool:

@@ -7,8 +7,9 @@ Each (rule, device) pair is one :class:`_Instance` with a tiny state machine::
 
 An unknown condition (a point without a GOOD value) cancels a pending activation but never
 clears an active alarm: a sensor that goes silent must not make an entrapment disappear.
-Delays run on the injected clock, one timer task per pending instance, inside the engine's
-TaskGroup.
+Delays run on the injected clock, one timer task per pending instance, inside the evaluator's
+TaskGroup. Conditions that change with time alone (stale data, schedules, sliding windows,
+rates) are re-evaluated by one ticker every ``tick`` seconds of the clock.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import string
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from gateway.alarms._conditions import Predicate, compile_condition
+from gateway.alarms._conditions import Context, Node, compile_condition, site_zone
 from gateway.alarms._events import Detection
 from gateway.bus import Subscription
 from gateway.clock import Clock
-from gateway.config import DeviceConfig, GatewayConfig, RuleConfig
+from gateway.config import ALL_POINTS, DeviceConfig, GatewayConfig, RuleConfig, condition_points
+from gateway.config import placeholders as id_placeholders
 from gateway.devices import DeviceDirectory, format_location
 from gateway.model import Reading, Value
 
@@ -37,15 +39,24 @@ DetectionSink = Callable[[Detection], Awaitable[None]]
 class RuleEvaluator:
     """Turns readings into :class:`Detection` s."""
 
-    def __init__(self, config: GatewayConfig, clock: Clock, sink: DetectionSink) -> None:
+    def __init__(self, config: GatewayConfig, clock: Clock, sink: DetectionSink, *,
+                 tick: float = 1.0) -> None:
         self._clock = clock
         self._sink = sink
+        self._tick = tick
+        self._tz = site_zone(config.site.timezone)
         self._directory = DeviceDirectory(config.devices)
-        self._rules = [(rule, compile_condition(rule.when)) for rule in config.rules]
+        self._rules = list(config.rules)
         self._values: dict[str, dict[str, Reading]] = {}
+        self._last_good: dict[str, dict[str, float]] = {}
         self._instances: dict[str, list[_Instance]] = {}
+        self._timed: list[_Instance] = []
         self._tg: asyncio.TaskGroup | None = None
         self.evaluations = 0
+        # Devices with literal ids exist from the start, so "no data since start" is stale.
+        for dev in self._directory.configs():
+            if not id_placeholders(dev.id):
+                self._instances_for(dev.id)
 
     def active(self) -> list[Detection]:
         """Conditions currently detected, oldest first."""
@@ -57,39 +68,59 @@ class RuleEvaluator:
         """Consume readings until cancelled."""
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
+            ticker = tg.create_task(self._ticker(), name="alarms.ticker")
             try:
                 while True:
                     await self.process(await readings.get())
             finally:
                 self._tg = None
+                ticker.cancel()
                 for insts in self._instances.values():
                     for inst in insts:
                         inst.cancel_timer()
 
     async def process(self, reading: Reading) -> None:
-        """Apply one reading and re-evaluate the rules of its device."""
+        """Apply one reading and re-evaluate the rules of its device that read it."""
+        now = self._clock.monotonic()
         self._values.setdefault(reading.device, {})[reading.point] = reading
+        if reading.good:
+            self._last_good.setdefault(reading.device, {})[reading.point] = now
         for inst in self._instances_for(reading.device):
-            if reading.point in inst.points:
+            if reading.point in inst.points or ALL_POINTS in inst.points:
+                inst.node.observe(reading, now)
                 self.evaluations += 1
                 await self._evaluate(inst)
 
     # -- internals
+
+    async def _ticker(self) -> None:
+        while True:
+            await self._clock.sleep(self._tick)
+            for inst in list(self._timed):
+                self.evaluations += 1
+                await self._evaluate(inst)
 
     def _instances_for(self, device_id: str) -> list[_Instance]:
         insts = self._instances.get(device_id)
         if insts is None:
             dev = self._directory.get(device_id)
             insts = [] if dev is None else [
-                _Instance(rule, predicate, device_id, dev)
-                for rule, predicate in self._rules if _applies(rule, dev)
+                _Instance(rule, compile_condition(rule.when), device_id, dev)
+                for rule in self._rules if _applies(rule, dev)
             ]
             self._instances[device_id] = insts
+            now = self._clock.monotonic()
+            if dev is not None:
+                self._last_good.setdefault(device_id, {p.name: now for p in dev.points})
+            self._timed.extend(i for i in insts if i.node.time_dependent)
         return insts
 
     async def _evaluate(self, inst: _Instance) -> None:
-        result = inst.predicate(self._values[inst.device_id])
         now = self._clock.monotonic()
+        ctx = Context(values=self._values.get(inst.device_id, {}),
+                      last_good=self._last_good.get(inst.device_id, {}), mono=now,
+                      wall=self._clock.time(), tz=self._tz)
+        result = inst.node.evaluate(ctx)
         if inst.active_event is None:
             if result is True and inst.timer is None:
                 inst.since_mono, inst.since_wall = now, self._clock.time()
@@ -110,7 +141,7 @@ class RuleEvaluator:
     def _start_timer(self, inst: _Instance, deadline: float,
                      action: Callable[[_Instance], Awaitable[None]]) -> None:
         if self._tg is None:
-            raise RuntimeError("AlarmEngine timers need run() to be active")
+            raise RuntimeError("RuleEvaluator timers need run() to be active")
 
         async def fire() -> None:
             await self._clock.sleep_until(deadline)
@@ -134,8 +165,9 @@ class RuleEvaluator:
 
     def _event(self, inst: _Instance, *, active: bool) -> Detection:
         values = self._values.get(inst.device_id, {})
+        names = sorted(inst.points - {ALL_POINTS})
         evidence: dict[str, Value] = {
-            name: (values[name].value if name in values else None) for name in sorted(inst.points)
+            name: (values[name].value if name in values else None) for name in names
         }
         dev, rule = inst.device, inst.rule
         # Messages may name any point of the device, not only those the rule reads.
@@ -165,7 +197,7 @@ class RuleEvaluator:
 @dataclass(eq=False)
 class _Instance:
     rule: RuleConfig
-    predicate: Predicate
+    node: Node
     device_id: str
     device: DeviceConfig
     points: set[str] = field(init=False)
@@ -175,7 +207,7 @@ class _Instance:
     since_wall: float = 0.0
 
     def __post_init__(self) -> None:
-        self.points = self.rule.points()
+        self.points = condition_points(self.rule.when)
 
     @property
     def alarm_id(self) -> str:

@@ -1,5 +1,15 @@
 """Site configuration: pydantic models and the loader that turns YAML into them."""
 
+from gateway.config._conditions import (
+    ALL_POINTS,
+    CommLossCondition,
+    CounterCondition,
+    RateCondition,
+    ScheduleCondition,
+    ScheduleWindow,
+    StaleCondition,
+    condition_points,
+)
 from gateway.config._loader import bundled_profile_dirs, load_config, load_config_text
 from gateway.config._models import (
     AllCondition,
@@ -27,11 +37,14 @@ from gateway.config._models import (
 from gateway.config._types import Duration, parse_duration
 
 __all__ = [
+    "ALL_POINTS",
     "AllCondition",
     "AnyCondition",
     "BackoffConfig",
     "BrokerConfig",
+    "CommLossCondition",
     "Condition",
+    "CounterCondition",
     "DeviceConfig",
     "Duration",
     "GatewayConfig",
@@ -44,11 +57,16 @@ __all__ = [
     "MqttPoint",
     "NotCondition",
     "PointCondition",
+    "RateCondition",
     "RuleConfig",
+    "ScheduleCondition",
+    "ScheduleWindow",
     "SiteConfig",
+    "StaleCondition",
     "TlsConfig",
     "UpstreamConfig",
     "bundled_profile_dirs",
+    "condition_points",
     "load_config",
     "load_config_text",
     "parse_duration",

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from gateway.config._conditions import CONDITION_TAGS
 from gateway.config._models import GatewayConfig
 from gateway.errors import ConfigError, ConfigProblem
 
@@ -27,7 +28,7 @@ __all__ = ["bundled_profile_dirs", "load_config", "load_config_text"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEYS = {"password", "token", "secret", "api_key"}
-_UNION_TAGS = {"modbus-tcp", "modbus-rtu", "mqtt", "point", "all", "any", "not"}
+_UNION_TAGS = {"modbus-tcp", "modbus-rtu", "mqtt", *CONDITION_TAGS}
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:

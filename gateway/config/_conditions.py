@@ -1,0 +1,221 @@
+"""Rule conditions: the small language rules are written in.
+
+Leaves compare one point (``{point: v, gt: 242, deadband: 2}``), watch data age or quality
+(``{stale: 5m}``, ``{comm_loss: true}``), rate of change (``{point: t, rate_gt: 5, per: 1m}``),
+count events in a sliding window (``{point: event, count: invalid_card, at_least: 5,
+within: 60s}``) or the time of day (``{schedule: {from: "00:00", to: "06:00"}}``); ``all``,
+``any`` and ``not`` combine them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from gateway.config._types import Duration, Identifier
+
+__all__ = [
+    "ALL_POINTS",
+    "CONDITION_TAGS",
+    "AllCondition",
+    "AnyCondition",
+    "CommLossCondition",
+    "Condition",
+    "CounterCondition",
+    "NotCondition",
+    "PointCondition",
+    "RateCondition",
+    "ScheduleCondition",
+    "ScheduleWindow",
+    "StaleCondition",
+    "condition_points",
+]
+
+Value = bool | int | float | str
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+#: ``condition_points`` returns this when a leaf watches every point of the device.
+ALL_POINTS = "*"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PointCondition(_Model):
+    """Compares one point's value; exactly one operator."""
+
+    point: Identifier
+    eq: Value | None = None
+    ne: Value | None = None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    in_: list[Value] | None = Field(default=None, alias="in")
+    deadband: float | None = Field(
+        default=None, ge=0,
+        description="Hysteresis for gt/ge/lt/le: once true, stays true until the value is "
+                    "this far back on the other side of the limit.")
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> PointCondition:
+        ops = [op for op in ("eq", "ne", "gt", "ge", "lt", "le", "in_")
+               if getattr(self, op) is not None]
+        if len(ops) != 1:
+            raise ValueError("a point condition needs exactly one of eq, ne, gt, ge, lt, le, "
+                             f"in; got {', '.join(o.rstrip('_') for o in ops) or 'none'}")
+        if self.deadband is not None and ops[0] not in ("gt", "ge", "lt", "le"):
+            raise ValueError("deadband goes with gt, ge, lt or le")
+        return self
+
+
+class StaleCondition(_Model):
+    """True when the point (or, without ``point``, every point of the device) has had no good
+    reading for ``stale`` seconds. Never unknown: silence is exactly what it detects."""
+
+    stale: Duration = Field(gt=0)
+    point: Identifier | None = None
+
+
+class CommLossCondition(_Model):
+    """True while the point's (or, without ``point``, any point's) latest reading is
+    comm-loss: the device does not answer."""
+
+    comm_loss: Literal[True]
+    point: Identifier | None = None
+
+
+class RateCondition(_Model):
+    """Change of a numeric point per ``per`` seconds, over the last ``per`` seconds."""
+
+    point: Identifier
+    rate_gt: float | None = None
+    rate_lt: float | None = None
+    rate_abs_gt: float | None = None
+    per: Duration = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> RateCondition:
+        ops = [o for o in ("rate_gt", "rate_lt", "rate_abs_gt") if getattr(self, o) is not None]
+        if len(ops) != 1:
+            raise ValueError("a rate condition needs exactly one of rate_gt, rate_lt, "
+                             "rate_abs_gt")
+        return self
+
+
+class CounterCondition(_Model):
+    """At least ``at_least`` matching readings of ``point`` within ``within`` seconds."""
+
+    point: Identifier
+    count: Value | list[Value] = Field(description="value (or list of values) to count")
+    at_least: int = Field(ge=1)
+    within: Duration = Field(gt=0)
+    mode: Literal["readings", "transitions"] = Field(
+        default="readings",
+        description="readings: every matching reading counts (event messages); transitions: "
+                    "only changes into a matching value count (door cycles on a polled point)")
+
+
+class ScheduleWindow(_Model):
+    from_: str = Field(alias="from", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    to: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+    days: list[Weekday] | None = Field(default=None, description="default: every day")
+
+    def minutes(self) -> tuple[int, int]:
+        def parse(text: str) -> int:
+            hours, minutes = map(int, re.split(":", text))
+            return hours * 60 + minutes
+
+        return parse(self.from_), parse(self.to)
+
+
+class ScheduleCondition(_Model):
+    """True inside a daily time window in the site's time zone (may wrap past midnight)."""
+
+    schedule: ScheduleWindow
+
+
+class AllCondition(_Model):
+    """True when every member is true."""
+
+    all: list[Condition] = Field(min_length=1)
+
+
+class AnyCondition(_Model):
+    """True when at least one member is true."""
+
+    any: list[Condition] = Field(min_length=1)
+
+
+class NotCondition(_Model):
+    """True when the member is false."""
+
+    not_: Condition = Field(alias="not")
+
+
+# Tags are internal names; the loader hides them from error paths (CONDITION_TAGS).
+_TAGS: tuple[tuple[str, str], ...] = (
+    ("all", "all-of"), ("any", "any-of"), ("not", "not-of"), ("stale", "stale-check"),
+    ("comm_loss", "comm-loss-check"), ("schedule", "schedule-check"), ("count", "counter"),
+    ("rate_gt", "rate-check"), ("rate_lt", "rate-check"), ("rate_abs_gt", "rate-check"),
+    ("point", "point-check"),
+)
+CONDITION_TAGS = frozenset(tag for _, tag in _TAGS)
+_MODEL_TAGS: dict[type[BaseModel], str] = {}
+
+
+def _condition_tag(value: Any) -> str | None:
+    # Pick the member by its key so an error is reported once, not once per union member.
+    if isinstance(value, dict):
+        return next((tag for key, tag in _TAGS if key in value), None)
+    if isinstance(value, BaseModel):
+        return _MODEL_TAGS.get(type(value))
+    return None
+
+
+Condition = Annotated[
+    Annotated[PointCondition, Tag("point-check")]
+    | Annotated[StaleCondition, Tag("stale-check")]
+    | Annotated[CommLossCondition, Tag("comm-loss-check")]
+    | Annotated[RateCondition, Tag("rate-check")]
+    | Annotated[CounterCondition, Tag("counter")]
+    | Annotated[ScheduleCondition, Tag("schedule-check")]
+    | Annotated[AllCondition, Tag("all-of")]
+    | Annotated[AnyCondition, Tag("any-of")]
+    | Annotated[NotCondition, Tag("not-of")],
+    Discriminator(
+        _condition_tag,
+        custom_error_type="condition",
+        custom_error_message="a condition is {point: NAME, eq|ne|gt|ge|lt|le|in: VALUE}, "
+                             "{stale: DURATION}, {comm_loss: true}, {point, rate_gt: X}, "
+                             "{point, count: VALUE, at_least: N, within: DURATION}, "
+                             "{schedule: {from: HH:MM, to: HH:MM}}, {all: [...]}, "
+                             "{any: [...]} or {not: {...}}",
+    ),
+]
+
+_MODEL_TAGS.update({PointCondition: "point-check", StaleCondition: "stale-check",
+                    CommLossCondition: "comm-loss-check", RateCondition: "rate-check",
+                    CounterCondition: "counter", ScheduleCondition: "schedule-check",
+                    AllCondition: "all-of", AnyCondition: "any-of", NotCondition: "not-of"})
+
+
+def condition_points(cond: Condition) -> set[str]:
+    """Point names a condition reads; ``"*"`` when it watches the whole device."""
+    if isinstance(cond, AllCondition):
+        return set().union(*(condition_points(c) for c in cond.all))
+    if isinstance(cond, AnyCondition):
+        return set().union(*(condition_points(c) for c in cond.any))
+    if isinstance(cond, NotCondition):
+        return condition_points(cond.not_)
+    if isinstance(cond, ScheduleCondition):
+        return set()
+    point = getattr(cond, "point", None)
+    return {point} if point is not None else {ALL_POINTS}
+
+
+AllCondition.model_rebuild()
+AnyCondition.model_rebuild()
+NotCondition.model_rebuild()
