@@ -55,7 +55,8 @@ def format_location(location: Location, *, lang: str = "en") -> str:
                  f"floor {location.floor}" if location.floor else None,
                  f"zone {location.zone}" if location.zone else None,
                  f"room {location.room}" if location.room else None]
-    return " / ".join(p for p in parts if p) or "-"
+    return " / ".join(p for p in parts if p) or ("位置未配置" if lang == "zh" else
+                                                 "location not set")
 
 
 def _template_regex(template: str) -> re.Pattern[str]:

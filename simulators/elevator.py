@@ -290,7 +290,7 @@ class ElevatorSim:
         return "the car is empty"
 
     def _do_traffic(self, params: Mapping[str, Any]) -> str:
-        self.traffic = bool(params.get("on", True))
+        self.traffic = bool(params.get("enabled", True))
         return f"random traffic {'on' if self.traffic else 'off'}"
 
     def _do_stop_between_floors(self, params: Mapping[str, Any]) -> str:
@@ -321,7 +321,11 @@ class ElevatorSim:
         return f"service mode {mode.lower()}"
 
     def _do_power(self, params: Mapping[str, Any]) -> str:
-        self.model.set_power(bool(params.get("on", True)))
+        # "on"/"off" are booleans to YAML 1.1 (also as keys), hence "state: cut|normal".
+        state = str(params.get("state", "normal"))
+        if state not in ("cut", "normal"):
+            raise ActionError("power state must be cut or normal")
+        self.model.set_power(state == "normal")
         return f"main power {'restored' if self.model.power_ok else 'cut'}"
 
     def _do_door(self, params: Mapping[str, Any]) -> str:
@@ -375,7 +379,8 @@ _ACTIONS = [
     Action("call", "call the car to a floor", {"floor": "floor number"}),
     Action("board", "a passenger gets in (occupancy sensor on)"),
     Action("leave", "the car becomes empty"),
-    Action("traffic", "random passenger traffic on/off", {"on": "true|false (default true)"}),
+    Action("traffic", "random passenger traffic on/off",
+           {"enabled": "true|false (default true)"}),
     Action("stop_between_floors", "controller trip: car stops outside the door zone, doors "
                                   "closed (fault 04)"),
     Action("stop_at_floor", "car stops at a floor and its doors do not open (fault 02)"),
@@ -383,7 +388,7 @@ _ACTIONS = [
     Action("press_alarm", "in-car alarm button", {"pressed": "true|false (default true)"}),
     Action("mode", "service mode", {"mode": "normal, inspection, out_of_service, fire_recall, "
                                             "firefighter, emergency_power, earthquake"}),
-    Action("power", "main power", {"on": "true|false"}),
+    Action("power", "main power", {"state": "cut|normal"}),
     Action("door", "force the door state", {"state": "open|closed",
                                             "hold": "extra seconds to hold open"}),
     Action("move_with_doors_open", "unintended car movement (开门走车)"),

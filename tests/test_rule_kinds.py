@@ -186,3 +186,19 @@ def test_bad_conditions_are_explained() -> None:
         with pytest.raises(ConfigError) as info:
             load_config_text(BASE.format(when=when, delay="0s"))
         assert message in str(info.value), str(info.value)
+
+
+async def test_counter_reset_counts_within_one_stop(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = rig_factory("{point: door, count: 2, at_least: 3, within: 600s, "
+                           "mode: transitions, reset: {point: t, eq: 1}}")
+    for _ in range(2):  # two openings at one floor, then the car runs (t=1 stands for running)
+        await rig.send("door", 2)
+        await rig.send("door", 1)
+    await rig.send("t", 1)
+    await rig.send("t", 0)
+    for _ in range(2):
+        await rig.send("door", 2)
+        await rig.send("door", 1)
+    assert rig.states == [], "openings at different stops must not add up"
+    await rig.send("door", 2)
+    assert rig.states == [True]

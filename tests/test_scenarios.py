@@ -114,7 +114,7 @@ async def test_sim_device_serves_modbus_and_the_control_api(tmp_path: Path) -> N
         client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0)
         await client.connect()
         reader, writer = await asyncio.open_connection("127.0.0.1", control)
-        body = b'{"on": false}'
+        body = b'{"state": "cut"}'
         writer.write(b"POST /devices/E1/power HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s"
                      % (len(body), body))
         await writer.drain()
@@ -126,3 +126,11 @@ async def test_sim_device_serves_modbus_and_the_control_api(tmp_path: Path) -> N
     finally:
         proc.terminate()
         await proc.wait()
+
+
+@pytest.mark.parametrize("name", sorted(library()))
+async def test_library_scenario_holds_end_to_end(name: str) -> None:
+    """Simulator → real protocol → drivers → rules: every expect: section must hold."""
+    scenario = load_scenario(name)
+    result = await run_scenario(scenario, speed=25)
+    assert result.passed, "\n".join(result.failures)

@@ -227,8 +227,12 @@ class _Counter(Node):
         self.transitions = cond.mode == "transitions"
         self.was_match = False
         self.hits: deque[float] = deque(maxlen=max(cond.at_least * 4, 64))
+        self.reset = _Compare(cond.reset) if cond.reset is not None else None
 
     def observe(self, reading: Reading, mono: float) -> None:
+        if self.reset is not None and reading.point == self.reset.point and reading.good \
+                and self.reset.test(reading.value):
+            self.hits.clear()
         if reading.point != self.point or not reading.good:
             return
         match = self.matches(reading.value)

@@ -116,6 +116,10 @@ class CounterCondition(_Model):
         default="readings",
         description="readings: every matching reading counts (event messages); transitions: "
                     "only changes into a matching value count (door cycles on a polled point)")
+    reset: PointCondition | None = Field(
+        default=None,
+        description="start counting afresh whenever this holds, e.g. {point: car_status, "
+                    "eq: 1} to count door cycles within one stop")
 
 
 class ScheduleWindow(_Model):
@@ -213,7 +217,10 @@ def condition_points(cond: Condition) -> set[str]:
     if isinstance(cond, ScheduleCondition):
         return set()
     point = getattr(cond, "point", None)
-    return {point} if point is not None else {ALL_POINTS}
+    names = {point} if point is not None else {ALL_POINTS}
+    if isinstance(cond, CounterCondition) and cond.reset is not None:
+        names.add(cond.reset.point)
+    return names
 
 
 AllCondition.model_rebuild()

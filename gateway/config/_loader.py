@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gateway.config._conditions import CONDITION_TAGS
+from gateway.config._detectors import expand_detectors
 from gateway.config._models import GatewayConfig
 from gateway.errors import ConfigError, ConfigProblem
 
@@ -63,6 +64,7 @@ def load_config_text(text: str, *, source: str = "<config>", base_dir: Path | No
                                                  found=type(data).__name__)])
     data = ctx.substitute_env(data, "")
     ctx.apply_profiles(data)
+    expand_detectors(data, ctx.base_dir, ctx.problem)
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:

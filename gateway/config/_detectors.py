@@ -1,0 +1,135 @@
+"""Detector packs: ready-made rules for one facility system, enabled with one line.
+
+A site file says::
+
+    detectors:
+      - elevator                       # every rule of config/detectors/elevator.yaml
+      - use: energy
+        params: {nominal_voltage: 220}  # override a threshold
+        rules:
+          night-consumption: false      # switch one rule off
+          overload-alarm: {priority: P1}
+
+and the loader turns that into ordinary ``rules:`` entries (ids prefixed with the pack name,
+e.g. ``elevator.trapped-between-floors``) before validation. In a pack, a value written as
+``$name`` is replaced by the parameter ``name``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["bundled_detector_dirs", "expand_detectors"]
+
+_PARAM = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+_PACK_KEYS = {"name", "description", "kind", "params", "rules", "source"}
+_USE_KEYS = {"use", "kind", "devices", "params", "rules"}
+
+Problem = Callable[[str, str], None]
+
+
+def bundled_detector_dirs() -> list[Path]:
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "config" / "detectors",
+                  here.parents[1] / "_bundled_config" / "detectors"]
+    return [c for c in candidates if c.is_dir()]
+
+
+def expand_detectors(data: dict[str, Any], base_dir: Path, problem: Problem) -> None:
+    """Replace ``data["detectors"]`` by the rules it stands for (appended to ``rules``)."""
+    entries = data.pop("detectors", None)
+    if entries is None:
+        return
+    if not isinstance(entries, list):
+        problem("detectors", "expected a list of detector pack names or {use: NAME, ...}")
+        return
+    rules = data.setdefault("rules", [])
+    if not isinstance(rules, list):
+        return
+    for i, entry in enumerate(entries):
+        path = f"detectors[{i}]"
+        use = entry if isinstance(entry, str) else entry.get("use") \
+            if isinstance(entry, dict) else None
+        if not isinstance(use, str):
+            problem(path, "expected a pack name or a mapping with 'use: NAME'")
+            continue
+        options: dict[str, Any] = entry if isinstance(entry, dict) else {}
+        unknown = set(options) - _USE_KEYS
+        if unknown:
+            problem(path, f"unknown key(s) {', '.join(sorted(unknown))}; expected "
+                          f"{', '.join(sorted(_USE_KEYS))}")
+            continue
+        pack = _load_pack(use, base_dir, path, problem)
+        if pack is not None:
+            rules.extend(_expand(pack, use, options, path, problem))
+
+
+def _load_pack(name: str, base_dir: Path, path: str, problem: Problem) -> dict[str, Any] | None:
+    dirs = [base_dir / "detectors", *bundled_detector_dirs()]
+    file = next((d / f"{name}.yaml" for d in dirs if (d / f"{name}.yaml").is_file()), None)
+    if file is None:
+        known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+        problem(path, f"detector pack {name!r} not found (known: {', '.join(known) or 'none'})")
+        return None
+    try:
+        pack = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        problem(path, f"detector pack {file} cannot be read: {exc}")
+        return None
+    if not isinstance(pack, dict) or not isinstance(pack.get("rules"), list) \
+            or set(pack) - _PACK_KEYS:
+        problem(path, f"detector pack {file} must be a mapping with a 'rules' list and only "
+                      f"{', '.join(sorted(_PACK_KEYS))}")
+        return None
+    return pack
+
+
+def _expand(pack: dict[str, Any], name: str, options: dict[str, Any], path: str,
+            problem: Problem) -> list[dict[str, Any]]:
+    params = dict(pack.get("params") or {})
+    overrides = options.get("params") or {}
+    unknown = set(overrides) - set(params)
+    if unknown:
+        problem(f"{path}.params", f"unknown parameter(s) {', '.join(sorted(unknown))}; "
+                                  f"{name} has {', '.join(sorted(params)) or 'none'}")
+    params.update({k: v for k, v in overrides.items() if k in params})
+    switches = options.get("rules") or {}
+    pack_ids = [r.get("id") for r in pack["rules"] if isinstance(r, dict)]
+    for rule_id in set(switches) - set(pack_ids):
+        problem(f"{path}.rules", f"{name} has no rule {rule_id!r} (rules: "
+                                 f"{', '.join(str(r) for r in pack_ids)})")
+    out = []
+    for raw in pack["rules"]:
+        if not isinstance(raw, dict):
+            continue
+        switch = switches.get(raw.get("id"), True)
+        if switch is False:
+            continue
+        rule = _substitute(raw, params)
+        rule["id"] = f"{name}.{rule.get('id')}"
+        if "devices" in options:
+            rule.pop("kind", None)
+            rule["devices"] = options["devices"]
+        elif "kind" in options:
+            rule["kind"] = options["kind"]
+        else:
+            rule.setdefault("kind", pack.get("kind"))
+        if isinstance(switch, dict):
+            rule.update(switch)
+        out.append(rule)
+    return out
+
+
+def _substitute(value: Any, params: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, params) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, params) for v in value]
+    if isinstance(value, str) and (m := _PARAM.match(value)) and m.group(1) in params:
+        return params[m.group(1)]
+    return value
