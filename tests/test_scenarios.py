@@ -44,7 +44,8 @@ async def test_entrapment_scenario_passes_against_the_gateway() -> None:
     result = await run_scenario(load_scenario("elevator-trapped-between-floors"), speed=25,
                                 on_line=lines.append)
     assert result.passed, result.failures
-    (t, event), = [(t, e) for t, e in result.alarms if e.state.value == "active"]
+    (t, event), = [(t, e) for t, e in result.alarms if e.state.value == "active"
+                   and e.rule_id == "elevator.trapped-between-floors"]
     assert event.device == "E1" and event.priority == "P0"
     assert 35 <= t <= 40, f"entrapment confirmed at {t:.1f}s; trap at 5s + 30s on-delay"
     assert any("stopped between floors" in line for line in lines)
