@@ -202,3 +202,62 @@ async def test_counter_reset_counts_within_one_stop(rig_factory) -> None:  # typ
     assert rig.states == [], "openings at different stops must not add up"
     await rig.send("door", 2)
     assert rig.states == [True]
+
+
+GROUP = """
+site: {id: s1, name: s, gateway_id: g}
+devices:
+  - {id: M1, driver: modbus-tcp, host: h, kind: meter, location: {zone: feeder-A}, points: [{name: v, address: 0}]}
+  - {id: M2, driver: modbus-tcp, host: h, kind: meter, location: {zone: feeder-A}, points: [{name: v, address: 0}]}
+  - {id: M3, driver: modbus-tcp, host: h, kind: meter, location: {zone: feeder-B}, points: [{name: v, address: 0}]}
+rules:
+  - id: feeder-silent
+    kind: meter
+    group_by: zone
+    when: {all_devices: {comm_loss: true}}
+    category: power_loss
+    priority: P1
+    message: {zh: "{location}整条馈线的电表都无响应", en: "every meter on {location} is silent"}
+"""
+
+
+async def test_group_rule_fires_only_when_the_whole_feeder_is_silent(fake_clock: FakeClock) -> None:
+    seen: list[Detection] = []
+
+    async def sink(d: Detection) -> None:
+        seen.append(d)
+
+    bus = Bus()
+    feed = bus.subscribe("alarms")
+    rules = RuleEvaluator(load_config_text(GROUP), fake_clock, sink)
+    task = asyncio.create_task(rules.run(feed))
+
+    async def send(device: str, ok: bool) -> None:
+        await bus.publish(Reading(device, "v", 230.0 if ok else None,
+                                  Quality.GOOD if ok else Quality.COMM_LOSS, fake_clock.time()))
+        await fake_clock.advance(0)
+
+    for dev in ("M1", "M2", "M3"):
+        await send(dev, True)
+    await send("M1", False)
+    await send("M3", False)  # feeder B has only M3: the whole feeder is silent
+    assert [(d.device, d.active) for d in seen] == [("zone:feeder-B", True)]
+    await send("M2", False)
+    assert [(d.device, d.active) for d in seen][-1] == ("zone:feeder-A", True)
+    alarm = seen[-1]
+    assert alarm.alarm_id == "feeder-silent@zone:feeder-A"
+    assert alarm.evidence == {"M1": True, "M2": True}
+    assert alarm.message_en == "every meter on zone feeder-A is silent"
+    await send("M1", True)
+    assert [(d.device, d.active) for d in seen][-1] == ("zone:feeder-A", False)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def test_quantifiers_and_group_by_go_together() -> None:
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs all_devices or any_device"):
+        load_config_text(GROUP.replace("{all_devices: {comm_loss: true}}", "{comm_loss: true}"))
+    with pytest.raises(ConfigError, match="need 'group_by'"):
+        load_config_text(GROUP.replace("    group_by: zone\n", ""))

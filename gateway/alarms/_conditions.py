@@ -14,13 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import operator
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from gateway.config import (
     AllCondition,
+    AllDevicesCondition,
     AnyCondition,
+    AnyDeviceCondition,
     CommLossCondition,
     Condition,
     CounterCondition,
@@ -50,6 +52,8 @@ class Context:
     mono: float
     wall: float
     tz: dt.tzinfo
+    #: In a group rule: the context of one member device.
+    member: Callable[[str], Context] | None = None
 
 
 class Node:
@@ -64,15 +68,23 @@ class Node:
     def evaluate(self, ctx: Context) -> bool | None:
         raise NotImplementedError
 
+    def verdicts(self) -> dict[str, bool | None]:
+        """In a group rule: each member device's latest verdict (evidence for the alarm)."""
+        return {}
 
-def compile_condition(cond: Condition) -> Node:
-    """Build a fresh evaluator tree for one (rule, device) instance."""
+
+def compile_condition(cond: Condition, members: Sequence[str] = ()) -> Node:
+    """Build a fresh evaluator tree for one (rule, device) or (rule, group) instance."""
     if isinstance(cond, AllCondition):
-        return _All([compile_condition(c) for c in cond.all])
+        return _All([compile_condition(c, members) for c in cond.all])
     if isinstance(cond, AnyCondition):
-        return _Any([compile_condition(c) for c in cond.any])
+        return _Any([compile_condition(c, members) for c in cond.any])
     if isinstance(cond, NotCondition):
-        return _Not(compile_condition(cond.not_))
+        return _Not(compile_condition(cond.not_, members))
+    if isinstance(cond, AllDevicesCondition):
+        return _EachDevice(cond.all_devices, members, every=True)
+    if isinstance(cond, AnyDeviceCondition):
+        return _EachDevice(cond.any_device, members, every=False)
     if isinstance(cond, PointCondition):
         return _Compare(cond)
     if isinstance(cond, StaleCondition):
@@ -96,6 +108,12 @@ class _Group(Node):
         for m in self.members:
             m.observe(reading, mono)
 
+    def verdicts(self) -> dict[str, bool | None]:
+        found: dict[str, bool | None] = {}
+        for m in self.members:
+            found.update(m.verdicts())
+        return found
+
 
 class _All(_Group):
     def evaluate(self, ctx: Context) -> bool | None:
@@ -115,6 +133,33 @@ class _Not(_Group):
     def evaluate(self, ctx: Context) -> bool | None:
         result = self.members[0].evaluate(ctx)
         return None if result is None else not result
+
+
+class _EachDevice(Node):
+    """``all_devices``/``any_device``: one inner tree per member device of the group."""
+
+    def __init__(self, inner: Condition, members: Sequence[str], *, every: bool) -> None:
+        self.every = every
+        self.inner = {m: compile_condition(inner) for m in members}
+        self.time_dependent = any(n.time_dependent for n in self.inner.values())
+        #: Each member's latest result, kept as evidence for the alarm.
+        self.results: dict[str, bool | None] = dict.fromkeys(members)
+
+    def observe(self, reading: Reading, mono: float) -> None:
+        node = self.inner.get(reading.device)
+        if node is not None:
+            node.observe(reading, mono)
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        if ctx.member is None or not self.inner:
+            return None
+        for device, node in self.inner.items():
+            self.results[device] = node.evaluate(ctx.member(device))
+        values = list(self.results.values())
+        return _kleene_all(values) if self.every else _kleene_any(values)
+
+    def verdicts(self) -> dict[str, bool | None]:
+        return dict(self.results)
 
 
 class _Compare(Node):

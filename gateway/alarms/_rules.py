@@ -24,7 +24,14 @@ from gateway.alarms._conditions import Context, Node, compile_condition, site_zo
 from gateway.alarms._events import Detection
 from gateway.bus import Subscription
 from gateway.clock import Clock
-from gateway.config import ALL_POINTS, DeviceConfig, GatewayConfig, RuleConfig, condition_points
+from gateway.config import (
+    ALL_POINTS,
+    DeviceConfig,
+    GatewayConfig,
+    Location,
+    RuleConfig,
+    condition_points,
+)
 from gateway.config import placeholders as id_placeholders
 from gateway.devices import DeviceDirectory, format_location
 from gateway.model import Reading, Value
@@ -53,6 +60,10 @@ class RuleEvaluator:
         self._timed: list[_Instance] = []
         self._tg: asyncio.TaskGroup | None = None
         self.evaluations = 0
+        self._groups_of: dict[str, list[_Instance]] = {}
+        for rule in self._rules:
+            if rule.group_by is not None:
+                self._build_groups(rule, config)
         # Devices with literal ids exist from the start, so "no data since start" is stale.
         for dev in self._directory.configs():
             if not id_placeholders(dev.id):
@@ -105,9 +116,11 @@ class RuleEvaluator:
         if insts is None:
             dev = self._directory.get(device_id)
             insts = [] if dev is None else [
-                _Instance(rule, compile_condition(rule.when), device_id, dev)
-                for rule in self._rules if _applies(rule, dev)
+                _Instance(rule, compile_condition(rule.when), device_id,
+                          dev.name or device_id, dev.location)
+                for rule in self._rules if rule.group_by is None and _applies(rule, dev)
             ]
+            insts += self._groups_of.get(device_id, [])
             self._instances[device_id] = insts
             now = self._clock.monotonic()
             if dev is not None:
@@ -115,11 +128,34 @@ class RuleEvaluator:
             self._timed.extend(i for i in insts if i.node.time_dependent)
         return insts
 
+    def _build_groups(self, rule: RuleConfig, config: GatewayConfig) -> None:
+        field_name = rule.group_by
+        groups: dict[str, list[str]] = {}
+        for dev in config.rule_devices(rule):
+            if id_placeholders(dev.id):
+                continue  # templated devices appear at run time; groups are fixed at start
+            key = "all" if field_name == "site" else getattr(dev.location, str(field_name))
+            if key is not None:
+                groups.setdefault(key, []).append(dev.id)
+        for key, members in groups.items():
+            label = "site" if field_name == "site" else f"{field_name}:{key}"
+            location = (Location() if field_name == "site"
+                        else Location.model_validate({str(field_name): key}))
+            inst = _Instance(rule, compile_condition(rule.when, members), label,
+                             f"{rule.kind or 'devices'} ({label}, {len(members)} devices)",
+                             location, tuple(members))
+            for member in members:
+                self._groups_of.setdefault(member, []).append(inst)
+
+    def _context(self, device_id: str, now: float) -> Context:
+        return Context(values=self._values.get(device_id, {}),
+                       last_good=self._last_good.get(device_id, {}), mono=now,
+                       wall=self._clock.time(), tz=self._tz,
+                       member=lambda member: self._context(member, now))
+
     async def _evaluate(self, inst: _Instance) -> None:
         now = self._clock.monotonic()
-        ctx = Context(values=self._values.get(inst.device_id, {}),
-                      last_good=self._last_good.get(inst.device_id, {}), mono=now,
-                      wall=self._clock.time(), tz=self._tz)
+        ctx = self._context(inst.device_id, now)
         result = inst.node.evaluate(ctx)
         if inst.active_event is None:
             if result is True and inst.timer is None:
@@ -169,23 +205,26 @@ class RuleEvaluator:
         evidence: dict[str, Value] = {
             name: (values[name].value if name in values else None) for name in names
         }
-        dev, rule = inst.device, inst.rule
+        rule = inst.rule
+        if inst.members:
+            evidence = inst.evidence()
         # Messages may name any point of the device, not only those the rule reads.
         fields: dict[str, object] = {name: r.value for name, r in values.items()}
-        fields.update(device=inst.device_id, device_name=dev.name or inst.device_id)
+        fields.update(device=inst.device_id, device_name=inst.name,
+                      members=len(inst.members))
         return Detection(
             alarm_id=inst.alarm_id,
             rule_id=rule.id,
             device=inst.device_id,
-            device_name=dev.name or inst.device_id,
+            device_name=inst.name,
             category=rule.category,
             priority=rule.priority,
             active=active,
             message_zh=_render(rule.message.zh, {**fields, "location":
-                                                 format_location(dev.location, lang="zh")}),
+                                                 format_location(inst.location, lang="zh")}),
             message_en=_render(rule.message.en, {**fields, "location":
-                                                 format_location(dev.location)}),
-            location=dev.location,
+                                                 format_location(inst.location)}),
+            location=inst.location,
             ts=self._clock.time(),
             condition_since=inst.since_wall,
             mono=self._clock.monotonic(),
@@ -198,8 +237,11 @@ class RuleEvaluator:
 class _Instance:
     rule: RuleConfig
     node: Node
+    #: The device id, or for a group rule the group's label such as "zone:feeder-A".
     device_id: str
-    device: DeviceConfig
+    name: str
+    location: Location
+    members: tuple[str, ...] = ()
     points: set[str] = field(init=False)
     timer: asyncio.Task[None] | None = None
     active_event: Detection | None = None
@@ -212,6 +254,10 @@ class _Instance:
     @property
     def alarm_id(self) -> str:
         return f"{self.rule.id}@{self.device_id}"
+
+    def evidence(self) -> dict[str, Value]:
+        """For a group: each member device's verdict (true, false, or None = unknown)."""
+        return dict(self.node.verdicts())
 
     def cancel_timer(self) -> None:
         if self.timer is not None:

@@ -2,6 +2,8 @@
 
 from gateway.config._conditions import (
     ALL_POINTS,
+    AllDevicesCondition,
+    AnyDeviceCondition,
     CommLossCondition,
     CounterCondition,
     RateCondition,
@@ -9,6 +11,7 @@ from gateway.config._conditions import (
     ScheduleWindow,
     StaleCondition,
     condition_points,
+    uses_quantifiers,
 )
 from gateway.config._loader import bundled_profile_dirs, load_config, load_config_text
 from gateway.config._models import (
@@ -39,7 +42,9 @@ from gateway.config._types import Duration, parse_duration
 __all__ = [
     "ALL_POINTS",
     "AllCondition",
+    "AllDevicesCondition",
     "AnyCondition",
+    "AnyDeviceCondition",
     "BackoffConfig",
     "BrokerConfig",
     "CommLossCondition",
@@ -71,4 +76,5 @@ __all__ = [
     "load_config_text",
     "parse_duration",
     "placeholders",
+    "uses_quantifiers",
 ]

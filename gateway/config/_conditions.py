@@ -20,7 +20,9 @@ __all__ = [
     "ALL_POINTS",
     "CONDITION_TAGS",
     "AllCondition",
+    "AllDevicesCondition",
     "AnyCondition",
+    "AnyDeviceCondition",
     "CommLossCondition",
     "Condition",
     "CounterCondition",
@@ -31,6 +33,7 @@ __all__ = [
     "ScheduleWindow",
     "StaleCondition",
     "condition_points",
+    "uses_quantifiers",
 ]
 
 Value = bool | int | float | str
@@ -141,6 +144,18 @@ class ScheduleCondition(_Model):
     schedule: ScheduleWindow
 
 
+class AllDevicesCondition(_Model):
+    """In a ``group_by`` rule: true when the condition holds on every device of the group."""
+
+    all_devices: Condition
+
+
+class AnyDeviceCondition(_Model):
+    """In a ``group_by`` rule: true when the condition holds on at least one device."""
+
+    any_device: Condition
+
+
 class AllCondition(_Model):
     """True when every member is true."""
 
@@ -164,7 +179,7 @@ _TAGS: tuple[tuple[str, str], ...] = (
     ("all", "all-of"), ("any", "any-of"), ("not", "not-of"), ("stale", "stale-check"),
     ("comm_loss", "comm-loss-check"), ("schedule", "schedule-check"), ("count", "counter"),
     ("rate_gt", "rate-check"), ("rate_lt", "rate-check"), ("rate_abs_gt", "rate-check"),
-    ("point", "point-check"),
+    ("point", "point-check"), ("all_devices", "all-devices"), ("any_device", "any-device"),
 )
 CONDITION_TAGS = frozenset(tag for _, tag in _TAGS)
 _MODEL_TAGS: dict[type[BaseModel], str] = {}
@@ -188,7 +203,9 @@ Condition = Annotated[
     | Annotated[ScheduleCondition, Tag("schedule-check")]
     | Annotated[AllCondition, Tag("all-of")]
     | Annotated[AnyCondition, Tag("any-of")]
-    | Annotated[NotCondition, Tag("not-of")],
+    | Annotated[NotCondition, Tag("not-of")]
+    | Annotated[AllDevicesCondition, Tag("all-devices")]
+    | Annotated[AnyDeviceCondition, Tag("any-device")],
     Discriminator(
         _condition_tag,
         custom_error_type="condition",
@@ -196,14 +213,16 @@ Condition = Annotated[
                              "{stale: DURATION}, {comm_loss: true}, {point, rate_gt: X}, "
                              "{point, count: VALUE, at_least: N, within: DURATION}, "
                              "{schedule: {from: HH:MM, to: HH:MM}}, {all: [...]}, "
-                             "{any: [...]} or {not: {...}}",
+                             "{any: [...]}, {not: {...}}, {all_devices: {...}} or "
+                             "{any_device: {...}}",
     ),
 ]
 
 _MODEL_TAGS.update({PointCondition: "point-check", StaleCondition: "stale-check",
                     CommLossCondition: "comm-loss-check", RateCondition: "rate-check",
                     CounterCondition: "counter", ScheduleCondition: "schedule-check",
-                    AllCondition: "all-of", AnyCondition: "any-of", NotCondition: "not-of"})
+                    AllCondition: "all-of", AnyCondition: "any-of", NotCondition: "not-of",
+                    AllDevicesCondition: "all-devices", AnyDeviceCondition: "any-device"})
 
 
 def condition_points(cond: Condition) -> set[str]:
@@ -214,6 +233,10 @@ def condition_points(cond: Condition) -> set[str]:
         return set().union(*(condition_points(c) for c in cond.any))
     if isinstance(cond, NotCondition):
         return condition_points(cond.not_)
+    if isinstance(cond, AllDevicesCondition):
+        return condition_points(cond.all_devices)
+    if isinstance(cond, AnyDeviceCondition):
+        return condition_points(cond.any_device)
     if isinstance(cond, ScheduleCondition):
         return set()
     point = getattr(cond, "point", None)
@@ -223,6 +246,21 @@ def condition_points(cond: Condition) -> set[str]:
     return names
 
 
+def uses_quantifiers(cond: Condition) -> bool:
+    """Whether ``all_devices``/``any_device`` appear anywhere in the condition."""
+    if isinstance(cond, AllDevicesCondition | AnyDeviceCondition):
+        return True
+    if isinstance(cond, AllCondition):
+        return any(uses_quantifiers(c) for c in cond.all)
+    if isinstance(cond, AnyCondition):
+        return any(uses_quantifiers(c) for c in cond.any)
+    if isinstance(cond, NotCondition):
+        return uses_quantifiers(cond.not_)
+    return False
+
+
 AllCondition.model_rebuild()
 AnyCondition.model_rebuild()
 NotCondition.model_rebuild()
+AllDevicesCondition.model_rebuild()
+AnyDeviceCondition.model_rebuild()

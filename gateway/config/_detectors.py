@@ -51,6 +51,8 @@ def expand_detectors(data: dict[str, Any], base_dir: Path, problem: Problem) -> 
     rules = data.setdefault("rules", [])
     if not isinstance(rules, list):
         return
+    devices = data.get("devices") if isinstance(data.get("devices"), list) else []
+    kinds = {d.get("kind") for d in devices if isinstance(d, dict)}
     for i, entry in enumerate(entries):
         path = f"detectors[{i}]"
         use = entry if isinstance(entry, str) else entry.get("use") \
@@ -66,7 +68,10 @@ def expand_detectors(data: dict[str, Any], base_dir: Path, problem: Problem) -> 
             continue
         pack = _load_pack(use, base_dir, path, problem)
         if pack is not None:
-            rules.extend(_expand(pack, use, options, path, problem))
+            # A pack covers a whole facility system; its rules for kinds this site does not
+            # have (no water meters, say) are left out rather than reported as errors.
+            rules.extend(r for r in _expand(pack, use, options, path, problem)
+                         if "devices" in r or r.get("kind") in kinds)
 
 
 def _load_pack(name: str, base_dir: Path, path: str, problem: Problem) -> dict[str, Any] | None:
