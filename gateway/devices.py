@@ -1,7 +1,9 @@
 """Resolves a concrete device id from a reading back to the device's config.
 
 Most ids are literal; templated MQTT devices (``door-{door}``) produce ids at run time, which
-are matched against the template once and then cached.
+are matched against the template once and then cached. The placeholders captured from the id
+may be used in the device's ``name`` and ``location`` (``zone: "{zone}"``), so one entry for a
+fire panel's zones gives every zone its own location.
 """
 
 from __future__ import annotations
@@ -33,9 +35,22 @@ class DeviceDirectory:
         if device_id in self._exact:
             return self._exact[device_id]
         if device_id not in self._cache:
-            self._cache[device_id] = next(
-                (dev for rx, dev in self._templates if rx.fullmatch(device_id)), None)
+            self._cache[device_id] = self._expand(device_id)
         return self._cache[device_id]
+
+    def _expand(self, device_id: str) -> DeviceConfig | None:
+        for rx, dev in self._templates:
+            match = rx.fullmatch(device_id)
+            if match is None:
+                continue
+            values = match.groupdict()
+            location = {k: _fill(v, values) for k, v in dev.location.model_dump().items()}
+            return dev.model_copy(update={
+                "id": device_id,
+                "name": _fill(dev.name, values) if dev.name else None,
+                "location": Location.model_validate(location),
+            })
+        return None
 
     def configs(self) -> list[DeviceConfig]:
         """Every enabled device config (templates once, not per concrete id)."""
@@ -64,5 +79,13 @@ def _template_regex(template: str) -> re.Pattern[str]:
     for literal, name in re.findall(r"([^{]*)(?:\{([A-Za-z_][A-Za-z0-9_]*)\})?", template):
         pattern += re.escape(literal)
         if name:
-            pattern += r"[^/]+"
+            pattern += rf"(?P<{name}>[^/]+?)"
     return re.compile(pattern)
+
+
+def _fill(text: str | None, values: dict[str, str]) -> str | None:
+    if text is None or "{" not in text:
+        return text
+    for name, value in values.items():
+        text = text.replace("{" + name + "}", value)
+    return text

@@ -261,3 +261,26 @@ def test_quantifiers_and_group_by_go_together() -> None:
         load_config_text(GROUP.replace("{all_devices: {comm_loss: true}}", "{comm_loss: true}"))
     with pytest.raises(ConfigError, match="need 'group_by'"):
         load_config_text(GROUP.replace("    group_by: zone\n", ""))
+
+
+async def test_rolling_baseline_flags_consumption_well_above_normal(
+        rig_factory, fake_clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = rig_factory("{point: v, above_baseline: 1.5, min_excess: 100, learn: 1h, "
+                           "min_samples: 20}")
+    for i in range(30):  # a normal level around 1000 W
+        await rig.send("v", 1000 + (i % 3) * 10)
+        await fake_clock.advance(60)
+    assert rig.states == []
+    await rig.send("v", 1400)  # 40 % above: not enough
+    assert rig.states == []
+    await rig.send("v", 1700)
+    assert rig.states == [True]
+    await rig.send("v", 1010)
+    assert rig.states == [True, False]
+
+
+async def test_baseline_is_unknown_until_learned(rig_factory) -> None:  # type: ignore[no-untyped-def]
+    rig: Rig = rig_factory("{point: v, above_baseline: 1.5, min_samples: 20}")
+    await rig.send("v", 10)
+    await rig.send("v", 10_000)
+    assert rig.states == []

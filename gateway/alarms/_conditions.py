@@ -23,6 +23,7 @@ from gateway.config import (
     AllDevicesCondition,
     AnyCondition,
     AnyDeviceCondition,
+    BaselineCondition,
     CommLossCondition,
     Condition,
     CounterCondition,
@@ -95,6 +96,8 @@ def compile_condition(cond: Condition, members: Sequence[str] = ()) -> Node:
         return _Rate(cond)
     if isinstance(cond, CounterCondition):
         return _Counter(cond)
+    if isinstance(cond, BaselineCondition):
+        return _Baseline(cond)
     assert isinstance(cond, ScheduleCondition)
     return _Schedule(cond)
 
@@ -291,6 +294,44 @@ class _Counter(Node):
         return len(self.hits) >= self.at_least
 
 
+class _Baseline(Node):
+    def __init__(self, cond: BaselineCondition) -> None:
+        self.point, self.factor, self.excess = cond.point, cond.above_baseline, cond.min_excess
+        self.learn, self.min_samples = cond.learn, cond.min_samples
+        self.window = _Schedule(ScheduleCondition(schedule=cond.during)) if cond.during else None
+        self.baseline: float | None = None
+        self.samples = 0
+        self.last_mono: float | None = None
+        self.tz: dt.tzinfo = dt.UTC
+
+    def observe(self, reading: Reading, mono: float) -> None:
+        value = reading.value
+        if reading.point != self.point or not reading.good or not isinstance(value, int | float) \
+                or isinstance(value, bool):
+            return
+        if self.window is not None and not self.window.inside(reading.received_ts, self.tz):
+            return
+        # Time-weighted EWMA: a reading counts for the time since the previous one, so a fast
+        # poll does not make the baseline forget faster.
+        gap = 0.0 if self.last_mono is None else max(0.0, mono - self.last_mono)
+        self.last_mono = mono
+        alpha = 1.0 if self.baseline is None else min(1.0, max(gap, 1.0) / self.learn)
+        self.baseline = float(value) if self.baseline is None \
+            else self.baseline + alpha * (float(value) - self.baseline)
+        self.samples += 1
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        self.tz = ctx.tz
+        reading = ctx.values.get(self.point)
+        if reading is None or not reading.good or self.baseline is None \
+                or self.samples < self.min_samples:
+            return None
+        value = reading.value
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return None
+        return value > self.baseline * self.factor and value - self.baseline > self.excess
+
+
 class _Schedule(Node):
     time_dependent = True
 
@@ -299,7 +340,10 @@ class _Schedule(Node):
         self.days = set(cond.schedule.days or _WEEKDAYS)
 
     def evaluate(self, ctx: Context) -> bool | None:
-        local = dt.datetime.fromtimestamp(ctx.wall, tz=ctx.tz)
+        return self.inside(ctx.wall, ctx.tz)
+
+    def inside(self, wall: float, tz: dt.tzinfo) -> bool:
+        local = dt.datetime.fromtimestamp(wall, tz=tz)
         minute = local.hour * 60 + local.minute
         if self.start <= self.end:
             return _WEEKDAYS[local.weekday()] in self.days and self.start <= minute < self.end

@@ -23,6 +23,7 @@ __all__ = [
     "AllDevicesCondition",
     "AnyCondition",
     "AnyDeviceCondition",
+    "BaselineCondition",
     "CommLossCondition",
     "Condition",
     "CounterCondition",
@@ -144,6 +145,24 @@ class ScheduleCondition(_Model):
     schedule: ScheduleWindow
 
 
+class BaselineCondition(_Model):
+    """True when the point is well above its own learned level (a rolling baseline).
+
+    The baseline is an exponentially weighted average over about ``learn`` seconds, learned
+    only inside ``during`` when given (e.g. the night hours), so "abnormal night consumption"
+    compares tonight with previous nights, not with the day.
+    """
+
+    point: Identifier
+    above_baseline: float = Field(gt=1, description="factor, e.g. 1.5 = 50 % above")
+    min_excess: float = Field(default=0.0, ge=0,
+                              description="and at least this much above, in the point's unit")
+    learn: Duration = Field(default=7 * 86400.0, gt=0)
+    min_samples: int = Field(default=30, ge=1,
+                             description="unknown until this many readings were learned")
+    during: ScheduleWindow | None = None
+
+
 class AllDevicesCondition(_Model):
     """In a ``group_by`` rule: true when the condition holds on every device of the group."""
 
@@ -179,7 +198,8 @@ _TAGS: tuple[tuple[str, str], ...] = (
     ("all", "all-of"), ("any", "any-of"), ("not", "not-of"), ("stale", "stale-check"),
     ("comm_loss", "comm-loss-check"), ("schedule", "schedule-check"), ("count", "counter"),
     ("rate_gt", "rate-check"), ("rate_lt", "rate-check"), ("rate_abs_gt", "rate-check"),
-    ("point", "point-check"), ("all_devices", "all-devices"), ("any_device", "any-device"),
+    ("above_baseline", "baseline-check"), ("point", "point-check"),
+    ("all_devices", "all-devices"), ("any_device", "any-device"),
 )
 CONDITION_TAGS = frozenset(tag for _, tag in _TAGS)
 _MODEL_TAGS: dict[type[BaseModel], str] = {}
@@ -201,6 +221,7 @@ Condition = Annotated[
     | Annotated[RateCondition, Tag("rate-check")]
     | Annotated[CounterCondition, Tag("counter")]
     | Annotated[ScheduleCondition, Tag("schedule-check")]
+    | Annotated[BaselineCondition, Tag("baseline-check")]
     | Annotated[AllCondition, Tag("all-of")]
     | Annotated[AnyCondition, Tag("any-of")]
     | Annotated[NotCondition, Tag("not-of")]
@@ -221,6 +242,7 @@ Condition = Annotated[
 _MODEL_TAGS.update({PointCondition: "point-check", StaleCondition: "stale-check",
                     CommLossCondition: "comm-loss-check", RateCondition: "rate-check",
                     CounterCondition: "counter", ScheduleCondition: "schedule-check",
+                    BaselineCondition: "baseline-check",
                     AllCondition: "all-of", AnyCondition: "any-of", NotCondition: "not-of",
                     AllDevicesCondition: "all-devices", AnyDeviceCondition: "any-device"})
 
