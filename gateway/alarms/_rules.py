@@ -209,7 +209,7 @@ class RuleEvaluator:
         if inst.members:
             evidence = inst.evidence()
         # Messages may name any point of the device, not only those the rule reads.
-        fields: dict[str, object] = {name: r.value for name, r in values.items()}
+        fields: dict[str, object] = {name: _display(r.value) for name, r in values.items()}
         fields.update(device=inst.device_id, device_name=inst.name,
                       members=len(inst.members))
         return Detection(
@@ -269,6 +269,13 @@ def _applies(rule: RuleConfig, dev: DeviceConfig) -> bool:
     if rule.devices is not None:
         return dev.id in rule.devices
     return dev.kind == rule.kind
+
+
+def _display(value: Value) -> object:
+    """Float32 registers carry noise digits (236.39999389648438): show what a meter shows."""
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    return value
 
 
 class _Fields(dict[str, object]):

@@ -120,7 +120,7 @@ def _expand(pack: dict[str, Any], name: str, options: dict[str, Any], path: str,
         if "devices" in options:
             rule.pop("kind", None)
             rule["devices"] = options["devices"]
-        elif "kind" in options:
+        elif "kind" in options and "kind" not in raw:
             rule["kind"] = options["kind"]
         else:
             rule.setdefault("kind", pack.get("kind"))
