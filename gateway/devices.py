@@ -29,6 +29,8 @@ class DeviceDirectory:
                 self._templates.append((_template_regex(dev.id), dev))
             else:
                 self._exact[dev.id] = dev
+        # "{panel}" also matches "FACP-1-zone-3": the template with more literal text wins.
+        self._templates.sort(key=lambda t: -len(re.sub(r"\{[^}]*\}", "", t[1].id)))
         self._cache: dict[str, DeviceConfig | None] = {}
 
     def get(self, device_id: str) -> DeviceConfig | None:

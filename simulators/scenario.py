@@ -78,7 +78,8 @@ class Step(_Model):
     def _normalise(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        data = dict(data)
+        # YAML 1.1 reads the key "on:" (and "off:") as a boolean; authors mean the word.
+        data = {("on" if k is True else "off" if k is False else k): v for k, v in data.items()}
         for kind in KINDS:
             if kind in data and "device" not in data:
                 data["device"] = data.pop(kind)

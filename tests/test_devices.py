@@ -9,6 +9,7 @@ CONFIG = """
 site: {id: s, name: s, gateway_id: g}
 brokers: {local: {host: 127.0.0.1}}
 devices:
+  - {id: "{panel}", driver: mqtt, kind: fire_panel, points: [{name: x, topic: "fire/{panel}/c"}]}
   - id: "{panel}-zone-{zone}"
     name: "{panel} 防区{zone}"
     driver: mqtt
@@ -27,4 +28,6 @@ def test_templated_ids_fill_name_and_location() -> None:
         "FACP-1-zone-3", "FACP-1 防区3", "3", "2")
     assert format_location(zone.location, lang="zh") == "2号楼 / 3"
     assert directory.get("E1") is not None
+    panel = directory.get("FACP-1")
+    assert panel is not None and panel.kind == "fire_panel"
     assert directory.get("nothing") is None
