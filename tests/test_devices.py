@@ -30,4 +30,4 @@ def test_templated_ids_fill_name_and_location() -> None:
     assert directory.get("E1") is not None
     panel = directory.get("FACP-1")
     assert panel is not None and panel.kind == "fire_panel"
-    assert directory.get("nothing") is None
+    assert directory.get("no/such") is None  # ids never contain a topic separator
