@@ -43,17 +43,22 @@ def gateway_config(scenario: Scenario, endpoints: dict[str, Endpoint], *,
                    broker: tuple[str, int] | None, poll_interval: float = 0.5) -> GatewayConfig:
     """The site config a field engineer would write for this simulated site."""
     devices: list[dict[str, Any]] = []
+    mqtt_kinds: set[str] = set()
     for spec in scenario.devices:
         ep = endpoints.get(spec.id)
         if ep is None:
             continue
-        entry: dict[str, Any] = {"id": spec.id, "name": spec.name or spec.id,
-                                 "kind": spec.kind, "location": spec.location}
-        if ep.protocol == "modbus-tcp":
-            entry.update(driver="modbus-tcp", host=ep.host, port=ep.port, unit=ep.unit,
-                         profile=_modbus_profile(spec.kind, spec.options),
-                         poll_interval=poll_interval, timeout=0.5, max_backoff=5)
-        devices.append(entry)
+        if ep.protocol == "mqtt":
+            mqtt_kinds.add(spec.kind)
+            continue
+        devices.append({"id": spec.id, "name": spec.name or spec.id,
+                        "location": spec.location, "driver": "modbus-tcp", "host": ep.host,
+                        "port": ep.port, "unit": ep.unit,
+                        "profile": _modbus_profile(spec.kind, spec.options),
+                        "poll_interval": poll_interval, "timeout": 0.5, "max_backoff": 5})
+    # MQTT simulators are covered by one templated entry per profile, as a site would be.
+    for kind in sorted(mqtt_kinds):
+        devices.extend(_MQTT_ENTRIES[kind])
     data: dict[str, Any] = {
         "site": {"id": f"sim-{scenario.name}"[:64], "name": scenario.name, "gateway_id": "sim"},
         "brokers": {"local": {"host": broker[0], "port": broker[1]}} if broker else {},
@@ -132,9 +137,28 @@ def _verdict(scenario: Scenario, alarms: list[tuple[float, AlarmEvent]]) -> list
     return failures
 
 
+_MQTT_ENTRIES: dict[str, list[dict[str, Any]]] = {
+    "fire_panel": [
+        {"id": "{panel}", "name": "消防主机 {panel}", "driver": "mqtt",
+         "profile": "fire-panel-mqtt", "stale_after": 90},
+        {"id": "{panel}-zone-{zone}", "name": "{panel} 防区{zone}", "driver": "mqtt",
+         "profile": "fire-panel-zone-mqtt", "stale_after": 90, "location": {"zone": "{zone}"}},
+    ],
+    "access_control": [
+        {"id": "door-{door}", "name": "门禁 {door}", "driver": "mqtt",
+         "profile": "access-door-mqtt", "stale_after": 90},
+    ],
+}
+
+
 def _modbus_profile(kind: str, options: dict[str, Any]) -> str:
     if kind == "elevator":
         return "elevator-modbus"
+    if kind == "energy_meter":
+        return {"sdm630": "eastron-sdm630", "dtsu666": "chint-dtsu666"}[
+            str(options.get("model", "sdm630"))]
+    if kind == "water_meter":
+        return "water-meter-modbus"
     raise ValueError(f"no bundled Modbus profile for kind {kind!r}")
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.clock import Clock
+from simulators.access_control import AccessControlSim
 from simulators.base import Simulator
 from simulators.elevator import ElevatorSim
+from simulators.fire_panel import FirePanelSim
 from simulators.scenario import DeviceSpec, ScenarioError
 
 __all__ = ["MODBUS_KINDS", "MQTT_KINDS", "create"]
@@ -24,6 +26,13 @@ def create(spec: DeviceSpec, *, clock: Clock, seed: int,
         if spec.kind == "elevator":
             return ElevatorSim(spec.id, unit_id=spec.unit, clock=clock, seed=seed,
                                traffic=bool(options.pop("traffic", True)), **options)
+        if spec.kind in MQTT_KINDS:
+            if broker is None:
+                raise ScenarioError(f"device {spec.id}: a {spec.kind} simulator needs an MQTT "
+                                    "broker")
+            cls = FirePanelSim if spec.kind == "fire_panel" else AccessControlSim
+            return cls(spec.id, host=broker[0], port=broker[1], clock=clock, seed=seed,
+                       **options)
     except TypeError as exc:
         raise ScenarioError(f"device {spec.id}: bad option for a {spec.kind}: {exc}") from None
     raise ScenarioError(f"device {spec.id}: no simulator for kind {spec.kind!r} yet")
