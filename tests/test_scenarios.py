@@ -15,7 +15,7 @@ from gateway.simrun import run_scenario
 from simulators.control import ControlServer
 from simulators.elevator import ElevatorSim
 from simulators.scenario import ScenarioError, library, load_scenario
-from tests.support import free_port
+from tests.support import Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -130,8 +130,8 @@ async def test_sim_device_serves_modbus_and_the_control_api(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("name", sorted(library()))
-async def test_library_scenario_holds_end_to_end(name: str) -> None:
+async def test_library_scenario_holds_end_to_end(name: str, mosquitto: Mosquitto) -> None:
     """Simulator → real protocol → drivers → rules: every expect: section must hold."""
     scenario = load_scenario(name)
-    result = await run_scenario(scenario, speed=25)
+    result = await run_scenario(scenario, speed=20, broker=("127.0.0.1", mosquitto.port))
     assert result.passed, "\n".join(result.failures)
