@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from gateway.alarms import AlarmEvent, AlarmState
+from gateway.alarms._conditions import site_zone
 from gateway.app import Gateway
 from gateway.broker import EmbeddedBroker
 from gateway.clock import ScaledClock
@@ -74,7 +76,7 @@ async def run_scenario(scenario: Scenario, *, speed: float = 10.0,
                        on_line: Callable[[str], None] | None = None) -> ScenarioResult:
     """Play ``scenario`` against a real gateway; returns the alarms and the verdict."""
     say = on_line or (lambda text: None)
-    clock = ScaledClock(speed)
+    clock = ScaledClock(speed, start_wall=_start_wall(scenario))
     result = ScenarioResult(scenario)
     async with contextlib.AsyncExitStack() as stack:
         if broker is None and any(d.kind in ("fire_panel", "access_control")
@@ -149,6 +151,16 @@ _MQTT_ENTRIES: dict[str, list[dict[str, Any]]] = {
          "profile": "access-door-mqtt", "stale_after": 90},
     ],
 }
+
+
+def _start_wall(scenario: Scenario) -> float | None:
+    """Today at the scenario's ``start_at`` in the site's zone (the gateway's default)."""
+    seconds = scenario.start_seconds
+    if seconds is None:
+        return None
+    zone = site_zone(str(scenario.gateway.get("site", {}).get("timezone", "Asia/Shanghai")))
+    midnight = dt.datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight.timestamp() + seconds
 
 
 def _modbus_profile(kind: str, options: dict[str, Any]) -> str:

@@ -122,6 +122,8 @@ class SimModbusServer:
                                                                     bytesize, stopbits)
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._pending_unit: int | None = None
+        #: Requests being served; a ``delay`` fault can hold one long after shutdown.
+        self._in_flight: set[asyncio.Task[Any]] = set()
 
     @property
     def where(self) -> str:
@@ -151,6 +153,12 @@ class SimModbusServer:
         if server is not None:
             with contextlib.suppress(Exception):
                 await server.shutdown()  # type: ignore[no-untyped-call]  # untyped upstream
+        # pymodbus runs each request as a detached task that shutdown() does not stop.
+        pending = [t for t in self._in_flight if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
 
     # -- pymodbus hooks
 
@@ -160,10 +168,20 @@ class SimModbusServer:
         async def action(fc: int, start: int, address: int, count: int,  # noqa: PLR0917
                          regs: list[int],  # pymodbus's SimAction signature is positional
                          values: list[int] | list[bool] | None) -> ExcCodes | None:
-            return await _serve(unit, fc, start, address, count, regs, values)
+            task = asyncio.current_task()
+            if task is None:  # not in a task: nothing that could outlive the server
+                return await _serve(unit, fc, start, address, count, regs, values)
+            self._in_flight.add(task)
+            try:
+                return await _serve(unit, fc, start, address, count, regs, values)
+            finally:
+                self._in_flight.discard(task)
 
         size = unit.table_size()
-        bits = [SimData(0, count=size, values=False, datatype=DataType.BITS)]
+        # One SimData holding ``size`` bits, not ``count=size``: pymodbus 3.16 validates a bit
+        # block as ``build_registers() * count`` with build_registers already multiplied by
+        # count, i.e. size² bools (seconds and GBs for a meter with registers at 0x4000).
+        bits = [SimData(0, values=[False] * size, datatype=DataType.BITS)]
         regs = [SimData(0, count=size, values=0, datatype=DataType.REGISTERS)]
         return SimDevice(id=unit_id, simdata=(bits, list(bits), regs, list(regs)),
                          use_bit_addressing=True, action=action)

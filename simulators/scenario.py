@@ -118,6 +118,10 @@ class Scenario(_Model):
     description: str
     seed: int = 0
     duration: Duration = 60.0
+    start_at: str | None = Field(
+        default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="site-local time of day the scenario starts at (gateway clock and meter "
+                    "load curves agree), e.g. '00:30' for a night scenario")
     devices: list[DeviceSpec] = Field(min_length=1)
     timeline: list[Step] = Field(default_factory=list)
     expect: Expect = Expect()
@@ -138,6 +142,14 @@ class Scenario(_Model):
                 raise ValueError(f"timeline[{i}]: at {step.at:g}s is after the scenario's "
                                  f"duration {self.duration:g}s")
         return self
+
+    @property
+    def start_seconds(self) -> float | None:
+        """``start_at`` as seconds since midnight."""
+        if self.start_at is None:
+            return None
+        hours, minutes = self.start_at.split(":")
+        return int(hours) * 3600.0 + int(minutes) * 60.0
 
     def device(self, device_id: str) -> DeviceSpec:
         return next(d for d in self.devices if d.id == device_id)

@@ -63,7 +63,8 @@ class SimSite:
     async def __aenter__(self) -> Self:
         for i, spec in enumerate(self.scenario.devices):
             self.sims[spec.id] = create(spec, clock=self.clock,
-                                        seed=self.scenario.seed * 1000 + i, broker=self.broker)
+                                        seed=self.scenario.seed * 1000 + i, broker=self.broker,
+                                        start_seconds=self.scenario.start_seconds)
         buses: dict[str, list[str]] = {}
         for spec in self.scenario.devices:
             if spec.kind in MODBUS_KINDS:

@@ -133,5 +133,7 @@ async def test_sim_device_serves_modbus_and_the_control_api(tmp_path: Path) -> N
 async def test_library_scenario_holds_end_to_end(name: str, mosquitto: Mosquitto) -> None:
     """Simulator → real protocol → drivers → rules: every expect: section must hold."""
     scenario = load_scenario(name)
-    result = await run_scenario(scenario, speed=20, broker=("127.0.0.1", mosquitto.port))
+    # Long scenarios (a 2-minute rule delay) run faster so each stays within ~15 s.
+    speed = max(20.0, scenario.duration / 15)
+    result = await run_scenario(scenario, speed=speed, broker=("127.0.0.1", mosquitto.port))
     assert result.passed, "\n".join(result.failures)
