@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().print_help()
         return EXIT_CONFIG
     handler = {"run": _cmd_run, "check-config": _cmd_check, "demo": _cmd_demo,
-               "sim": _cmd_sim}[args.command]
+               "sim": _cmd_sim, "alarms": _cmd_alarms}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:
@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     from gateway.sim_cli import add_sim_parser
 
     add_sim_parser(sub)
+    from gateway.alarms_cli import add_alarms_parser
+
+    add_alarms_parser(sub)
     return parser
 
 
@@ -116,6 +119,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"propgw demo: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return asyncio.run(run_demo(options))
+
+
+def _cmd_alarms(args: argparse.Namespace) -> int:
+    from gateway.alarms_cli import run_alarms_command
+
+    return run_alarms_command(args)
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:

@@ -8,7 +8,10 @@
     │   ├── DeviceTimeout    it did not answer within its deadline
     │   ├── DeviceRejected   it answered with a protocol error (Modbus exception code)
     │   └── DecodeError      it answered with something that cannot be decoded
-    └── LinkError            a connection (TCP endpoint, serial port, MQTT broker) is down
+    ├── LinkError            a connection (TCP endpoint, serial port, MQTT broker) is down
+    ├── AlarmActionRejected  an operator action does not fit the alarm's state (carries why)
+    │   └── UnknownAlarm     no alarm with that id
+    └── JournalError         the alarm journal cannot be read or written (carries its path)
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AlarmActionRejected",
     "ConfigError",
     "ConfigProblem",
     "DecodeError",
@@ -23,7 +27,9 @@ __all__ = [
     "DeviceRejected",
     "DeviceTimeout",
     "GatewayError",
+    "JournalError",
     "LinkError",
+    "UnknownAlarm",
 ]
 
 
@@ -107,3 +113,37 @@ class LinkError(GatewayError):
     def __init__(self, message: str, *, link: str) -> None:
         self.link = link
         super().__init__(f"{link}: {message}")
+
+
+class AlarmActionRejected(GatewayError):
+    """An operator action was refused because of the alarm's current state.
+
+    Attributes:
+        alarm_id: The alarm acted on.
+        action: e.g. ``acknowledge``, ``shelve``, ``reset``.
+        state: The alarm's lifecycle state when the action was refused.
+        reason: Why, in words an operator understands.
+    """
+
+    def __init__(self, *, alarm_id: str, action: str, state: str, reason: str) -> None:
+        self.alarm_id = alarm_id
+        self.action = action
+        self.state = state
+        self.reason = reason
+        super().__init__(f"{action} {alarm_id} ({state}): {reason}")
+
+
+class UnknownAlarm(AlarmActionRejected):
+    """No alarm has this id (no configured rule, or never seen on that device)."""
+
+    def __init__(self, *, alarm_id: str, action: str) -> None:
+        super().__init__(alarm_id=alarm_id, action=action, state="unknown",
+                         reason="no such alarm")
+
+
+class JournalError(GatewayError):
+    """The alarm journal failed (disk full, I/O error, closed, newer schema)."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(f"alarm journal {path}: {message}")

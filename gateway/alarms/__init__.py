@@ -1,9 +1,50 @@
-"""Alarm detection at the edge: rule conditions, on/off delays, alarm events."""
+"""Alarm detection at the edge: rule conditions, on/off delays, the ISA-18.2 lifecycle
+(journal, operator actions, incidents, chatter and floods) and alarm KPIs."""
 
+from gateway.alarms._actions import AlarmActions
 from gateway.alarms._conditions import Context, Node, compile_condition
 from gateway.alarms._engine import AlarmEngine, AlarmSink
-from gateway.alarms._events import AlarmEvent, AlarmState, Detection
+from gateway.alarms._events import (
+    AlarmEvent,
+    AlarmState,
+    Detection,
+    LifecycleState,
+    Transition,
+)
+from gateway.alarms._flood import FloodState
+from gateway.alarms._journal import AlarmJournal, JournalBatch, JournalState, journal_path
+from gateway.alarms._kpi import AlarmReport, FloodSummary, ListedAlarm, alarm_report, render_report
+from gateway.alarms._lifecycle import AlarmBook, AlarmListener
+from gateway.alarms._lifecycle_state import AlarmRecord, Hold, Shelf
 from gateway.alarms._rules import DetectionSink, RuleEvaluator
 
-__all__ = ["AlarmEngine", "AlarmEvent", "AlarmSink", "AlarmState", "Context", "Detection",
-           "DetectionSink", "Node", "RuleEvaluator", "compile_condition"]
+__all__ = [
+    "AlarmActions",
+    "AlarmBook",
+    "AlarmEngine",
+    "AlarmEvent",
+    "AlarmJournal",
+    "AlarmListener",
+    "AlarmRecord",
+    "AlarmReport",
+    "AlarmSink",
+    "AlarmState",
+    "Context",
+    "Detection",
+    "DetectionSink",
+    "FloodState",
+    "FloodSummary",
+    "Hold",
+    "JournalBatch",
+    "JournalState",
+    "LifecycleState",
+    "ListedAlarm",
+    "Node",
+    "RuleEvaluator",
+    "Shelf",
+    "Transition",
+    "alarm_report",
+    "compile_condition",
+    "journal_path",
+    "render_report",
+]

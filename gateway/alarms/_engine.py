@@ -1,14 +1,19 @@
 """The alarm stage: rule evaluation followed by the alarm lifecycle.
 
-``RuleEvaluator`` decides *whether a condition holds* (with on/off delays);
-the lifecycle decides *what operators and the platform see* and emits :class:`AlarmEvent` s.
+``RuleEvaluator`` decides *whether a condition holds* (with on/off delays); the
+:class:`AlarmBook` decides *what operators and the platform see* (ISA-18.2 lifecycle, incidents,
+chatter, floods, suppression), journals it, and emits :class:`AlarmEvent` s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from gateway.alarms._events import AlarmEvent, AlarmState, Detection
+from gateway.alarms._actions import AlarmActions
+from gateway.alarms._events import AlarmEvent, Detection
+from gateway.alarms._journal import AlarmJournal
+from gateway.alarms._lifecycle import AlarmBook, AlarmListener
+from gateway.alarms._lifecycle_state import AlarmRecord
 from gateway.alarms._rules import RuleEvaluator
 from gateway.bus import Subscription
 from gateway.clock import Clock
@@ -20,34 +25,63 @@ AlarmSink = Callable[[AlarmEvent], Awaitable[None]]
 
 
 class AlarmEngine:
-    """Readings in, :class:`AlarmEvent` s out."""
+    """Readings in, :class:`AlarmEvent` s out.
 
-    def __init__(self, config: GatewayConfig, clock: Clock, sink: AlarmSink) -> None:
-        self._sink = sink
-        self._active: dict[str, AlarmEvent] = {}
-        self.rules = RuleEvaluator(config, clock, self._on_detection)
+    Args:
+        config: The site config.
+        clock: Time source for every delay and deadline.
+        sink: Receives the events to announce (work orders, upstream), in order.
+        journal: Default: the one the config names (``alarms.journal``; in memory when the
+            config names neither ``alarms.journal.path`` nor ``state_dir``).
+        listener: Receives every lifecycle event, announced or not (the console's feed).
+
+    Attributes:
+        actions: Operator actions (acknowledge, shelve, reset, ...).
+        book: The lifecycle state of every alarm.
+        rules: Rule evaluation.
+    """
+
+    def __init__(self, config: GatewayConfig, clock: Clock, sink: AlarmSink, *,
+                 journal: AlarmJournal | None = None,
+                 listener: AlarmListener | None = None) -> None:
+        self.book = AlarmBook(config, clock, journal or AlarmJournal.from_config(config), sink,
+                              listener=listener)
+        self.rules = RuleEvaluator(config, clock, self.book.on_detection)
+        self.actions = AlarmActions(self.book)
+        self._seeded = False
+
+    @property
+    def journal(self) -> AlarmJournal:
+        """The alarm journal (an in-memory one if the configured file could not be opened)."""
+        return self.book.journal
 
     @property
     def evaluations(self) -> int:
         return self.rules.evaluations
 
     def active(self) -> list[AlarmEvent]:
-        """Alarms currently active, oldest first."""
-        return sorted(self._active.values(), key=lambda e: e.ts)
+        """Alarms whose condition is active (shown or hidden), oldest first."""
+        return self.book.active()
 
     async def run(self, readings: Subscription) -> None:
-        await self.rules.run(readings)
+        """Open the journal (restoring the previous run's alarms), then consume readings
+        until cancelled; the journal is closed on the way out."""
+        async with self.book:
+            if not self._seeded:
+                for rec in self.book.restored:
+                    if rec.condition:
+                        _seed(self.rules, rec)
+                self._seeded = True
+            await self.rules.run(readings)
 
-    async def _on_detection(self, d: Detection) -> None:
-        event = AlarmEvent(
-            alarm_id=d.alarm_id, rule_id=d.rule_id, device=d.device,
-            device_name=d.device_name, category=d.category, priority=d.priority,
-            state=AlarmState.ACTIVE if d.active else AlarmState.CLEARED,
-            message_zh=d.message_zh, message_en=d.message_en, location=d.location, ts=d.ts,
-            condition_since=d.condition_since, mono=d.mono, evidence=d.evidence,
-            work_order=d.work_order)
-        if d.active:
-            self._active[d.alarm_id] = event
-        else:
-            self._active.pop(d.alarm_id, None)
-        await self._sink(event)
+
+def _seed(rules: RuleEvaluator, rec: AlarmRecord) -> None:
+    """Tell rule evaluation that a restored alarm's condition is active, so that it reports
+    the end of the condition (it only reports changes)."""
+    rules.restore(Detection(
+        alarm_id=rec.alarm_id, rule_id=rec.rule_id, device=rec.device,
+        device_name=rec.device_name, category=rec.category, priority=rec.priority,
+        active=True, message_zh=rec.message_zh, message_en=rec.message_en,
+        location=rec.location, ts=rec.activated_at,
+        condition_since=rec.condition_since, mono=0.0, evidence=dict(rec.evidence),
+        work_order=rec.work_order))

@@ -69,6 +69,22 @@ class RuleEvaluator:
             if not id_placeholders(dev.id):
                 self._instances_for(dev.id)
 
+    def restore(self, detection: Detection) -> bool:
+        """Mark a condition as already active after a restart (the journal knows it was).
+
+        Evaluation only reports changes, so without this an alarm whose condition ended while
+        the gateway was down would never be reported as cleared. Returns False when no rule
+        instance matches (the rule or device is gone from the config).
+        """
+        self._instances_for(detection.device)  # templated devices get theirs on first use
+        for insts in self._instances.values():
+            for inst in insts:
+                if inst.alarm_id == detection.alarm_id and inst.active_event is None:
+                    inst.active_event = detection
+                    inst.since_wall = detection.condition_since
+                    return True
+        return False
+
     def active(self) -> list[Detection]:
         """Conditions currently detected, oldest first."""
         found = [i.active_event for insts in self._instances.values() for i in insts
