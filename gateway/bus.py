@@ -41,6 +41,7 @@ class Subscription:
 
     async def get(self) -> Reading:
         reading = await self.queue.get()
+        self.queue.task_done()  # so queue.join() means "the consumer has taken everything"
         self.delivered += 1
         return reading
 
