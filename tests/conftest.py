@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,6 +22,32 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker = Mosquitto(tmp_path)
     with broker.running():
         yield broker
+
+
+@pytest.fixture
+def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two linked pseudo-terminals: the gateway opens one end, the simulated bus the other."""
+    socat = shutil.which("socat")
+    if socat is None:
+        raise RuntimeError("socat is not installed; scripts/test.sh installs it")
+    gw, bus = tmp_path / "gw", tmp_path / "bus"
+    proc = subprocess.Popen(
+        [socat, "-d", "-d", f"pty,raw,echo=0,link={gw}", f"pty,raw,echo=0,link={bus}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not (gw.exists() and bus.exists()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("socat did not create the pty pair")
+            time.sleep(0.01)
+        yield str(gw), str(bus)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 @pytest.fixture

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from drivers.modbus import ModbusLink
@@ -21,32 +15,6 @@ from tests.test_modbus_support import Collector, point, rtu_device, running
 pytestmark = pytest.mark.socat
 
 BAUD = 19200
-
-
-@pytest.fixture
-def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Two linked pseudo-terminals: the gateway opens one end, the simulated bus the other."""
-    socat = shutil.which("socat")
-    if socat is None:
-        pytest.skip("socat is not installed (scripts/test.sh installs it)")
-    gw, bus = tmp_path / "gw", tmp_path / "bus"
-    proc = subprocess.Popen(
-        [socat, "-d", "-d", f"pty,raw,echo=0,link={gw}", f"pty,raw,echo=0,link={bus}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while not (gw.exists() and bus.exists()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("socat did not create the pty pair")
-            time.sleep(0.01)
-        yield str(gw), str(bus)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def _meter(unit_id: int) -> tuple[SimUnit, list[ModbusPoint], dict[str, object]]:

@@ -152,3 +152,36 @@ def test_unknown_actions_and_bad_parameters_are_explained() -> None:
         sim.apply("mode", {"mode": "party"})
     with pytest.raises(ActionError, match="'floor' must be an integer"):
         sim.apply("call", {"floor": "roof"})
+
+
+@pytest.mark.socat
+async def test_eight_elevators_on_one_rtu_line(pty_pair: tuple[str, str]) -> None:
+    """Eight elevator terminals on one RS-485 line (a pty pair), polled by one RTU link."""
+    gw_end, bus_end = pty_pair
+    sims = [ElevatorSim(f"E{u}", unit_id=u, traffic=False) for u in range(1, 9)]
+    for sim in sims:
+        sim.model.position = float(sim.unit.unit_id + 2)
+        sim.refresh()
+    devices = "\n".join(
+        f"  - {{id: E{u}, driver: modbus-rtu, port: {gw_end}, baudrate: 19200, unit: {u}, "
+        f"profile: elevator-modbus, timeout: 0.5, poll_interval: 10}}" for u in range(1, 9))
+    config = load_config_text(f"site: {{id: s, name: s, gateway_id: g}}\ndevices:\n{devices}\n")
+    (link,) = build_modbus_links(config.devices, SystemClock())
+    positions: dict[str, object] = {}
+    done = asyncio.Event()
+
+    async def sink(reading: Reading) -> None:
+        assert reading.quality is Quality.GOOD, reading
+        if reading.point == "car_position":
+            positions[reading.device] = reading.value
+            if len(positions) == 8:
+                done.set()
+
+    async with SimModbusServer([s.unit for s in sims], serial_port=bus_end, baudrate=19200):
+        task = asyncio.create_task(link.run(sink))
+        try:
+            await asyncio.wait_for(done.wait(), 15)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert positions == {f"E{u}": u + 2 for u in range(1, 9)}
