@@ -1,8 +1,10 @@
 """``propgw demo``: a small simulated site, the real gateway, and a watcher upstream.
 
-Everything talks over real sockets on 127.0.0.1: the elevator simulators serve Modbus TCP, the
-gateway polls them with its own drivers, and work orders travel over MQTT to the upstream broker,
-where a separate client (standing in for the platform) prints what it receives.
+Everything talks over real sockets on 127.0.0.1: the simulators serve Modbus TCP and publish
+MQTT, the gateway reads them with its own drivers and the bundled detector packs, and work
+orders travel over MQTT to the upstream broker, where a separate client (standing in for the
+platform) prints what it receives. The site and its timeline are the library scenario
+``demo-site``; the gateway config the demo generates is written out for people to read.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,12 +30,18 @@ from gateway.alarms import AlarmEvent, AlarmState
 from gateway.app import Gateway, wait_for_signals
 from gateway.broker import EmbeddedBroker
 from gateway.bus import Overflow, Subscription
+from gateway.clock import SystemClock
 from gateway.config import GatewayConfig, load_config
+from gateway.simrun import gateway_config_yaml
 from gateway.workorders import WorkOrder
-from simulators.elevator import ElevatorSim
-from simulators.modbus_server import SimModbusServer
+from simulators.scenario import load_scenario
+from simulators.site import SimSite
 
-__all__ = ["DemoOptions", "demo_config_path", "parse_mqtt_url", "run_demo"]
+__all__ = ["DEMO_SCENARIO", "DemoOptions", "parse_mqtt_url", "run_demo"]
+
+#: The library scenario the demo plays (simulators/scenarios/demo-site.yaml); its expect:
+#: section is checked in the test suite like every other scenario.
+DEMO_SCENARIO = "demo-site"
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +51,6 @@ class DemoOptions:
     duration: float | None = None
     broker: tuple[str, int] | None = None
     upstream: tuple[str, int] | None = None
-    #: Seconds into the demo at which E1 traps its passenger.
-    trap_at: float = 4.0
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
@@ -58,98 +65,71 @@ def parse_mqtt_url(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def demo_config_path() -> Path:
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[1] / "config" / "demo.yaml",
-                      here.parent / "_bundled_config" / "demo.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("config/demo.yaml is missing from this installation")
-
-
 async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     """Run the demo until Ctrl-C / SIGTERM or ``options.duration``; returns an exit status."""
     say = _Printer(out)
-    say.line("propgw demo: two elevators over Modbus TCP, the gateway, and an upstream platform "
-             "watcher. Ctrl-C stops it.")
-    async with contextlib.AsyncExitStack() as stack:
-        if options.broker is None:
-            broker = await stack.enter_async_context(EmbeddedBroker(port=_free_port()))
-            broker_host, broker_port = broker.host, broker.port
-            say.service("MQTT broker (embedded, devices)", broker.url)
-        else:
-            broker_host, broker_port = options.broker
-            say.service("MQTT broker (devices)", f"mqtt://{broker_host}:{broker_port}")
-        up_host, up_port = options.upstream or (broker_host, broker_port)
-        say.service("Upstream platform broker", f"mqtt://{up_host}:{up_port}")
-
-        sims = {name: ElevatorSim(name, seed=seed) for name, seed in (("E1", 1), ("E2", 2))}
-        ports: dict[str, int] = {}
-        for name, sim in sims.items():
-            server = await stack.enter_async_context(
-                SimModbusServer([sim.unit], port=_free_port()))
-            ports[name] = server.port
-            say.service(f"Elevator simulator {name}", f"modbus-tcp://127.0.0.1:{server.port} "
-                                                      "(unit 1)")
-        config = load_config(demo_config_path(), env={
-            "PROPGW_DEMO_MQTT_HOST": broker_host, "PROPGW_DEMO_MQTT_PORT": str(broker_port),
-            "PROPGW_DEMO_UPSTREAM_HOST": up_host, "PROPGW_DEMO_UPSTREAM_PORT": str(up_port),
-            "PROPGW_DEMO_E1_PORT": str(ports["E1"]), "PROPGW_DEMO_E2_PORT": str(ports["E2"]),
-        })
-        base = f"{config.upstream.topic_prefix}/{config.site.id}" if config.upstream else ""
-        say.line(f"Watch upstream yourself:  mosquitto_sub -h {up_host} -p {up_port} "
-                 f"-t '{base}/#' -v")
-        gateway = Gateway(config, observers=[say])
-        feed = gateway.bus.subscribe("demo.status", maxsize=1000, overflow=Overflow.DROP_OLDEST)
-        async with asyncio.TaskGroup() as tg:
-            helpers = [
-                tg.create_task(_status_lines(feed, say), name="demo.status"),
-                *(tg.create_task(sim.run(), name=f"sim[{name}]") for name, sim in sims.items()),
-                tg.create_task(_watch_upstream(config, up_host, up_port, say),
-                               name="demo.upstream-watcher"),
-                tg.create_task(_scenario(sims["E1"], options, say, gateway.started),
-                               name="demo.scenario"),
-            ]
-            await gateway.run(shutdown_trigger=_trigger(options.duration))
-            for task in helpers:
-                task.cancel()
+    scenario = load_scenario(DEMO_SCENARIO)
+    say.line("propgw demo: a simulated property (elevators, fire panel, doors, meters) over real "
+             "Modbus TCP and MQTT on 127.0.0.1, the gateway, and a stand-in for the "
+             "platform upstream. Ctrl-C stops it.")
+    with tempfile.TemporaryDirectory(prefix="propgw-demo-") as state:
+        async with contextlib.AsyncExitStack() as stack:
+            if options.broker is None:
+                broker = await stack.enter_async_context(EmbeddedBroker(port=_free_port()))
+                device_broker = (broker.host, broker.port)
+                say.service("MQTT broker (embedded; devices and platform)", broker.url)
+            else:
+                device_broker = options.broker
+                say.service("MQTT broker (devices)", _url(device_broker))
+            upstream = options.upstream or device_broker
+            if options.upstream is not None:
+                say.service("Upstream platform broker", _url(upstream))
+            site = await stack.enter_async_context(SimSite(
+                scenario, clock=SystemClock(), broker=device_broker,
+                on_event=lambda t, text: say.event(text)))
+            for device, endpoint in site.endpoints.items():
+                verb = "serves" if endpoint.protocol == "modbus-tcp" else "publishes to"
+                say.service(f"{site.sims[device].kind} simulator {device}",
+                            f"{verb} {endpoint.url}")
+            text = gateway_config_yaml(scenario, site.endpoints, broker=device_broker,
+                                       upstream=upstream, state_dir=state, poll_interval=1.0)
+            config_file = Path(state) / "site.yaml"
+            config_file.write_text(text, encoding="utf-8")
+            config = load_config(config_file)
+            say.line(f"Gateway config (generated; what an engineer would write): {config_file}")
+            base = f"{config.upstream.topic_prefix}/{config.site.id}" if config.upstream else ""
+            say.line(f"Watch upstream yourself:  mosquitto_sub -h {upstream[0]} "
+                     f"-p {upstream[1]} -t '{base}/#' -v")
+            gateway = Gateway(config, observers=[say])
+            feed = gateway.bus.subscribe("demo.status", maxsize=1000,
+                                         overflow=Overflow.DROP_OLDEST)
+            async with asyncio.TaskGroup() as tg:
+                helpers = [
+                    tg.create_task(_status_lines(feed, say), name="demo.status"),
+                    tg.create_task(_watch_upstream(config, *upstream, say),
+                                   name="demo.upstream-watcher"),
+                    tg.create_task(_play(site, gateway.started), name="demo.scenario"),
+                ]
+                await gateway.run(shutdown_trigger=_trigger(options.duration))
+                for task in helpers:
+                    task.cancel()
     say.line(f"demo finished: {say.alarms} alarm event(s), {say.orders} work order "
              f"message(s) raised, {say.upstream_orders} received upstream")
     return 0
 
 
-async def _scenario(sim: ElevatorSim, options: DemoOptions, say: _Printer,
-                    started: asyncio.Event) -> None:
+async def _play(site: SimSite, started: asyncio.Event) -> None:
+    """The scenario's devices and timeline; the devices keep running after it."""
     await started.wait()
-    say.line("The gateway polls E1 and E2 every second; every 10 s it prints what it reads.")
-    await asyncio.sleep(options.trap_at)
-    sim.traffic = False
-    sim.model.occupied = True
-    sim.model.stop_between_floors()
-    sim.refresh()
-    floor = int(sim.model.position)
-    say.event(f"E1 stopped between floors {floor} and {floor + 1} with its doors closed and a "
-              "passenger inside (simulated controller trip).")
-    say.event("The entrapment rule must see this hold for 30 s before it raises a P0 alarm "
-              "(DOMAIN.md §1.4).")
-    await asyncio.sleep(10)
-    sim.model.press_alarm(True)
-    sim.refresh()
-    say.event("The passenger presses the in-car alarm button.")
-    for remaining in (10, 0):
-        await asyncio.sleep(10)
-        if say.orders == 0 and remaining:
-            say.event(f"...still counting; about {remaining + 1} s to confirmation.")
-    await asyncio.sleep(30)
-    sim.model.press_alarm(False)
-    sim.model.recover()
-    sim.traffic = True
-    sim.refresh()
-    say.event("A technician resets E1; the car levels at the nearest floor and opens its doors.")
+    await site.run(hold=True)
+
+
+def _url(address: tuple[str, int]) -> str:
+    return f"mqtt://{address[0]}:{address[1]}"
 
 
 async def _status_lines(feed: Subscription, say: _Printer) -> None:
-    """Every 10 s, one line of what the gateway currently reads from each elevator."""
+    """Every 10 s, one line of what the gateway currently reads from the site."""
     latest: dict[str, dict[str, object]] = {}
     next_print = time.monotonic() + 3
     while True:
@@ -162,16 +142,30 @@ async def _status_lines(feed: Subscription, say: _Printer) -> None:
         except TimeoutError:
             pass
         next_print = time.monotonic() + 10
-        parts = []
-        for device, v in sorted(latest.items()):
-            direction = v.get("car_direction") if v.get("car_status") == 1 else 0
-            motion = {0: "stopped", 1: "going up", 2: "going down"}.get(
-                direction if isinstance(direction, int) else -1, "?")
-            doors = "doors closed" if v.get("door_status") == 1 else "doors open"
-            inside = ", occupied" if v.get("passenger_status") == 1 else ""
-            parts.append(f"{device} floor {v.get('car_position')} {motion}, {doors}{inside}")
+        parts = [text for device, values in sorted(latest.items())
+                 if (text := _summary(device, values))]
         if parts:
             say.status(" | ".join(parts))
+
+
+def _summary(device: str, v: dict[str, object]) -> str | None:
+    """A few words per device kind, from its points (None for devices not worth a line)."""
+    if "car_position" in v:
+        direction = v.get("car_direction") if v.get("car_status") == 1 else 0
+        motion = {0: "stopped", 1: "up", 2: "down"}.get(
+            direction if isinstance(direction, int) else -1, "?")
+        doors = "doors closed" if v.get("door_status") == 1 else "doors open"
+        inside = ", occupied" if v.get("passenger_status") == 1 else ""
+        return f"{device} floor {v.get('car_position')} {motion}, {doors}{inside}"
+    if "voltage_l1" in v:
+        return f"{device} {_num(v.get('voltage_l1'))} V, {_num(v.get('power_total'))} W"
+    if "flow_rate" in v:
+        return f"{device} {_num(v.get('flow_rate'), 3)} m³/h"
+    return None
+
+
+def _num(value: object, digits: int = 1) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 async def _watch_upstream(config: GatewayConfig, host: str, port: int, say: _Printer) -> None:

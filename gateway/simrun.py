@@ -42,8 +42,20 @@ class ScenarioResult:
 
 
 def gateway_config(scenario: Scenario, endpoints: dict[str, Endpoint], *,
-                   broker: tuple[str, int] | None, poll_interval: float = 0.5) -> GatewayConfig:
+                   broker: tuple[str, int] | None, poll_interval: float = 0.5,
+                   upstream: tuple[str, int] | None = None,
+                   state_dir: str | None = None) -> GatewayConfig:
     """The site config a field engineer would write for this simulated site."""
+    return load_config_text(gateway_config_yaml(
+        scenario, endpoints, broker=broker, poll_interval=poll_interval, upstream=upstream,
+        state_dir=state_dir), source=f"scenario {scenario.name}")
+
+
+def gateway_config_yaml(scenario: Scenario, endpoints: dict[str, Endpoint], *,
+                        broker: tuple[str, int] | None, poll_interval: float = 0.5,
+                        upstream: tuple[str, int] | None = None,
+                        state_dir: str | None = None) -> str:
+    """:func:`gateway_config` as YAML text (``propgw demo`` writes it out for people)."""
     devices: list[dict[str, Any]] = []
     mqtt_kinds: set[str] = set()
     for spec in scenario.devices:
@@ -61,14 +73,22 @@ def gateway_config(scenario: Scenario, endpoints: dict[str, Endpoint], *,
     # MQTT simulators are covered by one templated entry per profile, as a site would be.
     for kind in sorted(mqtt_kinds):
         devices.extend(_MQTT_ENTRIES[kind])
+    brokers: dict[str, Any] = {"local": {"host": broker[0], "port": broker[1]}} if broker else {}
     data: dict[str, Any] = {
         "site": {"id": f"sim-{scenario.name}"[:64], "name": scenario.name, "gateway_id": "sim"},
-        "brokers": {"local": {"host": broker[0], "port": broker[1]}} if broker else {},
+        "brokers": brokers,
         "devices": devices,
         **scenario.gateway,
     }
-    return load_config_text(yaml.safe_dump(data, allow_unicode=True),
-                            source=f"scenario {scenario.name}")
+    if upstream is not None:
+        brokers["platform"] = {"host": upstream[0], "port": upstream[1]}
+        data["upstream"] = {"broker": "platform", "topic_prefix": "propgw"}
+        for dev in devices:
+            if dev["driver"] == "mqtt":
+                dev["broker"] = "local"
+    if state_dir is not None:
+        data["state_dir"] = state_dir
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
 
 
 async def run_scenario(scenario: Scenario, *, speed: float = 10.0,

@@ -72,6 +72,8 @@ class Step(_Model):
     device: str
     do: str
     params: dict[str, Any] = Field(default_factory=dict)
+    #: Shown to a person watching (the demo's narration); not passed to the action.
+    note: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -83,7 +85,7 @@ class Step(_Model):
         for kind in KINDS:
             if kind in data and "device" not in data:
                 data["device"] = data.pop(kind)
-        known = {"at", "device", "do", "params"}
+        known = {"at", "device", "do", "params", "note"}
         extra = {k: data.pop(k) for k in list(data) if k not in known}
         data["params"] = {**extra, **data.get("params", {})}
         return data

@@ -92,7 +92,8 @@ class SimSite:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self._stack.aclose()
 
-    def apply(self, device: str, action: str, params: dict[str, Any] | None = None) -> str:
+    def apply(self, device: str, action: str, params: dict[str, Any] | None = None,
+              note: str | None = None) -> str:
         """Run one action on one device now and record it."""
         sim = self.sims.get(device)
         if sim is None:
@@ -100,18 +101,21 @@ class SimSite:
         text = sim.apply(action, params or {})
         t = self.clock.monotonic() - self.t0
         self.events.append((t, text))
-        self.on_event(t, text)
+        self.on_event(t, text if note is None else f"{text}. {note}")
         return text
 
-    async def run(self) -> None:
-        """Run the simulators and the timeline; returns after the scenario's duration."""
+    async def run(self, *, hold: bool = False) -> None:
+        """Run the simulators and the timeline; returns after the scenario's duration, or
+        with ``hold`` keeps the devices running after the timeline until cancelled."""
         self.t0 = self.clock.monotonic()
         async with asyncio.TaskGroup() as tg:
             sims = [tg.create_task(sim.run(), name=f"sim[{name}]")
                     for name, sim in self.sims.items()]
             for step in sorted(self.scenario.timeline, key=lambda s: s.at):
                 await self.clock.sleep_until(self.t0 + step.at)
-                self.apply(step.device, step.do, step.params)
+                self.apply(step.device, step.do, step.params, step.note)
+            if hold:
+                await asyncio.Event().wait()
             await self.clock.sleep_until(self.t0 + self.scenario.duration)
             for task in sims:
                 task.cancel()

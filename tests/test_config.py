@@ -143,7 +143,7 @@ rules:
     text = text.replace("priority: P5", "priority: P2")
     problems = errors_of(text, MQTT_PASSWORD="x")
     assert "rules[0].devices (line 32): unknown device 'E9'" in problems
-    assert "rules[0].when (line 33): device 'E1' has no point(s) nope" in problems
+    assert "rules[0].when (line 33): device 'E1' has no point(s) nope (rule r1)" in problems
     assert any(p.startswith("rules[1].kind (line 38): no device has kind 'boiler'")
                for p in problems)
 
@@ -195,7 +195,7 @@ def test_durations(text: object, seconds: float) -> None:
 
 
 def test_the_shipped_configs_are_valid() -> None:
-    config = load_config(REPO / "config" / "demo.yaml", env={})
+    config = load_config(REPO / "config" / "examples" / "two-elevators.yaml", env={})
     assert {d.id for d in config.devices} == {"E1", "E2"}
     for example in sorted((REPO / "config").glob("examples/*.yaml")):
         load_config(example, env={"PLATFORM_MQTT_PASSWORD": "x", "MQTT_PASSWORD": "x"})
@@ -222,9 +222,9 @@ def test_check_config_cli_reports_all_problems_and_exits_2(tmp_path: Path) -> No
 
 
 def test_check_config_cli_summarises_a_valid_file() -> None:
-    result = _propgw("check-config", "config/demo.yaml")
+    result = _propgw("check-config", "config/examples/two-elevators.yaml")
     assert result.returncode == 0, result.stderr
-    assert "config/demo.yaml: OK" in result.stdout
+    assert "config/examples/two-elevators.yaml: OK" in result.stdout
     assert "E1" in result.stdout and "elevator-trapped-between-floors" in result.stdout
 
 
