@@ -3,8 +3,11 @@
 ::
 
     drivers ──Reading──▶ bus ──▶ AlarmEngine ──AlarmEvent──▶ WorkOrderDesk ──WorkOrder──┐
-                                                  │                                     ▼
-                                                  └──────────────alarms──────────▶ UpstreamPublisher
+                                     │                            ▲                    ▼
+                                     └──────────alarms─────────── │ ───────────▶ Outbox (SQLite)
+                                                                  │                 │
+                                                         status answers    UpstreamPublisher (MQTT)
+                                                                  └──────── HttpPublisher, StatusApi
 
 Only this module (and the CLI) knows every stage; the stages know only their neighbours'
 messages.
@@ -14,10 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ValidationError
 
 from drivers.base import Driver
 from drivers.modbus import build_modbus_links
@@ -25,18 +32,21 @@ from drivers.mqtt import build_mqtt_drivers
 from gateway.alarms import AlarmEngine, AlarmEvent
 from gateway.bus import Bus, Overflow
 from gateway.clock import Clock, SystemClock
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, durable_state_dir
+from gateway.outbox import Outbox, OutboxItem
 from gateway.sdnotify import notify, watchdog
 from gateway.supervisor import supervise
-from gateway.upstream import UpstreamPublisher, alarm_message
-from gateway.workorders import WorkOrder, WorkOrderDesk
+from gateway.upstream import HttpPublisher, StatusApi, UpstreamPublisher, alarm_message
+from gateway.workorders import StatusAnswer, WorkOrder, WorkOrderDesk
 
-__all__ = ["Gateway", "Observer", "wait_for_signals"]
+__all__ = ["Gateway", "Observer", "outbox_path", "wait_for_signals"]
 
 log = logging.getLogger(__name__)
 
 #: In-flight work gets this long after a shutdown request; then it is cancelled harder.
 GRACE_PERIOD = 3.0
+
+_MQTT_CHANNELS = frozenset({"work-orders", "alarms", "telemetry"})
 
 
 class Observer(Protocol):
@@ -45,6 +55,22 @@ class Observer(Protocol):
     def alarm(self, event: AlarmEvent) -> None: ...
 
     def work_order(self, order: WorkOrder) -> None: ...
+
+
+def outbox_path(config: GatewayConfig, env: Mapping[str, str] | None = None) -> Path | None:
+    """Where this gateway's outbox lives; None: nowhere durable was configured.
+
+    ``upstream.outbox.path``, else under ``state_dir`` when the file sets it, else under
+    ``$STATE_DIRECTORY`` (set by systemd's ``StateDirectory=``). The built-in ``state_dir``
+    default is deliberately not used on its own: every test run and demo on a machine would
+    then share (and replay) one outbox.
+    """
+    if config.upstream is not None and config.upstream.outbox.path is not None:
+        return config.upstream.outbox.path
+    state_dir = durable_state_dir(config, env)
+    if state_dir is None:
+        return None
+    return state_dir / f"outbox-{config.site.id}-{config.site.gateway_id}.sqlite3"
 
 
 class Gateway:
@@ -58,8 +84,35 @@ class Gateway:
         self.bus = Bus()
         self.drivers: list[Driver] = [*build_modbus_links(config.devices, self.clock),
                                       *build_mqtt_drivers(config, self.clock)]
-        self.upstream = UpstreamPublisher(config, self.clock) if config.upstream else None
-        self.desk = WorkOrderDesk(config.site, self.clock, self._on_work_order)
+        self.desk = WorkOrderDesk(config.site, self.clock, self._on_work_order,
+                                  policies=config.work_orders)
+        self.outbox: Outbox | None = None
+        self.upstream: UpstreamPublisher | None = None
+        self.http: HttpPublisher | None = None
+        self.status_api: StatusApi | None = None
+        up = config.upstream
+        if up is not None:
+            targets: dict[str, frozenset[str]] = {}
+            if up.broker is not None:
+                targets["mqtt"] = _MQTT_CHANNELS
+            if up.http is not None:
+                targets["http"] = frozenset(
+                    {"work-orders", *(["alarms"] if up.http.alarms_url else [])})
+            path = outbox_path(config)
+            if path is None:
+                log.warning("no state_dir configured: the outbox is in memory, and work orders "
+                            "not yet delivered are lost if the gateway stops")
+            self.outbox = Outbox(path, targets=targets, clock=self.clock,
+                                 max_messages=up.outbox.max_messages,
+                                 max_bytes=int(up.outbox.max_bytes),
+                                 snapshot_max_age=config.work_orders.forget_after)
+            if up.broker is not None:
+                self.upstream = UpstreamPublisher(config, self.clock, self.outbox,
+                                                  on_answer=self._on_answer)
+            if up.http is not None:
+                self.http = HttpPublisher(up.http, self.clock, self.outbox)
+            if up.status_api is not None:
+                self.status_api = StatusApi(up.status_api, self._on_answer, health=self.health)
         self.engine = AlarmEngine(config, self.clock, self._on_alarm)
         self._alarm_feed = self.bus.subscribe("alarms", maxsize=10_000, overflow=Overflow.BLOCK)
         self.started = asyncio.Event()
@@ -67,15 +120,30 @@ class Gateway:
     async def run(self, shutdown_trigger: Callable[[], Awaitable[None]] | None = None) -> None:
         """Run until ``shutdown_trigger()`` returns (default: SIGTERM or SIGINT)."""
         trigger = shutdown_trigger or wait_for_signals
+        async with contextlib.AsyncExitStack() as stack:
+            if self.outbox is not None:
+                # Open (and load what a previous run left unsent) before anything can raise
+                # a work order: durability before delivery.
+                await stack.enter_async_context(self.outbox)
+                self.desk.restore(_orders(self.outbox.snapshots))
+            await self._run_stages(trigger)
+        log.info("stopped")
+
+    async def _run_stages(self, trigger: Callable[[], Awaitable[None]]) -> None:
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(supervise(f"{d.name}", _runner(d, self.bus), self.clock),
-                                    name=f"{d.name}.run") for d in self.drivers]
-            tasks.append(tg.create_task(
-                supervise("alarms", lambda: self.engine.run(self._alarm_feed), self.clock),
-                name="alarms.run"))
+            stages: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+                *((d.name, _runner(d, self.bus)) for d in self.drivers),
+                ("alarms", lambda: self.engine.run(self._alarm_feed)),
+                ("workorders", self.desk.run),
+            ]
             if self.upstream is not None:
-                tasks.append(tg.create_task(supervise("upstream", self.upstream.run, self.clock),
-                                            name="upstream.run"))
+                stages.append(("upstream", self.upstream.run))
+            if self.http is not None:
+                stages.append(("upstream-http", self.http.run))
+            if self.status_api is not None:
+                stages.append(("status-api", self.status_api.run))
+            tasks = [tg.create_task(supervise(name, stage, self.clock), name=f"{name}.run")
+                     for name, stage in stages]
             tasks.append(tg.create_task(watchdog(self.clock), name="systemd.watchdog"))
             log.info("gateway %s/%s running: %d driver(s), %d rule(s)", self.config.site.id,
                      self.config.site.gateway_id, len(self.drivers), len(self.config.rules))
@@ -91,23 +159,55 @@ class Gateway:
                 log.warning("%s did not stop within %.0fs; cancelling again", task.get_name(),
                             GRACE_PERIOD)
                 task.cancel()
-        log.info("stopped")
+
+    def health(self) -> dict[str, Any]:
+        """Upstream health for ``/healthz`` and the console: outbox, links, parked messages."""
+        out: dict[str, Any] = {}
+        if self.outbox is not None:
+            outbox = self.outbox.health()
+            out["outbox"] = {**dataclasses.asdict(outbox), "ok": outbox.ok}
+        if self.upstream is not None:
+            out["mqtt"] = {"connected": self.upstream.connected, "sent": self.upstream.sent,
+                           "last_error": self.upstream.session.last_error}
+        if self.http is not None:
+            out["http"] = {"sent": self.http.sent, "retries": self.http.retries,
+                           "last_error": self.http.last_error}
+        return out
 
     async def _on_alarm(self, event: AlarmEvent) -> None:
         for obs in self.observers:
             obs.alarm(event)
-        if self.upstream is not None:
-            await self.upstream.publish("alarms",
-                                        alarm_message(self.config.site, event).model_dump_json(),
-                                        priority=event.priority)
+        up = self.config.upstream
+        if self.outbox is not None and up is not None and up.alarms:
+            message = alarm_message(self.config.site, event)
+            await self.outbox.put(OutboxItem(
+                kind="alarm", channel="alarms", priority=event.priority,
+                key=f"{event.alarm_id}:{event.state.value}:{event.ts:.3f}",
+                payload=message.model_dump_json().encode()))
         await self.desk.handle(event)
 
     async def _on_work_order(self, order: WorkOrder) -> None:
         for obs in self.observers:
             obs.work_order(order)
-        if self.upstream is not None:
-            await self.upstream.publish("work-orders", order.model_dump_json(),
-                                        priority=order.priority)
+        if self.outbox is not None:
+            body = order.model_dump_json()
+            await self.outbox.put(OutboxItem(
+                kind="work_order", channel="work-orders", priority=order.priority,
+                key=f"{order.id}:{order.seq}", payload=body.encode(),
+                snapshot=(order.id, body, self.desk.tracks(order.id))))
+
+    async def _on_answer(self, order_id: str, answer: StatusAnswer) -> WorkOrder | None:
+        return await self.desk.apply_status(order_id, answer)
+
+
+def _orders(snapshots: Sequence[str]) -> list[WorkOrder]:
+    orders = []
+    for body in snapshots:
+        try:
+            orders.append(WorkOrder.model_validate_json(body))
+        except ValidationError as exc:
+            log.warning("outbox: a saved work order cannot be read and is skipped: %s", exc)
+    return orders
 
 
 async def wait_for_signals() -> None:

@@ -231,3 +231,9 @@ def test_check_config_cli_summarises_a_valid_file() -> None:
 def test_version() -> None:
     result = _propgw("--version")
     assert result.returncode == 0 and result.stdout.startswith("propgw ")
+
+
+def test_a_bad_mapping_key_is_named_and_does_not_hang() -> None:
+    problems = errors_of("site: {id: s, name: s, gateway_id: g}\nbrokers: {'bad id': {host: h}}\n")
+    assert len(problems) == 1
+    assert problems[0].startswith("brokers (line 2): key 'bad id': string should match pattern")

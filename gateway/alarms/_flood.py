@@ -15,7 +15,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config._models import ChatterConfig, FloodConfig
+from gateway.config import ChatterConfig, FloodConfig
 
 __all__ = ["FloodDetector", "FloodState", "chatter_window"]
 

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from gateway.alarms._events import AlarmEvent
 from gateway.alarms._lifecycle_state import event_from_json, event_to_json
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, durable_state_dir
 from gateway.errors import JournalError
 
 __all__ = ["SCHEMA_VERSION", "AlarmJournal", "JournalBatch", "JournalState", "journal_path"]
@@ -70,19 +70,20 @@ def journal_path(config: GatewayConfig) -> Path | None:
     """Where ``config`` keeps its alarm journal; None means in memory.
 
     ``alarms.journal.path`` wins (relative paths are under ``state_dir``, ``:memory:`` is
-    memory); otherwise ``<state_dir>/alarms-<site>-<gateway>.sqlite3`` when the file sets
-    ``state_dir``; otherwise memory, so that tests and the demo never write to
-    ``/var/lib/propgw``.
+    memory); otherwise ``alarms-<site>-<gateway>.sqlite3`` in the durable state folder (the
+    file's ``state_dir``, or systemd's ``$STATE_DIRECTORY``), the same place as the outbox;
+    otherwise memory, so that tests and the demo never write to ``/var/lib/propgw``.
     """
     configured = config.alarms.journal.path
     if configured == ":memory:":
         return None
     if isinstance(configured, Path):
         return configured if configured.is_absolute() else config.state_dir / configured
-    if "state_dir" in config.model_fields_set:
-        site = config.site
-        return config.state_dir / f"alarms-{site.id}-{site.gateway_id}.sqlite3"
-    return None
+    state_dir = durable_state_dir(config)
+    if state_dir is None:
+        return None
+    site = config.site
+    return state_dir / f"alarms-{site.id}-{site.gateway_id}.sqlite3"
 
 
 @dataclass

@@ -51,8 +51,9 @@ def expand_detectors(data: dict[str, Any], base_dir: Path, problem: Problem) -> 
     rules = data.setdefault("rules", [])
     if not isinstance(rules, list):
         return
-    devices = data.get("devices") if isinstance(data.get("devices"), list) else []
-    kinds = {d.get("kind") for d in devices if isinstance(d, dict)}
+    devices = data.get("devices")
+    kinds = {d.get("kind") for d in devices if isinstance(d, dict)} \
+        if isinstance(devices, list) else set()
     for i, entry in enumerate(entries):
         path = f"detectors[{i}]"
         use = entry if isinstance(entry, str) else entry.get("use") \

@@ -130,7 +130,10 @@ class _Context:
         while probe:
             if probe in self.lines:
                 return self.lines[probe]
-            probe = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", probe)
+            shorter = re.sub(r"(\.[^.]*|\[\d+\])$", "", probe)
+            if shorter == probe:  # e.g. "brokers.bad id.[key]": no parent we know of
+                return None
+            probe = shorter
         return None
 
     # -- environment
@@ -238,6 +241,10 @@ class _Context:
     def add_validation_errors(self, exc: ValidationError, data: Any) -> None:
         for err in exc.errors(include_url=False):
             loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
+            key_note = ""
+            if len(loc) >= 2 and loc[-1] == "[key]":  # a bad mapping key, not a bad value
+                key_note = f"key {loc[-2]!r}: "
+                loc = loc[:-2]
             path = _path(loc)
             etype = err["type"]
             msg = err["msg"]
@@ -270,7 +277,7 @@ class _Context:
             for prefix, profile_file in self.from_profile.items():
                 if path == prefix or path.startswith(prefix + "."):
                     msg += f" (point from profile {profile_file})"
-            self.problem(path, msg, found)
+            self.problem(path, key_note + msg, found)
 
     def _shown(self, path: str, value: Any) -> str:
         if path in self.from_env:

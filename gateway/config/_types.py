@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["Duration", "Identifier", "parse_duration"]
+__all__ = ["Duration", "Identifier", "StrictModel", "Value", "parse_duration"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -45,3 +45,13 @@ Identifier = Annotated[
         description="letters, digits, '_', '-', '.'; starts with a letter or digit",
     ),
 ]
+
+
+#: A scalar a point or a config value may hold.
+Value = bool | int | float | str
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

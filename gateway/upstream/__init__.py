@@ -1,6 +1,9 @@
-"""Northbound: alarms and work orders to the property-management platform."""
+"""Northbound: the outbox's alarms and work orders to the property-management platform."""
 
-from gateway.upstream._contract import AlarmMessage, alarm_message
-from gateway.upstream._mqtt import OutgoingMessage, UpstreamPublisher
+from gateway.upstream._contract import AlarmMessage, GatewayStatus, alarm_message
+from gateway.upstream._http import HttpPublisher
+from gateway.upstream._mqtt import AnswerHandler, UpstreamPublisher
+from gateway.upstream._status_api import StatusApi
 
-__all__ = ["AlarmMessage", "OutgoingMessage", "UpstreamPublisher", "alarm_message"]
+__all__ = ["AlarmMessage", "AnswerHandler", "GatewayStatus", "HttpPublisher", "StatusApi",
+           "UpstreamPublisher", "alarm_message"]

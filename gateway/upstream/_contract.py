@@ -11,7 +11,7 @@ from gateway.alarms import AlarmEvent
 from gateway.config import SiteConfig
 from gateway.workorders import SCHEMA_VERSION, Bilingual, WorkOrderLocation
 
-__all__ = ["AlarmMessage", "alarm_message"]
+__all__ = ["AlarmMessage", "GatewayStatus", "alarm_message"]
 
 
 class AlarmMessage(BaseModel):
@@ -34,7 +34,18 @@ class AlarmMessage(BaseModel):
     ts: str
 
 
+class GatewayStatus(BaseModel):
+    """Retained on ``<prefix>/<site>/gateway/status``; ``offline`` is also the last will."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    state: Literal["online", "offline"]
+    site_id: str
+    gateway_id: str
+
+
 def alarm_message(site: SiteConfig, event: AlarmEvent) -> AlarmMessage:
+    """The upstream message for one alarm transition."""
     loc = event.location
     return AlarmMessage(
         site_id=site.id, gateway_id=site.gateway_id, alarm_id=event.alarm_id,

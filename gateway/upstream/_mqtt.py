@@ -1,64 +1,74 @@
-"""Publishes alarms and work orders to the platform's MQTT broker.
+"""Publishes the outbox to the platform's MQTT broker and takes the platform's answers back.
 
 Topics, under ``<topic_prefix>/<site id>/``:
 
 * ``work-orders``: work orders and their updates (QoS 1, JSON, see ``docs/upstream.md``);
 * ``alarms``: every alarm transition;
+* ``work-orders/<id>/status``: the platform's answers (acknowledged, on_site, resolved,
+  rejected), subscribed by the gateway;
 * ``gateway/status``: retained ``online`` on connect, and ``offline`` as the last will, so the
   platform sees a dead gateway.
 
-Messages wait in a bounded priority queue while the broker is away; life-safety (P0) messages
-leave first. A message leaves the queue only once the broker has acknowledged it (PUBACK), so a
-broken connection re-sends it on the next one. (The durable SQLite outbox that survives a power
-cut replaces this queue in the work-order issue.)
+Messages come from the durable outbox, life-safety first. One message is in flight at a time and
+leaves the outbox only once the broker has acknowledged it (PUBACK); a broken connection sends it
+again on the next one, so delivery is at least once and in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import aiomqtt
+from pydantic import ValidationError
 
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
 from gateway.mqtt_client import LinkState, MqttSession
+from gateway.outbox import Outbox
+from gateway.upstream._contract import GatewayStatus
+from gateway.workorders import StatusAnswer
 
-__all__ = ["OutgoingMessage", "UpstreamPublisher"]
+__all__ = ["AnswerHandler", "UpstreamPublisher"]
 
 log = logging.getLogger(__name__)
 
-_PRIORITY_RANK = {"P0": 0, "P1": 1, "P2": 2, "P3": 3}
+#: Receives ``(work-order id, answer)`` from the platform.
+AnswerHandler = Callable[[str, StatusAnswer], Awaitable[object]]
+
+TARGET = "mqtt"
+CHANNELS = frozenset({"work-orders", "alarms", "telemetry"})
 _PUBLISH_TIMEOUT = 10.0
+_SUBSCRIBE_TIMEOUT = 10.0
 _GOODBYE_TIMEOUT = 1.0
 
 
-@dataclass(order=True, frozen=True)
-class OutgoingMessage:
-    rank: int
-    seq: int
-    topic: str = field(compare=False)
-    payload: bytes = field(compare=False)
-    retain: bool = field(default=False, compare=False)
-
-
 class UpstreamPublisher:
-    """Owns the upstream MQTT connection."""
+    """Owns the upstream MQTT connection.
 
-    def __init__(self, config: GatewayConfig, clock: Clock, *, maxsize: int = 10_000) -> None:
-        if config.upstream is None:
-            raise ValueError("UpstreamPublisher needs an 'upstream' section in the config")
+    Args:
+        config: The gateway config; needs ``upstream.broker``.
+        clock: For the reconnect back-off.
+        outbox: Where the messages to publish wait (target ``"mqtt"``).
+        on_answer: Called with each status answer the platform publishes.
+
+    Raises:
+        ValueError: the config has no upstream broker.
+    """
+
+    def __init__(self, config: GatewayConfig, clock: Clock, outbox: Outbox, *,
+                 on_answer: AnswerHandler | None = None) -> None:
+        if config.upstream is None or config.upstream.broker is None:
+            raise ValueError("UpstreamPublisher needs 'upstream.broker' in the config")
         self._site = config.site
         self._upstream = config.upstream
+        self._outbox = outbox
+        self._on_answer = on_answer
         broker = config.brokers[config.upstream.broker]
         self.base = f"{config.upstream.topic_prefix.rstrip('/')}/{config.site.id}"
-        self._queue: asyncio.PriorityQueue[OutgoingMessage] = asyncio.PriorityQueue(maxsize)
-        self._seq = itertools.count()
-        self._in_flight: OutgoingMessage | None = None
         self.sent = 0
         self.session = MqttSession(
             "upstream", broker, clock=clock,
@@ -72,34 +82,29 @@ class UpstreamPublisher:
         return f"{self.base}/gateway/status"
 
     @property
+    def answers_topic(self) -> str:
+        return f"{self.base}/work-orders/+/status"
+
+    @property
     def pending(self) -> int:
-        return self._queue.qsize() + (1 if self._in_flight else 0)
+        """Messages the outbox still holds for this publisher."""
+        return self._outbox.pending(TARGET)
 
     @property
     def connected(self) -> bool:
         return self.session.state is LinkState.CONNECTED
 
-    async def publish(self, channel: str, payload: str, *, priority: str = "P3") -> None:
-        """Queue a JSON ``payload`` for ``<base>/<channel>``; waits while the queue is full."""
-        message = OutgoingMessage(_PRIORITY_RANK.get(priority, 3), next(self._seq),
-                                  f"{self.base}/{channel}", payload.encode())
-        await self._queue.put(message)
-
     async def run(self) -> None:
+        """Connect, publish, reconnect; until cancelled."""
         await self.session.run()
 
     async def _serve(self, client: aiomqtt.Client) -> None:
+        if self._on_answer is not None:
+            await client.subscribe(self.answers_topic, qos=1, timeout=_SUBSCRIBE_TIMEOUT)
         await client.publish(self.status_topic, self._status("online"), qos=1, retain=True,
                              timeout=_PUBLISH_TIMEOUT)
         try:
-            while True:
-                if self._in_flight is None:
-                    self._in_flight = await self._queue.get()
-                message = self._in_flight
-                await client.publish(message.topic, message.payload, qos=self._upstream.qos,
-                                     retain=message.retain, timeout=_PUBLISH_TIMEOUT)
-                self._in_flight = None
-                self.sent += 1
+            await self._send_and_receive(client)
         except asyncio.CancelledError:
             # A clean stop sends no last will, so say "offline" ourselves; shielded and
             # time-boxed so a dead broker cannot hold up shutdown.
@@ -109,6 +114,53 @@ class UpstreamPublisher:
                         self.status_topic, self._status("offline"), qos=1, retain=True))
             raise
 
-    def _status(self, state: str) -> bytes:
-        return json.dumps({"state": state, "site_id": self._site.id,
-                           "gateway_id": self._site.gateway_id}).encode()
+    async def _send_and_receive(self, client: aiomqtt.Client) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._send(client), name="upstream.mqtt.send")
+                if self._on_answer is not None:
+                    tg.create_task(self._receive(client), name="upstream.mqtt.answers")
+        except* aiomqtt.MqttError as group:
+            # The session reconnects on MqttError; hand it the first one, unwrapped.
+            raise group.exceptions[0] from None
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        while True:
+            env = await self._outbox.next(TARGET)
+            # Returns after PUBACK (QoS 1) / PUBCOMP (QoS 2); raises MqttError otherwise.
+            await client.publish(f"{self.base}/{env.channel}", env.payload,
+                                 qos=self._upstream.qos, timeout=_PUBLISH_TIMEOUT)
+            self._outbox.delivered(TARGET, env)
+            self.sent += 1
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        assert self._on_answer is not None
+        async for message in client.messages:
+            topic = str(message.topic)
+            parts = topic.removeprefix(f"{self.base}/").split("/")
+            if len(parts) != 3 or parts[0] != "work-orders" or parts[2] != "status":
+                continue
+            order_id = parts[1]
+            payload = message.payload
+            if not isinstance(payload, bytes | str):
+                log.warning("upstream: ignoring an answer without payload on %s", topic)
+                continue
+            try:
+                answer = StatusAnswer.model_validate_json(payload)
+            except ValidationError as exc:
+                log.warning("upstream: ignoring malformed answer on %s: %s", topic,
+                            str(exc).replace("\n", " "))
+                continue
+            if answer.id is not None and answer.id != order_id:
+                log.warning("upstream: answer on %s names another order (%s); ignored", topic,
+                            answer.id)
+                continue
+            try:
+                await self._on_answer(order_id, answer)
+            except Exception:
+                log.exception("upstream: answer %s for %s could not be applied", answer.status,
+                              order_id)
+
+    def _status(self, state: Literal["online", "offline"]) -> bytes:
+        return GatewayStatus(state=state, site_id=self._site.id,
+                             gateway_id=self._site.gateway_id).model_dump_json().encode()

@@ -1,21 +1,38 @@
-"""Turns alarm events into work orders: one per incident, updated, never duplicated.
+"""Turns alarm events into work orders and walks them up their escalation ladder.
 
-The response window per priority follows DOMAIN.md §0/§6: life-safety (P0) staff on site
-within 5 minutes; P1 within 30 minutes (maintenance arrival for entrapment); P2 within 4 hours;
-P3 routine, 48 hours.
+One work order per incident (an alarm's active period): later activity on the incident — the
+alarm clearing, an escalation, a reminder, the platform's answers — goes out as an update with the
+same ``id`` and the next ``seq``. Windows and ladders come from ``work_orders`` in the config
+(defaults: DOMAIN.md §0/§6).
+
+Deadlines are wall-clock instants because they are shared with the platform (``respond_by``,
+``escalation.deadline``) and must survive a restart; the desk sleeps towards them on the injected
+clock, so tests walk a 30-minute ladder in milliseconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal, cast
 
 from gateway.alarms import AlarmEvent, AlarmState
 from gateway.clock import Clock
-from gateway.config import SiteConfig
-from gateway.workorders._model import Bilingual, WorkOrder, WorkOrderLocation
+from gateway.config import DEFAULT_PRIORITY_POLICIES, ResponsePolicy, SiteConfig, WorkOrdersConfig
+from gateway.workorders._model import (
+    CLOSED_STATUSES,
+    Bilingual,
+    Escalation,
+    SlaBreach,
+    StatusAnswer,
+    WorkOrder,
+    WorkOrderEvent,
+    WorkOrderLocation,
+)
 
 __all__ = ["RESPONSE_WINDOWS", "WorkOrderDesk", "WorkOrderSink"]
 
@@ -23,65 +40,295 @@ log = logging.getLogger(__name__)
 
 WorkOrderSink = Callable[[WorkOrder], Awaitable[None]]
 
-#: Seconds from raising a work order to the on-site deadline, by priority.
-RESPONSE_WINDOWS: dict[str, float] = {"P0": 300.0, "P1": 1800.0, "P2": 4 * 3600.0,
-                                      "P3": 48 * 3600.0}
+#: Default on-site windows (seconds from raising a work order to ``respond_by``), by priority.
+RESPONSE_WINDOWS: dict[str, float] = {
+    p: float(policy["on_site_within"]) for p, policy in DEFAULT_PRIORITY_POLICIES.items()}
 
-_CATEGORY_TITLES: dict[str, tuple[str, str]] = {
-    "elevator_entrapment": ("电梯困人", "Elevator entrapment"),
-    "fire_alarm": ("火警", "Fire alarm"),
-    "door_forced": ("门被强行打开", "Door forced open"),
-    "power_loss": ("停电", "Power loss"),
-    "water_leak": ("漏水", "Water leak"),
-}
+_PROGRESS = {"open": 0, "alarm_cleared": 0, "acknowledged": 1, "on_site": 2, "resolved": 3,
+             "rejected": 3}
+_WAITING = frozenset({"open", "alarm_cleared"})
+Priority = Literal["P0", "P1", "P2", "P3"]
+
+
+@dataclass
+class _Tracked:
+    order: WorkOrder
+    policy: ResponsePolicy
+    raised: float
+    pre_alerts_sent: int = 0
+    unacknowledged_sent: bool = False
+    #: Restored from the outbox after a restart: the alarm engine no longer knows its alarm.
+    restored: bool = False
 
 
 class WorkOrderDesk:
-    """Keeps the open work orders and emits new ones and their updates."""
+    """Keeps the open work orders, emits new ones and their updates, escalates on deadlines.
 
-    def __init__(self, site: SiteConfig, clock: Clock, sink: WorkOrderSink) -> None:
+    Args:
+        site: The site the orders belong to.
+        clock: Time source for timestamps and deadlines.
+        sink: Called with every new order and update, in order; returns once it is durable.
+        policies: Which alarms make orders, windows and ladders; default the built-in ones.
+    """
+
+    def __init__(self, site: SiteConfig, clock: Clock, sink: WorkOrderSink, *,
+                 policies: WorkOrdersConfig | None = None) -> None:
         self._site = site
         self._clock = clock
         self._sink = sink
-        self._open: dict[str, WorkOrder] = {}
+        self._policies = policies or WorkOrdersConfig()
+        self._orders: dict[str, _Tracked] = {}
+        self._by_alarm: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
 
     @property
     def open_orders(self) -> list[WorkOrder]:
-        return list(self._open.values())
+        """Orders still tracked: not closed, or waiting for their follow-up reminder."""
+        return [t.order for t in self._orders.values()]
+
+    def get(self, order_id: str) -> WorkOrder | None:
+        """The latest version of a tracked order."""
+        tracked = self._orders.get(order_id)
+        return tracked.order if tracked else None
+
+    def tracks(self, order_id: str) -> bool:
+        """Whether the desk still has work to do for this order (escalation, reminders)."""
+        return order_id in self._orders
+
+    # ------------------------------------------------------------------ inputs
 
     async def handle(self, event: AlarmEvent) -> WorkOrder | None:
         """Apply one alarm event; returns the work order sent, if any."""
-        if not event.work_order:
+        resolved = self._policies.policy(event.category, event.priority)
+        if not event.work_order or resolved is None:
             return None
-        current = self._open.get(event.alarm_id)
-        if event.state is AlarmState.ACTIVE:
-            if current is not None and current.status == "open":
-                return None  # same incident still open: no second order
-            order = self._new_order(event)
-        elif current is None:
-            return None
-        else:
-            order = current.model_copy(update={
-                "seq": current.seq + 1, "status": "alarm_cleared",
-                "evidence": event.evidence, "updated_at": _iso(event.ts)})
-        self._open[event.alarm_id] = order
-        log.warning("work order %s %s (%s, respond by %s): %s", order.id, order.status,
-                    order.priority, order.respond_by, order.title.en)
-        await self._sink(order)
+        priority, policy = resolved
+        async with self._lock:
+            current = self._orders.get(self._by_alarm.get(event.alarm_id, ""))
+            if event.state is AlarmState.ACTIVE:
+                if current is not None and not current.restored and current.order.alarm_active:
+                    return None  # same incident still active: no second order
+                related = current.order.id if current is not None else None
+                tracked = self._new_order(event, cast(Priority, priority), policy, related)
+                if tracked.order.id in self._orders:
+                    return None  # the same event again (replayed after a restart)
+                self._orders[tracked.order.id] = tracked
+                self._by_alarm[event.alarm_id] = tracked.order.id
+                order = tracked.order
+            else:
+                if current is None or not current.order.alarm_active:
+                    return None
+                status = "alarm_cleared" if current.order.status == "open" else \
+                    current.order.status
+                order = self._update(current, "alarm_cleared", _iso(event.ts), status=status,
+                                     alarm_active=False, evidence=event.evidence)
+            await self._emit(order)
+            if order.seq == 1:
+                # Logged once the sink has it (on disk, when the sink is the outbox).
+                log.warning("work order %s raised (%s %s, respond by %s): %s", order.id,
+                            order.priority, order.category, order.respond_by, order.title.en)
+            else:
+                log.info("work order %s: alarm %s cleared", order.id, event.alarm_id)
+            return order
+
+    async def apply_status(self, order_id: str, answer: StatusAnswer) -> WorkOrder | None:
+        """Apply the platform's answer about ``order_id``.
+
+        Returns:
+            The order after the answer (unchanged when the answer is old news), or None when
+            the desk does not know the order.
+        """
+        async with self._lock:
+            tracked = self._orders.get(order_id)
+            if tracked is None:
+                log.warning("status %s for unknown or closed work order %s ignored",
+                            answer.status, order_id)
+                return None
+            order = tracked.order
+            new = answer.status
+            if order.status in CLOSED_STATUSES or _PROGRESS[new] <= _PROGRESS[order.status]:
+                log.info("work order %s: status %s ignored (already %s)", order_id, new,
+                         order.status)
+                return order
+            at = _parse(answer.at) if answer.at else self._clock.time()
+            at_iso = _iso(at)
+            breaches = list(order.breaches)
+            if order.status in _WAITING and order.acknowledge_by:
+                breaches += _breach("acknowledge", order.acknowledge_by, at)
+            if new in ("on_site", "resolved") and order.on_site_at is None:
+                breaches += _breach("on_site", order.respond_by, at)
+            if new == "resolved" and order.resolve_by:
+                breaches += _breach("resolve", order.resolve_by, at)
+            for b in breaches[len(order.breaches):]:
+                log.warning("work order %s: %s window missed by %.0fs", order_id, b.window,
+                            b.late_by_s)
+            changes: dict[str, object] = {f"{new}_at": at_iso, "status_by": answer.by,
+                                          "status_note": answer.note, "breaches": breaches}
+            follow_up = tracked.policy.follow_up_after
+            if new == "resolved" and follow_up is not None:
+                changes["follow_up_by"] = _iso(at + follow_up)
+            order = self._update(tracked, cast(WorkOrderEvent, new), _iso(self._clock.time()),
+                                 status=new, **changes)
+            log.info("work order %s %s%s", order_id, new, f" by {answer.by}" if answer.by else "")
+            if new == "rejected" or (new == "resolved" and follow_up is None):
+                self._forget(order_id)
+            await self._emit(order)
+            return order
+
+    def restore(self, orders: Iterable[WorkOrder]) -> int:
+        """Track orders saved before a restart, so their ladders and reminders go on.
+
+        Returns:
+            How many were taken back (those past ``forget_after`` are not).
+        """
+        now = self._clock.time()
+        count = 0
+        for order in orders:
+            resolved = self._policies.policy(order.category, order.priority)
+            raised = _parse(order.raised_at)
+            if resolved is None or now - raised >= self._policies.forget_after \
+                    or order.id in self._orders:
+                continue
+            policy = resolved[1]
+            updated = _parse(order.updated_at)
+            # What fell due before the last update went out with it (or was superseded by it).
+            tracked = _Tracked(
+                order=order, policy=policy, raised=raised, restored=True,
+                pre_alerts_sent=sum(1 for p in policy.pre_alerts if raised + p <= updated),
+                unacknowledged_sent=order.event == "unacknowledged")
+            self._orders[order.id] = tracked
+            self._by_alarm.setdefault(order.alarm_id, order.id)
+            count += 1
+        if count:
+            log.info("work orders: %d open order(s) restored", count)
+            self._changed.set()
+        return count
+
+    # ------------------------------------------------------------------ timers
+
+    async def run(self) -> None:
+        """Escalate, remind and forget on deadlines; runs until cancelled."""
+        while True:
+            self._changed.clear()
+            due = min((d for t in self._orders.values() if (d := self._next_due(t)) is not None),
+                      default=None)
+            now = self._clock.time()
+            if due is None or due > now:
+                await self._wait(None if due is None else due - now)
+                continue
+            async with self._lock:
+                for order_id in list(self._orders):
+                    await self._fire(order_id)
+
+    async def _wait(self, delay: float | None) -> None:
+        """Until ``delay`` passes on the clock or an order changes."""
+        waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._changed.wait())}
+        if delay is not None:
+            waiters.add(asyncio.ensure_future(
+                self._clock.sleep_until(self._clock.monotonic() + delay)))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    def _next_due(self, t: _Tracked) -> float | None:
+        order, policy = t.order, t.policy
+        due = [t.raised + self._policies.forget_after]
+        if order.status in _WAITING and order.escalation is not None and (
+                order.escalation.level < len(policy.ladder) or not t.unacknowledged_sent):
+            due.append(t.raised + policy.ladder[order.escalation.level - 1].within)
+        if order.status not in CLOSED_STATUSES and t.pre_alerts_sent < len(policy.pre_alerts):
+            due.append(t.raised + policy.pre_alerts[t.pre_alerts_sent])
+        if order.status == "resolved" and order.follow_up_by:
+            due.append(_parse(order.follow_up_by))
+        return min(due)
+
+    async def _fire(self, order_id: str) -> None:
+        """Send every update of this order that has fallen due, oldest reason first."""
+        while (t := self._orders.get(order_id)) is not None:
+            now = self._clock.time()
+            order, policy = t.order, t.policy
+            # Same arithmetic as _next_due, so a deadline that is due here is due there too.
+            if t.raised + self._policies.forget_after <= now:
+                log.info("work order %s forgotten after %.0f h (status %s)", order_id,
+                         (now - t.raised) / 3600, order.status)
+                self._forget(order_id)
+                return
+            update: WorkOrder | None = None
+            if order.status in _WAITING and order.escalation is not None:
+                passed = sum(1 for step in policy.ladder if t.raised + step.within <= now)
+                target = min(passed + 1, len(policy.ladder))
+                if target > order.escalation.level:
+                    update = self._escalate(t, target, now)
+                elif passed == len(policy.ladder) and not t.unacknowledged_sent:
+                    t.unacknowledged_sent = True
+                    update = self._update(t, "unacknowledged", _iso(now))
+                    log.error("work order %s: still unacknowledged at the top of its ladder "
+                              "(%s)", order_id, order.escalation.name.en)
+            if update is None and order.status not in CLOSED_STATUSES:
+                due = sum(1 for p in policy.pre_alerts if t.raised + p <= now)
+                if due > t.pre_alerts_sent:
+                    t.pre_alerts_sent = due
+                    update = self._update(t, "pre_alert", _iso(now))
+                    log.warning("work order %s: pre-alert, resolve by %s", order_id,
+                                order.resolve_by)
+            if update is None and order.status == "resolved" and order.follow_up_by \
+                    and _parse(order.follow_up_by) <= now:
+                update = self._update(t, "follow_up_due", _iso(now))
+                log.info("work order %s: follow-up due", order_id)
+                self._forget(order_id)
+            if update is None:
+                return
+            await self._emit(update)
+
+    def _escalate(self, t: _Tracked, level: int, now: float) -> WorkOrder:
+        step = t.policy.ladder[level - 1]
+        escalation = Escalation(level=level, levels=len(t.policy.ladder), role=step.role,
+                                name=Bilingual(zh=step.name.zh, en=step.name.en),
+                                deadline=_iso(t.raised + step.within), escalated_at=_iso(now))
+        order = self._update(t, "escalated", _iso(now), escalation=escalation)
+        log.warning("work order %s escalated to level %d/%d (%s)", order.id, level,
+                    escalation.levels, step.name.en)
         return order
 
-    def _new_order(self, event: AlarmEvent) -> WorkOrder:
-        zh_title, en_title = _CATEGORY_TITLES.get(
-            event.category, (event.category, event.category.replace("_", " ").capitalize()))
-        window = RESPONSE_WINDOWS[event.priority]
+    # ------------------------------------------------------------------ helpers
+
+    def _update(self, t: _Tracked, event: WorkOrderEvent, updated_at: str,
+                **changes: object) -> WorkOrder:
+        order = t.order.model_copy(update={"seq": t.order.seq + 1, "event": event,
+                                           "updated_at": updated_at, **changes})
+        t.order = order
+        return order
+
+    def _forget(self, order_id: str) -> None:
+        tracked = self._orders.pop(order_id, None)
+        if tracked is not None and self._by_alarm.get(tracked.order.alarm_id) == order_id:
+            del self._by_alarm[tracked.order.alarm_id]
+
+    async def _emit(self, order: WorkOrder) -> None:
+        self._changed.set()
+        await self._sink(order)
+
+    def _new_order(self, event: AlarmEvent, priority: Priority, policy: ResponsePolicy,
+                   related: str | None) -> _Tracked:
+        category = self._policies.categories.get(event.category)
+        if category is not None and category.title is not None:
+            zh_title, en_title = category.title.zh, category.title.en
+        else:
+            zh_title = event.category
+            en_title = event.category.replace("_", " ").capitalize()
+        raised = event.ts
+        first = policy.ladder[0]
         # Stable across re-sends: derived from what identifies the incident, not from chance.
         order_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"propgw:{self._site.id}:"
                                                       f"{event.alarm_id}:{event.ts:.3f}"))
-        return WorkOrder(
+        order = WorkOrder(
             id=order_id, seq=1, site_id=self._site.id, gateway_id=self._site.gateway_id,
             alarm_id=event.alarm_id, rule_id=event.rule_id, category=event.category,
-            priority=event.priority,
-            status="open",
+            priority=priority, status="open", event="raised",
             title=Bilingual(zh=f"{zh_title}：{event.device_name}",
                             en=f"{en_title}: {event.device_name}"),
             description=Bilingual(zh=event.message_zh, en=event.message_en),
@@ -90,10 +337,32 @@ class WorkOrderDesk:
                                        room=event.location.room, device=event.device,
                                        device_name=event.device_name),
             evidence=event.evidence,
-            detected_at=_iso(event.condition_since), raised_at=_iso(event.ts),
-            respond_by=_iso(event.ts + window), updated_at=_iso(event.ts),
+            detected_at=_iso(event.condition_since), raised_at=_iso(raised),
+            respond_by=_iso(raised + policy.on_site_within),
+            acknowledge_by=_iso(raised + first.within),
+            resolve_by=_iso(raised + policy.resolve_within) if policy.resolve_within else None,
+            escalation=Escalation(level=1, levels=len(policy.ladder), role=first.role,
+                                  name=Bilingual(zh=first.name.zh, en=first.name.en),
+                                  deadline=_iso(raised + first.within)),
+            related_to=related, updated_at=_iso(raised),
         )
+        return _Tracked(order=order, policy=policy, raised=raised)
+
+
+def _breach(window: Literal["acknowledge", "on_site", "resolve"], due_iso: str,
+            at: float) -> list[SlaBreach]:
+    late = at - _parse(due_iso)
+    if late <= 0:
+        return []
+    return [SlaBreach(window=window, due=due_iso, at=_iso(at), late_by_s=round(late, 3))]
 
 
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _parse(text: str) -> float:
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()

@@ -1,7 +1,9 @@
-"""The work order: what the platform upstream receives for an incident.
+"""The work order: what the platform upstream receives for an incident, and what it answers.
 
-This pydantic model is the wire contract (``schema_version``); change it only compatibly, and
-bump the version when a consumer would have to change.
+These pydantic models are the wire contract (``schema_version``, ``docs/upstream.md``,
+``docs/upstream.schema.json``). Change them only compatibly: add optional fields with defaults
+and new enumeration values, never rename, remove or retype. A change a consumer would have to
+follow bumps ``SCHEMA_VERSION``.
 """
 
 from __future__ import annotations
@@ -10,9 +12,23 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["SCHEMA_VERSION", "Bilingual", "WorkOrder", "WorkOrderLocation"]
+__all__ = ["CLOSED_STATUSES", "PLATFORM_STATUSES", "SCHEMA_VERSION", "Bilingual", "Escalation",
+           "SlaBreach", "StatusAnswer", "WorkOrder", "WorkOrderEvent", "WorkOrderLocation",
+           "WorkOrderStatus"]
 
 SCHEMA_VERSION = 1
+
+WorkOrderStatus = Literal["open", "alarm_cleared", "acknowledged", "on_site", "resolved",
+                          "rejected"]
+WorkOrderEvent = Literal["raised", "escalated", "unacknowledged", "pre_alert", "alarm_cleared",
+                         "acknowledged", "on_site", "resolved", "rejected", "follow_up_due"]
+PlatformStatus = Literal["acknowledged", "on_site", "resolved", "rejected"]
+
+#: States the platform reports back, in the order a work order moves through them.
+PLATFORM_STATUSES: tuple[PlatformStatus, ...] = ("acknowledged", "on_site", "resolved",
+                                                 "rejected")
+#: States after which nobody is escalated to any more.
+CLOSED_STATUSES: frozenset[str] = frozenset({"resolved", "rejected"})
 
 
 class _Frozen(BaseModel):
@@ -20,11 +36,15 @@ class _Frozen(BaseModel):
 
 
 class Bilingual(_Frozen):
+    """Text for people, in Chinese and English."""
+
     zh: str
     en: str
 
 
 class WorkOrderLocation(_Frozen):
+    """Where the incident is; ``site`` and ``device`` are ids."""
+
     site: str
     building: str | None = None
     floor: str | None = None
@@ -32,6 +52,30 @@ class WorkOrderLocation(_Frozen):
     room: str | None = None
     device: str
     device_name: str
+
+
+class Escalation(_Frozen):
+    """Where the order stands on its category's escalation ladder."""
+
+    level: int = Field(ge=1, description="1 = first step of the ladder.")
+    levels: int = Field(ge=1, description="Number of steps in the ladder.")
+    role: str = Field(description="Role id, e.g. control_room, patrol, engineering, "
+                                  "supervisor.")
+    name: Bilingual = Field(description="Role shown to people, e.g. 中控室 / Control room.")
+    deadline: str = Field(description="ISO 8601: unless acknowledged by then, the order goes "
+                                      "to the next level (or, at the top, is re-sent as "
+                                      "'unacknowledged').")
+    escalated_at: str | None = Field(default=None, description="ISO 8601: when this level "
+                                                               "was reached (null at level 1).")
+
+
+class SlaBreach(_Frozen):
+    """A response window that was missed, and by how much."""
+
+    window: Literal["acknowledge", "on_site", "resolve"]
+    due: str = Field(description="ISO 8601 deadline of the window.")
+    at: str = Field(description="ISO 8601: when the platform reported the state.")
+    late_by_s: float = Field(ge=0, description="Seconds after the deadline.")
 
 
 class WorkOrder(_Frozen):
@@ -48,12 +92,53 @@ class WorkOrder(_Frozen):
     rule_id: str
     category: str
     priority: Literal["P0", "P1", "P2", "P3"]
-    status: Literal["open", "alarm_cleared"]
+    status: WorkOrderStatus = Field(
+        description="open → acknowledged → on_site → resolved, or rejected; alarm_cleared: "
+                    "the alarm returned to normal before anyone acknowledged.")
+    event: WorkOrderEvent = Field(default="raised",
+                                  description="What this update is about.")
+    alarm_active: bool = Field(default=True,
+                               description="False once the alarm has returned to normal.")
     title: Bilingual
     description: Bilingual
     location: WorkOrderLocation
     evidence: dict[str, bool | int | float | str | None]
     detected_at: str = Field(description="ISO 8601: the condition first became true.")
     raised_at: str = Field(description="ISO 8601: the alarm was confirmed (after its delay).")
-    respond_by: str = Field(description="ISO 8601: raised_at + the response window.")
+    respond_by: str = Field(description="ISO 8601: raised_at + the on-site window.")
+    acknowledge_by: str | None = Field(
+        default=None, description="ISO 8601: end of the ladder's first step.")
+    resolve_by: str | None = Field(default=None,
+                                   description="ISO 8601: raised_at + the resolution window.")
+    follow_up_by: str | None = Field(default=None,
+                                     description="ISO 8601: follow-up (回访) due; set once "
+                                                 "resolved.")
+    escalation: Escalation | None = None
+    acknowledged_at: str | None = None
+    on_site_at: str | None = None
+    resolved_at: str | None = None
+    rejected_at: str | None = None
+    status_by: str | None = Field(default=None,
+                                  description="Who the platform says changed the status.")
+    status_note: str | None = None
+    breaches: list[SlaBreach] = Field(default_factory=list,
+                                      description="Missed response windows.")
+    related_to: str | None = Field(
+        default=None, description="Id of an earlier, still open work order of the same alarm "
+                                  "(e.g. one raised before the gateway restarted).")
     updated_at: str
+
+
+class StatusAnswer(_Frozen):
+    """The platform's answer about one work order (MQTT ``.../work-orders/<id>/status`` or
+    ``POST /api/v1/work-orders/<id>/status``)."""
+
+    schema_version: int = SCHEMA_VERSION
+    type: Literal["work_order_status"] = "work_order_status"
+    id: str | None = Field(default=None,
+                           description="Work-order id; optional, the topic or URL names it.")
+    status: PlatformStatus
+    at: str | None = Field(default=None,
+                           description="ISO 8601 time of the change; default: when received.")
+    by: str | None = Field(default=None, max_length=200, description="Person or team.")
+    note: str | None = Field(default=None, max_length=2000)

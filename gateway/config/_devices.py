@@ -1,0 +1,270 @@
+"""Devices and their points: Modbus TCP/RTU and MQTT, with locations and profiles merged in."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from gateway.config._types import Duration, Identifier, Value
+from gateway.config._types import StrictModel as _Model
+
+__all__ = [
+    "DeviceConfig",
+    "Location",
+    "ModbusFunction",
+    "ModbusPoint",
+    "ModbusRtuDevice",
+    "ModbusTcpDevice",
+    "ModbusType",
+    "MqttDevice",
+    "MqttPoint",
+    "placeholders",
+]
+
+# --------------------------------------------------------------------------- devices and points
+
+
+class Location(_Model):
+    """Where a device is; copied into every alarm and work order it causes."""
+
+    building: str | None = None
+    floor: str | None = None
+    zone: str | None = None
+    room: str | None = None
+
+    @field_validator("building", "floor", "zone", "room", mode="before")
+    @classmethod
+    def _numbers_as_text(cls, value: Any) -> Any:
+        # "floor: 3" in YAML is an int; a location is always text.
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+            else value
+
+
+ModbusType = Literal["bool", "bit", "int16", "uint16", "int32", "uint32", "float32",
+                     "int64", "uint64", "float64"]
+ModbusFunction = Literal["coil", "discrete_input", "holding", "input"]
+_FUNCTION_CODES: dict[int, ModbusFunction] = {
+    1: "coil", 2: "discrete_input", 3: "holding", 4: "input",
+}
+
+
+class _PointBase(_Model):
+    name: Identifier
+    unit: str | None = Field(default=None, description="Engineering unit, e.g. V, kWh, ℃.")
+    description: str | None = None
+    scale: float = Field(default=1.0, description="value = raw * scale + offset")
+    offset: float = 0.0
+    map: dict[str, Value] | None = Field(
+        default=None,
+        description="Value map applied after decoding, e.g. {0: stopped, 1: running} or "
+                    "{OPEN: true}. Keys are compared as text; unmapped values pass through.")
+
+    @field_validator("map", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {_map_key(k): v for k, v in value.items()}
+        return value
+
+
+class ModbusPoint(_PointBase):
+    """A register (or coil) of a Modbus device."""
+
+    address: int = Field(ge=0, le=65535,
+                         description="0-based protocol address (vendor lists that start at "
+                                     "1 or 40001 need converting: see docs).")
+    function: ModbusFunction = Field(
+        default="holding",
+        description="Register table: coil (FC1), discrete_input (FC2), holding (FC3), "
+                    "input (FC4). The numbers 1-4 are accepted too.")
+    type: ModbusType = "uint16"
+    bit: int | None = Field(default=None, ge=0, le=15,
+                            description="For type 'bit': bit index in the register, 0 = LSB.")
+    byte_order: Literal["big", "little"] = Field(
+        default="big", description="Byte order inside each 16-bit register.")
+    word_order: Literal["big", "little"] = Field(
+        default="big", description="Register order of 32/64-bit values: big = high word first.")
+
+    @field_validator("function", mode="before")
+    @classmethod
+    def _function_code(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value not in _FUNCTION_CODES:
+                raise ValueError(f"function code must be 1, 2, 3 or 4, got {value}")
+            return _FUNCTION_CODES[value]
+        return value
+
+    @model_validator(mode="after")
+    def _type_fits_table(self) -> ModbusPoint:
+        bit_table = self.function in ("coil", "discrete_input")
+        if bit_table and self.type != "bool":
+            raise ValueError(f"a {self.function} point holds one bit: type must be 'bool', "
+                             f"got {self.type!r}")
+        if not bit_table and self.type == "bool":
+            raise ValueError("type 'bool' is for coil/discrete_input; for one bit of a "
+                             "register use type 'bit' with 'bit: N'")
+        if (self.type == "bit") != (self.bit is not None):
+            raise ValueError("type 'bit' needs 'bit: 0..15', and 'bit' is only for type 'bit'")
+        end = self.address + self.width - 1
+        if end > 65535:
+            raise ValueError(f"{self.type} at address {self.address} runs past 65535")
+        return self
+
+    @property
+    def width(self) -> int:
+        """Registers (or bits, for bit tables) the point occupies."""
+        return {"int32": 2, "uint32": 2, "float32": 2, "int64": 4, "uint64": 4,
+                "float64": 4}.get(self.type, 1)
+
+
+class MqttPoint(_PointBase):
+    """A value carried by MQTT messages."""
+
+    topic: str = Field(min_length=1, description="Topic; may use {placeholders} and '+'/'#'.")
+    path: str | None = Field(
+        default=None,
+        description="Field in a JSON payload, e.g. 'status.door' or 'zones[2].state'. "
+                    "Omit for a plain payload (number, text, true/false).")
+    type: Literal["auto", "number", "int", "bool", "string"] = "auto"
+    timestamp_path: str | None = Field(
+        default=None,
+        description="Field holding the device's own timestamp (epoch s/ms or ISO 8601).")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_syntax(cls, value: str) -> str:
+        _check_topic(value)
+        return value
+
+
+class _DeviceBase(_Model):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9{][A-Za-z0-9_.\-{}]*$",
+                    description="Device id; MQTT devices may use {placeholders} from topics.")
+    name: str | None = Field(default=None, description="Human name, e.g. 1号楼1号梯.")
+    kind: str = Field(default="generic", pattern=r"^[a-z][a-z0-9_]*$",
+                      description="elevator, fire_panel, access_door, energy_meter, "
+                                  "water_meter, ... Rules select devices by kind.")
+    location: Location = Location()
+    profile: str | None = Field(default=None,
+                                description="Device profile whose points are merged in.")
+    enabled: bool = True
+
+
+class _ModbusDeviceBase(_DeviceBase):
+    unit: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave) id.")
+    poll_interval: Duration = Field(default=1.0, ge=0.05, le=3600)
+    timeout: Duration = Field(default=1.0, gt=0, le=10,
+                              description="Deadline for one request.")
+    retries: int = Field(default=0, ge=0, le=3,
+                         description="Immediate retries of a failed request in one cycle.")
+    max_gap: int = Field(default=8, ge=0, le=100,
+                         description="Unused registers a single read may span to coalesce "
+                                     "neighbouring points.")
+    max_backoff: Duration = Field(
+        default=30.0, ge=1,
+        description="A silent device is polled at a backed-off rate up to this period.")
+    points: list[ModbusPoint] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_point_names(self) -> _ModbusDeviceBase:
+        _check_unique_points(self.points)
+        return self
+
+
+class ModbusTcpDevice(_ModbusDeviceBase):
+    driver: Literal["modbus-tcp"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=502, ge=1, le=65535)
+
+
+class ModbusRtuDevice(_ModbusDeviceBase):
+    driver: Literal["modbus-rtu"]
+    port: str = Field(min_length=1, description="Serial device, e.g. /dev/ttyUSB0 or "
+                                                "/dev/ttyAMA0.")
+    baudrate: int = Field(default=9600, ge=300, le=921600)
+    parity: Literal["N", "E", "O"] = "N"
+    bytesize: Literal[7, 8] = 8
+    stopbits: Literal[1, 2] = 1
+    inter_frame_delay: Duration | None = Field(
+        default=None, le=1,
+        description="Silence between frames; default t3.5 from the baud rate "
+                    "(1.75 ms above 19200 bps).")
+
+    @property
+    def serial_settings(self) -> tuple[int, str, int, int]:
+        return (self.baudrate, self.parity, self.bytesize, self.stopbits)
+
+
+class MqttDevice(_DeviceBase):
+    driver: Literal["mqtt"]
+    broker: str | None = Field(default=None,
+                               description="Broker id from 'brokers'; may be omitted when "
+                                           "there is exactly one device broker.")
+    qos: Literal[0, 1, 2] = 1
+    stale_after: Duration | None = Field(
+        default=None, gt=0,
+        description="No message for this long marks the device's points comm-loss.")
+    points: list[MqttPoint] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _placeholders_consistent(self) -> MqttDevice:
+        _check_unique_points(self.points)
+        needed = placeholders(self.id)
+        for point in self.points:
+            missing = needed - placeholders(point.topic)
+            if missing:
+                raise ValueError(
+                    f"point {point.name!r}: topic {point.topic!r} lacks placeholder(s) "
+                    f"{', '.join('{' + m + '}' for m in sorted(missing))} used in the device id")
+        return self
+
+
+DeviceConfig = Annotated[ModbusTcpDevice | ModbusRtuDevice | MqttDevice,
+                         Field(discriminator="driver")]
+
+
+# --------------------------------------------------------------------------- helpers
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def placeholders(text: str) -> set[str]:
+    """Names of ``{placeholders}`` in a device id or topic."""
+    return set(_PLACEHOLDER.findall(text))
+
+
+def _check_topic(topic: str) -> None:
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise ValueError(f"'#' must be a whole last level of the topic: {topic!r}")
+        if "+" in level and level != "+":
+            raise ValueError(f"'+' must be a whole topic level: {topic!r}")
+        if "{" in level and not _PLACEHOLDER.fullmatch(level):
+            raise ValueError(f"a placeholder must be a whole topic level, like "
+                             f"'site/{{door}}/state': {topic!r}")
+    names = _PLACEHOLDER.findall(topic)
+    if len(names) != len(set(names)):
+        raise ValueError(f"a placeholder appears twice in {topic!r}")
+
+
+def _check_unique_points(points: list[Any]) -> None:
+    seen: set[str] = set()
+    for point in points:
+        if point.name in seen:
+            raise ValueError(f"point name {point.name!r} is used twice")
+        seen.add(point.name)
+
+
+def _map_key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, float) and key.is_integer():
+        return str(int(key))
+    return str(key)

@@ -1,0 +1,90 @@
+"""Who the gateway is and how it reaches MQTT brokers (devices' and the platform's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    Field,
+    SecretStr,
+    model_validator,
+)
+
+from gateway.config._types import Duration, Identifier
+from gateway.config._types import StrictModel as _Model
+
+__all__ = [
+    "BackoffConfig",
+    "BrokerConfig",
+    "SiteConfig",
+    "TlsConfig",
+]
+
+# --------------------------------------------------------------------------- site and brokers
+
+
+class SiteConfig(_Model):
+    """Who this gateway is; the ids appear in every upstream topic and work order."""
+
+    id: Identifier = Field(description="Property (site) id, unique across the fleet.")
+    name: str = Field(min_length=1, description="Human name of the property, e.g. 阳光花园.")
+    gateway_id: Identifier = Field(description="This gateway's id, unique within the site.")
+    timezone: str = Field(default="Asia/Shanghai", description="IANA time zone of the site.")
+
+
+class BackoffConfig(_Model):
+    """Reconnect policy: ``min(initial * 2**tries, max)`` seconds with +/- ``jitter``."""
+
+    initial: Duration = Field(default=0.5, gt=0)
+    max: Duration = Field(default=30.0, gt=0)
+    jitter: float = Field(default=0.2, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _cap_above_initial(self) -> BackoffConfig:
+        if self.max < self.initial:
+            raise ValueError(f"max ({self.max}s) must be >= initial ({self.initial}s)")
+        return self
+
+
+class TlsConfig(_Model):
+    """TLS for an MQTT connection. With no ``ca_file`` the system's trust store is used."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = Field(default=None, description="Client certificate (PEM).")
+    key_file: Path | None = Field(default=None, description="Client private key (PEM).")
+    insecure: bool = Field(default=False,
+                           description="Skip host-name verification. Never in production.")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class BrokerConfig(_Model):
+    """One MQTT broker: a device-side broker, or the platform's upstream broker."""
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535,
+                             description="Default 1883, or 8883 with tls.")
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str | None = Field(default=None,
+                                  description="Default: propgw-<gateway_id>-<broker id>.")
+    keepalive: Duration = Field(default=30.0, ge=5, le=3600)
+    connect_timeout: Duration = Field(default=10.0, gt=0, le=120)
+    tls: TlsConfig | None = None
+    reconnect: BackoffConfig = BackoffConfig()
+    max_queued_messages: int = Field(
+        default=10_000, ge=100,
+        description="Incoming messages buffered while the gateway is busy; beyond this the "
+                    "MQTT client drops and the drop is logged.")
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 8883 if self.tls is not None else 1883

@@ -1,0 +1,5 @@
+"""Durable outbox between the work-order desk and the upstream publishers (SQLite, WAL)."""
+
+from gateway.outbox._outbox import PRIORITY_RANK, Envelope, Outbox, OutboxHealth, OutboxItem
+
+__all__ = ["PRIORITY_RANK", "Envelope", "Outbox", "OutboxHealth", "OutboxItem"]

@@ -1,0 +1,536 @@
+"""The durable outbox: work orders are on disk before anything is sent.
+
+Every message is committed to SQLite (WAL) before any publisher can see it, and stays there
+until each of its targets (``mqtt``, ``http``) has confirmed delivery, so a crash, a power cut or
+an outage delays a message but never loses it. Delivery is at least once: the platform
+de-duplicates on the message key (work-order id and ``seq``).
+
+Ordering: each target takes the highest-priority message first (P0 before P1 ... before
+telemetry) and, within a priority, the oldest first.
+
+Back-pressure, decided per kind: the outbox is bounded by message count and payload bytes;
+beyond the bound, telemetry and then non-life-safety alarm messages are shed (oldest first, the
+drops counted and logged once). Work orders and P0 alarm messages are never shed: they are
+accepted past the bound, and the health says so.
+
+Storage failures (disk full, read-only file, I/O errors) are loud: a CRITICAL log line and
+``health().storage_error``. The messages are then held in memory and still delivered, and are
+written again as soon as the disk accepts them. When the file cannot be opened at all, the
+outbox runs in memory (``health().durable`` is False).
+
+All SQLite work runs in a worker thread behind one writer task, which batches concurrent writes
+into one transaction (group commit), so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import heapq
+import logging
+import sqlite3
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from gateway.clock import Clock
+from gateway.outbox._store import Done, Flush, Insert, Loaded, Op, Park, Shed, Store, Unpark
+
+__all__ = ["PRIORITY_RANK", "Envelope", "Outbox", "OutboxHealth", "OutboxItem"]
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["work_order", "alarm", "telemetry"]
+
+#: Send order: lower first. Telemetry goes after every alarm priority.
+PRIORITY_RANK: dict[str, int] = {"P0": 0, "P1": 1, "P2": 2, "P3": 3}
+_TELEMETRY_RANK = 4
+_BATCH = 500
+_STORAGE_RETRY = 5.0
+_CLOSE_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """What a stage hands to the outbox.
+
+    Attributes:
+        kind: ``work_order`` (never shed), ``alarm`` or ``telemetry``.
+        channel: Logical destination; each publisher maps it to a topic or URL.
+        key: Idempotency key, stable across re-sends (work orders: ``<id>:<seq>``).
+        payload: The bytes sent (JSON).
+        priority: ``P0``..``P3``; decides the send order.
+        snapshot: ``(order id, JSON, still open)``: the work order's latest state, kept so the
+            desk can carry on after a restart.
+    """
+
+    kind: Kind
+    channel: str
+    key: str
+    payload: bytes
+    priority: str = "P3"
+    snapshot: tuple[str, str, bool] | None = None
+
+
+@dataclass(eq=False, slots=True)
+class Envelope:
+    """A stored message, as a publisher receives it from :meth:`Outbox.next`."""
+
+    id: int
+    kind: str
+    rank: int
+    channel: str
+    key: str
+    payload: bytes
+    created: float
+    pending: set[str] = field(default_factory=set)
+    parked: dict[str, str] = field(default_factory=dict)
+    durable: bool = False
+
+    @property
+    def life_safety(self) -> bool:
+        return self.kind == "work_order" or self.rank == 0
+
+    @property
+    def shed_class(self) -> int | None:
+        """Lower is shed first; None is never shed."""
+        if self.life_safety:
+            return None
+        return 0 if self.kind == "telemetry" else 4 - self.rank
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxHealth:
+    """What other stages (console, ``/healthz``) show about the outbox."""
+
+    path: str | None
+    #: False when the file could not be opened and messages live in memory only.
+    durable: bool
+    #: The last storage failure (disk full, read-only, I/O) while it lasts, else None.
+    storage_error: str | None
+    #: Messages waiting, per target.
+    pending: dict[str, int]
+    #: Messages a target refused for good (HTTP 4xx), per target: need a person.
+    parked: dict[str, int]
+    #: Messages shed because the outbox was full, since start.
+    shed: int
+    #: The outbox holds more than its bound (only work orders and P0 alarms are left).
+    over_bound: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.durable and self.storage_error is None
+
+
+@dataclass(slots=True)
+class _Pending:
+    op: Op
+    future: asyncio.Future[bool] | None = None
+
+
+_STOP = object()
+
+
+class Outbox:
+    """Durable, bounded, prioritised queue from the work-order desk to the publishers.
+
+    Use as ``async with outbox:``: entering opens the file and loads what a previous run left
+    unsent; leaving writes the last confirmations and closes it.
+
+    Args:
+        path: SQLite file; None keeps everything in memory (tests, no state directory).
+        targets: Target name -> the channels it takes, e.g. ``{"mqtt": {"work-orders",
+            "alarms"}}``.
+        clock: For message timestamps and the storage retry timer.
+        max_messages: Bound on queued messages (see the module docstring for shedding).
+        max_bytes: Bound on queued payload bytes.
+        max_file_bytes: Hard cap on the SQLite file; writes past it fail like a full disk.
+        snapshot_max_age: Work-order snapshots older than this are dropped on start-up.
+
+    Raises:
+        ValueError: no targets, or a bound below 1.
+    """
+
+    def __init__(self, path: Path | None, *, targets: Mapping[str, Collection[str]],
+                 clock: Clock, max_messages: int = 50_000, max_bytes: int = 64 * 1024 * 1024,
+                 max_file_bytes: int | None = None,
+                 snapshot_max_age: float = 7 * 86400.0) -> None:
+        if not targets:
+            raise ValueError("an outbox needs at least one target")
+        if max_messages < 1 or max_bytes < 1:
+            raise ValueError(f"outbox bounds must be >= 1 (max_messages={max_messages}, "
+                             f"max_bytes={max_bytes})")
+        self._path = path
+        self._targets = {name: frozenset(channels) for name, channels in targets.items()}
+        self._clock = clock
+        self._max_messages = max_messages
+        self._max_bytes = max_bytes
+        self._snapshot_max_age = snapshot_max_age
+        self._store = Store(path, max_file_bytes=max_file_bytes)
+        self._durable = path is not None
+        self._messages: dict[int, Envelope] = {}
+        self._by_key: dict[str, int] = {}
+        self._bytes = 0
+        self._heaps: dict[str, list[tuple[int, int]]] = {t: [] for t in self._targets}
+        self._ready: dict[str, asyncio.Event] = {t: asyncio.Event() for t in self._targets}
+        self._sheddable: dict[int, collections.deque[int]] = collections.defaultdict(
+            collections.deque)
+        self._volatile: dict[int, Insert] = {}
+        self._ops: asyncio.Queue[_Pending | object] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._next_id = 1
+        self._storage_error: str | None = None
+        self._shed = 0
+        self._over_bound = False
+        self.snapshots: list[str] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Outbox:
+        if self._writer is not None:
+            raise RuntimeError("outbox is already open")
+        since = self._clock.time() - self._snapshot_max_age
+        try:
+            loaded = await asyncio.to_thread(self._store.open, snapshots_since=since)
+        except (sqlite3.Error, OSError) as exc:
+            log.critical("outbox %s cannot be opened (%s): work orders are kept IN MEMORY "
+                         "ONLY and are lost if the gateway stops", self._path, exc)
+            self._store = Store(None)
+            self._durable = False
+            loaded = await asyncio.to_thread(self._store.open, snapshots_since=since)
+        self._load(loaded)
+        self._writer = asyncio.create_task(self._write_loop(), name="outbox.writer")
+        self._writer.add_done_callback(_log_crash)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        # Shielded and time-boxed: the last delivery confirmations are worth writing even
+        # while cancelled, but a hung disk must not hold up shutdown.
+        self._ops.put_nowait(_STOP)
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await asyncio.shield(writer)
+        except TimeoutError:
+            log.warning("outbox: last writes did not finish within %.1fs; they will be sent "
+                        "again after the restart", _CLOSE_TIMEOUT)
+            await _cancel(writer)
+        except asyncio.CancelledError:
+            await _cancel(writer)
+            await asyncio.shield(asyncio.to_thread(self._store.close))
+            raise
+        await asyncio.shield(asyncio.to_thread(self._store.close))
+
+    def _load(self, loaded: Loaded) -> None:
+        self._next_id = loaded.next_id
+        self.snapshots = loaded.snapshots
+        stale: list[Op] = []
+        for row in loaded.rows:
+            if row.target not in self._targets:
+                stale.append(Done(row.id, row.target))
+                continue
+            env = self._messages.get(row.id)
+            if env is None:
+                env = Envelope(row.id, row.kind, row.rank, row.channel, row.key, row.payload,
+                               row.created, durable=True)
+                self._add(env)
+            env.pending.add(row.target)
+            if row.parked is not None:
+                env.parked[row.target] = row.parked
+            else:
+                heapq.heappush(self._heaps[row.target], (env.rank, env.id))
+        for op in stale:
+            self._ops.put_nowait(_Pending(op))
+        if stale:
+            log.warning("outbox: %d delivery(ies) to targets no longer configured dropped",
+                        len(stale))
+        if self._messages:
+            log.info("outbox: %d message(s) left by the previous run will be sent again",
+                     len(self._messages))
+        for target in self._targets:
+            self._ready[target].set()
+
+    # ------------------------------------------------------------------ producers
+
+    async def put(self, item: OutboxItem) -> Envelope | None:
+        """Store ``item``; returns once it is committed (or held in memory on a storage error).
+
+        Returns:
+            The stored envelope, or None when no target takes the channel or the item was shed
+            because the outbox is full.
+
+        Raises:
+            RuntimeError: the outbox is not open.
+        """
+        if self._writer is None:
+            raise RuntimeError("outbox is not open")
+        targets = tuple(t for t, channels in self._targets.items() if item.channel in channels)
+        if not targets:
+            return None
+        queued = self._by_key.get(item.key)
+        if queued is not None and queued in self._messages:
+            # The same message again (an upstream stage replaying after a restart): the key
+            # is its identity, so it is queued once.
+            return self._messages[queued]
+        rank = _TELEMETRY_RANK if item.kind == "telemetry" else PRIORITY_RANK.get(
+            item.priority, 3)
+        env = Envelope(self._next_id, item.kind, rank, item.channel, item.key, item.payload,
+                       self._clock.time(), pending=set(targets))
+        self._next_id += 1
+        if not self._make_room(env):
+            return None
+        self._add(env)
+        op = Insert(env.id, env.kind, env.rank, env.channel, env.key, env.payload, env.created,
+                    targets, item.snapshot)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._ops.put_nowait(_Pending(op, future))
+        env.durable = await asyncio.shield(future)
+        if env.id in self._messages:  # not shed while it was being written
+            for target in targets:
+                heapq.heappush(self._heaps[target], (env.rank, env.id))
+                self._ready[target].set()
+        return env
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far has been attempted."""
+        if self._writer is None:
+            return
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._ops.put_nowait(_Pending(Flush(), future))
+        await asyncio.shield(future)
+
+    # ------------------------------------------------------------------ consumers
+
+    async def next(self, target: str) -> Envelope:
+        """The message ``target`` should send now: highest priority, then oldest.
+
+        It stays queued until :meth:`delivered` or :meth:`park`; calling ``next`` again without
+        either returns it again (or a more urgent one that arrived meanwhile).
+        """
+        heap = self._heaps[target]
+        while True:
+            while heap and not self._waiting(heap[0][1], target):
+                heapq.heappop(heap)
+            if heap:
+                return self._messages[heap[0][1]]
+            self._ready[target].clear()
+            await self._ready[target].wait()
+
+    def delivered(self, target: str, env: Envelope) -> None:
+        """``target`` has confirmed ``env`` (PUBACK, HTTP 2xx): forget it for that target."""
+        if target not in env.pending:
+            return
+        env.pending.discard(target)
+        env.parked.pop(target, None)
+        if not env.pending:
+            self._remove(env)
+        self._ops.put_nowait(_Pending(Done(env.id, target)))
+
+    def park(self, target: str, env: Envelope, reason: str) -> None:
+        """``target`` refused ``env`` for good (HTTP 4xx): keep it, but stop sending it."""
+        if target not in env.pending or target in env.parked:
+            return
+        env.parked[target] = reason
+        log.error("outbox: %s refused %s %s for good and it is parked: %s", target, env.kind,
+                  env.key, reason)
+        self._ops.put_nowait(_Pending(Park(env.id, target, reason)))
+
+    def retry_parked(self, target: str) -> int:
+        """Queue every parked message of ``target`` again (after the cause was fixed)."""
+        count = 0
+        for env in list(self._messages.values()):
+            if env.parked.pop(target, None) is not None:
+                heapq.heappush(self._heaps[target], (env.rank, env.id))
+                self._ops.put_nowait(_Pending(Unpark(env.id, target)))
+                count += 1
+        if count:
+            self._ready[target].set()
+        return count
+
+    def parked(self, target: str) -> list[tuple[Envelope, str]]:
+        """Messages ``target`` refused, with the reason."""
+        return [(e, e.parked[target]) for e in self._messages.values() if target in e.parked]
+
+    def pending(self, target: str) -> int:
+        """Messages ``target`` still has to send (parked ones excluded)."""
+        return sum(1 for e in self._messages.values()
+                   if target in e.pending and target not in e.parked)
+
+    def health(self) -> OutboxHealth:
+        """A snapshot of the outbox's state for health checks."""
+        return OutboxHealth(
+            path=str(self._path) if self._path else None, durable=self._durable,
+            storage_error=self._storage_error,
+            pending={t: self.pending(t) for t in self._targets},
+            parked={t: len(self.parked(t)) for t in self._targets},
+            shed=self._shed, over_bound=self._over_bound)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _waiting(self, env_id: int, target: str) -> bool:
+        env = self._messages.get(env_id)
+        return env is not None and target in env.pending and target not in env.parked
+
+    def _add(self, env: Envelope) -> None:
+        self._messages[env.id] = env
+        self._by_key[env.key] = env.id
+        self._bytes += len(env.payload)
+        if env.shed_class is not None:
+            self._sheddable[env.shed_class].append(env.id)
+
+    def _remove(self, env: Envelope) -> None:
+        if self._messages.pop(env.id, None) is not None:
+            self._bytes -= len(env.payload)
+            if self._by_key.get(env.key) == env.id:
+                del self._by_key[env.key]
+            self._volatile.pop(env.id, None)
+
+    def _full(self, extra: int) -> bool:
+        return (len(self._messages) + 1 > self._max_messages
+                or self._bytes + extra > self._max_bytes)
+
+    def _make_room(self, env: Envelope) -> bool:
+        """Shed until ``env`` fits; False when ``env`` itself is the one to shed."""
+        while self._full(len(env.payload)):
+            victim = self._victim()
+            mine = env.shed_class
+            theirs = victim.shed_class if victim is not None else None
+            if mine is not None and (theirs is None or mine < theirs):
+                self._count_shed(env)
+                return False
+            if victim is None:
+                if not self._over_bound:
+                    log.warning("outbox: over its bound (%d messages, %d bytes) with nothing "
+                                "left to shed; work orders are still accepted",
+                                len(self._messages), self._bytes)
+                self._over_bound = True
+                return True
+            self._remove(victim)
+            self._count_shed(victim)
+            self._ops.put_nowait(_Pending(Shed(victim.id)))
+        self._over_bound = False
+        return True
+
+    def _victim(self) -> Envelope | None:
+        for shed_class in sorted(self._sheddable):
+            queue = self._sheddable[shed_class]
+            while queue:
+                env = self._messages.get(queue[0])
+                if env is not None:
+                    return env
+                queue.popleft()
+        return None
+
+    def _count_shed(self, env: Envelope) -> None:
+        self._shed += 1
+        if self._shed == 1:
+            log.warning("outbox: full (%d messages, %d bytes); shedding %s messages, oldest "
+                        "first (counted in health, logged once)", len(self._messages),
+                        self._bytes, env.kind)
+
+    # ------------------------------------------------------------------ the writer
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._next_op()
+            batch: list[_Pending] = []
+            for item in [first, *self._drain()]:
+                if item is _STOP:
+                    stopping = True
+                elif isinstance(item, _Pending):
+                    batch.append(item)
+            if batch or self._volatile:
+                await self._commit(batch)
+
+    async def _next_op(self) -> _Pending | object:
+        if not self._volatile:
+            return await self._ops.get()
+        # Storage failed earlier: try again after a while even if nothing new arrives.
+        getter = asyncio.ensure_future(self._ops.get())
+        sleeper = asyncio.ensure_future(self._clock.sleep(_STORAGE_RETRY))
+        try:
+            await asyncio.wait({getter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            if not getter.done():
+                getter.cancel()
+            await asyncio.gather(sleeper, getter, return_exceptions=True)
+        return getter.result() if getter.done() and not getter.cancelled() else _Pending(Flush())
+
+    def _drain(self) -> list[_Pending | object]:
+        items: list[_Pending | object] = []
+        while len(items) < _BATCH and not self._ops.empty():
+            items.append(self._ops.get_nowait())
+        return items
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        retry = [op for env_id, op in self._volatile.items() if env_id in self._messages]
+        ops: list[Op] = [*retry, *(p.op for p in batch)]
+        inserts = [op for op in ops if isinstance(op, Insert)]
+        durable = any(op.kind == "work_order" or op.rank == 0 for op in inserts)
+        try:
+            await asyncio.to_thread(self._store.apply, ops, durable=durable)
+        except sqlite3.Error as exc:
+            # Confirmations and sheds free space: never let inserts that do not fit hold
+            # them back, or a full disk could never drain.
+            others = [op for op in ops if not isinstance(op, Insert)]
+            error: sqlite3.Error | None = exc
+            if others:
+                with contextlib.suppress(sqlite3.Error):
+                    await asyncio.to_thread(self._store.apply, others, durable=False)
+                    error = None if not inserts else error
+            if inserts and error is not None:
+                try:
+                    await asyncio.to_thread(self._store.apply, inserts, durable=durable)
+                    error = None
+                except sqlite3.Error as again:
+                    error = again
+            if error is not None:
+                self._storage_failed(error, inserts)
+                self._resolve(batch, ok=False)
+                return
+        if self._storage_error is not None:
+            log.warning("outbox: storage works again; %d message(s) held in memory are now "
+                        "on disk", len(retry))
+        self._storage_error = None
+        self._volatile.clear()
+        for op in retry:
+            env = self._messages.get(op.id)
+            if env is not None:
+                env.durable = self._durable
+        self._resolve(batch, ok=self._durable)
+
+    @staticmethod
+    def _resolve(batch: list[_Pending], *, ok: bool) -> None:
+        for pending in batch:
+            if pending.future is not None and not pending.future.done():
+                pending.future.set_result(ok)
+
+    def _storage_failed(self, exc: sqlite3.Error, inserts: list[Insert]) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        if self._storage_error is None:
+            log.critical("outbox: cannot write %s (%s): messages are held in memory and still "
+                         "delivered, but are LOST if the gateway stops before the disk "
+                         "recovers", self._path or "(memory)", reason)
+        self._storage_error = reason
+        for op in inserts:
+            if op.id in self._messages:
+                self._volatile[op.id] = op
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("outbox writer crashed: nothing more will be stored",
+                     exc_info=task.exception())
