@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.alarms import AlarmEvent
 from gateway.config import SiteConfig
@@ -32,6 +32,18 @@ class AlarmMessage(BaseModel):
     location: WorkOrderLocation
     evidence: dict[str, bool | int | float | str | None]
     ts: str
+    # Added in schema 1 (optional, so earlier payloads stay valid): the ISA-18.2 view.
+    transition: str | None = Field(
+        default=None, description="what happened: activated, reactivated, realarmed, "
+                                  "returned_to_normal, unshelved, ... (see docs/upstream.md)")
+    lifecycle: str | None = Field(
+        default=None, description="ISA-18.2 state after the transition, e.g. "
+                                  "active_unacknowledged")
+    incident_id: str | None = Field(
+        default=None, description="one id per real-world event; repeated activations share it")
+    occurrences: int | None = Field(default=None, ge=1,
+                                    description="activations in this incident so far")
+    chattering: bool | None = None
 
 
 class GatewayStatus(BaseModel):
@@ -56,4 +68,9 @@ def alarm_message(site: SiteConfig, event: AlarmEvent) -> AlarmMessage:
                                    device_name=event.device_name),
         evidence=event.evidence,
         ts=dt.datetime.fromtimestamp(event.ts, tz=dt.UTC).isoformat(timespec="milliseconds"),
+        transition=event.transition.value if event.transition is not None else None,
+        lifecycle=event.lifecycle.value if event.lifecycle is not None else None,
+        incident_id=event.incident_id or None,
+        occurrences=event.occurrences,
+        chattering=event.chattering,
     )
