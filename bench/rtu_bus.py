@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +40,7 @@ from gateway.clock import SystemClock
 from gateway.config import load_config_text
 from gateway.model import Reading
 from simulators.meters import MeterBus, MeterModel
+from simulators.virtual_serial import pty_pair
 
 #: Modbus serial line v1.02 counts 11 bits per character (start, 8 data, parity or a second
 #: stop bit, stop); 8N1 really sends 10, so the budget is about 10 % on the safe side.
@@ -74,32 +72,6 @@ class Row:
 
     def budget(self, turnaround: float) -> float:
         return self.wire + self.reads_per_cycle * turnaround
-
-
-@contextlib.contextmanager
-def pty_pair(directory: Path) -> Iterator[tuple[str, str]]:
-    """Two linked pseudo-terminals made by socat: (gateway end, bus end)."""
-    socat = shutil.which("socat")
-    if socat is None:
-        raise SystemExit("socat is not installed (scripts/setup.sh --test installs it)")
-    gw, bus = directory / "gw", directory / "bus"
-    proc = subprocess.Popen(
-        [socat, "-d", "-d", f"pty,raw,echo=0,link={gw}", f"pty,raw,echo=0,link={bus}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while not (gw.exists() and bus.exists()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("socat did not create the pty pair")
-            time.sleep(0.01)
-        yield str(gw), str(bus)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 class CycleClock:

@@ -75,38 +75,24 @@ async def _push(bus: Bus, feed: Subscription, data: list[Reading]) -> float:
     return time.perf_counter() - start
 
 
-async def measure_rules(config: GatewayConfig, data: list[Reading]) -> tuple[float, int]:
-    """Rule evaluation alone, fed through the bus as in the gateway."""
+async def measure(config: GatewayConfig, data: list[Reading], *,
+                  lifecycle: bool) -> tuple[float, int]:
+    """µs per reading through the bus into rule evaluation alone, or into the whole alarm
+    stage (rules + ISA-18.2 lifecycle with an in-memory journal); and the evaluations made."""
     clock = FakeClock()
 
-    async def sink(d: Detection) -> None:
+    async def ignore(event: Detection | AlarmEvent) -> None:
         return None
 
     bus = Bus()
     feed = bus.subscribe("alarms", maxsize=1000)
-    evaluator = RuleEvaluator(config, clock, sink)
-    task = asyncio.create_task(evaluator.run(feed))
+    engine = AlarmEngine(config, clock, ignore) if lifecycle else None
+    rules = engine.rules if engine is not None else RuleEvaluator(config, clock, ignore)
+    task = asyncio.create_task(engine.run(feed) if engine is not None else rules.run(feed))
     elapsed = await _push(bus, feed, data)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    return elapsed / len(data) * 1e6, evaluator.evaluations
-
-
-async def measure_engine(config: GatewayConfig, data: list[Reading]) -> float:
-    """The whole alarm stage (rules + lifecycle with an in-memory journal)."""
-    clock = FakeClock()
-
-    async def sink(event: AlarmEvent) -> None:
-        return None
-
-    bus = Bus()
-    feed = bus.subscribe("alarms", maxsize=1000)
-    engine = AlarmEngine(config, clock, sink)
-    task = asyncio.create_task(engine.run(feed))
-    elapsed = await _push(bus, feed, data)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    return elapsed / len(data) * 1e6
+    return elapsed / len(data) * 1e6, rules.evaluations
 
 
 def main() -> None:
@@ -121,9 +107,9 @@ def main() -> None:
     rule_costs, engine_costs = [], []
     evaluations = 0
     for _ in range(args.repeat):
-        cost, evaluations = asyncio.run(measure_rules(config, data))
+        cost, evaluations = asyncio.run(measure(config, data, lifecycle=False))
         rule_costs.append(cost)
-        engine_costs.append(asyncio.run(measure_engine(config, data)))
+        engine_costs.append(asyncio.run(measure(config, data, lifecycle=True))[0])
     print(f"rules loaded: {len(config.rules)}, rule instances: {instances}, "
           f"readings: {len(data)}, evaluations per reading: {evaluations / len(data):.1f}")
     print("| stage | median µs/reading | min | max |")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.clock import FakeClock
+from simulators import virtual_serial
 from tests.support import Mosquitto
 
 
@@ -26,28 +24,9 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 
 @pytest.fixture
 def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Two linked pseudo-terminals: the gateway opens one end, the simulated bus the other."""
-    socat = shutil.which("socat")
-    if socat is None:
-        raise RuntimeError("socat is not installed; scripts/test.sh installs it")
-    gw, bus = tmp_path / "gw", tmp_path / "bus"
-    proc = subprocess.Popen(
-        [socat, "-d", "-d", f"pty,raw,echo=0,link={gw}", f"pty,raw,echo=0,link={bus}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while not (gw.exists() and bus.exists()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("socat did not create the pty pair")
-            time.sleep(0.01)
-        yield str(gw), str(bus)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    """A virtual RS-485 line: (gateway end, simulated bus end)."""
+    with virtual_serial.pty_pair(tmp_path) as pair:
+        yield pair
 
 
 @pytest.fixture
