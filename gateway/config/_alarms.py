@@ -106,7 +106,12 @@ class AlarmsConfig(_Model):
                     "after this long (null: wait for an operator). Latched alarms are not.")
     flood: FloodConfig = FloodConfig()
     chatter: ChatterConfig = ChatterConfig()
-    suppression: list[SuppressionRule] = Field(default_factory=list)
+    suppression: list[SuppressionRule] = Field(
+        default_factory=lambda: [SuppressionRule(
+            id="fire-releases-doors", while_active=["fire_alarm"],
+            suppress=["door_held_open", "door_forced"], same=["zone"])],
+        description="Default: during a fire alarm, doors held or pushed open in the same zone "
+                    "are evacuation, not intrusion. A list given here replaces the default.")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> AlarmsConfig:

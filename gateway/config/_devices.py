@@ -210,7 +210,25 @@ class MqttDevice(_DeviceBase):
     stale_after: Duration | None = Field(
         default=None, gt=0,
         description="No message for this long marks the device's points comm-loss.")
+    topic_vars: dict[str, str] = Field(
+        default_factory=dict,
+        description="Fill topic placeholders for this one device, e.g. {door: D1} turns a "
+                    "profile's acs/{door}/state into acs/D1/state.")
     points: list[MqttPoint] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_topic_vars(cls, data: Any) -> Any:
+        # Before validation, so a profile's templated topics become this device's own.
+        if not isinstance(data, dict) or not isinstance(data.get("topic_vars"), dict):
+            return data
+        fills = {str(k): str(v) for k, v in data["topic_vars"].items()}
+        points = data.get("points")
+        if isinstance(points, list):
+            data = {**data, "points": [
+                {**p, "topic": _fill(str(p["topic"]), fills)}
+                if isinstance(p, dict) and "topic" in p else p for p in points]}
+        return data
 
     @model_validator(mode="after")
     def _placeholders_consistent(self) -> MqttDevice:
@@ -237,6 +255,12 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def placeholders(text: str) -> set[str]:
     """Names of ``{placeholders}`` in a device id or topic."""
     return set(_PLACEHOLDER.findall(text))
+
+
+def _fill(topic: str, fills: dict[str, str]) -> str:
+    for name, value in fills.items():
+        topic = topic.replace("{" + name + "}", value)
+    return topic
 
 
 def _check_topic(topic: str) -> None:
