@@ -205,3 +205,63 @@ async def test_water_leak_after_two_hours_of_non_zero_flow(site: Site) -> None:
     await site.poll("W1", {"flow_rate": 0.05}, 20, every=10)
     (leak,) = site.active(device="W1")
     assert (leak.rule_id, leak.priority) == ("energy.water-leak", "P1")
+
+
+# --------------------------------------------------------------------------- the rest, one line each
+
+STOPPED_AT_FLOOR = {**NORMAL_CAR, "car_status": 0, "door_zone": 1, "passenger_status": 2}
+
+
+@pytest.mark.parametrize(("device", "values", "seconds", "rule", "priority"), [
+    ("E1", {**NORMAL_CAR, "up_limit": True, "passenger_status": 2}, 1, "elevator.overtravel",
+     "P1"),
+    ("E1", {**NORMAL_CAR, "down_limit": True}, 1, "elevator.overtravel-occupied", "P0"),
+    ("E1", {**STOPPED_AT_FLOOR, "door_status": 2}, 121, "elevator.door-open-too-long", "P2"),
+    ("E1", {**NORMAL_CAR, "car_status": 0, "door_zone": 2, "passenger_status": 2}, 61,
+     "elevator.stopped-outside-door-zone", "P1"),
+    ("E1", {**STOPPED_AT_FLOOR, "passenger_status": 1}, 61, "elevator.trapped-at-floor", "P0"),
+    ("E1", {**STOPPED_AT_FLOOR, "alarm_button": 1}, 11, "elevator.alarm-button-at-floor", "P0"),
+    ("E1", {**STOPPED_AT_FLOOR, "power_status": 2}, 1, "elevator.power-lost", "P1"),
+    ("E1", {**NORMAL_CAR, "door_zone": 1, "door_status": 2}, 2,
+     "elevator.door-open-while-running", "P1"),
+    ("FACP-1-zone-2", {"prealarm": True, "fire": False}, 1, "fire.prealarm", "P1"),
+    ("FACP-1-zone-2", {"supervisory": True}, 1, "fire.supervisory", "P1"),
+    ("FACP-1-zone-2", {"fault": True}, 1, "fire.zone-fault", "P2"),
+    ("FACP-1-zone-2", {"start": True, "fire": False}, 11, "fire.start-without-fire", "P1"),
+    ("FACP-1", {"bus_fault": True}, 1, "fire.bus-fault", "P1"),
+    ("FACP-1", {"main_power_fault": True, "backup_power_fault": True}, 1,
+     "fire.both-power-sources-lost", "P1"),
+    ("FACP-1", {"main_power_fault": True, "backup_power_fault": False}, 1, "fire.power-fault",
+     "P2"),
+    ("door-D9", {"tamper": True}, 1, "access.tamper", "P1"),
+    ("door-D9", {"event": "anti_passback"}, 1, "access.anti-passback", "P2"),
+    ("M1", {**NORMAL_METER, "voltage_l3": 240.0}, 11, "energy.voltage-high", "P2"),
+    ("M1", {**NORMAL_METER, "voltage_l1": 0.0, "voltage_l2": 0.0, "voltage_l3": 0.0}, 6,
+     "energy.power-loss", "P1"),
+])
+async def test_each_detector_fires_with_its_priority(
+        site: Site, device: str, values: dict[str, Value], seconds: float, rule: str,
+        priority: str) -> None:
+    await site.poll(device, values, seconds)
+    fired = {e.rule_id: e.priority for e in site.active()}
+    assert fired.get(rule) == priority, fired
+
+
+async def test_door_cycling_counts_within_one_stop(site: Site) -> None:
+    for _ in range(4):  # four stops with one door cycle each: normal traffic
+        await site.poll("E1", {**NORMAL_CAR, "car_status": 1}, 5)
+        await site.poll("E1", {**STOPPED_AT_FLOOR, "door_status": 2}, 3)
+        await site.poll("E1", STOPPED_AT_FLOOR, 3)
+    assert site.active("elevator.repeated-door-cycling") == []
+    for _ in range(5):  # five cycles at one floor
+        await site.poll("E1", {**STOPPED_AT_FLOOR, "door_status": 2}, 3)
+        await site.poll("E1", STOPPED_AT_FLOOR, 3)
+    assert [e.priority for e in site.active("elevator.repeated-door-cycling")] == ["P2"]
+
+
+async def test_disablement_is_reported_only_after_24_hours(site: Site) -> None:
+    await site.send("FACP-1-zone-4", {"disabled": True})
+    await site.clock.advance(23 * 3600)
+    assert site.active("fire.disabled-too-long") == []
+    await site.clock.advance(3601)
+    assert [e.priority for e in site.active("fire.disabled-too-long")] == ["P3"]
