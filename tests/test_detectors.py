@@ -239,7 +239,7 @@ STOPPED_AT_FLOOR = {**NORMAL_CAR, "car_status": 0, "door_zone": 1, "passenger_st
     ("M1", {**NORMAL_METER, "voltage_l1": 0.0, "voltage_l2": 0.0, "voltage_l3": 0.0}, 6,
      "energy.power-loss", "P1"),
 ])
-async def test_each_detector_fires_with_its_priority(
+async def test_each_detector_fires_with_its_priority(  # noqa: PLR0917  # pytest params
         site: Site, device: str, values: dict[str, Value], seconds: float, rule: str,
         priority: str) -> None:
     await site.poll(device, values, seconds)
