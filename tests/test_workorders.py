@@ -60,3 +60,41 @@ async def test_alarms_without_work_order_flag_make_none(fake_clock: FakeClock) -
     quiet = event(AlarmState.ACTIVE, 1.5e9)
     object.__setattr__(quiet, "work_order", False)
     assert await desk.handle(quiet) is None
+
+
+def other(rule: str, state: AlarmState, ts: float, *, device: str = "E1",
+          category: str = "elevator_entrapment") -> AlarmEvent:
+    return AlarmEvent(
+        alarm_id=f"{rule}@{device}", rule_id=rule, device=device, device_name="1号梯",
+        category=category, priority="P0", state=state, message_zh="按钮", message_en="button",
+        location=Location(building="2"), ts=ts, condition_since=ts, mono=0.0,
+        evidence={"alarm_button": 1})
+
+
+async def test_another_rule_on_the_same_incident_joins_its_order(fake_clock: FakeClock) -> None:
+    """The entrapment and the alarm button of one car are one incident: one work order."""
+    sent: list[WorkOrder] = []
+
+    async def sink(order: WorkOrder) -> None:
+        sent.append(order)
+
+    desk = WorkOrderDesk(SITE, fake_clock, sink)
+    first = await desk.handle(event(AlarmState.ACTIVE, 1_800_000_000.0))
+    joined = await desk.handle(other("button", AlarmState.ACTIVE, 1_800_000_005.0))
+    assert first is not None and joined is not None and joined.id == first.id
+    assert (joined.seq, joined.event, joined.joined_alarms) == (2, "alarm_joined",
+                                                                ["button@E1"])
+    assert joined.evidence == {"car_status": 0, "alarm_button": 1}
+    # The entrapment rule clears first: the button still holds, so nothing is sent.
+    assert await desk.handle(event(AlarmState.CLEARED, 1_800_000_050.0)) is None
+    last = await desk.handle(other("button", AlarmState.CLEARED, 1_800_000_060.0))
+    assert last is not None and (last.id, last.seq, last.status) == (first.id, 3,
+                                                                     "alarm_cleared")
+    # Another device, or another category on the same device, is another incident.
+    elsewhere = await desk.handle(other("button", AlarmState.ACTIVE, 1_800_000_070.0,
+                                        device="E2"))
+    fault = await desk.handle(other("fault", AlarmState.ACTIVE, 1_800_000_070.0,
+                                    category="elevator_fault"))
+    assert elsewhere is not None and fault is not None
+    assert len({first.id, elsewhere.id, fault.id}) == 3
+    assert len(sent) == 5

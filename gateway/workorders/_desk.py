@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from gateway.alarms import AlarmEvent, AlarmState
@@ -59,6 +59,8 @@ class _Tracked:
     unacknowledged_sent: bool = False
     #: Restored from the outbox after a restart: the alarm engine no longer knows its alarm.
     restored: bool = False
+    #: Alarms whose condition currently holds on this order (its own and joined ones).
+    active_alarms: set[str] = field(default_factory=set)
 
 
 class WorkOrderDesk:
@@ -109,16 +111,26 @@ class WorkOrderDesk:
             if event.state is AlarmState.ACTIVE:
                 if current is not None and not current.restored and current.order.alarm_active:
                     return None  # same incident still active: no second order
+                sibling = self._open_order_for(event)
+                if sibling is not None:
+                    order = self._join(sibling, event)
+                    await self._emit(order)
+                    log.info("work order %s: alarm %s joined it", order.id, event.alarm_id)
+                    return order
                 related = current.order.id if current is not None else None
                 tracked = self._new_order(event, cast(Priority, priority), policy, related)
                 if tracked.order.id in self._orders:
                     return None  # the same event again (replayed after a restart)
                 self._orders[tracked.order.id] = tracked
                 self._by_alarm[event.alarm_id] = tracked.order.id
+                tracked.active_alarms.add(event.alarm_id)
                 order = tracked.order
             else:
                 if current is None or not current.order.alarm_active:
                     return None
+                current.active_alarms.discard(event.alarm_id)
+                if current.active_alarms:
+                    return None  # another alarm of the incident still holds
                 status = "alarm_cleared" if current.order.status == "open" else \
                     current.order.status
                 order = self._update(current, "alarm_cleared", _iso(event.ts), status=status,
@@ -303,10 +315,29 @@ class WorkOrderDesk:
         t.order = order
         return order
 
+    def _open_order_for(self, event: AlarmEvent) -> _Tracked | None:
+        """An open order whose alarm still holds on the same device and category: the same
+        real-world incident seen by another rule (an entrapment and its alarm button)."""
+        for tracked in self._orders.values():
+            order = tracked.order
+            if (not tracked.restored and order.alarm_active and tracked.active_alarms
+                    and order.location.device == event.device
+                    and order.category == event.category
+                    and order.status not in CLOSED_STATUSES):
+                return tracked
+        return None
+
+    def _join(self, tracked: _Tracked, event: AlarmEvent) -> WorkOrder:
+        self._by_alarm[event.alarm_id] = tracked.order.id
+        tracked.active_alarms.add(event.alarm_id)
+        joined = [*tracked.order.joined_alarms, event.alarm_id]
+        return self._update(tracked, "alarm_joined", _iso(event.ts), joined_alarms=joined,
+                            evidence={**tracked.order.evidence, **event.evidence})
+
     def _forget(self, order_id: str) -> None:
-        tracked = self._orders.pop(order_id, None)
-        if tracked is not None and self._by_alarm.get(tracked.order.alarm_id) == order_id:
-            del self._by_alarm[tracked.order.alarm_id]
+        self._orders.pop(order_id, None)
+        for alarm_id in [a for a, o in self._by_alarm.items() if o == order_id]:
+            del self._by_alarm[alarm_id]
 
     async def _emit(self, order: WorkOrder) -> None:
         self._changed.set()

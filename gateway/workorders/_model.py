@@ -21,7 +21,8 @@ SCHEMA_VERSION = 1
 WorkOrderStatus = Literal["open", "alarm_cleared", "acknowledged", "on_site", "resolved",
                           "rejected"]
 WorkOrderEvent = Literal["raised", "escalated", "unacknowledged", "pre_alert", "alarm_cleared",
-                         "acknowledged", "on_site", "resolved", "rejected", "follow_up_due"]
+                         "acknowledged", "on_site", "resolved", "rejected", "follow_up_due",
+                         "alarm_joined"]
 PlatformStatus = Literal["acknowledged", "on_site", "resolved", "rejected"]
 
 #: States the platform reports back, in the order a work order moves through them.
@@ -123,6 +124,11 @@ class WorkOrder(_Frozen):
     status_note: str | None = None
     breaches: list[SlaBreach] = Field(default_factory=list,
                                       description="Missed response windows.")
+    joined_alarms: list[str] = Field(
+        default_factory=list,
+        description="Other alarms of the same device and category that joined this order "
+                    "while it was open (e.g. the alarm button during an entrapment): one "
+                    "real-world incident, one work order.")
     related_to: str | None = Field(
         default=None, description="Id of an earlier, still open work order of the same alarm "
                                   "(e.g. one raised before the gateway restarted).")
