@@ -17,8 +17,7 @@ from typing import Any
 
 import yaml
 
-from gateway.alarms import AlarmEvent, AlarmState
-from gateway.alarms._conditions import site_zone
+from gateway.alarms import AlarmEvent, AlarmState, site_zone
 from gateway.app import Gateway
 from gateway.broker import EmbeddedBroker
 from gateway.clock import ScaledClock

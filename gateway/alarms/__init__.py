@@ -2,7 +2,7 @@
 (journal, operator actions, incidents, chatter and floods) and alarm KPIs."""
 
 from gateway.alarms._actions import AlarmActions
-from gateway.alarms._conditions import Context, Node, compile_condition
+from gateway.alarms._conditions import Context, Node, compile_condition, site_zone
 from gateway.alarms._engine import AlarmEngine, AlarmSink
 from gateway.alarms._events import (
     AlarmEvent,
@@ -11,7 +11,7 @@ from gateway.alarms._events import (
     LifecycleState,
     Transition,
 )
-from gateway.alarms._flood import FloodState
+from gateway.alarms._flood import FloodDetector, FloodState, chatter_window
 from gateway.alarms._journal import AlarmJournal, JournalBatch, JournalState, journal_path
 from gateway.alarms._kpi import AlarmReport, FloodSummary, ListedAlarm, alarm_report, render_report
 from gateway.alarms._lifecycle import AlarmBook, AlarmListener
@@ -32,6 +32,7 @@ __all__ = [
     "Context",
     "Detection",
     "DetectionSink",
+    "FloodDetector",
     "FloodState",
     "FloodSummary",
     "Hold",
@@ -44,7 +45,9 @@ __all__ = [
     "Shelf",
     "Transition",
     "alarm_report",
+    "chatter_window",
     "compile_condition",
     "journal_path",
     "render_report",
+    "site_zone",
 ]

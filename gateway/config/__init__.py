@@ -14,6 +14,7 @@ from gateway.config._conditions import (
     condition_points,
     uses_quantifiers,
 )
+from gateway.config._detectors import bundled_detector_dirs, expand_detectors
 from gateway.config._loader import bundled_profile_dirs, load_config, load_config_text
 from gateway.config._models import (
     DEFAULT_CATEGORIES,
@@ -56,7 +57,7 @@ from gateway.config._models import (
     durable_state_dir,
     placeholders,
 )
-from gateway.config._types import Duration, parse_duration
+from gateway.config._types import Duration, StrictModel, parse_duration
 
 __all__ = [
     "ALL_POINTS",
@@ -103,13 +104,16 @@ __all__ = [
     "SiteConfig",
     "StaleCondition",
     "StatusApiConfig",
+    "StrictModel",
     "SuppressionRule",
     "TlsConfig",
     "UpstreamConfig",
     "WorkOrdersConfig",
+    "bundled_detector_dirs",
     "bundled_profile_dirs",
     "condition_points",
     "durable_state_dir",
+    "expand_detectors",
     "load_config",
     "load_config_text",
     "parse_duration",
