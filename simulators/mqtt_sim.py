@@ -471,6 +471,7 @@ class MqttSim(abc.ABC):
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         await client.subscribe(self.cmd_topic, qos=1, timeout=self.connect_timeout)
+        _raise_if_cancelling()
         try:
             async with asyncio.TaskGroup() as tg:
                 tag = f"{self.kind}[{self.name}]"
@@ -489,6 +490,7 @@ class MqttSim(abc.ABC):
                 message = self._outbox[0]
                 await client.publish(message.topic, message.payload, qos=1,
                                      retain=message.retain, timeout=self.connect_timeout)
+                _raise_if_cancelling()
                 # The head may have been dropped by a full outbox while we awaited the ack.
                 if self._outbox and self._outbox[0] is message:
                     self._outbox.popleft()
@@ -505,6 +507,7 @@ class MqttSim(abc.ABC):
                 reply = self._command(message.payload)
                 await client.publish(self.result_topic, _encode(reply), qos=1,
                                      timeout=self.connect_timeout)
+                _raise_if_cancelling()
 
     def _command(self, raw: Any) -> dict[str, Any]:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) \
@@ -668,6 +671,17 @@ def _close_socket(client: aiomqtt.Client) -> None:
 def _cancelling() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def _raise_if_cancelling() -> None:
+    """Restore a cancellation that aiomqtt's ``asyncio.wait_for`` swallowed.
+
+    In Python 3.11 ``wait_for`` returns the result when the awaited operation completes in the
+    same loop iteration as the cancellation, and the request is lost: the task would then wait
+    forever in its next ``await`` while marked as cancelling.
+    """
+    if _cancelling():
+        raise asyncio.CancelledError
 
 
 async def _sleep_until_or(clock: Clock, deadline: float, event: asyncio.Event) -> None:

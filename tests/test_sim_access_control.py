@@ -24,8 +24,8 @@ from gateway.config import GatewayConfig, MqttDevice, MqttPoint, load_config_tex
 from gateway.model import Quality
 from simulators.access_control import EVENT_CODES, AccessControlSim
 from simulators.base import ActionError, Simulator
+from tests.mqtt_sim_support import WAIT, Sink, driver_and_sim
 from tests.support import Mosquitto
-from tests.test_sim_fire_panel import WAIT, Sink, wait_until
 
 STALE = 1.0
 CTRL = "AC1"
@@ -121,21 +121,10 @@ async def rig(mosquitto: Mosquitto, **options: Any) -> AsyncIterator[Rig]:
                                    "held_open_after": HELD_AFTER, "reconnect_initial": 0.05,
                                    "reconnect_max": 0.2, "connect_timeout": 2.0, **options}
     sim = AccessControlSim(CTRL, host="127.0.0.1", port=mosquitto.port, **sim_options)
-    sink = Sink()
-    tasks = [asyncio.create_task(driver.run(sink), name="test-driver"),
-             asyncio.create_task(sim.run(), name="test-sim")]
-    try:
-        await wait_until(lambda: driver.health().counters["subscribed"] >= 1, "subscription")
+    async with driver_and_sim(driver, sim) as sink:
         the_rig = Rig(sim, driver, sink, config)
         await the_rig.consistent()
         yield the_rig
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    assert all(t.cancelled() for t in tasks), "nothing may swallow cancellation"
 
 
 # --------------------------------------------------------------------------- decoding

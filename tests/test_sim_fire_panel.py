@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,85 +21,18 @@ import yaml
 from drivers.mqtt import MqttDriver, build_mqtt_drivers
 from gateway.clock import SystemClock
 from gateway.config import GatewayConfig, MqttDevice, MqttPoint, load_config_text
-from gateway.model import Quality, Reading
+from gateway.model import Quality
 from simulators.base import ActionError, Simulator
 from simulators.fire_panel import CONTROLLER_BITS, OPERATION_BITS, FirePanelSim
+from tests.mqtt_sim_support import WAIT, Sink, driver_and_sim, wait_until
 from tests.support import Mosquitto
 
-WAIT = 5.0  # upper bound for any condition; they normally hold within a few 100 ms
 STALE = 1.0  # the devices' stale_after in these tests
 PANEL = "FACP-1"
 ZONES = 4
 
 
 # --------------------------------------------------------------------------- harness
-
-
-class Sink:
-    """Collects readings; waits re-check their condition on every new reading."""
-
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-        self._changed = asyncio.Event()
-
-    async def __call__(self, reading: Reading) -> None:
-        self.readings.append(reading)
-        self._changed.set()
-
-    def latest(self, device: str, point: str) -> Reading | None:
-        return next((r for r in reversed(self.readings)
-                     if r.device == device and r.point == point), None)
-
-    async def until(self, condition: Callable[[], bool],
-                    what: str | Callable[[], str] = "condition") -> None:
-        """Wait for ``condition``; ``what`` (or what it returns, at the timeout) explains."""
-        try:
-            async with asyncio.timeout(WAIT):
-                while not condition():
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            text = what() if callable(what) else what
-            raise AssertionError(f"timed out waiting for {text}") from None
-
-    async def next(self, device: str, point: str,
-                   check: Callable[[Reading], bool] = lambda r: True, *,
-                   since: int | None = None) -> Reading:
-        """The first reading of ``device.point`` that passes ``check``.
-
-        Only readings from index ``since`` on count (default: those not collected yet).
-        """
-        start = len(self.readings) if since is None else since
-
-        def found() -> Reading | None:
-            return next((r for r in self.readings[start:] if r.device == device
-                         and r.point == point and check(r)), None)
-
-        await self.until(lambda: found() is not None, f"a new {device}.{point} reading")
-        reading = found()
-        assert reading is not None
-        return reading
-
-    async def value(self, device: str, point: str, value: Any) -> Reading:
-        """Wait until the latest reading of ``device.point`` is GOOD and equals ``value``."""
-        def ok() -> bool:
-            r = self.latest(device, point)
-            return r is not None and r.good and r.value == value
-
-        await self.until(ok, lambda: f"{device}.{point} == {value!r} "
-                                     f"(latest: {self.latest(device, point)})")
-        reading = self.latest(device, point)
-        assert reading is not None
-        return reading
-
-
-async def wait_until(condition: Callable[[], bool], what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(WAIT):
-            while not condition():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def site(port: int) -> GatewayConfig:
@@ -185,21 +118,10 @@ async def rig(mosquitto: Mosquitto, **options: Any) -> AsyncIterator[Rig]:
                                    "reconnect_initial": 0.05, "reconnect_max": 0.2,
                                    "connect_timeout": 2.0, **options}
     sim = FirePanelSim(PANEL, host="127.0.0.1", port=mosquitto.port, **sim_options)
-    sink = Sink()
-    tasks = [asyncio.create_task(driver.run(sink), name="test-driver"),
-             asyncio.create_task(sim.run(), name="test-sim")]
-    try:
-        await wait_until(lambda: driver.health().counters["subscribed"] >= 1, "subscription")
+    async with driver_and_sim(driver, sim) as sink:
         the_rig = Rig(sim, driver, sink, config)
         await the_rig.consistent()
         yield the_rig
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    assert all(t.cancelled() for t in tasks), "nothing may swallow cancellation"
 
 
 def bits(word: int) -> dict[str, bool]:

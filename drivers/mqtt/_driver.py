@@ -32,7 +32,7 @@ from gateway.clock import Clock
 from gateway.config import BrokerConfig, MqttDevice
 from gateway.errors import ConfigError, ConfigProblem, DecodeError
 from gateway.model import Quality, Reading
-from gateway.mqtt_client import LinkState, MqttSession
+from gateway.mqtt_client import LinkState, MqttSession, raise_if_cancelling
 
 __all__ = ["MqttDriver"]
 
@@ -198,6 +198,7 @@ class MqttDriver:
         for start in range(0, len(self._subscriptions), _SUBSCRIBE_BATCH):
             batch = list(self._subscriptions[start:start + _SUBSCRIBE_BATCH])
             codes = await client.subscribe(batch, timeout=self.broker.connect_timeout)
+            raise_if_cancelling()
             for (topic, qos), code in zip(batch, codes, strict=False):
                 if getattr(code, "is_failure", False) or code == 0x80:
                     self._count("subscribe_refused")

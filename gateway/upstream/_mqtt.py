@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
-from gateway.mqtt_client import LinkState, MqttSession
+from gateway.mqtt_client import LinkState, MqttSession, raise_if_cancelling
 from gateway.outbox import Outbox
 from gateway.upstream._contract import GatewayStatus
 from gateway.workorders import StatusAnswer
@@ -103,6 +103,7 @@ class UpstreamPublisher:
             await client.subscribe(self.answers_topic, qos=1, timeout=_SUBSCRIBE_TIMEOUT)
         await client.publish(self.status_topic, self._status("online"), qos=1, retain=True,
                              timeout=_PUBLISH_TIMEOUT)
+        raise_if_cancelling()
         try:
             await self._send_and_receive(client)
         except asyncio.CancelledError:
@@ -130,8 +131,10 @@ class UpstreamPublisher:
             # Returns after PUBACK (QoS 1) / PUBCOMP (QoS 2); raises MqttError otherwise.
             await client.publish(f"{self.base}/{env.channel}", env.payload,
                                  qos=self._upstream.qos, timeout=_PUBLISH_TIMEOUT)
+            # Acknowledged even if a cancellation raced it: record it, then honour the cancel.
             self._outbox.delivered(TARGET, env)
             self.sent += 1
+            raise_if_cancelling()
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         assert self._on_answer is not None
