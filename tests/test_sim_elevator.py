@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drivers.modbus import build_modbus_links
+from drivers.modbus import ModbusLink, build_modbus_links
 from gateway.clock import SystemClock
 from gateway.config import load_config_text
 from gateway.model import Quality, Reading
@@ -33,22 +33,29 @@ def test_register_map_and_profile_agree() -> None:
     assert set(profile) == (set(REGISTER_MAP) - {"status_bits"}) | set(STATUS_BITS)
 
 
+def elevator_link(port: int, *, timeout: float, poll_interval: float) -> ModbusLink:
+    """The gateway's link to one elevator-modbus device on 127.0.0.1:port."""
+    config = load_config_text(f"""
+site: {{id: s, name: s, gateway_id: g}}
+devices:
+  - {{id: E1, driver: modbus-tcp, host: 127.0.0.1, port: {port}, unit: 1,
+     profile: elevator-modbus, timeout: {timeout}, poll_interval: {poll_interval}}}
+""")
+    (link,) = build_modbus_links(config.devices, SystemClock())
+    return link
+
+
 async def read_all(sim: ElevatorSim) -> dict[str, Reading]:
     """One poll of every profile point through a real ModbusLink."""
     async with SimModbusServer([sim.unit], port=free_port()) as server:
-        config = load_config_text(f"""
-site: {{id: s, name: s, gateway_id: g}}
-devices:
-  - {{id: E1, driver: modbus-tcp, host: 127.0.0.1, port: {server.port}, unit: 1,
-     profile: elevator-modbus, timeout: 0.5, poll_interval: 10}}
-""")
-        (link,) = build_modbus_links(config.devices, SystemClock())
+        link = elevator_link(server.port, timeout=0.5, poll_interval=10)
         seen: dict[str, Reading] = {}
         done = asyncio.Event()
+        expected = len(yaml.safe_load(PROFILE.read_text())["points"])
 
         async def sink(reading: Reading) -> None:
             seen[reading.point] = reading
-            if len(seen) == len(config.devices[0].points):
+            if len(seen) == expected:
                 done.set()
 
         task = asyncio.create_task(link.run(sink))
@@ -108,13 +115,7 @@ async def test_fault_injection_reaches_the_gateway_as_quality(
     sim = ElevatorSim("E1", traffic=False)
     sim.apply(action, params)
     async with SimModbusServer([sim.unit], port=free_port()) as server:
-        config = load_config_text(f"""
-site: {{id: s, name: s, gateway_id: g}}
-devices:
-  - {{id: E1, driver: modbus-tcp, host: 127.0.0.1, port: {server.port}, unit: 1,
-     profile: elevator-modbus, timeout: 0.3, poll_interval: 0.1}}
-""")
-        (link,) = build_modbus_links(config.devices, SystemClock())
+        link = elevator_link(server.port, timeout=0.3, poll_interval=0.1)
         bad: list[Reading] = []
         good_again = asyncio.Event()
 
