@@ -246,6 +246,8 @@ async def test_group_rule_fires_only_when_the_whole_feeder_is_silent(fake_clock:
     assert [(d.device, d.active) for d in seen][-1] == ("zone:feeder-A", True)
     alarm = seen[-1]
     assert alarm.alarm_id == "feeder-silent@zone:feeder-A"
+    assert sorted(d.alarm_id for d in rules.active()) == [
+        "feeder-silent@zone:feeder-A", "feeder-silent@zone:feeder-B"], "each group once"
     assert alarm.evidence == {"M1": True, "M2": True}
     assert alarm.message_en == "every meter on zone feeder-A is silent"
     await send("M1", True)

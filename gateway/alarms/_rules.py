@@ -87,9 +87,10 @@ class RuleEvaluator:
 
     def active(self) -> list[Detection]:
         """Conditions currently detected, oldest first."""
-        found = [i.active_event for insts in self._instances.values() for i in insts
-                 if i.active_event is not None]
-        return sorted(found, key=lambda e: e.ts)
+        # A group's instance is listed under each of its members: count it once.
+        found = {i.alarm_id: i.active_event for insts in self._instances.values() for i in insts
+                 if i.active_event is not None}
+        return sorted(found.values(), key=lambda e: e.ts)
 
     async def run(self, readings: Subscription) -> None:
         """Consume readings until cancelled."""
@@ -136,12 +137,13 @@ class RuleEvaluator:
                           dev.name or device_id, dev.location)
                 for rule in self._rules if rule.group_by is None and _applies(rule, dev)
             ]
+            # A group's instance is timed once, in _build_groups, not once per member.
+            self._timed.extend(i for i in insts if i.node.time_dependent)
             insts += self._groups_of.get(device_id, [])
             self._instances[device_id] = insts
             now = self._clock.monotonic()
             if dev is not None:
                 self._last_good.setdefault(device_id, {p.name: now for p in dev.points})
-            self._timed.extend(i for i in insts if i.node.time_dependent)
         return insts
 
     def _build_groups(self, rule: RuleConfig, config: GatewayConfig) -> None:
@@ -162,6 +164,8 @@ class RuleEvaluator:
                              location, tuple(members))
             for member in members:
                 self._groups_of.setdefault(member, []).append(inst)
+            if inst.node.time_dependent:
+                self._timed.append(inst)
 
     def _context(self, device_id: str, now: float) -> Context:
         return Context(values=self._values.get(device_id, {}),
