@@ -14,7 +14,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import socket
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from gateway.config import GatewayConfig, load_config
 from gateway.simrun import gateway_config_yaml
 from gateway.workorders import WorkOrder
 from simulators.scenario import load_scenario
-from simulators.site import SimSite
+from simulators.site import SimSite, free_port
 
 __all__ = ["DEMO_SCENARIO", "DemoOptions", "parse_mqtt_url", "run_demo"]
 
@@ -75,7 +74,7 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     with tempfile.TemporaryDirectory(prefix="propgw-demo-") as state:
         async with contextlib.AsyncExitStack() as stack:
             if options.broker is None:
-                broker = await stack.enter_async_context(EmbeddedBroker(port=_free_port()))
+                broker = await stack.enter_async_context(EmbeddedBroker(port=free_port()))
                 device_broker = (broker.host, broker.port)
                 say.service("MQTT broker (embedded; devices and platform)", broker.url)
             else:
@@ -250,9 +249,3 @@ class _Printer:
                                    f"{data.get('state')} on {topic}")
         elif topic.endswith("/gateway/status"):
             self._emit("UPSTREAM", f"gateway status: {data.get('state', payload.decode())}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

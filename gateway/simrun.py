@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +22,7 @@ from gateway.broker import EmbeddedBroker
 from gateway.clock import ScaledClock
 from gateway.config import GatewayConfig, load_config_text
 from simulators.scenario import Scenario
-from simulators.site import Endpoint, SimSite
+from simulators.site import Endpoint, SimSite, free_port
 
 __all__ = ["ScenarioResult", "gateway_config", "run_scenario"]
 
@@ -100,7 +99,7 @@ async def run_scenario(scenario: Scenario, *, speed: float = 10.0,
     async with contextlib.AsyncExitStack() as stack:
         if broker is None and any(d.kind in ("fire_panel", "access_control")
                                   for d in scenario.devices):
-            embedded = await stack.enter_async_context(EmbeddedBroker(port=_free_port()))
+            embedded = await stack.enter_async_context(EmbeddedBroker(port=free_port()))
             broker = (embedded.host, embedded.port)
         site = await stack.enter_async_context(SimSite(
             scenario, clock=clock, broker=broker,
@@ -191,9 +190,3 @@ def _modbus_profile(kind: str, options: dict[str, Any]) -> str:
     if kind == "water_meter":
         return "water-meter-modbus"
     raise ValueError(f"no bundled Modbus profile for kind {kind!r}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

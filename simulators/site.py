@@ -17,7 +17,7 @@ from simulators.modbus_server import SimModbusServer, SimUnit
 from simulators.registry import MODBUS_KINDS, create
 from simulators.scenario import Scenario
 
-__all__ = ["Endpoint", "SimSite"]
+__all__ = ["Endpoint", "SimSite", "free_port"]
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class SimSite:
                 fixed = [p for m in members if (p := self.scenario.device(m).port) is not None]
                 server = await self._stack.enter_async_context(
                     SimModbusServer(units, host=self.host,
-                                    port=fixed[0] if fixed else _free_port()))
+                                    port=fixed[0] if fixed else free_port()))
                 for member, unit in zip(members, units, strict=True):
                     kind = self.scenario.device(member).kind
                     self.endpoints[member] = Endpoint(member, kind, "modbus-tcp", self.host,
@@ -121,7 +121,9 @@ class SimSite:
                 task.cancel()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for simulators and the
+    demo's embedded broker; the OS may hand it out again, so bind it soon)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
