@@ -22,7 +22,7 @@ from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.config import BrokerConfig, TlsConfig
 
-__all__ = ["LinkState", "MqttSession", "build_client", "raise_if_cancelling"]
+__all__ = ["LinkState", "MqttSession", "build_client"]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,13 @@ class MqttSession:
 
     async def run(self) -> None:
         """Connect, serve, reconnect; forever until cancelled (or ``on_connected`` returns)."""
+        try:
+            await self._run()
+        finally:
+            # Whatever ends the loop (a stop, a bug), nobody may read "connected" any more.
+            self.state = LinkState.STOPPED
+
+    async def _run(self) -> None:
         failing = False
         while True:
             self.state = LinkState.CONNECTING
@@ -208,16 +215,3 @@ def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
     if tls.insecure:
         context.check_hostname = False
     return context
-
-
-def raise_if_cancelling() -> None:
-    """Call after every awaited aiomqtt operation that runs in a loop.
-
-    aiomqtt 2.5.1 waits with ``asyncio.wait_for``, which in Python 3.11 returns the result when
-    the operation completes in the same loop iteration as a cancellation: the request is lost and
-    the task would wait forever in its next ``await`` while marked as cancelling (seen as a hung
-    shutdown about once in five runs under load).
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

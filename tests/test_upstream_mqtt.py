@@ -152,3 +152,41 @@ async def test_platform_answers_come_back_and_bad_ones_are_ignored(
     assert [(i, a.status, a.by) for i, a in answers] == [("w1", "on_site", "张三")]
     warnings = [r.message for r in caplog.records if r.name == "gateway.upstream._mqtt"]
     assert len(warnings) == 2 and "malformed" in warnings[0] and "another order" in warnings[1]
+
+
+@pytest.mark.mosquitto
+async def test_publisher_keeps_sending_after_the_broker_restarts(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """The fault drill that found it: after one broker restart the publisher logged "connected
+    again", published "online" and then never sent another work order."""
+    clock = SystemClock()
+
+    async def on_answer(order_id: str, answer: StatusAnswer) -> None:
+        pass
+
+    async with Outbox(tmp_path / "o.db", targets=TARGETS, clock=clock) as outbox:
+        publisher = UpstreamPublisher(config_for(mosquitto.port), clock, outbox,
+                                      on_answer=on_answer)
+        task = asyncio.create_task(publisher.run())
+        for round_ in range(3):
+            await outbox.put(item({"round": round_}, "P0"))
+            async with asyncio.timeout(10):
+                while publisher.pending:
+                    await asyncio.sleep(0.01)
+            assert publisher.connected and not task.done()
+            mosquitto.stop()
+            async with asyncio.timeout(10):
+                while publisher.connected:
+                    await asyncio.sleep(0.01)
+            mosquitto.start()
+            async with asyncio.timeout(10):
+                while not publisher.connected:
+                    await asyncio.sleep(0.01)
+        await outbox.put(item({"round": "last"}, "P0"))
+        async with asyncio.timeout(10):
+            while publisher.pending:
+                await asyncio.sleep(0.01)
+        assert publisher.sent == 4
+        assert not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

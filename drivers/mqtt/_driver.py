@@ -28,11 +28,12 @@ import aiomqtt
 from drivers.base import LinkHealth, ReadingSink
 from drivers.mqtt._payload import Payload, PointDecoder
 from drivers.mqtt._topics import TopicPattern, expand_device_id, is_template
+from gateway.aio import raise_if_cancelling, task_group
 from gateway.clock import Clock
 from gateway.config import BrokerConfig, MqttDevice
 from gateway.errors import ConfigError, ConfigProblem, DecodeError
 from gateway.model import Quality, Reading
-from gateway.mqtt_client import LinkState, MqttSession, raise_if_cancelling
+from gateway.mqtt_client import LinkState, MqttSession
 
 __all__ = ["MqttDriver"]
 
@@ -181,7 +182,7 @@ class MqttDriver:
                 self._tracked[key] = _Tracked(route.device.id, route.device, started,
                                               _Status.WAITING)
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with task_group() as tg:
                 tg.create_task(self._session.run(), name=f"{self.name}.link")
                 if self._has_stale:
                     tg.create_task(self._watch_stale(), name=f"{self.name}.stale")

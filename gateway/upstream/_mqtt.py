@@ -25,9 +25,10 @@ from typing import Literal
 import aiomqtt
 from pydantic import ValidationError
 
+from gateway.aio import raise_if_cancelling, task_group
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
-from gateway.mqtt_client import LinkState, MqttSession, raise_if_cancelling
+from gateway.mqtt_client import LinkState, MqttSession
 from gateway.outbox import Outbox
 from gateway.upstream._contract import GatewayStatus
 from gateway.workorders import StatusAnswer
@@ -117,7 +118,7 @@ class UpstreamPublisher:
 
     async def _send_and_receive(self, client: aiomqtt.Client) -> None:
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with task_group() as tg:
                 tg.create_task(self._send(client), name="upstream.mqtt.send")
                 if self._on_answer is not None:
                     tg.create_task(self._receive(client), name="upstream.mqtt.answers")
