@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -33,18 +32,24 @@ from gateway.alarms import AlarmEngine, AlarmEvent
 from gateway.bus import Bus, Overflow
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, durable_state_dir
-from gateway.outbox import Outbox, OutboxItem
-from gateway.sdnotify import notify, watchdog
-from gateway.supervisor import supervise
+from gateway.health import HealthModel, HealthReport, JournalStatus
+from gateway.liveness import Liveness
+from gateway.outbox import DeliveryProgress, Outbox, OutboxItem
+from gateway.sdnotify import notify
+from gateway.supervisor import Supervisor
 from gateway.upstream import HttpPublisher, StatusApi, UpstreamPublisher, alarm_message
 from gateway.workorders import StatusAnswer, WorkOrder, WorkOrderDesk
 
-__all__ = ["Gateway", "Observer", "outbox_path", "wait_for_signals"]
+__all__ = ["EXIT_FAILING", "Gateway", "Observer", "outbox_path", "wait_for_signals"]
 
 log = logging.getLogger(__name__)
 
 #: In-flight work gets this long after a shutdown request; then it is cancelled harder.
 GRACE_PERIOD = 3.0
+#: Exit status when the gateway stopped itself because its health was failing.
+EXIT_FAILING = 3
+#: Stages the alarm path depends on: the health model is stricter with them.
+_CRITICAL = frozenset({"alarms", "workorders", "upstream", "upstream-http"})
 
 _MQTT_CHANNELS = frozenset({"work-orders", "alarms", "telemetry"})
 
@@ -115,6 +120,20 @@ class Gateway:
                 self.status_api = StatusApi(up.status_api, self._on_answer, health=self.health)
         self.engine = AlarmEngine(config, self.clock, self._on_alarm)
         self._alarm_feed = self.bus.subscribe("alarms", maxsize=10_000, overflow=Overflow.BLOCK)
+        self.supervisor = Supervisor(self.clock)
+        progress: dict[str, DeliveryProgress] = {}
+        if self.upstream is not None:
+            progress["mqtt"] = self.upstream.progress
+        if self.http is not None:
+            progress["http"] = self.http.progress
+        self.health_model = HealthModel(
+            config.health, self.clock, self.supervisor, outbox=self.outbox, targets=progress,
+            drivers=self.drivers, alarm_feed=self._alarm_feed, journal=self._journal_status)
+        self.liveness = Liveness(self.health_model, self.clock, on_failing=self._failing,
+                                 interval=config.health.check_every)
+        #: 0 after a requested stop; :data:`EXIT_FAILING` when the health made it stop.
+        self.exit_code = 0
+        self._give_up = asyncio.Event()
         self.started = asyncio.Event()
 
     async def run(self, shutdown_trigger: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -142,18 +161,24 @@ class Gateway:
                 stages.append(("upstream-http", self.http.run))
             if self.status_api is not None:
                 stages.append(("status-api", self.status_api.run))
-            tasks = [tg.create_task(supervise(name, stage, self.clock), name=f"{name}.run")
+            stages.append(("liveness", self.liveness.run))
+            # Supervised stages never raise but CancelledError, so this group is only ever
+            # ended by the cancellations below, after supervisor.stop().
+            tasks = [tg.create_task(self.supervisor.run(name, stage, critical=name in _CRITICAL),
+                                    name=f"{name}.run")
                      for name, stage in stages]
-            tasks.append(tg.create_task(watchdog(self.clock), name="systemd.watchdog"))
             log.info("gateway %s/%s running: %d driver(s), %d rule(s)", self.config.site.id,
                      self.config.site.gateway_id, len(self.drivers), len(self.config.rules))
             notify("READY=1")
             self.started.set()
-            await trigger()
-            log.info("shutting down")
-            notify("STOPPING=1")
-            for task in tasks:
-                task.cancel()
+            try:
+                await _first_of(trigger(), self._give_up.wait())
+            finally:
+                log.info("shutting down")
+                notify("STOPPING=1")
+                self.supervisor.stop()
+                for task in tasks:
+                    task.cancel()
             _, stuck = await asyncio.wait(tasks, timeout=GRACE_PERIOD)
             for task in stuck:
                 log.warning("%s did not stop within %.0fs; cancelling again", task.get_name(),
@@ -161,11 +186,9 @@ class Gateway:
                 task.cancel()
 
     def health(self) -> dict[str, Any]:
-        """Upstream health for ``/healthz`` and the console: outbox, links, parked messages."""
-        out: dict[str, Any] = {}
-        if self.outbox is not None:
-            outbox = self.outbox.health()
-            out["outbox"] = {**dataclasses.asdict(outbox), "ok": outbox.ok}
+        """The health report as JSON-able data (status API, console), with the outbox, link
+        and parked-message counters kept under their former keys."""
+        out = self.health_model.report().to_json()
         if self.upstream is not None:
             out["mqtt"] = {"connected": self.upstream.connected, "sent": self.upstream.sent,
                            "last_error": self.upstream.session.last_error}
@@ -173,6 +196,23 @@ class Gateway:
             out["http"] = {"sent": self.http.sent, "retries": self.http.retries,
                            "last_error": self.http.last_error}
         return out
+
+    def health_report(self) -> HealthReport:
+        """The gateway's health now (see :mod:`gateway.health`)."""
+        return self.health_model.report()
+
+    def _failing(self, report: HealthReport) -> None:
+        if not self.config.health.exit_on_failing:
+            return
+        log.critical("stopping with exit status %d so that a fresh process takes over",
+                     EXIT_FAILING)
+        self.exit_code = EXIT_FAILING
+        self._give_up.set()
+
+    def _journal_status(self) -> JournalStatus:
+        book = self.engine.book
+        return JournalStatus(path=book.journal.name, durable=book.journal.path is not None,
+                             error=book.journal_error)
 
     async def _on_alarm(self, event: AlarmEvent) -> None:
         for obs in self.observers:
@@ -198,6 +238,19 @@ class Gateway:
 
     async def _on_answer(self, order_id: str, answer: StatusAnswer) -> WorkOrder | None:
         return await self.desk.apply_status(order_id, answer)
+
+
+async def _first_of(*waits: Awaitable[object]) -> None:
+    """Return when the first of ``waits`` finishes (its error, if any, is raised)."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
 
 
 def _orders(snapshots: Sequence[str]) -> list[WorkOrder]:

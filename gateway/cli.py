@@ -88,11 +88,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or config.log_level)
     log.info("propgw %s starting with %s", __version__, args.config)
 
-    async def go() -> None:
-        await Gateway(config).run()
+    async def go() -> int:
+        gateway = Gateway(config)
+        await gateway.run()
+        return gateway.exit_code
 
-    asyncio.run(go())
-    return EXIT_OK
+    return asyncio.run(go())
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

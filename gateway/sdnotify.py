@@ -1,4 +1,4 @@
-"""systemd ``sd_notify`` without a dependency: READY=1, STOPPING=1 and watchdog pings.
+"""systemd ``sd_notify`` without a dependency: READY=1, STOPPING=1, STATUS= and watchdog pings.
 
 Does nothing when not started by systemd (no ``NOTIFY_SOCKET``).
 """
@@ -9,9 +9,7 @@ import logging
 import os
 import socket
 
-from gateway.clock import Clock
-
-__all__ = ["notify", "watchdog"]
+__all__ = ["notify", "watchdog_interval"]
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +23,22 @@ def notify(state: str) -> bool:
         address = "\0" + address[1:]  # abstract namespace socket
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(state.encode(), address)  # datagram to a local socket: never blocks
+            # A datagram socket blocks when the receiver's queue is full (10 by default on
+            # Linux): never let a slow systemd stop the event loop; drop the message instead.
+            sock.setblocking(False)
+            sock.sendto(state.encode(), address)
+    except BlockingIOError:
+        log.debug("sd_notify %s dropped: systemd's queue is full", state)
+        return False
     except OSError as exc:
         log.warning("sd_notify %s failed: %s", state, exc)
         return False
     return True
 
 
-async def watchdog(clock: Clock) -> None:
-    """Ping systemd's watchdog at half its interval while the event loop is alive."""
+def watchdog_interval() -> float | None:
+    """Seconds between watchdog pings (half systemd's ``WatchdogSec``); None without one."""
     usec = os.environ.get("WATCHDOG_USEC")
-    if not usec or not usec.isdigit():
-        return
-    interval = int(usec) / 2_000_000
-    while True:
-        notify("WATCHDOG=1")
-        await clock.sleep(interval)
+    if not usec or not usec.isdigit() or int(usec) == 0:
+        return None
+    return int(usec) / 2_000_000

@@ -14,6 +14,7 @@ import pytest
 from gateway.clock import FakeClock, SystemClock
 from gateway.config import GatewayConfig, load_config_text
 from gateway.outbox import Outbox, OutboxItem
+from gateway.supervisor import Supervisor
 from gateway.upstream import UpstreamPublisher
 from gateway.workorders import StatusAnswer
 from tests.support import Mosquitto
@@ -167,17 +168,19 @@ async def test_publisher_keeps_sending_after_the_broker_restarts(
     async with Outbox(tmp_path / "o.db", targets=TARGETS, clock=clock) as outbox:
         publisher = UpstreamPublisher(config_for(mosquitto.port), clock, outbox,
                                       on_answer=on_answer)
-        task = asyncio.create_task(publisher.run())
+        supervisor = Supervisor(clock)
+        task = asyncio.create_task(supervisor.run("upstream", publisher.run, critical=True))
         for round_ in range(3):
             await outbox.put(item({"round": round_}, "P0"))
             async with asyncio.timeout(10):
                 while publisher.pending:
                     await asyncio.sleep(0.01)
-            assert publisher.connected and not task.done()
+            assert publisher.connected and publisher.progress.connected
             mosquitto.stop()
             async with asyncio.timeout(10):
                 while publisher.connected:
                     await asyncio.sleep(0.01)
+            assert publisher.progress.connected is False
             mosquitto.start()
             async with asyncio.timeout(10):
                 while not publisher.connected:
@@ -187,6 +190,8 @@ async def test_publisher_keeps_sending_after_the_broker_restarts(
             while publisher.pending:
                 await asyncio.sleep(0.01)
         assert publisher.sent == 4
-        assert not task.done()
+        (status,) = supervisor.stages()
+        assert status.restarts == 0 and status.state == "running"
+        supervisor.stop()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

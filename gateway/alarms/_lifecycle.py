@@ -153,7 +153,8 @@ class AlarmBook:
         self._timers: dict[tuple[str, str], tuple[float, asyncio.Task[None]]] = {}
         self._restored: list[AlarmRecord] | None = None
         self._delivered_seq = 0
-        self._journal_failing = False
+        #: Why the journal refuses writes, while it does (alarms are still announced).
+        self.journal_error: str | None = None
         self._suppressor_categories = {c for rule in self.config.suppression
                                        for c in rule.while_active}
 
@@ -560,12 +561,12 @@ class AlarmBook:
             if not fail_open:
                 raise
             failure, seqs = exc, [0] * len(txn.events)
-        if failure is not None and not self._journal_failing:
+        if failure is not None and self.journal_error is None:
             log.error("%s; alarms are announced without being journaled until it recovers",
                       failure)
-        elif failure is None and self._journal_failing:
+        elif failure is None and self.journal_error is not None:
             log.warning("alarm journal %s writable again", self.journal.name)
-        self._journal_failing = failure is not None
+        self.journal_error = None if failure is None else str(failure)
         events = [dataclasses.replace(e, seq=s) for e, s in zip(txn.events, seqs, strict=True)]
         self._records.update(txn.changed)
         for rec in txn.changed.values():

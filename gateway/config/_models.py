@@ -40,6 +40,7 @@ from gateway.config._devices import (
     MqttPoint,
     placeholders,
 )
+from gateway.config._health import HealthConfig
 from gateway.config._northbound import (
     DEFAULT_CATEGORIES,
     DEFAULT_PRIORITY_POLICIES,
@@ -75,6 +76,7 @@ __all__ = [
     "EscalationStep",
     "FloodConfig",
     "GatewayConfig",
+    "HealthConfig",
     "HttpTimeouts",
     "HttpTlsConfig",
     "HttpUpstreamConfig",
@@ -120,6 +122,7 @@ class GatewayConfig(_Model):
                     "says so, so tests and demos never share /var/lib/propgw.")
     work_orders: WorkOrdersConfig = WorkOrdersConfig()
     alarms: AlarmsConfig = AlarmsConfig()
+    health: HealthConfig = HealthConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -89,6 +89,9 @@ class Envelope:
     pending: set[str] = field(default_factory=set)
     parked: dict[str, str] = field(default_factory=dict)
     durable: bool = False
+    #: Monotonic time it was queued (for a message loaded at start: estimated from ``created``),
+    #: so that its age survives wall-clock steps.
+    queued: float = 0.0
 
     @property
     def life_safety(self) -> bool:
@@ -230,6 +233,7 @@ class Outbox:
     def _load(self, loaded: Loaded) -> None:
         self._next_id = loaded.next_id
         self.snapshots = loaded.snapshots
+        wall, mono = self._clock.time(), self._clock.monotonic()
         stale: list[Op] = []
         for row in loaded.rows:
             if row.target not in self._targets:
@@ -238,7 +242,8 @@ class Outbox:
             env = self._messages.get(row.id)
             if env is None:
                 env = Envelope(row.id, row.kind, row.rank, row.channel, row.key, row.payload,
-                               row.created, durable=True)
+                               row.created, durable=True,
+                               queued=mono - max(0.0, wall - row.created))
                 self._add(env)
             env.pending.add(row.target)
             if row.parked is not None:
@@ -281,7 +286,8 @@ class Outbox:
         rank = _TELEMETRY_RANK if item.kind == "telemetry" else PRIORITY_RANK.get(
             item.priority, 3)
         env = Envelope(self._next_id, item.kind, rank, item.channel, item.key, item.payload,
-                       self._clock.time(), pending=set(targets))
+                       self._clock.time(), pending=set(targets),
+                       queued=self._clock.monotonic())
         self._next_id += 1
         if not self._make_room(env):
             return None
@@ -361,6 +367,15 @@ class Outbox:
         """Messages ``target`` still has to send (parked ones excluded)."""
         return sum(1 for e in self._messages.values()
                    if target in e.pending and target not in e.parked)
+
+    def oldest_pending(self, target: str) -> Envelope | None:
+        """The message ``target`` has been waiting to send the longest (parked ones excluded)."""
+        # Ids grow with time and the dict keeps insertion order (loaded in id order), so the
+        # first match is the oldest; it is nearly always the first entry.
+        for env in self._messages.values():
+            if target in env.pending and target not in env.parked:
+                return env
+        return None
 
     def health(self) -> OutboxHealth:
         """A snapshot of the outbox's state for health checks."""

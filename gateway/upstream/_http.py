@@ -28,7 +28,7 @@ from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.config import HttpTlsConfig, HttpUpstreamConfig
-from gateway.outbox import Envelope, Outbox
+from gateway.outbox import DeliveryProgress, Envelope, Outbox
 
 __all__ = ["HttpPublisher"]
 
@@ -64,9 +64,9 @@ class HttpPublisher:
             self._urls["alarms"] = cfg.alarms_url
         self._backoff = Backoff(base=cfg.retry.initial, cap=cfg.retry.max,
                                 jitter=cfg.retry.jitter)
-        self.sent = 0
         self.retries = 0
-        self.last_error: str | None = None
+        #: What the health model reads: last attempt, delivery and back-off.
+        self.progress = DeliveryProgress()
 
     @property
     def channels(self) -> frozenset[str]:
@@ -77,8 +77,19 @@ class HttpPublisher:
     def pending(self) -> int:
         return self._outbox.pending(TARGET)
 
+    @property
+    def sent(self) -> int:
+        """Messages the platform has accepted (2xx) since start."""
+        return self.progress.sent
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last attempt failed, until one succeeds."""
+        return self.progress.last_error
+
     async def run(self) -> None:
         """Deliver until cancelled."""
+        self.progress.attempt(self._clock.monotonic())
         context = await asyncio.to_thread(_ssl_context, self._cfg.tls)
         if not self._cfg.tls.verify:
             log.warning("upstream http: TLS certificate verification is OFF for %s",
@@ -96,19 +107,20 @@ class HttpPublisher:
             failing = False
             while True:
                 env = await self._outbox.next(TARGET)
+                self.progress.attempt(self._clock.monotonic())
                 outcome = await self._post(session, env)
                 if outcome.kind == "delivered":
                     self._outbox.delivered(TARGET, env)
-                    self.sent += 1
+                    self.progress.delivered(self._clock.monotonic())
                     self._backoff.reset()
                     if failing:
                         log.info("upstream http: %s accepts messages again", self._cfg.url)
-                    failing, self.last_error = False, None
+                    failing = False
                 elif outcome.kind == "park":
                     self._outbox.park(TARGET, env, outcome.reason)
                 else:
                     self.retries += 1
-                    self.last_error = outcome.reason
+                    self.progress.last_error = outcome.reason
                     delay = self._backoff.next_delay()
                     if outcome.retry_after is not None:
                         delay = min(max(delay, outcome.retry_after), self._cfg.retry.max)
@@ -116,6 +128,7 @@ class HttpPublisher:
                     log.log(level, "upstream http: %s not delivered (%s); retrying in %.1fs",
                             env.key, outcome.reason, delay)
                     failing = True
+                    self.progress.waiting_until = self._clock.monotonic() + delay
                     await self._clock.sleep(delay)
 
     async def _post(self, session: aiohttp.ClientSession, env: Envelope) -> _Outcome:

@@ -29,7 +29,7 @@ from gateway.aio import raise_if_cancelling, task_group
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
 from gateway.mqtt_client import LinkState, MqttSession
-from gateway.outbox import Outbox
+from gateway.outbox import DeliveryProgress, Outbox
 from gateway.upstream._contract import GatewayStatus
 from gateway.workorders import StatusAnswer
 
@@ -70,7 +70,9 @@ class UpstreamPublisher:
         self._on_answer = on_answer
         broker = config.brokers[config.upstream.broker]
         self.base = f"{config.upstream.topic_prefix.rstrip('/')}/{config.site.id}"
-        self.sent = 0
+        self._clock = clock
+        #: What the health model reads: link state, last attempt and delivery.
+        self.progress = DeliveryProgress(connected=False)
         self.session = MqttSession(
             "upstream", broker, clock=clock,
             client_id=broker.client_id or f"propgw-{config.site.gateway_id}-upstream",
@@ -95,8 +97,14 @@ class UpstreamPublisher:
     def connected(self) -> bool:
         return self.session.state is LinkState.CONNECTED
 
+    @property
+    def sent(self) -> int:
+        """Messages the broker has acknowledged since start."""
+        return self.progress.sent
+
     async def run(self) -> None:
         """Connect, publish, reconnect; until cancelled."""
+        self.progress.attempt(self._clock.monotonic())
         await self.session.run()
 
     async def _serve(self, client: aiomqtt.Client) -> None:
@@ -105,6 +113,8 @@ class UpstreamPublisher:
         await client.publish(self.status_topic, self._status("online"), qos=1, retain=True,
                              timeout=_PUBLISH_TIMEOUT)
         raise_if_cancelling()
+        self.progress.connected = True
+        self.progress.attempt(self._clock.monotonic())
         try:
             await self._send_and_receive(client)
         except asyncio.CancelledError:
@@ -115,6 +125,8 @@ class UpstreamPublisher:
                     await asyncio.shield(client.publish(
                         self.status_topic, self._status("offline"), qos=1, retain=True))
             raise
+        finally:
+            self.progress.connected = False
 
     async def _send_and_receive(self, client: aiomqtt.Client) -> None:
         try:
@@ -129,12 +141,13 @@ class UpstreamPublisher:
     async def _send(self, client: aiomqtt.Client) -> None:
         while True:
             env = await self._outbox.next(TARGET)
+            self.progress.attempt(self._clock.monotonic())
             # Returns after PUBACK (QoS 1) / PUBCOMP (QoS 2); raises MqttError otherwise.
             await client.publish(f"{self.base}/{env.channel}", env.payload,
                                  qos=self._upstream.qos, timeout=_PUBLISH_TIMEOUT)
             # Acknowledged even if a cancellation raced it: record it, then honour the cancel.
             self._outbox.delivered(TARGET, env)
-            self.sent += 1
+            self.progress.delivered(self._clock.monotonic())
             raise_if_cancelling()
 
     async def _receive(self, client: aiomqtt.Client) -> None:
