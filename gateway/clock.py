@@ -3,6 +3,11 @@
 Production code never calls ``time.monotonic()``, ``time.time()`` or ``asyncio.sleep()`` for
 logic timing; it asks a :class:`Clock`. Tests hand in a :class:`FakeClock` and move time with
 :meth:`FakeClock.advance`, so a 5-minute escalation runs in milliseconds and cannot flake.
+
+Elapsed time (windows, delays, escalations, expiries) is measured on :meth:`Clock.monotonic`
+only. The wall clock may step at any moment (NTP correcting a Raspberry Pi that booted without a
+real-time clock), so :meth:`Clock.time` is for labels: timestamps shown to people, sent
+upstream or saved, and time-of-day schedules. :meth:`FakeClock.step_wall` lets tests step it.
 """
 
 from __future__ import annotations
@@ -84,7 +89,8 @@ class FakeClock:
 
     Sleepers are woken in deadline order by :meth:`advance`, which yields to the event loop after
     each wake-up so that the woken task runs (and may schedule further sleeps) before later
-    deadlines fire: time moves the way it would in production, only faster.
+    deadlines fire: time moves the way it would in production, only faster. :meth:`step_wall`
+    steps the wall clock alone, as an NTP correction does.
     """
 
     def __init__(self, start: float = 1000.0, wall_offset: float = 1_767_225_600.0) -> None:
@@ -109,6 +115,11 @@ class FakeClock:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (deadline, next(self._seq), fut))
         await fut
+
+    def step_wall(self, seconds: float) -> None:
+        """Step the wall clock by ``seconds`` (either way) without moving monotonic time: no
+        sleeper wakes, since sleepers wait on monotonic time."""
+        self._wall_offset += seconds
 
     @property
     def pending(self) -> int:

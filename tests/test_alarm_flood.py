@@ -120,7 +120,7 @@ async def test_a_flood_survives_a_restart(tmp_path: Path) -> None:
 
 def test_flood_detector_hysteresis_and_sliding_window() -> None:
     flood = FloodDetector(FloodConfig())
-    starts = [flood.count(t) for t in range(0, 110, 10)]
+    starts = [flood.count(t, t) for t in range(0, 110, 10)]
     assert starts == [False] * 10 + [True], "more than 10 within 10 min starts it"
     assert flood.active
     assert not flood.ends(599.0)
@@ -134,7 +134,7 @@ def test_flood_detector_hysteresis_and_sliding_window() -> None:
 
 def test_flood_needs_more_than_start_above_in_the_window() -> None:
     flood = FloodDetector(FloodConfig())
-    assert not any(flood.count(t * 61.0) for t in range(100)), \
+    assert not any(flood.count(t * 61.0, t * 61.0) for t in range(100)), \
         "one alarm a minute is never a flood"
     assert flood.in_window(100 * 61.0) == 9
 

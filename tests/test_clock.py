@@ -58,3 +58,26 @@ async def test_scaled_clock_runs_faster_than_real_time() -> None:
     assert real_elapsed < 1.0
     assert scaled_elapsed >= 5.0
     assert abs(scaled_elapsed - real_elapsed * 50) < 0.5
+
+
+async def test_a_wall_step_moves_neither_monotonic_time_nor_sleepers(
+        fake_clock: FakeClock) -> None:
+    woke: list[float] = []
+
+    async def sleeper() -> None:
+        await fake_clock.sleep(60)
+        woke.append(fake_clock.monotonic())
+
+    mono, wall = fake_clock.monotonic(), fake_clock.time()
+    task = asyncio.create_task(sleeper())
+    await fake_clock.advance(0)
+    fake_clock.step_wall(3600)
+    assert (fake_clock.monotonic(), fake_clock.time()) == (mono, wall + 3600)
+    await fake_clock.advance(0)
+    assert woke == [], "a forward step is not elapsed time"
+    fake_clock.step_wall(-7200)
+    assert fake_clock.time() == wall - 3600
+    await fake_clock.advance(60)
+    await task
+    assert woke == [mono + 60]
+    assert fake_clock.time() == wall - 3600 + 60, "the wall clock goes on from where it was set"

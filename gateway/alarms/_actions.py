@@ -107,7 +107,7 @@ class AlarmActions:
             if one_shot and not rec.condition:
                 _reject("shelve", rec, "one-shot shelving is for an active alarm; this one "
                                        "is not active")
-            until = txn.ts + (duration if duration is not None else limit)
+            until = txn.due_in(rec, "shelf", duration if duration is not None else limit)
             rec.shelf = Shelf(actor=actor, reason=reason, since=txn.ts, until=until,
                               one_shot=one_shot)
             kind = "one-shot (until return to normal)" if one_shot else "timed"

@@ -10,6 +10,11 @@ unacknowledged alarms and end chatter and floods. Each of these is one *transact
 4. hand the announced events to the sink (work orders, upstream) in order, and every event to
    the optional listener (the console's live feed).
 
+Timers measure monotonic time, so a wall clock stepped by NTP neither fires them early nor
+holds them back. Their deadlines are also kept as wall times, which are journaled and shown to
+people; after a restart each timer is derived again from its wall deadline, never for longer
+than its own duration (a wall clock that is behind after a reboot must not stretch a shelving).
+
 Transactions are serialised by one lock, so announcements leave in journal order. The journal
 also remembers how far delivery got (``delivered_seq``, written with the next transaction and at
 close): after a crash between a commit and its delivery, the announced events not yet delivered
@@ -46,7 +51,7 @@ from gateway.alarms._events import (
 )
 from gateway.alarms._flood import FloodDetector, FloodState, chatter_window
 from gateway.alarms._journal import AlarmJournal, JournalBatch
-from gateway.alarms._lifecycle_state import AlarmRecord
+from gateway.alarms._lifecycle_state import TIMERS, AlarmRecord
 from gateway.clock import Clock
 from gateway.config import GatewayConfig, Location, RuleConfig
 from gateway.devices import DeviceDirectory
@@ -63,7 +68,7 @@ DURABLE_PRIORITIES = frozenset({"P0", "P1"})
 
 _FLOOD_KEY = ("", "flood")
 
-#: Wall deadlines are slept on the monotonic clock; this absorbs the float round trip.
+#: A timer woken at its deadline may read the clock a hair short of it; this absorbs that.
 _EPS = 1e-3
 
 
@@ -72,6 +77,7 @@ class Txn:
 
     def __init__(self, book: AlarmBook, ts: float, mono: float) -> None:
         self.book = book
+        #: Wall time (journal, labels) and monotonic time (deadlines) of the transaction.
         self.ts = ts
         self.mono = mono
         self.changed: dict[str, AlarmRecord] = {}
@@ -110,7 +116,8 @@ class Txn:
             rec.shown = rec.shown or rec.condition
             rule = self.book.rule(rec)
             if rec.condition and rule is not None and rule.realarm_after is not None:
-                rec.realarm_at = self.ts + rule.realarm_after  # counts from the announcement
+                # Counts from the announcement.
+                rec.realarm_at = self.due_in(rec, "realarm", rule.realarm_after)
         event = rec.event(transition, ts=self.ts, mono=self.mono, actor=actor, reason=reason,
                           announced=announce)
         self.events.append(event)
@@ -120,6 +127,17 @@ class Txn:
 
     def emit_event(self, event: AlarmEvent) -> None:
         self.events.append(event)
+
+    def due_in(self, rec: AlarmRecord, kind: str, seconds: float) -> float:
+        """Set timer ``kind`` of ``rec`` to fire ``seconds`` from now.
+
+        Returns:
+            The wall deadline, for the caller to store in the record (journaled and shown);
+            the book sleeps on its monotonic twin, recorded here.
+        """
+        wall = self.ts + seconds
+        rec.mono_deadlines[kind] = (wall, self.mono + seconds)
+        return wall
 
 
 class AlarmBook:
@@ -234,7 +252,9 @@ class AlarmBook:
     @property
     def flood(self) -> FloodState:
         """The flood detector's state (``flood_id`` is set during a flood)."""
-        return dataclasses.replace(self._flood.state, history=list(self._flood.state.history))
+        state = self._flood.state
+        return dataclasses.replace(state, history=list(state.history),
+                                   mono_history=list(state.mono_history))
 
     # -- detections from rule evaluation
 
@@ -291,7 +311,7 @@ class AlarmBook:
         rec.close_at = None
         rule = self.rule(rec)
         if rec.condition and rule is not None and rule.realarm_after is not None:
-            rec.realarm_at = txn.ts + rule.realarm_after
+            rec.realarm_at = txn.due_in(rec, "realarm", rule.realarm_after)
 
     def unhidden(self, txn: Txn, rec: AlarmRecord, transition: Transition, *,
                  actor: str = "system", reason: str = "") -> None:
@@ -352,13 +372,14 @@ class AlarmBook:
         rec.suppressed_by = self._suppressor(txn, rec)
 
         was_chattering = rec.chattering
-        rec.chattering = chatter_window(rec.activations, ts, self.config.chatter)
-        rec.chatter_until = ts + self.config.chatter.window if rec.chattering else None
+        rec.chattering = self._chatters(txn, rec)
+        rec.chatter_until = txn.due_in(rec, "chatter", self.config.chatter.window) \
+            if rec.chattering else None
 
         flood_started = False
         if new_incident and rec.out_of_service is None and rec.shelf is None \
                 and rec.suppressed_by is None:
-            flood_started = self._flood.count(ts)
+            flood_started = self._flood.count(ts, txn.mono)
             txn.flood_changed = True
         flood_id = self._flood.flood_id
         if flood_id is not None and not self._flood.individual(rec.priority):
@@ -368,7 +389,8 @@ class AlarmBook:
             rec.flood_group = flood_id
 
         rule = self.rule(rec)
-        rec.realarm_at = ts + rule.realarm_after if rule and rule.realarm_after else None
+        rec.realarm_at = txn.due_in(rec, "realarm", rule.realarm_after) \
+            if rule and rule.realarm_after else None
 
         announce = not rec.hidden and not (was_chattering and rec.announced)
         txn.emit(rec, Transition.ACTIVATED if new_incident else Transition.REACTIVATED,
@@ -384,6 +406,17 @@ class AlarmBook:
             self._start_flood(txn)
         self.update_targets(txn, rec)
 
+    def _chatters(self, txn: Txn, rec: AlarmRecord) -> bool:
+        """Count this activation in the chatter window (on monotonic time, keeping the wall
+        times in ``activations``); True when the alarm now chatters."""
+        stamps = rec.mono_activations
+        if len(stamps) != len(rec.activations):  # restored: derive this run's times once
+            stamps[:] = [min(txn.mono, txn.mono - (txn.ts - t)) for t in rec.activations]
+        chattering = chatter_window(stamps, txn.mono, self.config.chatter)
+        kept = len(stamps) - 1  # the older activations still inside the window
+        rec.activations = [*rec.activations[len(rec.activations) - kept:], txn.ts]
+        return chattering
+
     def _return_to_normal(self, txn: Txn, rec: AlarmRecord) -> None:
         rec.condition = False
         rule = self.rule(rec)
@@ -392,7 +425,7 @@ class AlarmBook:
         rec.realarm_at = None
         after = self.config.close_unacknowledged_after
         if rec.base_state is LifecycleState.RTN_UNACK and after is not None:
-            rec.close_at = txn.ts + after
+            rec.close_at = txn.due_in(rec, "close", after)
         # Chatter holds the CLEARED back until the alarm has been quiet for a whole window.
         txn.emit(rec, Transition.RETURNED, announce=rec.announced and not rec.chattering)
         if rec.shelf is not None and rec.shelf.one_shot:
@@ -456,14 +489,39 @@ class AlarmBook:
     # -- timers
 
     def _sync_timers(self, rec: AlarmRecord) -> None:
-        deadlines = {"realarm": rec.realarm_at, "close": rec.close_at,
-                     "chatter": rec.chatter_until,
-                     "shelf": rec.shelf.until if rec.shelf is not None else None}
-        for kind, deadline in deadlines.items():
-            self._schedule((rec.alarm_id, kind), deadline)
+        for kind in TIMERS:
+            self._schedule((rec.alarm_id, kind), self._mono_deadline(rec, kind))
 
     def _sync_flood_timer(self) -> None:
+        self._flood.rebase(self._clock.time(), self._clock.monotonic())
         self._schedule(_FLOOD_KEY, self._flood.next_check())
+
+    def _mono_deadline(self, rec: AlarmRecord, kind: str) -> float | None:
+        """When timer ``kind`` of ``rec`` fires, on the monotonic clock (None: not set)."""
+        wall = rec.deadline(kind)
+        if wall is None:
+            return None
+        twin = rec.mono_deadlines.get(kind)
+        if twin is None or twin[0] != wall:
+            # Set before a restart: only the wall clock is left to tell how long remains,
+            # and no more than the timer's whole duration can.
+            left = wall - self._clock.time()
+            longest = self._duration(rec, kind)
+            if longest is not None:
+                left = min(left, longest)
+            twin = rec.mono_deadlines[kind] = (wall, self._clock.monotonic() + left)
+        return twin[1]
+
+    def _duration(self, rec: AlarmRecord, kind: str) -> float | None:
+        """The whole duration of timer ``kind`` of ``rec``, when it is known."""
+        if kind == "shelf":
+            return None if rec.shelf is None else rec.shelf.until - rec.shelf.since
+        if kind == "realarm":
+            rule = self.rule(rec)
+            return None if rule is None else rule.realarm_after
+        if kind == "close":
+            return self.config.close_unacknowledged_after
+        return self.config.chatter.window
 
     def _schedule(self, key: tuple[str, str], deadline: float | None) -> None:
         current = self._timers.get(key)
@@ -479,13 +537,13 @@ class AlarmBook:
         self._timers[key] = (deadline, task)
 
     async def _timer(self, key: tuple[str, str], deadline: float) -> None:
-        await self._clock.sleep_until(self._clock.monotonic() + deadline - self._clock.time())
+        await self._clock.sleep_until(deadline)
         if self._timers.get(key, (None,))[0] == deadline:
             del self._timers[key]
         async with self._lock:
             txn = self._txn()
             if key == _FLOOD_KEY:
-                if self._flood.ends(txn.ts):
+                if self._flood.ends(txn.mono):
                     self._end_flood(txn)
                 else:
                     self._sync_flood_timer()
@@ -506,18 +564,15 @@ class AlarmBook:
         peeked = txn.peek(alarm_id)
         if peeked is None:
             return
-        now = txn.ts
-        due = {"realarm": peeked.realarm_at, "close": peeked.close_at,
-               "chatter": peeked.chatter_until,
-               "shelf": peeked.shelf.until if peeked.shelf else None}[kind]
-        if due is None or due > now + _EPS:
+        due = self._mono_deadline(peeked, kind)
+        if due is None or due > txn.mono + _EPS:
             self._reschedule_all((alarm_id, kind))
             return
         rec = txn.get(alarm_id)
         assert rec is not None
         if kind == "realarm":
             rule = self.rule(rec)
-            rec.realarm_at = (now + rule.realarm_after
+            rec.realarm_at = (txn.due_in(rec, "realarm", rule.realarm_after)
                               if rec.condition and rule and rule.realarm_after else None)
             if rec.condition and not rec.hidden and not rec.chattering:
                 rec.acked = False

@@ -16,7 +16,13 @@ from gateway.alarms._events import AlarmEvent, AlarmState, Detection, LifecycleS
 from gateway.config import Location
 from gateway.model import Value
 
-__all__ = ["AlarmRecord", "Hold", "Shelf", "event_from_json", "event_to_json"]
+__all__ = ["TIMERS", "AlarmRecord", "Hold", "Shelf", "event_from_json", "event_to_json"]
+
+#: The record's timers, by kind (see :meth:`AlarmRecord.deadline`).
+TIMERS = ("realarm", "close", "chatter", "shelf")
+
+#: Field metadata: kept for this run only, never journaled.
+_RUN_ONLY = {"journal": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +36,8 @@ class Hold:
 
 @dataclass(frozen=True, slots=True)
 class Shelf:
-    """An operator's shelving: until a wall-clock time, and for ``one_shot`` until the next
-    return to normal as well (whichever comes first)."""
+    """An operator's shelving: for ``until - since`` seconds, and for ``one_shot`` until the
+    next return to normal as well (whichever comes first). Both are wall times."""
 
     actor: str
     reason: str
@@ -44,8 +50,11 @@ class Shelf:
 class AlarmRecord:
     """Everything the lifecycle knows about one alarm (a rule on a device).
 
-    Deadlines (``realarm_at``, ``close_at``, ``chatter_until``, ``shelf.until``) are wall-clock
-    times so that they survive a restart; the book turns them into monotonic sleeps.
+    Deadlines (``realarm_at``, ``close_at``, ``chatter_until``, ``shelf.until``) and
+    ``activations`` are wall times: they are journaled and shown to people. Elapsed time is
+    measured on their monotonic twins (``mono_deadlines``, ``mono_activations``), which only
+    live as long as the process; after a restart the book derives them again from the wall
+    times.
     """
 
     alarm_id: str
@@ -84,6 +93,12 @@ class AlarmRecord:
     realarm_at: float | None = None
     close_at: float | None = None
     chatter_until: float | None = None
+    #: By timer kind: (the wall deadline, its monotonic time on this run).
+    mono_deadlines: dict[str, tuple[float, float]] = field(
+        default_factory=dict, compare=False, repr=False, metadata=_RUN_ONLY)
+    #: Monotonic times of ``activations`` on this run, in the same order.
+    mono_activations: list[float] = field(
+        default_factory=list, compare=False, repr=False, metadata=_RUN_ONLY)
 
     @classmethod
     def from_detection(cls, d: Detection) -> AlarmRecord:
@@ -94,7 +109,16 @@ class AlarmRecord:
 
     def copy(self) -> AlarmRecord:
         return dataclasses.replace(self, evidence=dict(self.evidence),
-                                   activations=list(self.activations))
+                                   activations=list(self.activations),
+                                   mono_deadlines=dict(self.mono_deadlines),
+                                   mono_activations=list(self.mono_activations))
+
+    def deadline(self, kind: str) -> float | None:
+        """The wall deadline of timer ``kind`` (one of :data:`TIMERS`), None when unset."""
+        if kind == "shelf":
+            return None if self.shelf is None else self.shelf.until
+        return {"realarm": self.realarm_at, "close": self.close_at,
+                "chatter": self.chatter_until}[kind]
 
     @property
     def base_state(self) -> LifecycleState:
@@ -151,7 +175,8 @@ class AlarmRecord:
     # -- persistence
 
     def to_json(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.metadata.get("journal", True)}
         data["location"] = self.location.model_dump(exclude_none=True)
         for name in ("shelf", "out_of_service"):
             value = data[name]

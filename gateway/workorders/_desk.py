@@ -5,9 +5,13 @@ alarm clearing, an escalation, a reminder, the platform's answers — goes out a
 same ``id`` and the next ``seq``. Windows and ladders come from ``work_orders`` in the config
 (defaults: DOMAIN.md §0/§6).
 
-Deadlines are wall-clock instants because they are shared with the platform (``respond_by``,
-``escalation.deadline``) and must survive a restart; the desk sleeps towards them on the injected
-clock, so tests walk a 30-minute ladder in milliseconds.
+Windows are measured on the monotonic clock from the moment the alarm was confirmed, so a wall
+clock stepped by NTP neither escalates every order at once nor holds a trapped passenger's order
+back. The ISO instants the platform receives (``respond_by``, ``escalation.deadline``, every
+``*_at``) are wall time read when they were computed: labels, which may show a step. A restart
+is the one moment monotonic time does not carry over: a restored order's age is then read off
+the wall clock against its saved ``raised_at`` (never below zero). All of it runs on the
+injected clock, so tests walk a 30-minute ladder in milliseconds.
 """
 
 from __future__ import annotations
@@ -54,7 +58,12 @@ Priority = Literal["P0", "P1", "P2", "P3"]
 class _Tracked:
     order: WorkOrder
     policy: ResponsePolicy
+    #: Wall time of raising: what the ISO deadlines are computed from (labels only).
     raised: float
+    #: Monotonic time of raising: every window is counted from here.
+    mono: float
+    #: Monotonic time the follow-up falls due, once resolved with a follow-up window.
+    follow_up_due: float | None = None
     pre_alerts_sent: int = 0
     unacknowledged_sent: bool = False
     #: Restored from the outbox after a restart: the alarm engine no longer knows its alarm.
@@ -163,15 +172,25 @@ class WorkOrderDesk:
                 log.info("work order %s: status %s ignored (already %s)", order_id, new,
                          order.status)
                 return order
-            at = _parse(answer.at) if answer.at else self._clock.time()
+            now = self._clock.time()
+            at = _parse(answer.at) if answer.at else now
             at_iso = _iso(at)
+            elapsed = self._clock.monotonic() - tracked.mono
+
+            def late(due_iso: str) -> float:
+                if answer.at:  # the platform's clock against the deadline as announced
+                    return at - _parse(due_iso)
+                # Monotonic time since raising against the window the deadline stands for.
+                return elapsed - (_parse(due_iso) - tracked.raised)
+
             breaches = list(order.breaches)
             if order.status in _WAITING and order.acknowledge_by:
-                breaches += _breach("acknowledge", order.acknowledge_by, at)
+                breaches += _breach("acknowledge", order.acknowledge_by, at,
+                                    late(order.acknowledge_by))
             if new in ("on_site", "resolved") and order.on_site_at is None:
-                breaches += _breach("on_site", order.respond_by, at)
+                breaches += _breach("on_site", order.respond_by, at, late(order.respond_by))
             if new == "resolved" and order.resolve_by:
-                breaches += _breach("resolve", order.resolve_by, at)
+                breaches += _breach("resolve", order.resolve_by, at, late(order.resolve_by))
             for b in breaches[len(order.breaches):]:
                 log.warning("work order %s: %s window missed by %.0fs", order_id, b.window,
                             b.late_by_s)
@@ -180,8 +199,9 @@ class WorkOrderDesk:
             follow_up = tracked.policy.follow_up_after
             if new == "resolved" and follow_up is not None:
                 changes["follow_up_by"] = _iso(at + follow_up)
-            order = self._update(tracked, cast(WorkOrderEvent, new), _iso(self._clock.time()),
-                                 status=new, **changes)
+                tracked.follow_up_due = self._mono_of(at + follow_up)
+            order = self._update(tracked, cast(WorkOrderEvent, new), _iso(now), status=new,
+                                 **changes)
             log.info("work order %s %s%s", order_id, new, f" by {answer.by}" if answer.by else "")
             if new == "rejected" or (new == "resolved" and follow_up is None):
                 self._forget(order_id)
@@ -207,6 +227,9 @@ class WorkOrderDesk:
             # What fell due before the last update went out with it (or was superseded by it).
             tracked = _Tracked(
                 order=order, policy=policy, raised=raised, restored=True,
+                mono=min(self._mono_of(raised), self._clock.monotonic()),
+                follow_up_due=self._mono_of(_parse(order.follow_up_by))
+                if order.follow_up_by else None,
                 pre_alerts_sent=sum(1 for p in policy.pre_alerts if raised + p <= updated),
                 unacknowledged_sent=order.event == "unacknowledged")
             self._orders[order.id] = tracked
@@ -225,7 +248,7 @@ class WorkOrderDesk:
             self._changed.clear()
             due = min((d for t in self._orders.values() if (d := self._next_due(t)) is not None),
                       default=None)
-            now = self._clock.time()
+            now = self._clock.monotonic()
             if due is None or due > now:
                 await self._wait(None if due is None else due - now)
                 continue
@@ -234,7 +257,7 @@ class WorkOrderDesk:
                     await self._fire(order_id)
 
     async def _wait(self, delay: float | None) -> None:
-        """Until ``delay`` passes on the clock or an order changes."""
+        """Until ``delay`` passes on the monotonic clock or an order changes."""
         waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._changed.wait())}
         if delay is not None:
             waiters.add(asyncio.ensure_future(
@@ -247,31 +270,33 @@ class WorkOrderDesk:
             await asyncio.gather(*waiters, return_exceptions=True)
 
     def _next_due(self, t: _Tracked) -> float | None:
+        """The monotonic time of this order's next update."""
         order, policy = t.order, t.policy
-        due = [t.raised + self._policies.forget_after]
+        due = [t.mono + self._policies.forget_after]
         if order.status in _WAITING and order.escalation is not None and (
                 order.escalation.level < len(policy.ladder) or not t.unacknowledged_sent):
-            due.append(t.raised + policy.ladder[order.escalation.level - 1].within)
+            due.append(t.mono + policy.ladder[order.escalation.level - 1].within)
         if order.status not in CLOSED_STATUSES and t.pre_alerts_sent < len(policy.pre_alerts):
-            due.append(t.raised + policy.pre_alerts[t.pre_alerts_sent])
-        if order.status == "resolved" and order.follow_up_by:
-            due.append(_parse(order.follow_up_by))
+            due.append(t.mono + policy.pre_alerts[t.pre_alerts_sent])
+        if order.status == "resolved" and t.follow_up_due is not None:
+            due.append(t.follow_up_due)
         return min(due)
 
     async def _fire(self, order_id: str) -> None:
         """Send every update of this order that has fallen due, oldest reason first."""
         while (t := self._orders.get(order_id)) is not None:
-            now = self._clock.time()
+            # Deadlines compare monotonic times; `now` only labels the updates.
+            mono, now = self._clock.monotonic(), self._clock.time()
             order, policy = t.order, t.policy
             # Same arithmetic as _next_due, so a deadline that is due here is due there too.
-            if t.raised + self._policies.forget_after <= now:
+            if t.mono + self._policies.forget_after <= mono:
                 log.info("work order %s forgotten after %.0f h (status %s)", order_id,
-                         (now - t.raised) / 3600, order.status)
+                         (mono - t.mono) / 3600, order.status)
                 self._forget(order_id)
                 return
             update: WorkOrder | None = None
             if order.status in _WAITING and order.escalation is not None:
-                passed = sum(1 for step in policy.ladder if t.raised + step.within <= now)
+                passed = sum(1 for step in policy.ladder if t.mono + step.within <= mono)
                 target = min(passed + 1, len(policy.ladder))
                 if target > order.escalation.level:
                     update = self._escalate(t, target, now)
@@ -281,14 +306,14 @@ class WorkOrderDesk:
                     log.error("work order %s: still unacknowledged at the top of its ladder "
                               "(%s)", order_id, order.escalation.name.en)
             if update is None and order.status not in CLOSED_STATUSES:
-                due = sum(1 for p in policy.pre_alerts if t.raised + p <= now)
+                due = sum(1 for p in policy.pre_alerts if t.mono + p <= mono)
                 if due > t.pre_alerts_sent:
                     t.pre_alerts_sent = due
                     update = self._update(t, "pre_alert", _iso(now))
                     log.warning("work order %s: pre-alert, resolve by %s", order_id,
                                 order.resolve_by)
-            if update is None and order.status == "resolved" and order.follow_up_by \
-                    and _parse(order.follow_up_by) <= now:
+            if update is None and order.status == "resolved" \
+                    and t.follow_up_due is not None and t.follow_up_due <= mono:
                 update = self._update(t, "follow_up_due", _iso(now))
                 log.info("work order %s: follow-up due", order_id)
                 self._forget(order_id)
@@ -334,6 +359,12 @@ class WorkOrderDesk:
         return self._update(tracked, "alarm_joined", _iso(event.ts), joined_alarms=joined,
                             evidence={**tracked.order.evidence, **event.evidence})
 
+    def _mono_of(self, wall: float) -> float:
+        """The monotonic time of a wall instant from outside this run (saved before a restart,
+        or the platform's), read off both clocks now: the only place wall time turns into
+        elapsed time."""
+        return self._clock.monotonic() + (wall - self._clock.time())
+
     def _forget(self, order_id: str) -> None:
         self._orders.pop(order_id, None)
         for alarm_id in [a for a, o in self._by_alarm.items() if o == order_id]:
@@ -353,6 +384,14 @@ class WorkOrderDesk:
             en_title = event.category.replace("_", " ").capitalize()
         raised = event.ts
         first = policy.ladder[0]
+        # The order counts from when the alarm was confirmed: its monotonic stamp when it comes
+        # from this run. One replayed after a restart carries the previous run's stamp, which
+        # means nothing after a reboot (it may even lie ahead); the two clocks then disagree,
+        # and the younger age is taken so that a step never makes an order look older.
+        now = self._clock.monotonic()
+        wall_age = self._clock.time() - raised
+        mono_age = now - event.mono
+        age = max(0.0, wall_age if mono_age < 0 else min(mono_age, wall_age))
         # Stable across re-sends: derived from what identifies the incident, not from chance.
         order_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"propgw:{self._site.id}:"
                                                       f"{event.alarm_id}:{event.ts:.3f}"))
@@ -377,12 +416,11 @@ class WorkOrderDesk:
                                   deadline=_iso(raised + first.within)),
             related_to=related, updated_at=_iso(raised),
         )
-        return _Tracked(order=order, policy=policy, raised=raised)
+        return _Tracked(order=order, policy=policy, raised=raised, mono=now - age)
 
 
-def _breach(window: Literal["acknowledge", "on_site", "resolve"], due_iso: str,
-            at: float) -> list[SlaBreach]:
-    late = at - _parse(due_iso)
+def _breach(window: Literal["acknowledge", "on_site", "resolve"], due_iso: str, at: float,
+            late: float) -> list[SlaBreach]:
     if late <= 0:
         return []
     return [SlaBreach(window=window, due=due_iso, at=_iso(at), late_by_s=round(late, 3))]
