@@ -13,10 +13,19 @@ beyond the bound, telemetry and then non-life-safety alarm messages are shed (ol
 drops counted and logged once). Work orders and P0 alarm messages are never shed: they are
 accepted past the bound, and the health says so.
 
-Storage failures (disk full, read-only file, I/O errors) are loud: a CRITICAL log line and
-``health().storage_error``. The messages are then held in memory and still delivered, and are
-written again as soon as the disk accepts them. When the file cannot be opened at all, the
-outbox runs in memory (``health().durable`` is False).
+Storage failures (disk full, read-only file, I/O errors) are loud: one CRITICAL log line per
+episode and ``health().storage_error``. The messages are then held in memory and still
+delivered; they, and the latest snapshot of every work order changed meanwhile (what a restart
+needs to carry on without raising a second order), are written as soon as the disk accepts
+them, retried every few seconds. The failure counts as over only when a write that grows the
+file succeeds (a probe, if nothing else is waiting): confirmations alone free space and prove
+nothing on a full disk.
+
+A file whose *content* cannot be read (garbage, damaged pages, a newer propgw's layout) is moved
+aside (kept, named at CRITICAL and in ``health().replaced``), whatever can still be read from it
+is carried over, and a fresh durable file takes its place. Only when the file cannot be opened
+at all (permissions, a read-only disk, another gateway holding it) does the outbox run in
+memory (``health().durable`` is False).
 
 All SQLite work runs in a worker thread behind one writer task, which batches concurrent writes
 into one transaction (group commit), so the event loop never waits on the disk.
@@ -26,18 +35,32 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import heapq
+import json
 import logging
 import sqlite3
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
 from gateway.clock import Clock
-from gateway.outbox._store import Done, Flush, Insert, Loaded, Op, Park, Shed, Store, Unpark
+from gateway.outbox._store import (
+    Done,
+    Flush,
+    Insert,
+    Loaded,
+    Op,
+    Park,
+    Probe,
+    SaveSnapshot,
+    Shed,
+    Store,
+    Unpark,
+    salvage,
+)
+from gateway.statefiles import is_unreadable, quarantine
 
 __all__ = ["PRIORITY_RANK", "Envelope", "Outbox", "OutboxHealth", "OutboxItem"]
 
@@ -122,6 +145,8 @@ class OutboxHealth:
     shed: int
     #: The outbox holds more than its bound (only work orders and P0 alarms are left).
     over_bound: bool
+    #: Where an unreadable file found at start-up was moved (a person should look at it).
+    replaced: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -182,6 +207,8 @@ class Outbox:
         self._sheddable: dict[int, collections.deque[int]] = collections.defaultdict(
             collections.deque)
         self._volatile: dict[int, Insert] = {}
+        self._volatile_snapshots: dict[str, SaveSnapshot] = {}
+        self._replaced: str | None = None
         self._ops: asyncio.Queue[_Pending | object] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._next_id = 1
@@ -196,15 +223,24 @@ class Outbox:
         if self._writer is not None:
             raise RuntimeError("outbox is already open")
         since = self._clock.time() - self._snapshot_max_age
+        carried: Loaded | None = None
         try:
-            loaded = await asyncio.to_thread(self._store.open, snapshots_since=since)
+            try:
+                loaded = await asyncio.to_thread(self._store.open, snapshots_since=since)
+            except sqlite3.Error as exc:
+                if self._path is None or not is_unreadable(exc):
+                    raise
+                carried = await asyncio.to_thread(self._replace, exc)
+                loaded = await asyncio.to_thread(self._store.open, snapshots_since=since)
         except (sqlite3.Error, OSError) as exc:
             log.critical("outbox %s cannot be opened (%s): work orders are kept IN MEMORY "
                          "ONLY and are lost if the gateway stops", self._path, exc)
             self._store = Store(None)
             self._durable = False
             loaded = await asyncio.to_thread(self._store.open, snapshots_since=since)
-        self._load(loaded)
+        if carried is not None:
+            loaded = _merge(loaded, carried)
+        self._load(loaded, carried=carried is not None)
         self._writer = asyncio.create_task(self._write_loop(), name="outbox.writer")
         self._writer.add_done_callback(_log_crash)
         return self
@@ -230,19 +266,32 @@ class Outbox:
             raise
         await asyncio.shield(asyncio.to_thread(self._store.close))
 
-    def _load(self, loaded: Loaded) -> None:
+    def _replace(self, exc: sqlite3.Error) -> Loaded:
+        """Move the unreadable file aside and read what can still be read from it."""
+        assert self._path is not None
+        moved = quarantine(self._path, self._clock.time())
+        carried = salvage(moved)
+        self._replaced = str(moved)
+        log.critical("outbox %s cannot be read (%s): moved to %s and replaced by a fresh file; "
+                     "%d undelivered message(s) and %d work-order snapshot(s) could be carried "
+                     "over", self._path, exc, moved, len({r.id for r in carried.rows}),
+                     len(carried.snapshots))
+        return carried
+
+    def _load(self, loaded: Loaded, *, carried: bool = False) -> None:
         self._next_id = loaded.next_id
         self.snapshots = loaded.snapshots
         wall, mono = self._clock.time(), self._clock.monotonic()
-        stale: list[Op] = []
+        writes: list[Op] = []
         for row in loaded.rows:
             if row.target not in self._targets:
-                stale.append(Done(row.id, row.target))
+                if not carried:
+                    writes.append(Done(row.id, row.target))
                 continue
             env = self._messages.get(row.id)
             if env is None:
                 env = Envelope(row.id, row.kind, row.rank, row.channel, row.key, row.payload,
-                               row.created, durable=True,
+                               row.created, durable=not carried,
                                queued=mono - max(0.0, wall - row.created))
                 self._add(env)
             env.pending.add(row.target)
@@ -250,11 +299,19 @@ class Outbox:
                 env.parked[row.target] = row.parked
             else:
                 heapq.heappush(self._heaps[row.target], (env.rank, env.id))
-        for op in stale:
+        if carried:  # what came from the replaced file goes into the fresh one
+            for env in self._messages.values():
+                writes.append(Insert(env.id, env.kind, env.rank, env.channel, env.key,
+                                     env.payload, env.created, tuple(sorted(env.pending))))
+                writes += [Park(env.id, t, why) for t, why in env.parked.items()]
+            writes += [snap for body in self.snapshots
+                       if (snap := _snapshot_op(body, wall)) is not None]
+        for op in writes:
             self._ops.put_nowait(_Pending(op))
+        stale = sum(1 for op in writes if isinstance(op, Done))
         if stale:
             log.warning("outbox: %d delivery(ies) to targets no longer configured dropped",
-                        len(stale))
+                        stale)
         if self._messages:
             log.info("outbox: %d message(s) left by the previous run will be sent again",
                      len(self._messages))
@@ -293,7 +350,11 @@ class Outbox:
             return None
         self._add(env)
         op = Insert(env.id, env.kind, env.rank, env.channel, env.key, env.payload, env.created,
-                    targets, item.snapshot)
+                    targets)
+        if item.snapshot is not None:
+            order_id, body, still_open = item.snapshot
+            self._ops.put_nowait(_Pending(SaveSnapshot(order_id, body, still_open,
+                                                       env.created)))
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._ops.put_nowait(_Pending(op, future))
         env.durable = await asyncio.shield(future)
@@ -384,7 +445,7 @@ class Outbox:
             storage_error=self._storage_error,
             pending={t: self.pending(t) for t in self._targets},
             parked={t: len(self.parked(t)) for t in self._targets},
-            shed=self._shed, over_bound=self._over_bound)
+            shed=self._shed, over_bound=self._over_bound, replaced=self._replaced)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -461,11 +522,11 @@ class Outbox:
                     stopping = True
                 elif isinstance(item, _Pending):
                     batch.append(item)
-            if batch or self._volatile:
+            if batch or self._storage_error is not None:
                 await self._commit(batch)
 
     async def _next_op(self) -> _Pending | object:
-        if not self._volatile:
+        if self._storage_error is None:
             return await self._ops.get()
         # Storage failed earlier: try again after a while even if nothing new arrives.
         getter = asyncio.ensure_future(self._ops.get())
@@ -486,38 +547,44 @@ class Outbox:
         return items
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        retry = [op for env_id, op in self._volatile.items() if env_id in self._messages]
+        retry: list[Op] = [op for env_id, op in self._volatile.items()
+                           if env_id in self._messages]
+        retry += self._volatile_snapshots.values()
         ops: list[Op] = [*retry, *(p.op for p in batch)]
-        inserts = [op for op in ops if isinstance(op, Insert)]
-        durable = any(op.kind == "work_order" or op.rank == 0 for op in inserts)
+        if self._storage_error is not None:
+            ops.append(Probe())
+        growing = [op for op in ops if isinstance(op, Insert | SaveSnapshot | Probe)]
+        durable = any(isinstance(op, SaveSnapshot) or (isinstance(op, Insert) and (
+            op.kind == "work_order" or op.rank == 0)) for op in ops)
+        error: sqlite3.Error | None = None
         try:
             await asyncio.to_thread(self._store.apply, ops, durable=durable)
         except sqlite3.Error as exc:
-            # Confirmations and sheds free space: never let inserts that do not fit hold
-            # them back, or a full disk could never drain.
-            others = [op for op in ops if not isinstance(op, Insert)]
-            error: sqlite3.Error | None = exc
+            error = exc
+            # Confirmations and sheds free space: never let writes that do not fit hold them
+            # back, or a full disk could never drain; then try the rest once more.
+            others = [op for op in ops if not isinstance(op, Insert | SaveSnapshot | Probe)]
             if others:
-                with contextlib.suppress(sqlite3.Error):
-                    await asyncio.to_thread(self._store.apply, others, durable=False)
-                    error = None if not inserts else error
-            if inserts and error is not None:
                 try:
-                    await asyncio.to_thread(self._store.apply, inserts, durable=durable)
+                    await asyncio.to_thread(self._store.apply, others, durable=False)
+                    await asyncio.to_thread(self._store.apply, growing, durable=durable)
                     error = None
                 except sqlite3.Error as again:
                     error = again
-            if error is not None:
-                self._storage_failed(error, inserts)
-                self._resolve(batch, ok=False)
-                return
+        if error is not None:
+            self._storage_failed(error, growing)
+            self._resolve(batch, ok=False)
+            return
         if self._storage_error is not None:
-            log.warning("outbox: storage works again; %d message(s) held in memory are now "
-                        "on disk", len(retry))
+            log.warning("outbox: storage works again; %d message(s) and %d work-order "
+                        "snapshot(s) held in memory are now on disk",
+                        sum(1 for op in retry if isinstance(op, Insert)),
+                        len(self._volatile_snapshots))
         self._storage_error = None
         self._volatile.clear()
+        self._volatile_snapshots.clear()
         for op in retry:
-            env = self._messages.get(op.id)
+            env = self._messages.get(op.id) if isinstance(op, Insert) else None
             if env is not None:
                 env.durable = self._durable
         self._resolve(batch, ok=self._durable)
@@ -528,21 +595,38 @@ class Outbox:
             if pending.future is not None and not pending.future.done():
                 pending.future.set_result(ok)
 
-    def _storage_failed(self, exc: sqlite3.Error, inserts: list[Insert]) -> None:
+    def _storage_failed(self, exc: sqlite3.Error, unwritten: Sequence[Op]) -> None:
         reason = f"{type(exc).__name__}: {exc}"
         if self._storage_error is None:
             log.critical("outbox: cannot write %s (%s): messages are held in memory and still "
                          "delivered, but are LOST if the gateway stops before the disk "
                          "recovers", self._path or "(memory)", reason)
         self._storage_error = reason
-        for op in inserts:
-            if op.id in self._messages:
+        for op in unwritten:
+            if isinstance(op, Insert) and op.id in self._messages:
                 self._volatile[op.id] = op
+            elif isinstance(op, SaveSnapshot):  # the latest state of each order wins
+                self._volatile_snapshots[op.order_id] = op
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def _merge(fresh: Loaded, carried: Loaded) -> Loaded:
+    """A fresh file's content (normally nothing) plus what was carried over from the old."""
+    return Loaded(rows=[*carried.rows, *fresh.rows],
+                  snapshots=[*carried.snapshots, *fresh.snapshots],
+                  next_id=max([fresh.next_id, *(r.id + 1 for r in carried.rows)]))
+
+
+def _snapshot_op(body: str, now: float) -> SaveSnapshot | None:
+    try:
+        order_id = json.loads(body)["id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return SaveSnapshot(order_id, body, True, now) if isinstance(order_id, str) else None
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

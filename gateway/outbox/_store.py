@@ -4,7 +4,8 @@ One connection, opened with ``check_same_thread=False`` and guarded by a lock, b
 ``asyncio.to_thread`` may pick a different worker each time; the outbox's single writer task
 makes sure only one call is in flight anyway. ``locking_mode=EXCLUSIVE`` keeps a second gateway
 process off the same file (it would send everything twice) and lets WAL work without shared
-memory.
+memory. The file is created owner-only and integrity-checked when opened
+(:mod:`gateway.statefiles`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Done", "Flush", "Insert", "Loaded", "Op", "Park", "Shed", "Store", "StoredRow",
-           "Unpark"]
+from gateway.statefiles import SchemaTooNew, check_integrity, prepare
+
+__all__ = ["Done", "Flush", "Insert", "Loaded", "Op", "Park", "Probe", "SaveSnapshot", "Shed",
+           "Store", "StoredRow", "Unpark", "salvage"]
 
 _SCHEMA_VERSION = 1
 #: How long to wait for a lock another process holds on the file (a previous gateway still
@@ -43,7 +46,10 @@ CREATE TABLE IF NOT EXISTS snapshot (
     body TEXT NOT NULL,
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS probe (data BLOB NOT NULL);
 """
+_ROWS = ("SELECT m.id, m.kind, m.rank, m.channel, m.key, m.payload, m.created, d.target, "
+         "d.parked FROM message m JOIN delivery d ON d.message = m.id ORDER BY m.id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +62,16 @@ class Insert:
     payload: bytes
     created: float
     targets: tuple[str, ...]
-    #: (order id, JSON body, still open): the latest state of a work order, for restarts.
-    snapshot: tuple[str, str, bool] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SaveSnapshot:
+    """The latest state of a work order, kept so the desk can carry on after a restart."""
+
+    order_id: str
+    body: str
+    still_open: bool
+    updated: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +103,16 @@ class Flush:
     """Writes nothing: a transaction that only waits for the ones queued before it."""
 
 
-Op = Insert | Done | Park | Unpark | Shed | Flush
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Writes ``size`` bytes (more than a typical work order) and takes them back: proves the
+    disk takes writes again (confirmations alone prove little on a full disk: they free
+    space)."""
+
+    size: int = 8 * 1024
+
+
+Op = Insert | SaveSnapshot | Done | Park | Unpark | Shed | Flush | Probe
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +153,7 @@ class Store:
         """
         with self._lock:
             if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                prepare(self.path)
             conn = sqlite3.connect(str(self.path) if self.path else ":memory:",
                                    isolation_level=None, check_same_thread=False,
                                    timeout=_LOCK_TIMEOUT)
@@ -143,6 +166,7 @@ class Store:
                     page = conn.execute("PRAGMA page_size").fetchone()[0]
                     conn.execute(f"PRAGMA max_page_count={max(2, self._max_file_bytes // page)}")
                 _check_version(conn)
+                check_integrity(conn)
                 conn.execute("BEGIN IMMEDIATE")
                 # executescript() would COMMIT first; one statement at a time stays in BEGIN.
                 for statement in _SCHEMA.split(";"):
@@ -154,11 +178,7 @@ class Store:
                 conn.execute("DELETE FROM snapshot WHERE updated < ?", (snapshots_since,))
                 conn.execute("COMMIT")
                 loaded = Loaded()
-                for row in conn.execute(
-                        "SELECT m.id, m.kind, m.rank, m.channel, m.key, m.payload, m.created, "
-                        "d.target, d.parked FROM message m JOIN delivery d ON d.message = m.id "
-                        "ORDER BY m.id"):
-                    loaded.rows.append(StoredRow(*row))
+                loaded.rows = [StoredRow(*row) for row in conn.execute(_ROWS)]
                 loaded.snapshots = [r[0] for r in conn.execute(
                     "SELECT body FROM snapshot ORDER BY updated")]
                 max_id = conn.execute("SELECT max(id) FROM message").fetchone()[0]
@@ -205,10 +225,38 @@ class Store:
             self._synchronous = mode
 
 
+def salvage(path: Path) -> Loaded:
+    """Whatever can still be read from an unreadable outbox file (best effort, read-only):
+    its undelivered messages and work-order snapshots. Anything that fails yields nothing."""
+    loaded = Loaded()
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                               timeout=_LOCK_TIMEOUT)
+    except sqlite3.Error:
+        return loaded
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] > _SCHEMA_VERSION:
+            return loaded  # a newer layout: do not guess at its columns
+        try:
+            loaded.rows = [StoredRow(*row) for row in conn.execute(_ROWS)]
+        except (sqlite3.Error, TypeError):
+            loaded.rows = []
+        try:
+            loaded.snapshots = [r[0] for r in conn.execute(
+                "SELECT body FROM snapshot ORDER BY updated")]
+        except sqlite3.Error:
+            loaded.snapshots = []
+    except sqlite3.Error:
+        pass
+    finally:
+        conn.close()
+    return loaded
+
+
 def _check_version(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > _SCHEMA_VERSION:
-        raise sqlite3.DatabaseError(
+        raise SchemaTooNew(
             f"outbox schema {version} is newer than this propgw ({_SCHEMA_VERSION})")
 
 
@@ -219,14 +267,16 @@ def _apply(conn: sqlite3.Connection, op: Op) -> None:
                      (op.id, op.kind, op.rank, op.channel, op.key, op.payload, op.created))
         conn.executemany("INSERT OR IGNORE INTO delivery (message, target) VALUES (?, ?)",
                          [(op.id, t) for t in op.targets])
-        if op.snapshot is not None:
-            order_id, body, still_open = op.snapshot
-            if still_open:
-                conn.execute("INSERT INTO snapshot (id, body, updated) VALUES (?, ?, ?) "
-                             "ON CONFLICT(id) DO UPDATE SET body = excluded.body, "
-                             "updated = excluded.updated", (order_id, body, op.created))
-            else:
-                conn.execute("DELETE FROM snapshot WHERE id = ?", (order_id,))
+    elif isinstance(op, SaveSnapshot):
+        if op.still_open:
+            conn.execute("INSERT INTO snapshot (id, body, updated) VALUES (?, ?, ?) "
+                         "ON CONFLICT(id) DO UPDATE SET body = excluded.body, "
+                         "updated = excluded.updated", (op.order_id, op.body, op.updated))
+        else:
+            conn.execute("DELETE FROM snapshot WHERE id = ?", (op.order_id,))
+    elif isinstance(op, Probe):
+        conn.execute("INSERT INTO probe (data) VALUES (zeroblob(?))", (op.size,))
+        conn.execute("DELETE FROM probe")
     elif isinstance(op, Done):
         conn.execute("DELETE FROM delivery WHERE message = ? AND target = ?", (op.id, op.target))
         conn.execute("DELETE FROM message WHERE id = ? AND NOT EXISTS "

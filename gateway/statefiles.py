@@ -1,0 +1,71 @@
+"""The gateway's SQLite state files (outbox, alarm journal): private, checked, never a dead end.
+
+* Created owner-only (directory 0700, file 0600; SQLite gives its ``-wal`` and ``-shm`` files the
+  main file's mode): alarm history and work orders describe people and places.
+* Checked when opened (``PRAGMA quick_check``), so damage shows at start-up, not in the middle of
+  a fire alarm.
+* A file that cannot be read as a database (garbage, a torn copy, damaged pages, or written by a
+  newer propgw) is **moved aside**, never deleted, and a fresh file is started in its place, so
+  the gateway is durable again at once instead of waiting for someone to act. The caller logs
+  the new name at CRITICAL and shows it in the health.
+
+Synchronous: call from a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import sqlite3
+from pathlib import Path
+
+__all__ = ["SchemaTooNew", "check_integrity", "is_unreadable", "prepare", "quarantine"]
+
+_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+class SchemaTooNew(sqlite3.DatabaseError):
+    """The file was written by a newer propgw; this one cannot read it."""
+
+
+def prepare(path: Path) -> None:
+    """Create the file's directory (0700) and the file itself (0600) if they do not exist, and
+    take group/other access away from an existing file and its sidecars."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for candidate in (path, *(path.with_name(path.name + s) for s in _SIDECARS)):
+        with contextlib.suppress(FileNotFoundError):
+            mode = candidate.stat().st_mode & 0o777
+            if mode & 0o077:
+                candidate.chmod(mode & 0o700)
+
+
+def check_integrity(conn: sqlite3.Connection) -> None:
+    """Raise :class:`sqlite3.DatabaseError` unless SQLite's quick check passes."""
+    rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+    if rows != ["ok"]:
+        raise sqlite3.DatabaseError("integrity check failed: " + "; ".join(map(str, rows)))
+
+
+def is_unreadable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the *file's content* is bad (move it aside), rather than that the
+    disk, the permissions or a lock are in the way (moving it would not help)."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+
+
+def quarantine(path: Path, now: float) -> Path:
+    """Rename ``path`` (and its sidecar files) to ``<name>.unreadable-<UTC time>``; returns the
+    new path of the main file."""
+    stamp = dt.datetime.fromtimestamp(now, tz=dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.unreadable-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.unreadable-{stamp}-{n}")
+    path.rename(target)
+    for suffix in _SIDECARS:
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(path.name + suffix).rename(target.with_name(target.name + suffix))
+    return target
