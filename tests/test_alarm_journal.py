@@ -4,6 +4,7 @@ off the event loop, bounded retention, failures, and restart through the whole e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from gateway.alarms import (
     AlarmJournal,
     AlarmState,
     JournalBatch,
+    JournalState,
     LifecycleState,
     Transition,
     journal_path,
@@ -136,14 +138,22 @@ async def test_retention_bounds_rows_and_age(fake_clock: FakeClock, tmp_path: Pa
         await journal.close()
 
 
-async def test_a_journal_from_a_newer_propgw_is_refused(tmp_path: Path) -> None:
+async def test_a_journal_from_a_newer_propgw_is_moved_aside_not_read(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "new.sqlite3"
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA user_version = 99")
     journal = AlarmJournal(path)
-    with pytest.raises(JournalError, match="newer propgw"):
-        await journal.open(0.0)
-    assert not journal.is_open
+    await journal.open(0.0)
+    try:
+        assert journal.replaced is not None and journal.replaced.exists()
+        assert journal.replaced.name.startswith("new.sqlite3.unreadable-")
+        with contextlib.closing(sqlite3.connect(journal.replaced)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 99, "kept as it was"
+        assert await journal.load() == JournalState(records=[], meta={})
+    finally:
+        await journal.close()
+    assert "newer propgw" in caplog.text and str(journal.replaced) in caplog.text
 
 
 async def test_a_failing_disk_never_silences_alarms_but_refuses_actions(
@@ -254,3 +264,53 @@ async def test_an_unusable_journal_file_does_not_stop_alarms(
             assert rig.book.journal.path is None
     assert rig.said() == [("activated", "active")]
     assert "running with an in-memory alarm journal" in caplog.text
+
+
+async def test_what_a_full_disk_refused_is_journaled_once_it_recovers(
+        fake_clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The disk-full drill: the journal, writable again, never wrote the activations it had
+    missed, so a restart took the still-active alarms for new incidents (second orders)."""
+    path = tmp_path / "j.sqlite3"
+    rig = Rig(fake_clock, path)
+    async with rig:
+        await rig.on(HELD)
+        real = rig.journal._commit_sync
+
+        def full(batch: JournalBatch, now: float) -> list[int]:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(rig.journal, "_commit_sync", full)
+        with caplog.at_level(logging.WARNING):
+            await rig.on(TRAPPED, FORCED)
+            await rig.off(HELD)
+            await rig.advance(12)  # retried twice meanwhile, still full
+            assert rig.book.journal_error is not None
+            monkeypatch.setattr(rig.journal, "_commit_sync", real)
+            await rig.advance(5)  # the retry timer, with nothing else happening
+        assert rig.book.journal_error is None
+        assert rig.said() == [("activated", "active"), ("activated", "active"),
+                              ("activated", "active"), ("returned_to_normal", "cleared")]
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1, "one ERROR per episode, not per attempt"
+        assert "writable again; 3 alarm record(s) and 3 event(s)" in caplog.text
+        incidents = {a: rig.record(a).incident_id for a in (TRAPPED, FORCED)}
+    history = [e.transition for e in await reopen_events(path)]
+    assert history == ["activated", "activated", "activated", "returned_to_normal"]
+    again = Rig(fake_clock, path)
+    async with again:
+        assert again.announced == [], "nothing handed on twice after the restart"
+        assert {a: again.record(a).incident_id for a in (TRAPPED, FORCED)} == incidents
+        assert again.state(TRAPPED) is LifecycleState.ACTIVE_UNACK
+        assert again.state(HELD) is LifecycleState.RTN_UNACK
+        await again.on(TRAPPED)  # still trapped: the same incident, nothing new
+        assert again.announced == []
+
+
+async def reopen_events(path: Path) -> list[AlarmEvent]:
+    journal = AlarmJournal(path)
+    await journal.open(0.0)
+    try:
+        return await journal.events()
+    finally:
+        await journal.close()

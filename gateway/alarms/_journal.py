@@ -16,6 +16,10 @@ fsyncs the WAL (survives a power cut).
 All SQLite calls on a file run on one dedicated worker thread, in submission order: the event
 loop never blocks on the disk, and no two transactions interleave. An in-memory journal (tests,
 the demo) does no disk I/O and runs its calls inline.
+
+The file is created owner-only and integrity-checked when opened; a file whose content cannot
+be read (garbage, damaged pages, a newer propgw's layout) is moved aside and a fresh one started
+(:mod:`gateway.statefiles`, :attr:`AlarmJournal.replaced`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from gateway.alarms._events import AlarmEvent
 from gateway.alarms._lifecycle_state import event_from_json, event_to_json
 from gateway.config import GatewayConfig, durable_state_dir
 from gateway.errors import JournalError
+from gateway.statefiles import SchemaTooNew, check_integrity, is_unreadable, prepare, quarantine
 
 __all__ = ["SCHEMA_VERSION", "AlarmJournal", "JournalBatch", "JournalState", "journal_path"]
 
@@ -91,6 +96,9 @@ class JournalBatch:
     """What one transaction writes."""
 
     events: list[AlarmEvent] = field(default_factory=list)
+    #: Events handed on earlier without being journaled (the disk was full): written first,
+    #: and ``delivered_seq`` moves past them so a restart does not hand them on again.
+    delivered: list[AlarmEvent] = field(default_factory=list)
     #: alarm id -> record snapshot (JSON-able) to store, or None to delete.
     records: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
@@ -98,7 +106,7 @@ class JournalBatch:
     durable: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.records or self.meta)
+        return bool(self.events or self.delivered or self.records or self.meta)
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,8 @@ class AlarmJournal:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        #: Where an unreadable file found when opening was moved (a person should look).
+        self.replaced: Path | None = None
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> AlarmJournal:
@@ -192,7 +202,8 @@ class AlarmJournal:
             await self._shutdown_executor()
 
     async def commit(self, batch: JournalBatch, now: float) -> list[int]:
-        """Write ``batch`` in one transaction; returns the events' sequence numbers.
+        """Write ``batch`` in one transaction; returns the sequence numbers of its
+        ``delivered`` events, then of its ``events``.
 
         Raises:
             JournalError: the write failed (disk full, I/O error, journal closed).
@@ -271,11 +282,26 @@ class AlarmJournal:
         return self._conn
 
     def _open_sync(self, now: float) -> None:
+        try:
+            self._connect()
+        except sqlite3.Error as exc:
+            if self.path is None or not is_unreadable(exc):
+                raise
+            self.replaced = quarantine(self.path, now)
+            log.critical("alarm journal %s cannot be read (%s): moved to %s and replaced by a "
+                         "fresh file; the alarm history and open alarms before now are in the "
+                         "moved file", self.path, exc, self.replaced)
+            self._connect()
+        self._full_sync = False
+        self._prune_sync(now)
+
+    def _connect(self) -> None:
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            prepare(self.path)
         conn = sqlite3.connect(self.name if self.path else ":memory:", isolation_level=None)
         try:
             _check_schema(conn, self.name)
+            check_integrity(conn)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
@@ -284,8 +310,6 @@ class AlarmJournal:
             conn.close()
             raise
         self._conn = conn
-        self._full_sync = False
-        self._prune_sync(now)
 
     def _close_sync(self) -> None:
         conn, self._conn = self._conn, None
@@ -298,9 +322,10 @@ class AlarmJournal:
             conn.execute(f"PRAGMA synchronous={'FULL' if batch.durable else 'NORMAL'}")
             self._full_sync = batch.durable
         seqs: list[int] = []
+        meta = dict(batch.meta)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for e in batch.events:
+            for e in [*batch.delivered, *batch.events]:
                 cur = conn.execute(
                     "INSERT INTO events (ts, alarm_id, incident_id, transition, lifecycle, "
                     "state, priority, category, announced, actor, reason, body) "
@@ -311,13 +336,16 @@ class AlarmJournal:
                      e.category, int(e.announced), e.actor, e.reason,
                      json.dumps(event_to_json(e), ensure_ascii=False)))
                 seqs.append(int(cur.lastrowid or 0))
+            if batch.delivered:
+                meta["delivered_seq"] = max(int(meta.get("delivered_seq", 0)),
+                                            seqs[len(batch.delivered) - 1])
             for alarm_id, body in batch.records.items():
                 if body is None:
                     conn.execute("DELETE FROM alarms WHERE alarm_id = ?", (alarm_id,))
                 else:
                     conn.execute("INSERT OR REPLACE INTO alarms (alarm_id, body) VALUES (?, ?)",
                                  (alarm_id, json.dumps(body, ensure_ascii=False)))
-            for key, value in batch.meta.items():
+            for key, value in meta.items():
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                              (key, json.dumps(value)))
             conn.execute("COMMIT")
@@ -369,5 +397,5 @@ class AlarmJournal:
 def _check_schema(conn: sqlite3.Connection, name: str) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise JournalError(f"written by a newer propgw (schema {version}, this one reads "
-                           f"{SCHEMA_VERSION})", path=name)
+        raise SchemaTooNew(f"{name} was written by a newer propgw (schema {version}, this one "
+                           f"reads {SCHEMA_VERSION})")

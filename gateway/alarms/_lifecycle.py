@@ -29,13 +29,18 @@ always told the condition ended, even if the alarm was shelved meanwhile). Ackno
 shelving, comments and the like are journaled and go to the listener only.
 
 If the journal cannot be written (disk full), alarms from rule evaluation are still announced
-(a full disk must not silence a fire alarm) and the failure is logged at ERROR; operator
-actions are refused instead.
+(a full disk must not silence a fire alarm) and the failure is logged at ERROR once; operator
+actions are refused instead. What could not be written is kept: the latest record of every alarm
+changed meanwhile, and the events handed on (bounded, oldest dropped first). It goes into the
+next transaction that succeeds, retried every few seconds, so that once the disk takes writes
+again the journal again says which alarms are open: a restart then continues their incidents
+instead of raising them as new ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import uuid
@@ -67,6 +72,11 @@ AlarmListener = Callable[[AlarmEvent], Awaitable[None]]
 DURABLE_PRIORITIES = frozenset({"P0", "P1"})
 
 _FLOOD_KEY = ("", "flood")
+_JOURNAL_KEY = ("", "journal")
+#: While the journal refuses writes, try again this often (seconds).
+JOURNAL_RETRY = 5.0
+#: Events handed on without being journaled that are kept for the journal (oldest dropped).
+_UNJOURNALED_EVENTS = 10_000
 
 #: A timer woken at its deadline may read the clock a hair short of it; this absorbs that.
 _EPS = 1e-3
@@ -173,6 +183,12 @@ class AlarmBook:
         self._delivered_seq = 0
         #: Why the journal refuses writes, while it does (alarms are still announced).
         self.journal_error: str | None = None
+        # What a refused commit could not write, for the next one that succeeds.
+        self._unjournaled_ids: dict[str, None] = {}
+        self._unjournaled_events: collections.deque[AlarmEvent] = collections.deque(
+            maxlen=_UNJOURNALED_EVENTS)
+        self._unjournaled_flood = False
+        self._unjournaled_dropped = 0
         self._suppressor_categories = {c for rule in self.config.suppression
                                        for c in rule.while_active}
 
@@ -218,9 +234,12 @@ class AlarmBook:
                 await tg.__aexit__(et, exc, tb)
         finally:
             try:
-                await self.journal.commit(
-                    JournalBatch(meta={"delivered_seq": self._delivered_seq}),
-                    self._clock.time())
+                if self.journal_error is not None:  # a last chance for what is unwritten
+                    await self._commit(self._txn(), fail_open=True)
+                else:
+                    await self.journal.commit(
+                        JournalBatch(meta={"delivered_seq": self._delivered_seq}),
+                        self._clock.time())
             except JournalError as failure:
                 log.debug("could not record delivery progress at close: %s", failure)
             finally:
@@ -533,7 +552,7 @@ class AlarmBook:
         if deadline is None or self._tg is None:
             return
         task = self._tg.create_task(self._timer(key, deadline),
-                                    name=f"alarms.lifecycle[{key[0] or 'flood'}].{key[1]}")
+                                    name=f"alarms.lifecycle[{key[0] or key[1]}].{key[1]}")
         self._timers[key] = (deadline, task)
 
     async def _timer(self, key: tuple[str, str], deadline: float) -> None:
@@ -542,6 +561,10 @@ class AlarmBook:
             del self._timers[key]
         async with self._lock:
             txn = self._txn()
+            if key == _JOURNAL_KEY:
+                if self.journal_error is not None:
+                    await self._commit(txn, fail_open=True)  # only what is still unwritten
+                return
             if key == _FLOOD_KEY:
                 if self._flood.ends(txn.mono):
                     self._end_flood(txn)
@@ -603,33 +626,71 @@ class AlarmBook:
         return Txn(self, self._clock.time(), self._clock.monotonic())
 
     async def _commit(self, txn: Txn, *, fail_open: bool) -> list[AlarmEvent]:
+        records = {i: (None if r.plain else r.to_json()) for i, r in txn.changed.items()}
+        for alarm_id in self._unjournaled_ids:
+            if alarm_id not in records:
+                rec = self._records.get(alarm_id)
+                records[alarm_id] = None if rec is None or rec.plain else rec.to_json()
+        delivered = list(self._unjournaled_events)
+        flood = txn.flood_changed or self._unjournaled_flood
         batch = JournalBatch(
-            events=txn.events,
-            records={i: (None if r.plain else r.to_json()) for i, r in txn.changed.items()},
+            events=txn.events, delivered=delivered, records=records,
             meta={"delivered_seq": self._delivered_seq,
-                  **({"flood": self._flood.state.to_json()} if txn.flood_changed else {})},
-            durable=txn.durable)
+                  **({"flood": self._flood.state.to_json()} if flood else {})},
+            durable=txn.durable or bool(delivered))
         failure: JournalError | None = None
         try:
-            seqs = await self.journal.commit(batch, txn.ts)
+            written = await self.journal.commit(batch, txn.ts)
         except JournalError as exc:
             if not fail_open:
                 raise
-            failure, seqs = exc, [0] * len(txn.events)
-        if failure is not None and self.journal_error is None:
-            log.error("%s; alarms are announced without being journaled until it recovers",
-                      failure)
-        elif failure is None and self.journal_error is not None:
-            log.warning("alarm journal %s writable again", self.journal.name)
-        self.journal_error = None if failure is None else str(failure)
+            failure = exc
+            self._keep_unjournaled(txn)
+            seqs = [0] * len(txn.events)
+        else:
+            seqs = written[len(delivered):]
+            if delivered:
+                self._delivered_seq = max(self._delivered_seq, written[len(delivered) - 1])
+        self._journal_outcome(failure, caught_up=(len(self._unjournaled_ids), len(delivered)))
         events = [dataclasses.replace(e, seq=s) for e, s in zip(txn.events, seqs, strict=True)]
         self._records.update(txn.changed)
         for rec in txn.changed.values():
             self._sync_timers(rec)
         self._sync_flood_timer()
+        self._schedule(_JOURNAL_KEY, None if failure is None
+                       else self._clock.monotonic() + JOURNAL_RETRY)
         for event in events:
             await self._deliver(event)
         return events
+
+    def _keep_unjournaled(self, txn: Txn) -> None:
+        """Remember what a refused commit did not write (its events are announced anyway)."""
+        self._unjournaled_ids.update(dict.fromkeys(txn.changed))
+        room = _UNJOURNALED_EVENTS - len(self._unjournaled_events)
+        self._unjournaled_dropped += max(0, len(txn.events) - room)
+        self._unjournaled_events.extend(txn.events)
+        self._unjournaled_flood = self._unjournaled_flood or txn.flood_changed
+
+    def _journal_outcome(self, failure: JournalError | None, *,
+                         caught_up: tuple[int, int]) -> None:
+        if failure is not None:
+            if self.journal_error is None:
+                log.error("%s; alarms are announced without being journaled until it "
+                          "recovers (retried every %g s)", failure, JOURNAL_RETRY)
+            self.journal_error = str(failure)
+            return
+        if self.journal_error is not None:
+            records, events = caught_up
+            dropped = (f"; {self._unjournaled_dropped} older event(s) could not be kept"
+                       if self._unjournaled_dropped else "")
+            log.warning("alarm journal %s writable again; %d alarm record(s) and %d event(s) "
+                        "it had refused are now written%s", self.journal.name, records, events,
+                        dropped)
+        self.journal_error = None
+        self._unjournaled_ids.clear()
+        self._unjournaled_events.clear()
+        self._unjournaled_flood = False
+        self._unjournaled_dropped = 0
 
     async def _deliver(self, event: AlarmEvent) -> None:
         if event.announced:
