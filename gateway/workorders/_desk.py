@@ -118,6 +118,17 @@ class WorkOrderDesk:
         async with self._lock:
             current = self._orders.get(self._by_alarm.get(event.alarm_id, ""))
             if event.state is AlarmState.ACTIVE:
+                if current is not None and current.restored and current.order.alarm_active \
+                        and current.order.status not in CLOSED_STATUSES:
+                    # The platform holds an open order whose alarm, as far as it knows, never
+                    # ended, and the alarm is active now: the same incident. (The alarm journal
+                    # could not say so: it was lost, unreadable or refused writes.)
+                    current.restored = False
+                    current.active_alarms.add(event.alarm_id)
+                    log.warning("work order %s: alarm %s is active after a restart that lost "
+                                "its alarm history; the order carries on (no second order)",
+                                current.order.id, event.alarm_id)
+                    return None
                 if current is not None and not current.restored and current.order.alarm_active:
                     return None  # same incident still active: no second order
                 sibling = self._open_order_for(event)
@@ -233,7 +244,8 @@ class WorkOrderDesk:
                 pre_alerts_sent=sum(1 for p in policy.pre_alerts if raised + p <= updated),
                 unacknowledged_sent=order.event == "unacknowledged")
             self._orders[order.id] = tracked
-            self._by_alarm.setdefault(order.alarm_id, order.id)
+            for alarm_id in (order.alarm_id, *order.joined_alarms):
+                self._by_alarm.setdefault(alarm_id, order.id)
             count += 1
         if count:
             log.info("work orders: %d open order(s) restored", count)
