@@ -210,9 +210,10 @@ class Gateway:
         self._give_up.set()
 
     def _journal_status(self) -> JournalStatus:
-        book = self.engine.book
-        return JournalStatus(path=book.journal.name, durable=book.journal.path is not None,
-                             error=book.journal_error)
+        journal = self.engine.book.journal
+        return JournalStatus(path=journal.name, durable=journal.path is not None,
+                             error=self.engine.book.journal_error,
+                             replaced=None if journal.replaced is None else str(journal.replaced))
 
     async def _on_alarm(self, event: AlarmEvent) -> None:
         for obs in self.observers:

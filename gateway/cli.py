@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,6 +87,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     _setup_logging(args.log_level or config.log_level)
+    # Owner-only by default: the outbox and the alarm journal describe people and places.
+    os.umask(0o077)
     log.info("propgw %s starting with %s", __version__, args.config)
 
     async def go() -> int:

@@ -48,8 +48,8 @@ class Reason:
     Attributes:
         code: Stable, machine-readable: ``stage_restarting``, ``stage_crash_loop``,
             ``upstream_down``, ``messages_waiting``, ``stalled``, ``storage_error``,
-            ``not_durable``, ``parked``, ``outbox_over_bound``, ``journal_error``,
-            ``comm_loss``, ``alarm_backlog_stalled``.
+            ``not_durable``, ``state_replaced``, ``parked``, ``outbox_over_bound``,
+            ``journal_error``, ``comm_loss``, ``alarm_backlog_stalled``.
         message: For people (English), e.g. ``3 message(s) waiting for mqtt, oldest 45 s``.
         fatal: The gateway is failing, not merely degraded.
     """
@@ -66,6 +66,8 @@ class JournalStatus:
     path: str | None
     durable: bool
     error: str | None
+    #: Where an unreadable journal found at start-up was moved.
+    replaced: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,10 @@ class HealthModel:
             if n:
                 reasons.append(Reason("parked", f"{n} message(s) refused for good by "
                                                 f"{target} (parked)"))
+        if h.replaced is not None:
+            reasons.append(Reason("state_replaced", f"the outbox file was unreadable at start "
+                                                    f"and was moved to {h.replaced}: a person "
+                                                    f"should look at it"))
         if h.over_bound:
             reasons.append(Reason("outbox_over_bound", "outbox over its bound: only work "
                                                        "orders and P0 alarms are kept"))
@@ -217,8 +223,13 @@ class HealthModel:
         j = self._journal()
         if j.error is not None:
             reasons.append(Reason("journal_error", f"alarm journal {j.path}: {j.error}"))
-        elif not j.durable and j.path is not None:
-            reasons.append(Reason("not_durable", "alarm journal in memory only"))
+        elif not j.durable:
+            reasons.append(Reason("not_durable", "alarm journal in memory only: open alarms, "
+                                                 "shelving and latches do not survive a "
+                                                 "restart"))
+        if j.replaced is not None:
+            reasons.append(Reason("state_replaced", f"the alarm journal was unreadable at "
+                                                    f"start and was moved to {j.replaced}"))
         return asdict(j)
 
     def _devices(self, reasons: list[Reason]) -> dict[str, Any]:
