@@ -8,10 +8,10 @@ shipped profiles, on the other. Every device is polled back to back (``poll_inte
 from all N meters is the poll-cycle time.
 
 It prints one Markdown table row per (model, baud rate) with the measured cycle and the wire
-budget of DOMAIN.md §5 for the same reads:
+budget for the same reads (docs/facility-rules.md#modbus-rtu-timing):
 
     per read:  (8-byte request + (5 + 2N)-byte response) × 11 bits / baud  +  2 × t3.5
-               + slave turnaround (5 ms typical .. 60 ms worst, DOMAIN.md §5 [S55])
+               + slave turnaround (5 ms typical .. 60 ms worst, JUMO LOGOSCREEN nt manual)
 
 A pty has no baud-rate timing: bytes cross it at memory speed, so the *measured* time is
 software overhead (pymodbus framing, the link's t3.5 pauses, the simulator), not wire time.
@@ -47,7 +47,7 @@ from simulators.virtual_serial import pty_pair
 BITS_PER_CHAR = 11
 REQUEST_BYTES = 8          # unit, FC, address (2), count (2), CRC (2)
 RESPONSE_OVERHEAD = 5      # unit, FC, byte count, CRC (2); plus 2 bytes per register
-TURNAROUND = (0.005, 0.060)  # DOMAIN.md §5: typical 5-45 ms, one vendor 60 ms max
+TURNAROUND = (0.005, 0.060)  # typical 5-45 ms, one vendor 60 ms max (facility-rules.md)
 MODEL_SETS: dict[str, list[MeterModel]] = {
     "sdm630": ["sdm630"], "dtsu666": ["dtsu666"], "water": ["water"],
     "mixed": ["sdm630", "dtsu666", "water"],

@@ -13,11 +13,11 @@ enclosure), duress, AC power and battery events complete the set.
 §4.10.3, GB 55024-2022 §5.3.6), ``fire_signal`` with a zone unlocks every door of that zone and
 keeps it unlocked until the signal clears. The fault ``stuck_locked`` makes a door's lock stay
 engaged whatever it is told: it then still reports ``locked`` during a fire, which is what the
-gateway must alarm on (DOMAIN.md §2.2).
+gateway must alarm on (docs/facility-rules.md#fire-alarm-actions).
 
-Event codes (DOMAIN.md §3; Hikvision ``NET_DVR`` ACS major/minor types and ZKTeco C3 event
-types checked against their public SDK constant lists). ``zk_event`` is null where ZKTeco has
-no such event:
+Event codes (docs/facility-rules.md#access-control; Hikvision ``NET_DVR`` ACS major/minor types
+and ZKTeco C3 event types checked against their public SDK constant lists). ``zk_event`` is null
+where ZKTeco has no such event:
 
 ====================== ========== ========= ========= ==========================================
 event                  hik_major  hik_minor zk_event  when
@@ -73,7 +73,8 @@ topic                              retained payload (JSON; ``ts`` = device time,
 ================================== ======== =============================================
 
 Door states are published on every change, every heartbeat and every reconnect. To watch the
-controller's heartbeat (DOMAIN.md §3: missed 3 intervals → P2), add a device such as::
+controller's heartbeat (missed 3 intervals → P2, docs/facility-rules.md#access-control), add
+a device such as::
 
     - id: "acs-{ctrl}"
       driver: mqtt

@@ -56,7 +56,8 @@ STATUS_BITS: dict[str, int] = {
 }
 
 _FLOOR_HEIGHT_M = 3.0
-#: ±0.2 m of the sill counts as the door zone (EN 81-20 unlocking zone, DOMAIN.md §7).
+#: ±0.2 m of the sill counts as the door zone (EN 81-20 unlocking zone; the size is UNVERIFIED,
+#: see docs/facility-rules.md#elevator-signals).
 _DOOR_ZONE_FLOORS = 0.2 / _FLOOR_HEIGHT_M
 
 

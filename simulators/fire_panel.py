@@ -7,9 +7,10 @@ adds main-power, backup-power and bus faults, manual/automatic mode, test mode, 
 changes, and the operator's reset and silence. In automatic mode a fire starts the zone's
 linkage: delay for ``linkage_delay`` s, then start, then feedback ``feedback_after`` s later.
 
-Status words follow GB/T 26875.3-2011 (DOMAIN.md §2.2; bit meanings checked against
-github.com/shootingfans/codec_gb26875_3_2011 ``constant/type.go``): bit 0 is *set* in normal
-operation and clear in test mode, bit 5 is set while started, bit 11 is set in manual mode.
+Status words follow GB/T 26875.3-2011 (docs/facility-rules.md#fire-panel-status-bits; bit
+meanings checked against github.com/shootingfans/codec_gb26875_3_2011 ``constant/type.go``):
+bit 0 is *set* in normal operation and clear in test mode, bit 5 is set while started, bit 11 is
+set in manual mode.
 
 Topics (``<p>`` = ``topic_prefix``, default ``fire``; ``<panel>`` = the simulator's name). This
 table is the documented layout; ``config/profiles/fire-panel-mqtt.yaml`` (the controller) and

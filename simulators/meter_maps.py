@@ -7,15 +7,15 @@ its map (address, table, type, scale, unit), so the two cannot drift apart silen
 
 Addresses are 0-based protocol addresses. Engineering value = raw × ``scale``.
 
-Eastron SDM630 (DOMAIN.md §4.1 [S40, S41]): FC 04 input registers, float32 big-endian with the
-high word first, already in engineering units.
+Eastron SDM630 (docs/facility-rules.md#meter-registers): FC 04 input registers, float32
+big-endian with the high word first, already in engineering units.
 
-Chint DTSU666 (DOMAIN.md §4.1 [S43, S44]): float32 registers that hold the *scaled* number, e.g.
-2301.0 for 230.1 V, so the profile multiplies by 0.1. The live block is read with FC 04 as
-OpenEMS ``MeterChintDtsu666Impl`` does (its readme: "DTSU666 uses FC4 / input registers for the
-verified live register map"); its unit test vectors fix the scales: 0x4510 0x5000 = 2309.0 →
-230.9 V, 0x4466 0x0000 = 920.0 → PF 0.920. Many inverters read the same registers with FC 03, so
-the simulator answers on the holding table too (``mirror``).
+Chint DTSU666 (docs/facility-rules.md#meter-registers): float32 registers that hold the
+*scaled* number, e.g. 2301.0 for 230.1 V, so the profile multiplies by 0.1. The live block is
+read with FC 04 as OpenEMS ``MeterChintDtsu666Impl`` does (its readme: "DTSU666 uses FC4 / input
+registers for the verified live register map"); its unit test vectors fix the scales: 0x4510
+0x5000 = 2309.0 → 230.9 V, 0x4466 0x0000 = 920.0 → PF 0.920. Many inverters read the same
+registers with FC 03, so the simulator answers on the holding table too (``mirror``).
 
 Water meter: propgw's own generic layout (no common standard): FC 03 holding registers, which is
 all many RS-485 water meters implement. Flow rate float32 in m³/h; the total as uint32 in litres,
@@ -141,8 +141,8 @@ SDM630_MAP = RegisterMap(
     model="sdm630",
     profile="eastron-sdm630",
     mirror=None,
-    source="DOMAIN.md §4.1 [S40, S41]; Eastron SDM630 Modbus protocol (input registers "
-           "30001-30343)",
+    source="docs/facility-rules.md#meter-registers; Eastron SDM630 Modbus protocol (input "
+           "registers 30001-30343)",
     registers=_map({
         "voltage_l1": (0x0000, "input", "float32", 1.0, "V", "phase 1 line to neutral volts"),
         "voltage_l2": (0x0002, "input", "float32", 1.0, "V", "phase 2 line to neutral volts"),
@@ -170,7 +170,7 @@ DTSU666_MAP = RegisterMap(
     model="dtsu666",
     profile="chint-dtsu666",
     mirror="holding",
-    source="DOMAIN.md §4.1 [S43, S44]; OpenEMS io.openems.edge.meter.chint "
+    source="docs/facility-rules.md#meter-registers; OpenEMS io.openems.edge.meter.chint "
            "dtsu666/MeterChintDtsu666Impl.java and its unit test",
     registers=_map({
         "voltage_l1": (0x2006, "input", "float32", 0.1, "V", "Ua, 0.1 V"),

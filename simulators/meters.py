@@ -12,9 +12,10 @@ with :class:`MeterBus`. The register layouts are data in :mod:`simulators.meter_
 (``REGISTER_MAPS``: model → map; a meter's own is ``meter.register_map``), and the bundled
 profiles are checked against them by a test.
 
-Anomalies (DOMAIN.md §4.2) are actions: ``voltage_sag``, ``phase_loss``, ``power_loss``,
-``overload``, ``night_consumption`` and, for water, ``continuous_flow``. Wire faults
-(``silent``, ``slow``, ``exception``, ``corrupt``, ``out_of_range``) go to the Modbus unit.
+Anomalies (docs/facility-rules.md#energy-and-water-anomalies) are actions: ``voltage_sag``,
+``phase_loss``, ``power_loss``, ``overload``, ``night_consumption`` and, for water,
+``continuous_flow``. Wire faults (``silent``, ``slow``, ``exception``, ``corrupt``,
+``out_of_range``) go to the Modbus unit.
 """
 
 from __future__ import annotations
@@ -53,14 +54,14 @@ __all__ = [
 EnergyModel = Literal["sdm630", "dtsu666"]
 _ENERGY_MAPS: dict[str, RegisterMap] = {"sdm630": SDM630_MAP, "dtsu666": DTSU666_MAP}
 _PHASES = {"l1": 0, "l2": 1, "l3": 2, "a": 0, "b": 1, "c": 2, "1": 0, "2": 1, "3": 2}
-_NIGHT_END_H = 6.0  # DOMAIN.md §4.2: the night baseline is 00:00-06:00
+_NIGHT_END_H = 6.0  # the night baseline is 00:00-06:00 (docs/facility-rules.md)
 
 
 def load_fraction(hour: float) -> float:
     """Share of rated current a residential feeder draws at ``hour`` (0-24), without noise.
 
     About 10 % at night, a morning peak near 45 % around 07:45, 20-25 % at midday and an
-    evening peak near 65 % around 19:30: below the 80 % overload warning (DOMAIN.md §4.2).
+    evening peak near 65 % around 19:30: below the 80 % overload warning (docs/facility-rules.md).
     """
     return (0.10 + 0.35 * bump(hour, 7.75, 1.0) + 0.12 * bump(hour, 12.5, 1.5)
             + 0.55 * bump(hour, 19.5, 1.6))
@@ -69,7 +70,7 @@ def load_fraction(hour: float) -> float:
 def water_demand(hour: float) -> float:
     """Share of peak flow at ``hour`` (0-24): exactly 0 from 23:30 to 05:30.
 
-    A leak shows as flow that never drops to zero (DOMAIN.md §4.2), so normal nights must
+    A leak shows as flow that never drops to zero (docs/facility-rules.md), so normal nights must
     have a true zero.
     """
     if hour >= 23.5 or hour < 5.5:
@@ -344,7 +345,7 @@ class MeterBus:
         if serial_port is not None:
             wrong = [m.unit.unit_id for m in meters if not 1 <= m.unit.unit_id <= 247]
             if wrong:
-                raise ValueError(f"RTU slaves are 1..247 (DOMAIN.md §5), got unit ids {wrong}")
+                raise ValueError(f"RTU slaves are 1..247, got unit ids {wrong}")
         if tick <= 0:
             raise ValueError(f"tick must be positive, got {tick}")
         self.meters = list(meters)

@@ -113,7 +113,7 @@ def test_profile_yaml_and_register_map_agree(model: str) -> None:
     raw = yaml.safe_load((PROFILES / f"{reg_map.profile}.yaml").read_text(encoding="utf-8"))
     assert raw["driver"] == "modbus"
     assert raw["kind"] == make_meter(model).kind
-    assert "DOMAIN.md §4" in raw["source"]
+    assert "docs/facility-rules.md#" in raw["source"]
     points = {p.name: p for p in profile_points(reg_map.profile)}
     assert list(points) == list(reg_map.registers), "same points in the same order"
     for name, reg in reg_map.registers.items():

@@ -2,7 +2,9 @@
 
 It gives each request a named deadline, maps pymodbus's exceptions and error responses onto
 :mod:`gateway.errors` with device/unit/address context, and restores cancellation that
-pymodbus may have turned into an exception (STYLE.md, Hazard 1).
+pymodbus may have turned into an exception: pymodbus reports a cancelled request as
+``ModbusIOException`` (and an ``asyncio.timeout`` as one too), which would let a retry loop
+ignore shutdown.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 A TCP endpoint (often a gateway in front of many units) or an RS-485 bus carries one request
 at a time, so one task owns the connection and serialises everything on it; there is no lock to
-hold across retries, hence no fairness trap (DOMAIN.md §5, [S57]/[S58]). Devices are scheduled
-by a min-heap of next-due times on the injected clock, so each keeps its own ``poll_interval``.
+hold across retries, hence no fairness trap: pymodbus does not serialise calls from several
+tasks, and a lock held across its retry loop lets one dead slave keep the bus through all its
+retries (pymodbus issues #1606, #2432). Devices are scheduled by a min-heap of next-due times on
+the injected clock, so each keeps its own ``poll_interval``.
 
 A device that stops answering costs its neighbours at most one ``timeout`` per poll of it: the
 first unanswered block ends that device's cycle, and it is then polled at a backed-off period
@@ -362,8 +364,10 @@ class ModbusLink:
 
     def _pymodbus_client(self) -> ModbusClient:
         # retries=0 and reconnect_delay=0: the only retry and reconnect policy is ours
-        # (STYLE.md, Hazard 2). pymodbus's own deadline is kept well beyond ours so that it
-        # never fires first, and so never counts towards closing the connection by itself.
+        # (pymodbus otherwise reconnects with its own backoff, and closes the connection itself
+        # after retries+3 unanswered requests). pymodbus's own deadline is kept well beyond
+        # ours so that it never fires first, and so never counts towards closing the connection
+        # by itself.
         timeout = 2 * self._connect_timeout + 1
         cfg = self._devices[0].cfg
         if isinstance(cfg, ModbusRtuDevice):

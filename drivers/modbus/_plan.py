@@ -1,8 +1,9 @@
 """Coalesce a device's points into as few Modbus reads as the protocol allows.
 
 Run once at start-up. Each round trip on a serial bus costs tens of milliseconds of turnaround
-(DOMAIN.md §5), so reading one block of 20 registers is far cheaper than 10 reads of two; reading
-a few unused registers in between is cheaper still than a second request.
+(docs/facility-rules.md#modbus-rtu-timing), so reading one block of 20 registers is far cheaper
+than 10 reads of two; reading a few unused registers in between is cheaper still than a second
+request.
 """
 
 from __future__ import annotations

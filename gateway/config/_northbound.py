@@ -104,7 +104,8 @@ def _ladder(*deadlines: float) -> list[dict[str, Any]]:
 
 _MIN, _HOUR, _DAY = 60.0, 3600.0, 86400.0
 
-#: DOMAIN.md §0/§6. P0: control room at once, patrol on site within 5 min, maintenance within
+#: Response windows: docs/facility-rules.md#response-windows.
+#: P0: control room at once, patrol on site within 5 min, maintenance within
 #: 30 min with pre-alerts at 15 and 25 min; routine repairs get their own windows; follow-up
 #: (回访) within 48 h of the repair.
 DEFAULT_PRIORITY_POLICIES: dict[str, dict[str, Any]] = {

@@ -3,7 +3,7 @@
 One work order per incident (an alarm's active period): later activity on the incident — the
 alarm clearing, an escalation, a reminder, the platform's answers — goes out as an update with the
 same ``id`` and the next ``seq``. Windows and ladders come from ``work_orders`` in the config
-(defaults: DOMAIN.md §0/§6).
+(defaults: docs/facility-rules.md#response-windows).
 
 Windows are measured on the monotonic clock from the moment the alarm was confirmed, so a wall
 clock stepped by NTP neither escalates every order at once nor holds a trapped passenger's order
