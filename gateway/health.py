@@ -221,8 +221,8 @@ class HealthModel:
     def _journal_detail(self, reasons: list[Reason]) -> dict[str, Any]:
         assert self._journal is not None
         j = self._journal()
-        if j.error is not None:
-            reasons.append(Reason("journal_error", f"alarm journal {j.path}: {j.error}"))
+        if j.error is not None:  # it names the file
+            reasons.append(Reason("journal_error", j.error))
         elif not j.durable:
             reasons.append(Reason("not_durable", "alarm journal in memory only: open alarms, "
                                                  "shelving and latches do not survive a "

@@ -46,7 +46,8 @@ def check_integrity(conn: sqlite3.Connection) -> None:
     """Raise :class:`sqlite3.DatabaseError` unless SQLite's quick check passes."""
     rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
     if rows != ["ok"]:
-        raise sqlite3.DatabaseError("integrity check failed: " + "; ".join(map(str, rows)))
+        found = " ".join(" ".join(str(r).split()) for r in rows)  # one log line
+        raise sqlite3.DatabaseError(f"integrity check failed: {found}")
 
 
 def is_unreadable(exc: BaseException) -> bool:

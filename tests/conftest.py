@@ -57,3 +57,15 @@ def _no_leaked_threads() -> Iterator[None]:
               if t.is_alive() and not t.daemon
               and not t.name.startswith(("asyncio_", "ThreadPool"))]
     assert not leaked, f"test leaked threads: {[t.name for t in leaked]}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault drills' table (tests/drill_support.py), when any drill ran."""
+    from tests.drill_support import REPORT, TABLE_HEADER
+
+    if not REPORT:
+        return
+    terminalreporter.section("fault drills")
+    terminalreporter.write_line(TABLE_HEADER)
+    for row in REPORT:
+        terminalreporter.write_line(row.markdown())

@@ -34,7 +34,8 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 class Mosquitto:
     """A real mosquitto broker on a loopback port; can be stopped and started again."""
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "", *,
+                 persistent: bool = False) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise RuntimeError("mosquitto is not installed; run scripts/test.sh, which "
@@ -47,12 +48,17 @@ class Mosquitto:
         # Started as root, mosquitto drops to the user "mosquitto", which cannot write into
         # pytest's private temporary folders; run it as whoever runs the tests instead.
         user = "" if "user " in extra_conf else f"user {getpass.getuser()}\n"
+        # persistent: sessions and queued messages are saved on every change, so that a
+        # persistent subscriber (the platform) keeps its session even across a SIGKILL.
+        persistence = (f"persistence true\npersistence_location {workdir}/\n"
+                       "autosave_interval 1\nautosave_on_changes true\n" if persistent
+                       else "persistence false\n")
         self.conf.write_text(
             user
             + f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence false\n"
-            f"log_dest file {self.log}\n"
+            + persistence
+            + f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             + extra_conf
         )
@@ -71,6 +77,14 @@ class Mosquitto:
             self.stop()
             log = self.log.read_text() if self.log.exists() else "(no log)"
             raise RuntimeError(f"mosquitto did not start on port {self.port}:\n{log}") from None
+
+    def kill(self) -> None:
+        """SIGKILL: the broker dies mid-stream, saving nothing."""
+        if self._proc is None:
+            return
+        self._proc.kill()
+        self._proc.wait(5)
+        self._proc = None
 
     def stop(self) -> None:
         if self._proc is None:

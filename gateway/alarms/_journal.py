@@ -350,7 +350,10 @@ class AlarmJournal:
                              (key, json.dumps(value)))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite has already rolled back on some errors (SQLITE_FULL): a ROLLBACK then
+            # fails and would hide the real error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         self._commits += 1
         if self._commits % self._prune_every == 0:
