@@ -22,6 +22,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway.config import StatusApiConfig
+from gateway.errors import StatusRefused
 from gateway.workorders import StatusAnswer, WorkOrder
 
 __all__ = ["StatusApi"]
@@ -96,7 +97,10 @@ class StatusApi:
                 include_url=False, include_input=False)))
         if answer.id is not None and answer.id != order_id:
             return _error(400, f"body names work order {answer.id}, the URL {order_id}")
-        order = await self._on_answer(order_id, answer)
+        try:
+            order = await self._on_answer(order_id, answer)
+        except StatusRefused as exc:
+            return _error(400, exc.reason)
         if order is None:
             return _error(404, f"no open work order {order_id}")
         return web.json_response(text=order.model_dump_json())

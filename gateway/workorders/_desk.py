@@ -23,6 +23,7 @@ from typing import Literal, cast
 from gateway.alarms import AlarmEvent, AlarmState
 from gateway.clock import Clock
 from gateway.config import DEFAULT_PRIORITY_POLICIES, ResponsePolicy, SiteConfig, WorkOrdersConfig
+from gateway.errors import StatusRefused
 from gateway.workorders._model import (
     CLOSED_STATUSES,
     Bilingual,
@@ -32,6 +33,7 @@ from gateway.workorders._model import (
     WorkOrder,
     WorkOrderEvent,
     WorkOrderLocation,
+    answer_time,
 )
 
 __all__ = ["RESPONSE_WINDOWS", "WorkOrderDesk", "WorkOrderSink"]
@@ -147,9 +149,17 @@ class WorkOrderDesk:
     async def apply_status(self, order_id: str, answer: StatusAnswer) -> WorkOrder | None:
         """Apply the platform's answer about ``order_id``.
 
+        An ``at`` up to ``STATUS_SKEW`` (300) seconds ahead of the gateway's clock, or before the
+        order was raised, is taken as clock skew and clamped into [raised_at, now]; further
+        out it cannot be true, and the answer is refused rather than breaches being computed
+        from it.
+
         Returns:
             The order after the answer (unchanged when the answer is old news), or None when
             the desk does not know the order.
+
+        Raises:
+            StatusRefused: ``answer.at`` lies too far ahead or before the order was raised.
         """
         async with self._lock:
             tracked = self._orders.get(order_id)
@@ -159,11 +169,18 @@ class WorkOrderDesk:
                 return None
             order = tracked.order
             new = answer.status
+            now = self._clock.time()
+            at = now
+            if answer.at is not None:
+                try:
+                    at = answer_time(answer.at, now=now, raised=tracked.raised)
+                except ValueError as exc:
+                    log.warning("work order %s: status %s refused: %s", order_id, new, exc)
+                    raise StatusRefused(order_id=order_id, reason=str(exc)) from None
             if order.status in CLOSED_STATUSES or _PROGRESS[new] <= _PROGRESS[order.status]:
                 log.info("work order %s: status %s ignored (already %s)", order_id, new,
                          order.status)
                 return order
-            at = _parse(answer.at) if answer.at else self._clock.time()
             at_iso = _iso(at)
             breaches = list(order.breaches)
             if order.status in _WAITING and order.acknowledge_by:
@@ -180,8 +197,8 @@ class WorkOrderDesk:
             follow_up = tracked.policy.follow_up_after
             if new == "resolved" and follow_up is not None:
                 changes["follow_up_by"] = _iso(at + follow_up)
-            order = self._update(tracked, cast(WorkOrderEvent, new), _iso(self._clock.time()),
-                                 status=new, **changes)
+            order = self._update(tracked, cast(WorkOrderEvent, new), _iso(now), status=new,
+                                 **changes)
             log.info("work order %s %s%s", order_id, new, f" by {answer.by}" if answer.by else "")
             if new == "rejected" or (new == "resolved" and follow_up is None):
                 self._forget(order_id)
