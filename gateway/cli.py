@@ -1,7 +1,7 @@
 """The ``propgw`` command line: run, check-config, demo.
 
-Only this module configures logging. Config mistakes are printed as one line per problem and
-exit with status 2, never as a traceback.
+Only this module configures logging (through :mod:`gateway.logs`). Config mistakes are printed
+as one line per problem and exit with status 2, never as a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from gateway import __version__
+from gateway import __version__, logs
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
 
@@ -85,13 +85,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway  # heavy imports only for the command that needs them
 
     config = load_config(args.config)
-    _setup_logging(args.log_level or config.log_level)
+    library_log = logs.configure(args.log_level or config.log_level)
     log.info("propgw %s starting with %s", __version__, args.config)
 
     async def go() -> None:
         await Gateway(config).run()
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    finally:
+        library_log.flush()
     return EXIT_OK
 
 
@@ -105,7 +108,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import DemoOptions, parse_mqtt_url, run_demo
 
-    _setup_logging(args.log_level)
+    logs.configure(args.log_level)
     # The demo prints alarms and work orders itself; their log lines would only repeat them.
     for name in ("gateway.alarms", "gateway.workorders"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -130,7 +133,7 @@ def _cmd_alarms(args: argparse.Namespace) -> int:
 def _cmd_sim(args: argparse.Namespace) -> int:
     from gateway.sim_cli import run_sim_command
 
-    _setup_logging("ERROR")
+    logs.configure("ERROR")
     return run_sim_command(args)
 
 
@@ -163,13 +166,6 @@ def print_summary(config: GatewayConfig, out: TextIO) -> None:
         targets = [d.id for d in config.rule_devices(rule)]
         print(f"  {rule.id}: {rule.priority} {rule.category}, on-delay {rule.for_:g}s, "
               f"devices {', '.join(targets) or 'none'}", file=out)
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    # pymodbus logs every retry at its own levels; our drivers report device health instead.
-    logging.getLogger("pymodbus").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 if __name__ == "__main__":
