@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,9 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 log = logging.getLogger("propgw")
+
+#: Used when the hard limit is unlimited: Linux refuses more than fs.nr_open (2**20 default).
+_NOFILE_CEILING = 1 << 20
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,6 +91,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     library_log = logs.configure(args.log_level or config.log_level)
     log.info("propgw %s starting with %s", __version__, args.config)
+    _raise_open_file_limit()
 
     async def go() -> None:
         await Gateway(config).run()
@@ -166,6 +171,23 @@ def print_summary(config: GatewayConfig, out: TextIO) -> None:
         targets = [d.id for d in config.rule_devices(rule)]
         print(f"  {rule.id}: {rule.priority} {rule.category}, on-delay {rule.for_:g}s, "
               f"devices {', '.join(targets) or 'none'}", file=out)
+
+
+def _raise_open_file_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: connections, serial ports, SQLite files and
+    the HTTP client share it, and a distribution's soft default (often 1024) is not meant as
+    this service's budget (the systemd unit sets both)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = _NOFILE_CEILING if hard == resource.RLIM_INFINITY else hard
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        log.debug("open-file limit %d (hard limit %d)", soft, hard)
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.debug("open-file limit stays %d: cannot raise it to %d: %s", soft, target, exc)
+    else:
+        log.debug("open-file limit raised from %d to %d", soft, target)
 
 
 if __name__ == "__main__":
