@@ -14,7 +14,8 @@ profiles are checked against them by a test.
 
 Anomalies (DOMAIN.md §4.2) are actions: ``voltage_sag``, ``phase_loss``, ``power_loss``,
 ``overload``, ``night_consumption`` and, for water, ``continuous_flow``. Wire faults
-(``silent``, ``slow``, ``exception``, ``corrupt``, ``out_of_range``) go to the Modbus unit.
+(``silent``, ``slow``, ``exception``, ``corrupt``, ``garbage``, ``out_of_range``) go to the
+Modbus unit.
 """
 
 from __future__ import annotations
