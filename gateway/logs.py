@@ -19,8 +19,9 @@ amqtt, ...), which may log the same complaint on every request. Their records ar
   asyncio logs (a protocol callback that raised) is levelled as that library;
 * **rate-limited** by (logger, message with its numbers masked): the first record passes; the
   repeats inside its window are counted and dropped; once the window has passed, one line says
-  how many were suppressed. A window in which something was suppressed is followed by one twice
-  as long (1 min, 2 min, ... up to 1 h), so steady noise costs a few dozen lines a day.
+  how many were suppressed (written before the next record of any logger, and at exit). A
+  window in which something was suppressed is followed by one twice as long (1 min, 2 min,
+  ... up to 1 h), so steady noise costs a few dozen lines a day.
 """
 
 from __future__ import annotations
@@ -118,8 +119,7 @@ class LogLimiter:
               record: logging.LogRecord) -> tuple[bool, list[logging.LogRecord]]:
         """Whether ``record`` (filed under ``key``) is logged, and the summaries of every
         window that has passed with something suppressed, to be logged first."""
-        now = self._clock()
-        summaries = self._close_windows(now, everything=False)
+        summaries = self.due()
         current = self._windows.get(key)
         if current is not None:
             current.suppressed += 1
@@ -127,9 +127,13 @@ class LogLimiter:
             return False, summaries
         if len(self._windows) >= self._max_keys:
             del self._windows[next(iter(self._windows))]
-        self._windows[key] = _Window(start=now, length=self._base, name=record.name,
+        self._windows[key] = _Window(start=self._clock(), length=self._base, name=record.name,
                                      level=record.levelno)
         return True, summaries
+
+    def due(self) -> list[logging.LogRecord]:
+        """Summaries of the windows that have passed with something suppressed."""
+        return self._close_windows(self._clock(), everything=False)
 
     def flush(self) -> list[logging.LogRecord]:
         """Summaries of every window that suppressed something, passed or not (at exit)."""
@@ -175,6 +179,8 @@ class LibraryLogFilter(logging.Filter):
             return True
         library = _library_of(record)
         if library is None:
+            # Any line may carry the news that a library's noise has stopped.
+            self._report(self._limiter.due())
             return True
         cap = _LEVEL_CAPS.get(library)
         if cap is not None and cap < record.levelno < logging.CRITICAL:

@@ -112,6 +112,17 @@ def test_repeats_are_counted_and_reported_once_per_growing_window(rig: Rig) -> N
     assert len(rig.lines) == 3 and "101 similar message(s) suppressed" in rig.lines[2]
 
 
+def test_when_the_noise_stops_the_count_comes_with_the_next_line_of_ours(rig: Rig) -> None:
+    for _ in range(3):
+        rig.logger("pymodbus.logging").warning("Repeating....")
+    rig.now.t += 61
+    rig.logger("drivers.modbus._link").info("device E1 recovered")
+    assert rig.lines[1:] == [
+        "WARNING pymodbus.logging: 2 similar message(s) suppressed in the last 61 s, the last: "
+        "Repeating....",
+        "INFO drivers.modbus._link: device E1 recovered"]
+
+
 def test_what_is_left_is_reported_at_exit(rig: Rig) -> None:
     log = rig.logger("aiohttp.server")
     for _ in range(5):
