@@ -104,6 +104,14 @@ class GuardedHttpServer:
         self.serving = asyncio.Event()
 
     @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def limits(self) -> HttpServerLimits:
+        return self._limits
+
+    @property
     def open_connections(self) -> int:
         """Connections currently held (never more than ``max_connections``)."""
         return len(self._open)
@@ -147,6 +155,8 @@ class GuardedHttpServer:
         while True:
             try:
                 client, _ = await loop.sock_accept(sock)
+            except ConnectionAbortedError:
+                continue  # the client gave up while it waited in the backlog
             except OSError as exc:
                 if exc.errno not in _RESOURCE_ERRNOS:
                     raise
@@ -324,7 +334,8 @@ class _Connection(asyncio.Protocol):
 
     def _head_late(self) -> None:
         self._timer = None
-        log.debug("no complete request head within the deadline; closing")
+        log.debug("%s: no complete request head within %g s; closing",
+                  self._owner.name, self._owner.limits.header_timeout)
         self.abort()
 
     def _cancel_timer(self) -> None:
@@ -367,6 +378,8 @@ def _request_log(msg: str, *args: object) -> None:
     """A WARNING about one client's request, at most one per minute per kind (plus a count)."""
     record = _handler_log.makeRecord(_handler_log.name, logging.WARNING, __file__, 0, msg, args,
                                      None)
+    if not _handler_log.isEnabledFor(logging.WARNING):
+        return
     allowed, summaries = _request_limiter.admit((record.name, msg), record)
     for summary in summaries:
         _handler_log.handle(summary)
