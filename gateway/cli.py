@@ -1,7 +1,7 @@
 """The ``propgw`` command line: run, check-config, demo.
 
-Only this module configures logging. Config mistakes are printed as one line per problem and
-exit with status 2, never as a traceback.
+Only this module configures logging (through :mod:`gateway.logs`). Config mistakes are printed
+as one line per problem and exit with status 2, never as a traceback.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from gateway import __version__
+from gateway import __version__, logs
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
 
@@ -26,6 +27,9 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 log = logging.getLogger("propgw")
+
+#: Used when the hard limit is unlimited: Linux refuses more than fs.nr_open (2**20 default).
+_NOFILE_CEILING = 1 << 20
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,17 +90,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway  # heavy imports only for the command that needs them
 
     config = load_config(args.config)
-    _setup_logging(args.log_level or config.log_level)
+    library_log = logs.configure(args.log_level or config.log_level)
     # Owner-only by default: the outbox and the alarm journal describe people and places.
     os.umask(0o077)
     log.info("propgw %s starting with %s", __version__, args.config)
+    _raise_open_file_limit()
 
     async def go() -> int:
         gateway = Gateway(config)
         await gateway.run()
         return gateway.exit_code
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    finally:
+        library_log.flush()
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -109,7 +117,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import DemoOptions, parse_mqtt_url, run_demo
 
-    _setup_logging(args.log_level)
+    logs.configure(args.log_level)
     # The demo prints alarms and work orders itself; their log lines would only repeat them.
     for name in ("gateway.alarms", "gateway.workorders"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -134,7 +142,7 @@ def _cmd_alarms(args: argparse.Namespace) -> int:
 def _cmd_sim(args: argparse.Namespace) -> int:
     from gateway.sim_cli import run_sim_command
 
-    _setup_logging("ERROR")
+    logs.configure("ERROR")
     return run_sim_command(args)
 
 
@@ -169,11 +177,21 @@ def print_summary(config: GatewayConfig, out: TextIO) -> None:
               f"devices {', '.join(targets) or 'none'}", file=out)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    # pymodbus logs every retry at its own levels; our drivers report device health instead.
-    logging.getLogger("pymodbus").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+def _raise_open_file_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: connections, serial ports, SQLite files and
+    the HTTP client share it, and a distribution's soft default (often 1024) is not meant as
+    this service's budget (the systemd unit sets both)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = _NOFILE_CEILING if hard == resource.RLIM_INFINITY else hard
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        log.debug("open-file limit %d (hard limit %d)", soft, hard)
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.debug("open-file limit stays %d: cannot raise it to %d: %s", soft, target, exc)
+    else:
+        log.debug("open-file limit raised from %d to %d", soft, target)
 
 
 if __name__ == "__main__":

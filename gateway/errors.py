@@ -11,6 +11,7 @@
     ├── LinkError            a connection (TCP endpoint, serial port, MQTT broker) is down
     ├── AlarmActionRejected  an operator action does not fit the alarm's state (carries why)
     │   └── UnknownAlarm     no alarm with that id
+    ├── StatusRefused        a platform's status answer cannot be applied (carries order and why)
     └── JournalError         the alarm journal cannot be read or written (carries its path)
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "GatewayError",
     "JournalError",
     "LinkError",
+    "StatusRefused",
     "UnknownAlarm",
 ]
 
@@ -139,6 +141,20 @@ class UnknownAlarm(AlarmActionRejected):
     def __init__(self, *, alarm_id: str, action: str) -> None:
         super().__init__(alarm_id=alarm_id, action=action, state="unknown",
                          reason="no such alarm")
+
+
+class StatusRefused(GatewayError):
+    """The platform's answer about a work order was refused (its ``at`` cannot be true).
+
+    Attributes:
+        order_id: The work order the answer is about.
+        reason: Why, in words the platform's developers can act on.
+    """
+
+    def __init__(self, *, order_id: str, reason: str) -> None:
+        self.order_id = order_id
+        self.reason = reason
+        super().__init__(f"status answer for work order {order_id} refused: {reason}")
 
 
 class JournalError(GatewayError):

@@ -15,7 +15,7 @@ profiles are checked against them by a test.
 Anomalies (docs/facility-rules.md#energy-and-water-anomalies) are actions: ``voltage_sag``,
 ``phase_loss``, ``power_loss``, ``overload``, ``night_consumption`` and, for water,
 ``continuous_flow``. Wire faults (``silent``, ``slow``, ``exception``, ``corrupt``,
-``out_of_range``) go to the Modbus unit.
+``garbage``, ``out_of_range``) go to the Modbus unit.
 """
 
 from __future__ import annotations

@@ -177,10 +177,11 @@ _FAULT_ACTIONS: list[Action] = [
     Action("exception", "answer with a Modbus exception",
            {"code": "exception code 1..255, default 4 (server device failure)"}),
     Action("corrupt", "answer with damaged frames (bad CRC on RTU, bad length on TCP)"),
+    Action("garbage", "answer with well-framed nonsense (undefined function code)"),
     Action("out_of_range", "make one register show an absurd value until clear_faults",
            {"point": "register name, default the first of the map",
             "value": "engineering value, default 9999; \"nan\" or \"inf\" for float registers"}),
-    Action("clear_faults", "end silent/slow/exception/corrupt/out_of_range"),
+    Action("clear_faults", "end silent/slow/exception/corrupt/garbage/out_of_range"),
     Action("set_time", "jump the simulated time of day",
            {"at": "HH:MM[:SS] or seconds since midnight",
             "acceleration": "simulated seconds per real second (optional)"}),
@@ -296,6 +297,7 @@ class MeterSimBase(abc.ABC):
             "conditions": [c.describe() for c in self._conditions.values()],
             "faults": {"silent": faults.silent, "delay": faults.delay,
                        "exception": faults.exception, "corrupt": faults.corrupt,
+                       "garbage": faults.garbage,
                        "out_of_range": dict(self._overrides)},
         }
 
@@ -320,6 +322,7 @@ class MeterSimBase(abc.ABC):
             "slow": self._slow,
             "exception": self._exception,
             "corrupt": self._corrupt,
+            "garbage": self._garbage,
             "out_of_range": self._out_of_range,
             "clear_faults": self._clear_faults,
             "set_time": self._set_time,
@@ -376,6 +379,10 @@ class MeterSimBase(abc.ABC):
     def _corrupt(self, p: Params) -> str:
         self.unit.faults.corrupt = True
         return "sends damaged frames"
+
+    def _garbage(self, p: Params) -> str:
+        self.unit.faults.garbage = True
+        return "answers with well-framed nonsense"
 
     def _out_of_range(self, p: Params) -> str:
         registers = self.register_map.registers

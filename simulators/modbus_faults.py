@@ -17,6 +17,7 @@ MODBUS_FAULT_ACTIONS = [
            {"code": "1 illegal function, 2 illegal address, 4 device failure, 6 busy, "
                     "11 gateway target failed"}),
     Action("corrupt", "answer with damaged frames (bad CRC / length)"),
+    Action("garbage", "answer with well-framed nonsense (undefined function code)"),
     Action("clear_faults", "answer normally again"),
 ]
 
@@ -35,6 +36,8 @@ def apply_modbus_fault(unit: SimUnit, action: str, params: Mapping[str, Any]) ->
         faults.exception = code
     elif action == "corrupt":
         faults.corrupt = True
+    elif action == "garbage":
+        faults.garbage = True
     elif action == "clear_faults":
         faults.clear()
     else:
@@ -45,7 +48,8 @@ def apply_modbus_fault(unit: SimUnit, action: str, params: Mapping[str, Any]) ->
 def fault_state(unit: SimUnit) -> dict[str, Any]:
     f = unit.faults
     return {k: v for k, v in (("silent", f.silent), ("delay", f.delay),
-                              ("exception", f.exception), ("corrupt", f.corrupt)) if v}
+                              ("exception", f.exception), ("corrupt", f.corrupt),
+                              ("garbage", f.garbage)) if v}
 
 
 def _number(params: Mapping[str, Any], key: str, default: float) -> float:

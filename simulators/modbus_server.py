@@ -9,7 +9,10 @@ Fault injection is per unit and takes effect on the next request:
 * ``silent``: no answer at all (the client times out);
 * ``delay``: answer after this many seconds;
 * ``exception``: answer with this Modbus exception code (e.g. 2 illegal address, 6 busy);
-* ``corrupt``: answer with a damaged frame (bad CRC on RTU, bad length on TCP).
+* ``corrupt``: answer with a damaged frame (bad CRC on RTU, bad length on TCP);
+* ``garbage``: answer with a well-framed answer whose content makes no sense (an undefined
+  function code and stray bytes, correct length and CRC), as a confused device or a unit
+  with the wrong protocol configured does.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-__all__ = ["Faults", "SimModbusServer", "SimUnit"]
+__all__ = ["Faults", "SimModbusServer", "SimUnit", "crc16"]
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +48,11 @@ class Faults:
     delay: float = 0.0
     exception: int | None = None
     corrupt: bool = False
+    garbage: bool = False
 
     def clear(self) -> None:
         self.silent, self.delay, self.exception, self.corrupt = False, 0.0, None, False
+        self.garbage = False
 
 
 @dataclass
@@ -194,22 +199,44 @@ class SimModbusServer:
     def _trace_tcp(self, sending: bool, data: bytes) -> bytes:
         if not sending or len(data) < 8:
             return data
-        return self._outgoing(data[6], data, corrupt_at=4)
+        return self._outgoing(data[6], data, corrupt_at=4, rtu=False)
 
     def _trace_rtu(self, sending: bool, data: bytes) -> bytes:
         if not sending or len(data) < 4:
             return data
-        return self._outgoing(data[0], data, corrupt_at=len(data) - 1)
+        return self._outgoing(data[0], data, corrupt_at=len(data) - 1, rtu=True)
 
-    def _outgoing(self, unit_id: int, data: bytes, *, corrupt_at: int) -> bytes:
+    def _outgoing(self, unit_id: int, data: bytes, *, corrupt_at: int, rtu: bool) -> bytes:
         unit = self.units.get(unit_id)
         if unit is None or unit.faults.silent:
             return b""  # an absent or dead slave says nothing
+        if unit.faults.garbage:
+            if rtu:
+                frame = bytes([unit_id]) + _GARBAGE_PDU
+                return frame + crc16(frame).to_bytes(2, "little")
+            # MBAP: transaction and protocol id kept, length = unit id + PDU.
+            return data[:4] + (1 + len(_GARBAGE_PDU)).to_bytes(2, "big") + data[6:7] \
+                + _GARBAGE_PDU
         if unit.faults.corrupt:
             damaged = bytearray(data)
             damaged[corrupt_at] ^= 0x5A
             return bytes(damaged)
         return data
+
+
+#: Function code 0x55 is defined by no Modbus specification; the rest is noise.
+_GARBAGE_PDU = bytes([0x55, 0xDE, 0xAD, 0xBE, 0xEF])
+
+
+def crc16(frame: bytes) -> int:
+    """Modbus RTU CRC (polynomial 0xA001 reflected, initial 0xFFFF; sent low byte first),
+    computed here rather than borrowed so a garbage frame is still correctly framed."""
+    crc = 0xFFFF
+    for byte in frame:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
 
 
 async def _serve(unit: SimUnit, fc: int, start: int, address: int, count: int,  # noqa: PLR0917

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+from pydantic import ValidationError
 
 from gateway.alarms import AlarmEvent, AlarmState
 from gateway.clock import FakeClock
 from gateway.config import Location, SiteConfig, load_config_text
+from gateway.errors import StatusRefused
 from gateway.workorders import StatusAnswer, WorkOrder, WorkOrderDesk
 
 SITE = SiteConfig(id="s1", name="阳光花园", gateway_id="gw1")
@@ -143,13 +145,63 @@ async def test_on_site_after_respond_by_is_a_breach_of_its_size(rig: Rig) -> Non
     assert [(b.window, b.late_by_s, b.due) for b in on_site.breaches] == [
         ("on_site", 120.0, order.respond_by)]
     # The platform may say when it happened; the breach is measured from that.
-    resolved = await rig.answer(order, "resolved", at=iso_at(rig.clock, 33 * MIN))
+    await walk(rig.clock, 34 * MIN)
+    resolved = await rig.answer(order, "resolved", at=iso_at(rig.clock, -MIN))
     assert resolved is not None and resolved.status == "resolved"
     assert [(b.window, b.late_by_s) for b in resolved.breaches] == [
         ("on_site", 120.0), ("resolve", 600.0)]
     assert resolved.follow_up_by is not None
     await walk(rig.clock, 49 * 3600)
     assert rig.sent[-1].event == "follow_up_due" and not rig.desk.tracks(order.id)
+
+
+@pytest.mark.parametrize(("offset", "why"), [
+    pytest.param(None, "ahead of the gateway's clock", id="year-9999"),
+    pytest.param(301, "ahead of the gateway's clock", id="301s-ahead"),
+    pytest.param(-10 * MIN - 301, "before the work order was raised", id="301s-before-raising"),
+])
+async def test_an_answer_time_no_clock_skew_explains_is_refused(
+        rig: Rig, offset: float | None, why: str, caplog: pytest.LogCaptureFixture) -> None:
+    order = await rig.raise_(event(rig.clock))
+    assert order is not None
+    await walk(rig.clock, 10 * MIN)
+    count = len(rig.sent)
+    at = "9999-12-31T23:59:59+00:00" if offset is None else iso_at(rig.clock, offset)
+    with pytest.raises(StatusRefused, match=why) as refused:
+        await rig.answer(order, "on_site", at=at)
+    assert refused.value.order_id == order.id and at in refused.value.reason
+    assert len(rig.sent) == count and rig.desk.tracks(order.id)
+    [record] = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert record.levelname == "WARNING" and not record.exc_info
+    # The order is untouched: a sound answer afterwards is applied as usual.
+    on_site = await rig.answer(order, "on_site")
+    assert on_site is not None and on_site.status == "on_site"
+
+
+async def test_an_answer_time_within_the_skew_is_clamped_to_raised_and_now(rig: Rig) -> None:
+    order = await rig.raise_(event(rig.clock))
+    assert order is not None
+    acked = await rig.answer(order, "acknowledged", at=iso_at(rig.clock, -299))
+    assert acked is not None and acked.acknowledged_at == order.raised_at
+    await walk(rig.clock, 7 * MIN)
+    on_site = await rig.answer(order, "on_site", at=iso_at(rig.clock, 299))
+    assert on_site is not None and on_site.on_site_at == on_site.updated_at
+    assert [(b.window, b.late_by_s) for b in on_site.breaches] == [("on_site", 120.0)], \
+        "measured to the gateway's now, not to a moment that has not come yet"
+
+
+@pytest.mark.parametrize("at", ["garbage", "2026-01-01", "2026-13-01T00:00:00Z",
+                                "2026-01-01T25:00:00Z", "1" * 100])
+def test_a_status_answer_time_must_be_an_iso_date_and_time(at: str) -> None:
+    with pytest.raises(ValidationError, match="at"):
+        StatusAnswer.model_validate({"status": "on_site", "at": at})
+
+
+def test_a_status_answer_time_without_offset_is_utc() -> None:
+    naive = StatusAnswer.model_validate({"status": "on_site", "at": "2026-01-01T08:00:00"})
+    zulu = StatusAnswer.model_validate({"status": "on_site", "at": "2026-01-01T08:00:00Z"})
+    assert naive.at is not None and zulu.at is not None
+    assert _parse(naive.at + "+00:00") == _parse(zulu.at.replace("Z", "+00:00"))
 
 
 async def test_old_news_and_unknown_orders_change_nothing(rig: Rig) -> None:

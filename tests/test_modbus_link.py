@@ -251,9 +251,9 @@ def test_public_surface() -> None:
     assert sorted(drivers.modbus.__all__) == sorted([
         "EXCEPTION_NAMES", "MAX_READ_BITS", "MAX_READ_REGISTERS", "ClientFactory",
         "ModbusClient", "ModbusDevice", "ModbusLink", "ModbusResponse", "ReadBlock",
-        "build_modbus_links", "decode_point", "decode_raw", "describe_polling",
-        "guarded_close", "guarded_connect", "guarded_read", "plan_device", "plan_reads",
-        "silent_interval",
+        "UndecodableAnswer", "build_modbus_links", "decode_point", "decode_raw",
+        "describe_polling", "guarded_close", "guarded_connect", "guarded_read", "plan_device",
+        "plan_reads", "silent_interval", "survive_undecodable_answers",
     ])
     for name in drivers.modbus.__all__:
         assert getattr(drivers.modbus, name) is not None

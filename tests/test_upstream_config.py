@@ -109,6 +109,29 @@ upstream:
     assert any("NOPE is not set" in p for p in secret)
 
 
+def test_status_api_limits_default_low_and_are_range_checked() -> None:
+    config = load_config_text(f"{SITE}upstream: {{http: {{url: 'https://x.example/wo'}}, "
+                              "status_api: {token: 0123456789abcdef}}\n")
+    assert config.upstream is not None and config.upstream.status_api is not None
+    limits = config.upstream.status_api.limits
+    assert (limits.max_connections, limits.header_timeout, limits.keepalive_timeout,
+            limits.body_timeout) == (64, 5.0, 15.0, 10.0)
+    assert (limits.max_header_size, limits.max_headers, limits.max_body_size) == (
+        8192, 32, 65536)
+    problems = errors_of("""
+upstream:
+  http: {url: 'https://x.example/wo'}
+  status_api:
+    token: 0123456789abcdef
+    limits: {max_connections: 0, header_timeout: 2m, max_body_size: 1GiB, max_header_size: 16KiB}
+""")
+    text = "\n".join(problems)
+    assert "upstream.status_api.limits.max_connections" in text
+    assert "upstream.status_api.limits.header_timeout" in text
+    assert "upstream.status_api.limits.max_body_size" in text
+    assert "max_header_size" not in text and len(problems) == 3
+
+
 def test_a_category_override_must_fit_its_priority() -> None:
     problems = errors_of("""
 work_orders:

@@ -10,9 +10,11 @@ from drivers.modbus._guard import (
     EXCEPTION_NAMES,
     ModbusClient,
     ModbusResponse,
+    UndecodableAnswer,
     guarded_close,
     guarded_connect,
     guarded_read,
+    survive_undecodable_answers,
 )
 from drivers.modbus._link import ClientFactory, ModbusDevice, ModbusLink, silent_interval
 from drivers.modbus._plan import (
@@ -33,6 +35,7 @@ __all__ = [
     "ModbusLink",
     "ModbusResponse",
     "ReadBlock",
+    "UndecodableAnswer",
     "build_modbus_links",
     "decode_point",
     "decode_raw",
@@ -43,4 +46,5 @@ __all__ = [
     "plan_device",
     "plan_reads",
     "silent_interval",
+    "survive_undecodable_answers",
 ]

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Iterator, Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
@@ -24,9 +24,11 @@ __all__ = [
     "EXCEPTION_NAMES",
     "ModbusClient",
     "ModbusResponse",
+    "UndecodableAnswer",
     "guarded_close",
     "guarded_connect",
     "guarded_read",
+    "survive_undecodable_answers",
 ]
 
 log = logging.getLogger(__name__)
@@ -158,6 +160,37 @@ async def guarded_connect(client: ModbusClient, *, link: str, connect_timeout: f
         raise LinkError("cannot connect", link=link)
 
 
+class UndecodableAnswer(ModbusException):
+    """A well-framed answer pymodbus could not decode (undefined function code, bad PDU)."""
+
+
+def survive_undecodable_answers(client: Any) -> None:
+    """Make an undecodable answer fail its request instead of the connection.
+
+    pymodbus 3.x raises out of its protocol's ``data_received`` when a well-framed answer does
+    not decode; asyncio then logs a traceback and closes the transport, so one device answering
+    nonsense takes every device on the link down with it, on every poll. Wrapped here, the
+    pending request fails with :class:`UndecodableAnswer` (a :class:`DecodeError` to the
+    driver, BAD readings for that device) and the bytes received so far are dropped.
+
+    Args:
+        client: A pymodbus async client (``AsyncModbusTcpClient``/``AsyncModbusSerialClient``).
+    """
+    manager = client.ctx
+    receive = manager.callback_data
+
+    def callback_data(data: bytes, addr: tuple[str, int] | None = None) -> int:
+        try:
+            return int(receive(data, addr=addr))
+        except ModbusException as exc:
+            pending = manager.response_future
+            if not pending.done():
+                pending.set_exception(UndecodableAnswer(str(exc)))
+            return len(data)
+
+    manager.callback_data = callback_data
+
+
 def guarded_close(client: ModbusClient, *, link: str) -> None:
     """Close the client; a failure to close is logged, never raised (we are leaving anyway)."""
     try:
@@ -186,6 +219,9 @@ def _translate(client: ModbusClient, device: ModbusDevice, address: int,
             raise LinkError(f"connection closed: {exc}", link=link) from exc
         raise DeviceTimeout(f"no valid answer: {exc}", device=where.device, unit=where.unit,
                             address=where.address) from exc
+    except UndecodableAnswer as exc:
+        raise DecodeError("answer does not decode (undefined function code or malformed data)",
+                          device=where.device, unit=where.unit, address=where.address) from exc
     except ModbusException as exc:
         raise DecodeError(f"cannot decode answer: {exc}", device=where.device, unit=where.unit,
                           address=where.address) from exc

@@ -32,6 +32,7 @@ from drivers.modbus._guard import (
     guarded_close,
     guarded_connect,
     guarded_read,
+    survive_undecodable_answers,
 )
 from drivers.modbus._plan import ReadBlock, plan_device
 from gateway.backoff import Backoff
@@ -94,8 +95,9 @@ class ModbusLink:
     * no answer (timeout, bad CRC, gateway exception 10/11): COMM_LOSS for the block and the
       device's remaining blocks this cycle; the device is then probed at a backed-off period
       (``max(poll_interval, timeout)`` doubling up to ``max_backoff``) without retries;
-    * an exception code or an answer that does not fit: BAD for that block only; the device
-      answered promptly, so its other blocks are still read and its period is kept;
+    * an exception code or an answer that does not fit (or does not decode at all): BAD for
+      that block only; the device answered promptly, so its other blocks are still read, its
+      period is kept, and the connection stays up for its neighbours;
     * the connection: COMM_LOSS for every point on the link, reconnect with ``reconnect``.
 
     :meth:`health` states: link ``starting``/``connecting``/``connected``/``disconnected``/
@@ -370,13 +372,17 @@ class ModbusLink:
         # by itself.
         timeout = 2 * self._connect_timeout + 1
         cfg = self._devices[0].cfg
+        client: AsyncModbusSerialClient | AsyncModbusTcpClient
         if isinstance(cfg, ModbusRtuDevice):
-            return AsyncModbusSerialClient(
+            client = AsyncModbusSerialClient(
                 cfg.port, framer=FramerType.RTU, baudrate=cfg.baudrate, parity=cfg.parity,
                 bytesize=cfg.bytesize, stopbits=cfg.stopbits, timeout=timeout, retries=0,
                 reconnect_delay=0, name=self._name)
-        return AsyncModbusTcpClient(cfg.host, port=cfg.port, timeout=timeout, retries=0,
-                                    reconnect_delay=0, name=self._name)
+        else:
+            client = AsyncModbusTcpClient(cfg.host, port=cfg.port, timeout=timeout, retries=0,
+                                          reconnect_delay=0, name=self._name)
+        survive_undecodable_answers(client)
+        return client
 
 
 def _quality_of(exc: DeviceError) -> Quality:

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_PRIORITY_POLICIES",
     "CategoryPolicy",
     "EscalationStep",
+    "HttpServerLimits",
     "HttpTimeouts",
     "HttpTlsConfig",
     "HttpUpstreamConfig",
@@ -310,6 +311,40 @@ class HttpUpstreamConfig(_Model):
         return _check_url(value)
 
 
+class HttpServerLimits(_Model):
+    """What one client may cost a gateway HTTP endpoint: connections, time and bytes.
+
+    Slow or oversized requests are cut off early so that they cannot exhaust the process's
+    file descriptors, which the upstream delivery and the device links share.
+    """
+
+    max_connections: int = Field(
+        default=64, ge=1, le=1024,
+        description="Connections open at once. Beyond it the oldest connection that has not "
+                    "yet sent a complete request head is closed to make room; when every "
+                    "connection is busy with a request, a new one is closed at once.")
+    header_timeout: Duration = Field(
+        default=5.0, gt=0, le=60,
+        description="A new connection must deliver its request line and headers within this "
+                    "(the TLS handshake included), or it is closed.")
+    body_timeout: Duration = Field(
+        default=10.0, gt=0, le=300,
+        description="An authorised request must deliver its body within this, or it is "
+                    "answered 408 and closed.")
+    keepalive_timeout: Duration = Field(
+        default=15.0, gt=0, le=600,
+        description="An idle connection is closed this long after its last response, unless "
+                    "the next request has completely arrived by then.")
+    max_header_size: ByteSize = Field(
+        default=ByteSize(8 * 1024), ge=1024, le=64 * 1024,
+        description="Longest request line and longest header field; longer is answered 400.")
+    max_headers: int = Field(default=32, ge=8, le=256,
+                             description="Header fields per request; more is answered 400.")
+    max_body_size: ByteSize = Field(
+        default=ByteSize(64 * 1024), ge=1024, le=16 * 1024 * 1024,
+        description="Largest request body; larger is answered 413.")
+
+
 class StatusApiConfig(_Model):
     """The gateway's endpoint where an HTTP platform posts work-order status answers."""
 
@@ -320,6 +355,9 @@ class StatusApiConfig(_Model):
     cert_file: Path | None = Field(default=None, description="Serve HTTPS with this "
                                                              "certificate (PEM).")
     key_file: Path | None = None
+    limits: HttpServerLimits = Field(
+        default=HttpServerLimits(),
+        description="Connection, time and size limits against slow or oversized clients.")
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> StatusApiConfig:

@@ -27,6 +27,7 @@ from typing import Literal, cast
 from gateway.alarms import AlarmEvent, AlarmState
 from gateway.clock import Clock
 from gateway.config import DEFAULT_PRIORITY_POLICIES, ResponsePolicy, SiteConfig, WorkOrdersConfig
+from gateway.errors import StatusRefused
 from gateway.workorders._model import (
     CLOSED_STATUSES,
     Bilingual,
@@ -36,6 +37,7 @@ from gateway.workorders._model import (
     WorkOrder,
     WorkOrderEvent,
     WorkOrderLocation,
+    answer_time,
 )
 
 __all__ = ["RESPONSE_WINDOWS", "WorkOrderDesk", "WorkOrderSink"]
@@ -167,9 +169,17 @@ class WorkOrderDesk:
     async def apply_status(self, order_id: str, answer: StatusAnswer) -> WorkOrder | None:
         """Apply the platform's answer about ``order_id``.
 
+        An ``at`` up to ``STATUS_SKEW`` (300) seconds ahead of the gateway's clock, or before the
+        order was raised, is taken as clock skew and clamped into [raised_at, now]; further
+        out it cannot be true, and the answer is refused rather than breaches being computed
+        from it.
+
         Returns:
             The order after the answer (unchanged when the answer is old news), or None when
             the desk does not know the order.
+
+        Raises:
+            StatusRefused: ``answer.at`` lies too far ahead or before the order was raised.
         """
         async with self._lock:
             tracked = self._orders.get(order_id)
@@ -179,12 +189,18 @@ class WorkOrderDesk:
                 return None
             order = tracked.order
             new = answer.status
+            now = self._clock.time()
+            at = now
+            if answer.at is not None:
+                try:
+                    at = answer_time(answer.at, now=now, raised=tracked.raised)
+                except ValueError as exc:
+                    log.warning("work order %s: status %s refused: %s", order_id, new, exc)
+                    raise StatusRefused(order_id=order_id, reason=str(exc)) from None
             if order.status in CLOSED_STATUSES or _PROGRESS[new] <= _PROGRESS[order.status]:
                 log.info("work order %s: status %s ignored (already %s)", order_id, new,
                          order.status)
                 return order
-            now = self._clock.time()
-            at = _parse(answer.at) if answer.at else now
             at_iso = _iso(at)
             elapsed = self._clock.monotonic() - tracked.mono
 

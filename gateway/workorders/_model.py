@@ -8,15 +8,21 @@ follow bumps ``SCHEMA_VERSION``.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["CLOSED_STATUSES", "PLATFORM_STATUSES", "SCHEMA_VERSION", "Bilingual", "Escalation",
            "SlaBreach", "StatusAnswer", "WorkOrder", "WorkOrderEvent", "WorkOrderLocation",
            "WorkOrderStatus"]
 
 SCHEMA_VERSION = 1
+
+#: Seconds a status answer's ``at`` may lie ahead of the gateway's clock, or before its work
+#: order was raised, and still be taken (clamped) as clock skew between the two systems.
+STATUS_SKEW = 300.0
 
 WorkOrderStatus = Literal["open", "alarm_cleared", "acknowledged", "on_site", "resolved",
                           "rejected"]
@@ -144,7 +150,67 @@ class StatusAnswer(_Frozen):
     id: str | None = Field(default=None,
                            description="Work-order id; optional, the topic or URL names it.")
     status: PlatformStatus
-    at: str | None = Field(default=None,
-                           description="ISO 8601 time of the change; default: when received.")
+    at: str | None = Field(
+        default=None, max_length=64,
+        description="ISO 8601 date and time of the change, with its UTC offset (e.g. "
+                    "2026-01-01T16:07:01+08:00 or ...Z); without one it is read as UTC. "
+                    "Default: when the gateway receives the answer. Refused when more than "
+                    "300 s ahead of the gateway's clock or before the order was raised.")
     by: str | None = Field(default=None, max_length=200, description="Person or team.")
     note: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("at")
+    @classmethod
+    def _iso_date_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_instant(value)
+        return value
+
+
+def answer_time(text: str, *, now: float, raised: float) -> float:
+    """When a status answer says its change happened, clamped into ``[raised, now]``.
+
+    Args:
+        text: The answer's ``at``.
+        now: The gateway's clock.
+        raised: When the work order was raised.
+
+    Raises:
+        ValueError: ``at`` lies more than ``STATUS_SKEW`` seconds ahead of ``now`` or before
+            ``raised``: no clock skew explains it.
+    """
+    at = parse_instant(text)
+    if at > now + STATUS_SKEW:
+        raise ValueError(f"'at' {text} is {at - now:.0f} s ahead of the gateway's clock "
+                         f"({_iso(now)}); at most {STATUS_SKEW:.0f} s of skew is accepted")
+    if at < raised - STATUS_SKEW:
+        raise ValueError(f"'at' {text} is {raised - at:.0f} s before the work order was "
+                         f"raised ({_iso(raised)}); at most {STATUS_SKEW:.0f} s of skew is "
+                         f"accepted")
+    return min(max(at, raised), now)
+
+
+def parse_instant(text: str) -> float:
+    """Seconds since the epoch of an ISO 8601 date and time; UTC when it has no offset.
+
+    Raises:
+        ValueError: ``text`` is not a date and time this contract accepts.
+    """
+    if not _DATE_TIME.match(text):
+        raise ValueError(f"expected an ISO 8601 date and time such as "
+                         f"2026-01-01T16:07:01+08:00, got {text!r}")
+    try:
+        moment = dt.datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"not a valid ISO 8601 date and time: {text!r} ({exc})") from None
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="seconds")
+
+
+#: A date with a time of day: a bare date (midnight of which day, where?) is not enough.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
