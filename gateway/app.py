@@ -167,13 +167,19 @@ class Gateway:
             tasks = [tg.create_task(self.supervisor.run(name, stage, critical=name in _CRITICAL),
                                     name=f"{name}.run")
                      for name, stage in stages]
-            log.info("gateway %s/%s running: %d driver(s), %d rule(s)", self.config.site.id,
-                     self.config.site.gateway_id, len(self.drivers), len(self.config.rules))
-            notify("READY=1")
-            self.started.set()
+            stop = asyncio.ensure_future(trigger())
             try:
-                await _first_of(trigger(), self._give_up.wait())
+                # Let the trigger install its signal handlers before anyone is told we run: a
+                # SIGTERM sent on reading "running" must be a clean stop, not a kill.
+                await asyncio.sleep(0)
+                log.info("gateway %s/%s running: %d driver(s), %d rule(s)",
+                         self.config.site.id, self.config.site.gateway_id, len(self.drivers),
+                         len(self.config.rules))
+                notify("READY=1")
+                self.started.set()
+                await _first_of(stop, self._give_up.wait())
             finally:
+                stop.cancel()
                 log.info("shutting down")
                 notify("STOPPING=1")
                 self.supervisor.stop()

@@ -65,3 +65,32 @@ devices:
     assert elapsed < 5.0, f"took {elapsed:.2f}s to stop\n{text}"
     assert "Traceback" not in text, text
     assert "stopped" in text
+
+
+async def test_sigterm_the_moment_the_gateway_says_it_runs_is_a_clean_stop(
+        tmp_path: Path) -> None:
+    """READY=1 and the "running" line used to come before the signal handlers were installed:
+    a SIGTERM sent on reading them killed the process (exit -15, no clean shutdown)."""
+    config = tmp_path / "site.yaml"
+    config.write_text("site: {id: s, name: s, gateway_id: g}\n")
+    for _ in range(3):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "run", "-c", str(config), "--log-level", "INFO",
+            cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        assert proc.stdout is not None
+        lines = []
+        try:
+            async with asyncio.timeout(15):
+                async for raw in proc.stdout:
+                    lines.append(raw.decode())
+                    if " running: " in lines[-1]:
+                        proc.send_signal(signal.SIGTERM)
+                        break
+                rest, _ = await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        text = "".join(lines) + rest.decode()
+        assert proc.returncode == 0, text
+        assert "stopped" in text

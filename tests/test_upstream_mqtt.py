@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from gateway.clock import FakeClock, SystemClock
 from gateway.config import GatewayConfig, load_config_text
+from gateway.errors import StatusRefused
 from gateway.outbox import Outbox, OutboxItem
 from gateway.supervisor import Supervisor
 from gateway.upstream import UpstreamPublisher
@@ -195,3 +197,31 @@ async def test_publisher_keeps_sending_after_the_broker_restarts(
         supervisor.stop()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.mosquitto
+async def test_a_refused_answer_is_one_warning_not_a_traceback(
+        mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture) -> None:
+    seen = asyncio.Event()
+
+    async def on_answer(order_id: str, answer: StatusAnswer) -> None:
+        seen.set()
+        raise StatusRefused(order_id=order_id, reason="'at' is 8 years ahead")
+
+    clock = SystemClock()
+    async with Outbox(None, targets=TARGETS, clock=clock) as outbox:
+        publisher = UpstreamPublisher(config_for(mosquitto.port), clock, outbox,
+                                      on_answer=on_answer)
+        task = asyncio.create_task(publisher.run())
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as platform:
+            await platform.subscribe("pm/s1/gateway/status", qos=1)
+            async with asyncio.timeout(5):
+                async for _ in platform.messages:
+                    break
+            await platform.publish("pm/s1/work-orders/w1/status", json.dumps(
+                {"status": "acknowledged", "at": "2034-01-01T00:00:00+00:00"}), qos=1)
+            await asyncio.wait_for(seen.wait(), 5)
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

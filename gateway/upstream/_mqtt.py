@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from gateway.aio import raise_if_cancelling, task_group
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
+from gateway.errors import StatusRefused
 from gateway.mqtt_client import LinkState, MqttSession
 from gateway.outbox import DeliveryProgress, Outbox
 from gateway.upstream._contract import GatewayStatus
@@ -174,6 +175,8 @@ class UpstreamPublisher:
                 continue
             try:
                 await self._on_answer(order_id, answer)
+            except StatusRefused:
+                continue  # the desk said why, at WARNING; MQTT has no one to answer to
             except Exception:
                 log.exception("upstream: answer %s for %s could not be applied", answer.status,
                               order_id)
