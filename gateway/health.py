@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 Status = Literal["ok", "degraded", "failing"]
 
-#: Device states that mean "this device is not being read".
-_DEVICE_DOWN = frozenset({"comm-loss", "link-down", "backoff"})
+#: Device states that mean "this device is not being read" (``bad``: it answers, but with
+#: errors or garbage).
+_DEVICE_DOWN = frozenset({"comm-loss", "link-down", "backoff", "bad"})
 #: Devices named in a reason; more are counted.
 _NAMED_DEVICES = 5
 
@@ -243,8 +244,8 @@ class HealthModel:
         if down:
             named = ", ".join(sorted(down)[:_NAMED_DEVICES])
             more = f" and {len(down) - _NAMED_DEVICES} more" if len(down) > _NAMED_DEVICES else ""
-            reasons.append(Reason("comm_loss",
-                                  f"{len(down)} device(s) not answering: {named}{more}"))
+            reasons.append(Reason("comm_loss", f"{len(down)} device(s) not answering (or "
+                                               f"answering errors): {named}{more}"))
         return out
 
     def _feed(self, now: float, reasons: list[Reason]) -> dict[str, Any]:

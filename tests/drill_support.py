@@ -50,18 +50,21 @@ HTTP_TOKEN = "drill-upstream-token"
 
 @dataclass(frozen=True)
 class DrillRow:
+    """One line of the drill table; None where a drill does not measure the column."""
+
     drill: str
     tried: int
-    lost: int
-    duplicated: int
-    second_orders: int
-    tracebacks: int
-    health_honest: bool
+    lost: int | None
+    duplicated: int | None
+    second_orders: int | None
+    tracebacks: int | None
+    health_honest: bool | None
 
     def markdown(self) -> str:
-        return (f"| {self.drill} | {self.tried} | {self.lost} | {self.duplicated} | "
-                f"{self.second_orders} | {self.tracebacks} | "
-                f"{'y' if self.health_honest else 'n'} |")
+        cells = [self.tried, self.lost, self.duplicated, self.second_orders, self.tracebacks,
+                 None if self.health_honest is None else "y" if self.health_honest else "n"]
+        return f"| {self.drill} | " + " | ".join(
+            "n/a" if c is None else str(c) for c in cells) + " |"
 
 
 #: Filled by the drills of this test run; printed by tests/conftest.py.

@@ -28,6 +28,7 @@ from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, load_config_text
 from gateway.model import Quality, Reading
 from gateway.workorders import WorkOrder, WorkOrderDesk
+from tests.drill_support import REPORT, DrillRow
 from tests.support import Mosquitto
 from tests.test_alarm_flood import flood_site
 from tests.test_alarm_lifecycle_rig import FORCED, HELD, Rig
@@ -57,6 +58,8 @@ rules:
 LADDER = [("raised", 1, 0.0), ("escalated", 2, 60.0), ("escalated", 3, 300.0),
           ("escalated", 4, 900.0), ("pre_alert", 4, 900.0), ("pre_alert", 4, 1500.0),
           ("unacknowledged", 4, 1800.0)]
+
+pytestmark = pytest.mark.drill
 
 
 @dataclass(frozen=True)
@@ -449,8 +452,15 @@ async def test_gateway_raises_and_escalates_on_time_across_wall_steps(
             await run_for(clock, advance, origin, 400, {10: HOUR, 50: -HOUR})
         finally:
             stop.set()
-    assert [(s.order.event, s.level, s.mono - origin) for s in watcher.sent] == [
-        ("raised", 1, 30.0), ("escalated", 2, 90.0), ("escalated", 3, 330.0)]
+    sent = [(s.order.event, s.level, s.mono - origin) for s in watcher.sent]
+    expected = [("raised", 1, 30.0), ("escalated", 2, 90.0), ("escalated", 3, 330.0)]
+    REPORT.append(DrillRow(
+        "wall clock stepped +1 h, then -1 h (NTP) around a P0 order: updates on time",
+        tried=2, lost=len([e for e in expected if e not in sent]),
+        duplicated=len(sent) - len(set(sent)),
+        second_orders=len({s.order.id for s in watcher.sent}) - 1, tracebacks=None,
+        health_honest=None))
+    assert sent == expected
     raised = watcher.sent[0].order
     assert _parse(raised.raised_at) == pytest.approx(wall0 + HOUR + 30), \
         "raised_at is the wall time at raising: it shows the forward step"

@@ -25,11 +25,14 @@ from gateway.clock import SystemClock
 from gateway.logs import LibraryLogFilter
 from gateway.model import Quality
 from simulators.modbus_server import Faults, SimModbusServer, SimUnit
+from tests.drill_support import REPORT, STATUS_TOKEN, DrillRow, GatewayProcess, reasons
 from tests.support import free_port
 from tests.test_modbus_support import Collector, point, rtu_device, running, tcp_device
 
 REPO = Path(__file__).resolve().parents[1]
 FAULTY, NEIGHBOUR = "faulty", "neighbour"
+
+pytestmark = pytest.mark.drill
 
 
 def _garbage(faults: Faults) -> None:
@@ -153,7 +156,13 @@ async def test_propgw_run_through_garbage_silence_and_flapping_logs_little(
         f"points: [{{name: a, address: 0}}, {{name: b, address: 1}}]}}"
         for name, unit in units.items())
     config = tmp_path / "site.yaml"
-    config.write_text(f"site: {{id: s, name: s, gateway_id: g}}\ndevices:\n{devices}\n")
+    status_port = free_port()
+    config.write_text(f"site: {{id: s, name: s, gateway_id: g}}\n"
+                      # An HTTP upstream nobody listens on: nothing is ever sent to it.
+                      f"upstream: {{http: {{url: 'http://127.0.0.1:{free_port()}/'}},\n"
+                      f"  status_api: {{port: {status_port}, token: {STATUS_TOKEN}}}}}\n"
+                      f"devices:\n{devices}\n")
+    gw = GatewayProcess(config, status_port)
     seconds, flaps = 6.0, 0
     async with SimModbusServer(list(units.values()), port=port):
         proc = await asyncio.create_subprocess_exec(
@@ -162,8 +171,8 @@ async def test_propgw_run_through_garbage_silence_and_flapping_logs_little(
         try:
             assert proc.stdout is not None
             async with asyncio.timeout(15):
-                while b"running" not in await proc.stdout.readline():
-                    pass
+                while b"running" not in (line := await proc.stdout.readline()):
+                    assert line, "propgw run ended before it ran"
             units["garbage"].faults.garbage = True
             units["silent"].faults.silent = True
             healthy_before = units["healthy"].requests[3]
@@ -173,6 +182,9 @@ async def test_propgw_run_through_garbage_silence_and_flapping_logs_little(
                 flaps += 1
                 await asyncio.sleep(1.0)
             healthy_during = units["healthy"].requests[3] - healthy_before
+            health = await gw.wait_health(lambda h: "comm_loss" in reasons(h))
+            named = next(r["message"] for r in health["reasons"] if r["code"] == "comm_loss")
+            honest = "garbage" in named and "silent" in named and "healthy" not in named
             proc.send_signal(signal.SIGTERM)
             async with asyncio.timeout(10):
                 output, _ = await proc.communicate()
@@ -181,7 +193,11 @@ async def test_propgw_run_through_garbage_silence_and_flapping_logs_little(
                 proc.kill()
                 await proc.wait()
     text = output.decode()
+    REPORT.append(DrillRow("Modbus devices answering garbage, silent, flapping (one link, 6 s)",
+                           tried=3, lost=None, duplicated=None, second_orders=None,
+                           tracebacks=text.count("Traceback"), health_honest=honest))
     assert proc.returncode == 0, text
+    assert honest, health
     for symptom in ("Traceback", ">>>>>", "link down", "ERROR"):
         assert symptom not in text, text
     # 0.2 s polls for 6 s, less what the three faulty neighbours cost: still read steadily.

@@ -92,6 +92,7 @@ def test_sim_cli_lists_kinds_actions_and_scenarios() -> None:
     assert "elevator-trapped-between-floors" in result.stdout
 
 
+@pytest.mark.slow
 def test_sim_cli_runs_a_scenario_and_reports_the_verdict() -> None:
     result = subprocess.run([sys.executable, "-m", "gateway.cli", "sim", "run",
                              "elevator-trapped-between-floors", "--speed", "25"], cwd=REPO,
@@ -129,6 +130,7 @@ async def test_sim_device_serves_modbus_and_the_control_api(tmp_path: Path) -> N
         await proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(library()))
 async def test_library_scenario_holds_end_to_end(name: str, mosquitto: Mosquitto) -> None:
     """Simulator → real protocol → drivers → rules: every expect: section must hold."""
