@@ -136,7 +136,7 @@ class GatewayProcess:
     """``python -m gateway.cli run`` as a child process; every log line is kept, across
     restarts, in :attr:`lines`."""
 
-    def __init__(self, config: Path, status_port: int) -> None:
+    def __init__(self, config: Path, status_port: int | None = None) -> None:
         self.config = config
         self.status_port = status_port
         self.lines: list[str] = []
@@ -178,6 +178,7 @@ class GatewayProcess:
             raise AssertionError(f"no {count}x {pattern!r} in:\n" + self.text[-6000:]) from None
 
     async def health(self) -> dict[str, Any]:
+        assert self.status_port is not None, "this gateway has no status API"
         url = f"http://127.0.0.1:{self.status_port}/api/v1/upstream/health"
         async with aiohttp.ClientSession() as session, session.get(
                 url, headers={"Authorization": f"Bearer {STATUS_TOKEN}"},
@@ -222,9 +223,13 @@ class GatewayProcess:
 
 
 @contextlib.asynccontextmanager
-async def gateway(config: Path, status_port: int) -> AsyncIterator[GatewayProcess]:
+async def gateway(config: Path, status_port: int | None = None, *,
+                  start: bool = False) -> AsyncIterator[GatewayProcess]:
+    """A gateway process (started at once with ``start``), SIGKILLed on the way out."""
     gw = GatewayProcess(config, status_port)
     try:
+        if start:
+            await gw.start()
         yield gw
     finally:
         await gw.kill()
@@ -241,17 +246,19 @@ class MqttPlatform:
     """The platform on MQTT: a persistent session that reconnects whenever its broker is
     back, collecting work orders and alarm messages."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, site: str = SITE) -> None:
         self.port = port
+        self.site = site
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self.subscribed = asyncio.Event()
 
     async def run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier="platform-drill",
+                async with aiomqtt.Client("127.0.0.1", self.port,
+                                          identifier=f"platform-{self.site}",
                                           clean_session=False) as client:
-                    await client.subscribe(f"pm/{SITE}/#", qos=1)
+                    await client.subscribe(f"pm/{self.site}/#", qos=1)
                     self.subscribed.set()
                     async for message in client.messages:
                         assert isinstance(message.payload, bytes)
@@ -260,12 +267,21 @@ class MqttPlatform:
                 await asyncio.sleep(0.05)
 
     def orders(self) -> list[dict[str, Any]]:
-        return [m for t, m in self.messages if t == f"pm/{SITE}/work-orders"]
+        return [m for t, m in self.messages if t == f"pm/{self.site}/work-orders"]
+
+    def alarms(self) -> list[dict[str, Any]]:
+        return [m for t, m in self.messages if t == f"pm/{self.site}/alarms"]
+
+    async def wait_count(self, count: int, deadline: float = 20.0) -> None:
+        """Until ``count`` work-order messages have arrived."""
+        async with asyncio.timeout(deadline):
+            while len(self.orders()) < count:
+                await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager
-async def mqtt_platform(port: int) -> AsyncIterator[MqttPlatform]:
-    platform = MqttPlatform(port)
+async def mqtt_platform(port: int, site: str = SITE) -> AsyncIterator[MqttPlatform]:
+    platform = MqttPlatform(port, site)
     task = asyncio.create_task(platform.run(), name="platform")
     try:
         await asyncio.wait_for(platform.subscribed.wait(), 10)
@@ -276,13 +292,23 @@ async def mqtt_platform(port: int) -> AsyncIterator[MqttPlatform]:
 
 
 @dataclass
+class Request:
+    """One POST the platform's REST API answered."""
+
+    key: str
+    body: dict[str, Any]
+    status: int
+
+
+@dataclass
 class HttpPlatform:
-    """The platform's REST API on 127.0.0.1: can be down (connection refused), failing (5xx)
-    or fine; keeps every request it answered."""
+    """The platform's REST API on 127.0.0.1: can be down (connection refused), failing (503),
+    scripted per work-order category (``script``) or fine; keeps every request it answered."""
 
     port: int = field(default_factory=free_port)
     failing: bool = False
-    requests: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
+    script: dict[str, list[int]] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -301,13 +327,22 @@ class HttpPlatform:
         if request.headers.get("Authorization") != f"Bearer {HTTP_TOKEN}":
             return web.json_response({"error": "who are you"}, status=401)
         body = await request.json()
-        status = 503 if self.failing else 200
-        self.requests.append((request.headers["Idempotency-Key"], status, body))
+        answers = self.script.get(str(body["category"]), [])
+        status = answers.pop(0) if answers else 503 if self.failing else 200
+        self.requests.append(Request(request.headers["Idempotency-Key"], body, status))
         return web.json_response({"ok": status < 300}, status=status)
+
+    def delivered(self) -> list[Request]:
+        return [r for r in self.requests if r.status < 300]
 
     def orders(self) -> list[dict[str, Any]]:
         """Work orders the platform accepted (2xx), in order."""
-        return [body for _, status, body in self.requests if status < 300]
+        return [r.body for r in self.delivered()]
+
+    async def wait_delivered(self, count: int, deadline: float = 15.0) -> None:
+        async with asyncio.timeout(deadline):
+            while len(self.delivered()) < count:
+                await asyncio.sleep(0.02)
 
 
 # --------------------------------------------------------------------------- the tally

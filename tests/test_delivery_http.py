@@ -7,71 +7,24 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from gateway.app import Gateway
 from gateway.config import load_config_text
+from tests.drill_support import HTTP_TOKEN as TOKEN
+from tests.drill_support import HttpPlatform
 from tests.support import Mosquitto, free_port
 from tests.test_delivery_mqtt import DEVICES, gateway_process, publish, site_config
 
-TOKEN = "upstream-token-1"
 STATUS_TOKEN = "status-token-0123456789"
 
 
-@dataclass
-class Request:
-    key: str
-    body: dict[str, object]
-    status: int
-
-
-@dataclass
-class PlatformApi:
-    """The platform's REST API: scripted answers per work-order category."""
-
-    port: int
-    script: dict[str, list[int]] = field(default_factory=dict)
-    requests: list[Request] = field(default_factory=list)
-    _runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/api/work-orders", self._work_order)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _work_order(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return web.json_response({"error": "who are you"}, status=401)
-        body = await request.json()
-        answers = self.script.get(str(body["category"]), [])
-        status = answers.pop(0) if answers else 200
-        self.requests.append(Request(request.headers["Idempotency-Key"], body, status))
-        return web.json_response({"ok": status < 300}, status=status)
-
-    def delivered(self) -> list[Request]:
-        return [r for r in self.requests if r.status < 300]
-
-    async def wait_delivered(self, count: int, deadline: float = 15.0) -> None:
-        async with asyncio.timeout(deadline):
-            while len(self.delivered()) < count:
-                await asyncio.sleep(0.02)
-
-
 @pytest.fixture
-async def platform_api() -> AsyncIterator[PlatformApi]:
-    api = PlatformApi(free_port())
+async def platform_api() -> AsyncIterator[HttpPlatform]:
+    api = HttpPlatform()
     await api.start()
     yield api
     await api.stop()
@@ -90,7 +43,7 @@ upstream:
 
 @pytest.mark.mosquitto
 async def test_http_retries_5xx_parks_4xx_and_takes_status_answers(
-        mosquitto: Mosquitto, platform_api: PlatformApi, tmp_path: Path) -> None:
+        mosquitto: Mosquitto, platform_api: HttpPlatform, tmp_path: Path) -> None:
     status_port = free_port()
     config = load_config_text(f"""
 site: {{id: kill, name: 测试, gateway_id: gw1}}
@@ -160,7 +113,7 @@ brokers:
 @pytest.mark.slow
 async def test_http_work_orders_survive_an_outage_and_a_sigkill_exactly_once_in_order(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
-    api = PlatformApi(free_port())
+    api = HttpPlatform()
     config = site_config(tmp_path, mosquitto.port, http_upstream(api.port, free_port()))
     await api.start()
     try:

@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import re
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
+from tests.drill_support import GatewayProcess, MqttPlatform, gateway
 from tests.support import Mosquitto
-
-REPO = Path(__file__).resolve().parents[1]
 
 DEVICES = """
 devices:
@@ -59,102 +54,11 @@ brokers:
     return path
 
 
-class GatewayProcess:
-    """``python -m gateway.cli run`` as a child process, its log lines collected."""
-
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.lines: list[str] = []
-        self._proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config),
-            "--log-level", "INFO", cwd=REPO, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT)
-        self._reader = asyncio.create_task(self._read(self._proc), name="gateway-log")
-
-    async def _read(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        async for raw in proc.stdout:
-            self.lines.append(raw.decode(errors="replace").rstrip())
-
-    async def wait_for(self, pattern: str, count: int = 1, deadline: float = 15.0) -> None:
-        regex = re.compile(pattern)
-        try:
-            async with asyncio.timeout(deadline):
-                while sum(1 for line in self.lines if regex.search(line)) < count:
-                    await asyncio.sleep(0.02)
-        except TimeoutError:
-            raise AssertionError(f"no {count}x {pattern!r} in:\n" + self.text) from None
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-    async def kill(self) -> None:
-        """SIGKILL: no cleanup of any kind, like a power cut."""
-        await self._end(signal.SIGKILL)
-
-    async def stop(self) -> int:
-        return await self._end(signal.SIGTERM)
-
-    async def _end(self, sig: signal.Signals) -> int:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return 0
-        if proc.returncode is None:
-            proc.send_signal(sig)
-        async with asyncio.timeout(10):
-            code = await proc.wait()
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
-        return code
-
-
 @contextlib.asynccontextmanager
 async def gateway_process(config: Path) -> AsyncIterator[GatewayProcess]:
-    gw = GatewayProcess(config)
-    await gw.start()
-    try:
+    """A started gateway process, SIGKILLed on the way out."""
+    async with gateway(config, start=True) as gw:
         yield gw
-    finally:
-        await gw.kill()
-
-
-class Platform:
-    """The platform: a persistent MQTT session, reconnecting whenever its broker is back."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.messages: list[tuple[str, dict[str, object]]] = []
-        self.subscribed = asyncio.Event()
-
-    async def run(self) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier="platform-1",
-                                          clean_session=False) as client:
-                    await client.subscribe("pm/kill/#", qos=1)
-                    self.subscribed.set()
-                    async for message in client.messages:
-                        assert isinstance(message.payload, bytes)
-                        self.messages.append((str(message.topic),
-                                              json.loads(message.payload)))
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.05)
-
-    def orders(self) -> list[dict[str, object]]:
-        return [m for t, m in self.messages if t == "pm/kill/work-orders"]
-
-    def alarms(self) -> list[dict[str, object]]:
-        return [m for t, m in self.messages if t == "pm/kill/alarms"]
-
-    async def wait_orders(self, count: int, deadline: float = 20.0) -> None:
-        async with asyncio.timeout(deadline):
-            while len(self.orders()) < count:
-                await asyncio.sleep(0.02)
 
 
 async def publish(port: int, topic: str, payload: str) -> None:
@@ -174,7 +78,7 @@ async def test_work_orders_survive_an_outage_and_a_sigkill_exactly_once_in_order
     config = site_config(tmp_path, devices.port, f"""\
   platform: {{host: 127.0.0.1, port: {upstream.port}, reconnect: {{initial: 0.2, max: 0.5}}}}
 upstream: {{broker: platform, topic_prefix: pm}}""")
-    platform = Platform(upstream.port)
+    platform = MqttPlatform(upstream.port, site="kill")
     with devices.running(), upstream.running():
         watcher = asyncio.create_task(platform.run(), name="platform")
         try:
@@ -183,7 +87,7 @@ upstream: {{broker: platform, topic_prefix: pm}}""")
                 await gw.wait_for(r"mqtt\[devices\]: connected")
                 await gw.wait_for(r"mqtt\[upstream\]: connected")
                 await publish(devices.port, "dev/E1/trapped", "1")
-                await platform.wait_orders(1)
+                await platform.wait_count(1)
                 entrapment = platform.orders()[0]
                 assert entrapment["category"] == "elevator_entrapment"
                 assert entrapment["status"] == "open" and entrapment["seq"] == 1
@@ -202,7 +106,7 @@ upstream: {{broker: platform, topic_prefix: pm}}""")
                 await gw.wait_for(r"outbox: 6 message\(s\) left by the previous run")
                 await gw.wait_for(r"mqtt\[upstream\]: .* unavailable")
                 upstream.start()
-                await platform.wait_orders(4)
+                await platform.wait_count(4)
                 await gw.wait_for(r"mqtt\[upstream\]: connected")
                 await asyncio.sleep(0.5)  # anything sent twice would arrive by now
                 assert await gw.stop() == 0, gw.text

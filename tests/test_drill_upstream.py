@@ -160,7 +160,7 @@ async def test_drill_http_platform_unreachable_then_failing_then_fine(tmp_path: 
             honest = honest and after["reasons"] == []
             assert await gw.stop() == 0
             await platform.stop()
-    keys = [key for key, status, _ in platform.requests if status < 300]
+    keys = [r.key for r in platform.delivered()]
     assert len(keys) == len(set(keys)), "a 2xx ends a message: never sent again"
     row = tally("HTTP platform refusing connections, then 503, then 200",
                 orders=platform.orders(), alarms=[f"trapped@E{n}" for n in range(1, 6)],
