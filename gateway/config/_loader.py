@@ -100,7 +100,9 @@ class _Context:
     def problem(self, path: str, message: str, found: str | None = None) -> None:
         line = self._line_of(path)
         where = f"{path} (line {line})" if line is not None and path else path
-        self.problems.append(ConfigProblem(where, message, found))
+        # Messages may quote what the file says, which may be 10,000 characters long.
+        self.problems.append(ConfigProblem(_clip(where), _clip(message),
+                                           None if found is None else _clip(found, 160)))
 
     # -- YAML
 
@@ -322,6 +324,11 @@ def _name_of(point: Any) -> str | None:
     """A point's ``name`` if it is text (anything else is reported by validation)."""
     name = point.get("name") if isinstance(point, dict) else None
     return name if isinstance(name, str) else None
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    """``text`` if short enough, else its start and end around ``...``."""
+    return text if len(text) <= limit else f"{text[:limit - 120]}...{text[-117:]}"
 
 
 def _short(text: str) -> str:

@@ -33,6 +33,7 @@ from yaml.composer import Composer
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import ReaderError
 from yaml.resolver import Resolver
 
 __all__ = [
@@ -58,6 +59,7 @@ MAX_SCALAR_CHARS = 10_000
 MAX_INT_CHARS = 64
 
 _INT_TAG = "tag:yaml.org,2002:int"
+_LIBYAML = bool(getattr(yaml, "__with_libyaml__", False))
 _NESTING = f"nested too deeply: the nesting limit is {MAX_DEPTH} levels of lists and mappings"
 
 
@@ -120,19 +122,28 @@ def parse_yaml(text: str) -> tuple[Any, Node | None]:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        raise _syntax_problem(exc) from None
+        raise _syntax_problem(exc, text) from None
     finally:
         loader.dispose()
     return data, node
 
 
-def _syntax_problem(exc: yaml.YAMLError) -> YamlProblem:
+def _syntax_problem(exc: yaml.YAMLError, text: str) -> YamlProblem:
     mark = getattr(exc, "problem_mark", None)
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
     problem = getattr(exc, "problem", None)
     if problem == "exceeded maximum nesting depth":  # libyaml's own cap (1000) came first
         return YamlProblem("", line, column, _NESTING, "more than 1000 levels")
-    reason = problem or str(exc)
+    if isinstance(exc, ReaderError):  # no mark, and its str() spans two lines
+        char = exc.character
+        shown = f"#x{char:04x}" if isinstance(char, int) else repr(char)
+        # libyaml counts UTF-8 bytes, PyYAML's reader characters.
+        before = text.encode("utf-8", "replace")[:exc.position].decode("utf-8", "replace") \
+            if _LIBYAML else text[:exc.position]
+        line = before.count("\n") + 1
+        column = len(before) - before.rfind("\n")
+        return YamlProblem("", line, column, f"YAML syntax: character {shown}: {exc.reason}")
+    reason = problem or str(exc).splitlines()[0]
     context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
     if context and context_mark is not None:
         reason = f"{context} (line {context_mark.line + 1}): {reason}"
@@ -225,11 +236,11 @@ class _LimitedComposer(Composer):
 class _Constructor(SafeConstructor):
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         # An explicit tag on text that does not fit it (`!!int abc`, `!!bool maybe`,
-        # `!!timestamp 2023-02-30`) makes PyYAML's own constructors raise ValueError,
-        # KeyError or AttributeError instead of a YAML error.
+        # `!!timestamp 2023-02-30`, `!!int ""`) makes PyYAML's own constructors raise ValueError,
+        # KeyError, IndexError or AttributeError instead of a YAML error.
         try:
             return super().construct_object(node, deep)
-        except (ValueError, KeyError, AttributeError, OverflowError) as exc:
+        except (ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
             shown = repr(_short(node.value)) if isinstance(node, ScalarNode) else \
                 "a list" if isinstance(node, SequenceNode) else "a mapping"
             why = f" ({str(exc)[:60]})" if isinstance(exc, ValueError) else ""
@@ -252,7 +263,7 @@ def _short(text: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-if getattr(yaml, "__with_libyaml__", False):
+if _LIBYAML:
     from yaml._yaml import CParser
 
     class _Loader(_LimitedComposer, CParser, _Constructor, Resolver):
