@@ -475,6 +475,7 @@ def check_one(case_dir: Path, timeout: float, product: Path = REPO) -> Outcome:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
             timer.cancel()
+            timer.join()
         seconds = time.monotonic() - started
         code = os.waitstatus_to_exitcode(status)
         proc.returncode = code  # reaped here; Popen must not wait for it again

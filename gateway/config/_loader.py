@@ -326,7 +326,7 @@ def _name_of(point: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _clip(text: str, limit: int = 400) -> str:
+def _clip(text: str, limit: int = 600) -> str:
     """``text`` if short enough, else its start and end around ``...``."""
     return text if len(text) <= limit else f"{text[:limit - 120]}...{text[-117:]}"
 
