@@ -18,11 +18,9 @@ import concurrent.futures
 import copy
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -460,30 +458,47 @@ class Outcome:
     stderr: str
 
 
+#: Imported by the checked interpreter at start-up (it is first on PYTHONPATH): writes the
+#: process's peak resident memory at exit. VmHWM counts only the memory of the program after
+#: exec; the child's rusage would also count the forking test process's pages.
+_SITECUSTOMIZE = """\
+import atexit, os
+
+def _report_peak():
+    with open("/proc/self/status") as status:
+        peak_kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["PROPGW_PEAK_FILE"], "w") as out:
+        out.write(peak_kib)
+
+if os.environ.get("PROPGW_PEAK_FILE"):
+    atexit.register(_report_peak)
+"""
+
+
 def check_one(case_dir: Path, timeout: float, product: Path = REPO) -> Outcome:
-    """Run ``propgw check-config case_dir/site.yaml`` from the source tree ``product``."""
-    env = {**os.environ, **ENV, "PYTHONPATH": str(product)}
-    started = time.monotonic()
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "check-config", str(case_dir / "site.yaml")],
-            stdout=subprocess.DEVNULL, stderr=err, cwd=product, env=env)
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
+    """Run ``python -m gateway.cli check-config case_dir/site.yaml`` from the source tree
+    ``product``, as a subprocess killed after ``timeout`` seconds."""
+    with tempfile.TemporaryDirectory(prefix="propgw-check-") as tmp:
+        hook, peak_file = Path(tmp) / "hook", Path(tmp) / "peak"
+        hook.mkdir()
+        (hook / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+        env = {**os.environ, **ENV, "PYTHONPATH": f"{hook}{os.pathsep}{product}",
+               "PROPGW_PEAK_FILE": str(peak_file)}
+        started = time.monotonic()
         try:
-            # wait4, not wait: its resource usage is this one child's peak memory.
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-            timer.join()
+            result = subprocess.run(
+                [sys.executable, "-m", "gateway.cli", "check-config",
+                 str(case_dir / "site.yaml")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=product, env=env,
+                timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            stderr = (exc.stderr or b"").decode("utf-8", "replace")
+            return Outcome(None, "Traceback" in stderr, time.monotonic() - started, 0.0,
+                           stderr[-400:])
         seconds = time.monotonic() - started
-        code = os.waitstatus_to_exitcode(status)
-        proc.returncode = code  # reaped here; Popen must not wait for it again
-        err.seek(0)
-        stderr = err.read().decode("utf-8", "replace")
-    killed = code == -signal.SIGKILL and seconds >= timeout
-    return Outcome(None if killed else code, "Traceback" in stderr, seconds,
-                   usage.ru_maxrss / 1024, stderr[-400:])
+        peak_mib = int(peak_file.read_text()) / 1024 if peak_file.exists() else 0.0
+    stderr = result.stderr.decode("utf-8", "replace")
+    return Outcome(result.returncode, "Traceback" in stderr, seconds, peak_mib, stderr[-400:])
 
 
 def run(count: int, *, seed: int = 8, timeout: float = 10.0, jobs: int | None = None,
