@@ -8,6 +8,8 @@ OSError (file name too long) tracebacks, and a hang with memory growing past 1 G
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -176,3 +178,23 @@ def test_the_hostile_file_run_prints_its_table(capsys: pytest.CaptureFixture[str
     assert int(rows["exit 2"]) + int(rows["exit 0 (still valid)"]) == 6
     assert (rows["other exit codes"], rows["tracebacks"], rows["hangs (timeout)"]) == \
         ("0", "0", "0")
+
+
+def test_the_summary_shows_control_characters_escaped(tmp_path: Path) -> None:
+    file = tmp_path / "site.yaml"
+    file.write_text('site: {id: s1, name: "阳光\\x1b[2J\\u2028x", gateway_id: g1}\n')
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(file)],
+                            capture_output=True, check=False, timeout=30)
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout
+    assert b"\x1b" not in summary and "\u2028".encode() not in summary
+    assert "site s1 (阳光\\x1b[2J\\u2028x), gateway g1" in summary.decode()
+
+
+def test_an_environment_number_too_long_for_python_is_a_problem() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config_text("site: {id: s1, name: n, gateway_id: g1}\n"
+                         "brokers: {b: {host: h, port: '${PORT}'}}\n", env={"PORT": "9" * 5000})
+    assert [str(p) for p in info.value.problems] == [
+        "brokers.b.port (line 2): unable to parse input string as an integer, exceeded maximum "
+        "size (found: ${PORT})"]

@@ -163,7 +163,8 @@ class _Context:
         self.from_env[path] = text
         expanded = _ENV_REF.sub(repl, text)
         # A whole-value reference to a number stays a number: port: ${MQTT_PORT}
-        if _ENV_REF.fullmatch(text) and re.fullmatch(r"-?\d+", expanded):
+        # (Not beyond 64 digits: Python refuses to convert 4,300, and no setting needs 20.)
+        if _ENV_REF.fullmatch(text) and re.fullmatch(r"-?\d{1,64}", expanded):
             return int(expanded)  # type: ignore[return-value]  # YAML would have typed it too
         return expanded
 
