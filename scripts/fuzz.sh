@@ -7,7 +7,7 @@
 #      hypothesis prints the smallest failing input and a @reproduce_failure line.
 #   2. propgw check-config on PROPGW_FUZZ_FILES (default 600) generated hostile files, in
 #      subprocesses, printing files / exit 2 / other exit codes / tracebacks / hangs.
-# About 15 minutes on two cores with the defaults. Extra arguments go to pytest, e.g.
+# About 10 minutes on two cores with the defaults. Extra arguments go to pytest, e.g.
 #   PROPGW_FUZZ_FACTOR=500 scripts/fuzz.sh -k mqtt
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -110,7 +110,8 @@ def parse_yaml(text: str) -> tuple[Any, Node | None]:
 
     Raises:
         YamlProblem: A limit was passed, an alias is recursive, or the text is not valid YAML
-            (then ``message`` starts with ``YAML syntax:``).
+            (then ``message`` starts with ``YAML syntax:``, or ``YAML value:`` for a value
+            that does not fit its tag, such as ``!!int abc`` or ``2023-02-30``).
     """
     size = len(text) if len(text) > MAX_FILE_BYTES else len(text.encode("utf-8", "replace"))
     if size > MAX_FILE_BYTES:
