@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import logging
 import os
 import resource
@@ -109,8 +110,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    print(f"{args.config}: OK")
-    print_summary(config, sys.stdout)
+    summary = io.StringIO()
+    print(f"{args.config}: OK", file=summary)
+    print_summary(config, summary)
+    # Names come from the file: a terminal escape in one is shown, not obeyed.
+    for line in summary.getvalue().removesuffix("\n").split("\n"):
+        print("".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in line))
     return EXIT_OK
 
 

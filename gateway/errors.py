@@ -50,7 +50,15 @@ class ConfigProblem:
     def __str__(self) -> str:
         where = self.path or "(top level)"
         found = f" (found: {self.found})" if self.found is not None else ""
-        return f"{where}: {self.message}{found}"
+        return _printable(f"{where}: {self.message}{found}")
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line: a key or value from a hostile file may hold line breaks or
+    terminal escapes, which are shown escaped (``\\n``, ``\\x1b``) instead."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class ConfigError(GatewayError):
@@ -63,7 +71,7 @@ class ConfigError(GatewayError):
 
     def render(self) -> str:
         count = len(self.problems)
-        head = f"{self.file}: {count} problem{'s' if count != 1 else ''}"
+        head = _printable(f"{self.file}: {count} problem{'s' if count != 1 else ''}")
         return "\n".join([head, *(f"  - {p}" for p in self.problems)])
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.clock import FakeClock
 from simulators import virtual_serial
+from tests import fuzz_support  # noqa: F401  # registers and loads the hypothesis profile
 from tests.support import Mosquitto
 
 

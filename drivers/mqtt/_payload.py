@@ -15,7 +15,10 @@ The steps, in order:
    the result; unmapped values pass through.
 
 Map keys are compared as text: a JSON ``true`` is ``"true"``, a number ``1.0`` is ``"1"``.
-Anything that does not fit raises :class:`~gateway.errors.DecodeError` with a short reason.
+A number beyond the range of a float (``1e400``, an integer of 310 digits) is never a value: it
+could not be scaled, compared or sent upstream. Anything that does not fit raises
+:class:`~gateway.errors.DecodeError` with a short, one-line reason; nothing else escapes, whatever
+the payload.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -40,6 +44,8 @@ _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _PATH_TOKEN = re.compile(r"(?P<key>[^.\[\]]+)|\[(?P<index>-?\d+)\]|(?P<dot>\.)")
 _TRUE = frozenset({"true", "1", "on"})
 _FALSE = frozenset({"false", "0", "off"})
+# Longest integer text that can be within float range (1.8e308 has 309 digits).
+_MAX_INT_CHARS = 310
 # Epoch values above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
 _MS_THRESHOLD = 1e11
 
@@ -88,7 +94,8 @@ class Payload:
         if not self._parsed:
             text = self.text()
             try:
-                self._document = json.loads(text, parse_constant=_refuse_constant)
+                self._document = json.loads(text, parse_constant=_refuse_constant,
+                                            parse_int=_json_int)
             except json.JSONDecodeError as exc:
                 raise _Invalid(f"payload is not JSON ({exc.msg} at char {exc.pos})") from None
             except ValueError as exc:
@@ -207,7 +214,7 @@ class PointDecoder:
         scale, offset = self.point.scale, self.point.offset
         result = value * scale + offset
         if not math.isfinite(result):
-            raise _Invalid(f"{value} * {scale:g} + {offset:g} is not a finite number")
+            raise _Invalid(f"{_short(value)} * {scale:g} + {offset:g} is not a finite number")
         if isinstance(value, int) and scale.is_integer() and offset.is_integer():
             return int(result)
         return result
@@ -232,6 +239,24 @@ class PointDecoder:
             raise _Invalid(f"timestamp {_short(raw)} at {where!r} is not epoch seconds/ms or "
                            f"ISO 8601")
         return raw / 1000.0 if abs(raw) > _MS_THRESHOLD else float(raw)
+
+
+def _json_int(text: str) -> int | float:
+    """A JSON integer; beyond float range it is infinite, and refused where it is used.
+
+    Python's own conversion raises ValueError beyond 4,300 digits, which would make the whole
+    payload unreadable for every point because of one field."""
+    value = _parse_int(text)
+    return value if value is not None else (-math.inf if text.startswith("-") else math.inf)
+
+
+def _parse_int(text: str) -> int | None:
+    """``text`` (digits with an optional sign) as an int, or None beyond float range: such a
+    number cannot be scaled, compared with a threshold or sent upstream as JSON."""
+    if len(text) > _MAX_INT_CHARS:
+        return None
+    value = int(text)
+    return value if abs(value) <= sys.float_info.max else None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -273,6 +298,8 @@ def _kind(node: Any) -> str:
 
 
 def _scalar(raw: Any, path: str) -> Scalar:
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise _Invalid(f"field {path!r} is a number beyond the range of a float")
     if isinstance(raw, bool | int | float | str):
         return raw
     raise _Invalid(f"field {path!r} is {_kind(raw)}, not a single value")
@@ -305,7 +332,7 @@ def _plain(text: str, *, keep_text: bool) -> Scalar:
 
 def _parse_number(text: str) -> int | float | None:
     if _INT.fullmatch(text):
-        return int(text)
+        return _parse_int(text)
     if _NUMBER.fullmatch(text):
         value = float(text)
         return value if math.isfinite(value) else None
@@ -354,5 +381,11 @@ def _key_text(value: Scalar) -> str:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    """``value`` for a reason shown to operators: at most 40 characters, one printable line."""
+    if isinstance(value, str):  # repr escapes line breaks and control characters
+        text = repr(value) if len(value) <= 40 else repr(value[:37]) + "..."
+    else:
+        text = json.dumps(value, ensure_ascii=False)
+        if not text.isprintable():
+            text = json.dumps(value)  # \u escapes for U+2028 and the like
     return text if len(text) <= 40 else text[:37] + "..."

@@ -60,11 +60,26 @@ from gateway.config._models import (
     placeholders,
 )
 from gateway.config._types import Duration, StrictModel, parse_duration
+from gateway.config._yaml import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_INT_CHARS,
+    MAX_NODES,
+    MAX_SCALAR_CHARS,
+    YamlProblem,
+    parse_yaml,
+    read_limited,
+)
 
 __all__ = [
     "ALL_POINTS",
     "DEFAULT_CATEGORIES",
     "DEFAULT_PRIORITY_POLICIES",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_INT_CHARS",
+    "MAX_NODES",
+    "MAX_SCALAR_CHARS",
     "AlarmsConfig",
     "AllCondition",
     "AllDevicesCondition",
@@ -113,6 +128,7 @@ __all__ = [
     "TlsConfig",
     "UpstreamConfig",
     "WorkOrdersConfig",
+    "YamlProblem",
     "bundled_detector_dirs",
     "bundled_profile_dirs",
     "condition_points",
@@ -121,6 +137,8 @@ __all__ = [
     "load_config",
     "load_config_text",
     "parse_duration",
+    "parse_yaml",
     "placeholders",
+    "read_limited",
     "uses_quantifiers",
 ]

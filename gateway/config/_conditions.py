@@ -44,7 +44,9 @@ ALL_POINTS = "*"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Finite numbers only, as in StrictModel: `gt: .nan` would never match.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
 
 
 class PointCondition(_Model):

@@ -18,19 +18,23 @@ e.g. ``elevator.trapped-between-floors``) before validation. In a pack, a value 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import yaml
+from gateway.config._yaml import YamlProblem, parse_yaml, read_limited
 
 __all__ = ["bundled_detector_dirs", "expand_detectors"]
 
+#: A pack name: what an id may be (a file name, never a path).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _PARAM = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _PACK_KEYS = {"name", "description", "kind", "params", "rules", "source"}
 _USE_KEYS = {"use", "kind", "devices", "params", "rules"}
 
-Problem = Callable[[str, str], None]
+class Problem(Protocol):
+    """Records one mistake: key path, what is wrong and expected, what was found."""
+
+    def __call__(self, path: str, message: str, found: str | None = None) -> None: ...
 
 
 def bundled_detector_dirs() -> list[Path]:
@@ -52,27 +56,52 @@ def expand_detectors(data: dict[str, Any], base_dir: Path, problem: Problem) -> 
     if not isinstance(rules, list):
         return
     devices = data.get("devices")
-    kinds = {d.get("kind") for d in devices if isinstance(d, dict)} \
-        if isinstance(devices, list) else set()
+    kinds = {d.get("kind") for d in devices if isinstance(d, dict)
+             and isinstance(d.get("kind"), str)} if isinstance(devices, list) else set()
     for i, entry in enumerate(entries):
         path = f"detectors[{i}]"
         use = entry if isinstance(entry, str) else entry.get("use") \
             if isinstance(entry, dict) else None
-        if not isinstance(use, str):
-            problem(path, "expected a pack name or a mapping with 'use: NAME'")
+        if not isinstance(use, str) or not _NAME.fullmatch(use):
+            problem(path, "expected a pack name (letters, digits, '_', '-', '.'; at most 64 "
+                          "characters) or a mapping with 'use: NAME'",
+                    found=_shown(entry if use is None else use))
             continue
         options: dict[str, Any] = entry if isinstance(entry, dict) else {}
-        unknown = set(options) - _USE_KEYS
-        if unknown:
-            problem(path, f"unknown key(s) {', '.join(sorted(unknown))}; expected "
-                          f"{', '.join(sorted(_USE_KEYS))}")
+        if not _options_ok(options, path, problem):
             continue
         pack = _load_pack(use, base_dir, path, problem)
         if pack is not None:
             # A pack covers a whole facility system; its rules for kinds this site does not
             # have (no water meters, say) are left out rather than reported as errors.
             rules.extend(r for r in _expand(pack, use, options, path, problem)
-                         if "devices" in r or r.get("kind") in kinds)
+                         if "devices" in r or _text(r.get("kind")) in kinds)
+
+
+def _options_ok(options: dict[str, Any], path: str, problem: Problem) -> bool:
+    """Check the shape of a ``{use: ..., params: ..., rules: ...}`` entry before using it."""
+    unknown = set(options) - _USE_KEYS
+    if unknown:
+        problem(path, f"unknown key(s) {_names(unknown)}; expected {_names(_USE_KEYS)}")
+        return False
+    ok = True
+    params = options.get("params")
+    if params is not None and not isinstance(params, dict):
+        problem(f"{path}.params", "expected a mapping of parameter: value",
+                found=_shown(params))
+        ok = False
+    switches = options.get("rules")
+    if switches is not None and not isinstance(switches, dict):
+        problem(f"{path}.rules", "expected a mapping of rule id: false or {overrides}",
+                found=_shown(switches))
+        ok = False
+    elif isinstance(switches, dict):
+        for rule_id, switch in switches.items():
+            if not isinstance(switch, bool | dict):
+                problem(f"{path}.rules.{rule_id}", "expected false, true or a mapping of "
+                                                   "overrides", found=_shown(switch))
+                ok = False
+    return ok
 
 
 def _load_pack(name: str, base_dir: Path, path: str, problem: Problem) -> dict[str, Any] | None:
@@ -83,14 +112,19 @@ def _load_pack(name: str, base_dir: Path, path: str, problem: Problem) -> dict[s
         problem(path, f"detector pack {name!r} not found (known: {', '.join(known) or 'none'})")
         return None
     try:
-        pack = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        pack, _ = parse_yaml(read_limited(file))
+    except YamlProblem as exc:
+        where = f"{exc.path} (line {exc.line})" if exc.path else f"line {exc.line}"
+        found = f" (found: {exc.found})" if exc.found else ""
+        problem(path, f"detector pack {file}: {where}: {exc.message}{found}")
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
         problem(path, f"detector pack {file} cannot be read: {exc}")
         return None
     if not isinstance(pack, dict) or not isinstance(pack.get("rules"), list) \
-            or set(pack) - _PACK_KEYS:
-        problem(path, f"detector pack {file} must be a mapping with a 'rules' list and only "
-                      f"{', '.join(sorted(_PACK_KEYS))}")
+            or set(pack) - _PACK_KEYS or not isinstance(pack.get("params") or {}, dict):
+        problem(path, f"detector pack {file} must be a mapping with a 'rules' list, an optional "
+                      f"'params' mapping and only {_names(_PACK_KEYS)}")
         return None
     return pack
 
@@ -98,14 +132,14 @@ def _load_pack(name: str, base_dir: Path, path: str, problem: Problem) -> dict[s
 def _expand(pack: dict[str, Any], name: str, options: dict[str, Any], path: str,
             problem: Problem) -> list[dict[str, Any]]:
     params = dict(pack.get("params") or {})
-    overrides = options.get("params") or {}
+    overrides: dict[Any, Any] = options.get("params") or {}
     unknown = set(overrides) - set(params)
     if unknown:
-        problem(f"{path}.params", f"unknown parameter(s) {', '.join(sorted(unknown))}; "
-                                  f"{name} has {', '.join(sorted(params)) or 'none'}")
+        problem(f"{path}.params", f"unknown parameter(s) {_names(unknown)}; "
+                                  f"{name} has {_names(params) or 'none'}")
     params.update({k: v for k, v in overrides.items() if k in params})
-    switches = options.get("rules") or {}
-    pack_ids = [r.get("id") for r in pack["rules"] if isinstance(r, dict)]
+    switches: dict[Any, Any] = options.get("rules") or {}
+    pack_ids = [_text(r.get("id")) for r in pack["rules"] if isinstance(r, dict)]
     for rule_id in set(switches) - set(pack_ids):
         problem(f"{path}.rules", f"{name} has no rule {rule_id!r} (rules: "
                                  f"{', '.join(str(r) for r in pack_ids)})")
@@ -113,7 +147,7 @@ def _expand(pack: dict[str, Any], name: str, options: dict[str, Any], path: str,
     for raw in pack["rules"]:
         if not isinstance(raw, dict):
             continue
-        switch = switches.get(raw.get("id"), True)
+        switch = switches.get(_text(raw.get("id")), True)
         if switch is False:
             continue
         rule = _substitute(raw, params)
@@ -139,3 +173,18 @@ def _substitute(value: Any, params: dict[str, Any]) -> Any:
     if isinstance(value, str) and (m := _PARAM.match(value)) and m.group(1) in params:
         return params[m.group(1)]
     return value
+
+
+def _text(value: Any) -> str | None:
+    """``value`` if it is text; ``None`` for anything else (validation reports it)."""
+    return value if isinstance(value, str) else None
+
+
+def _names(keys: Any) -> str:
+    """Keys for a message, sorted as text (YAML keys may be numbers, dates, null...)."""
+    return ", ".join(sorted(str(k) for k in keys))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    return text if len(text) <= 80 else text[:77] + "..."

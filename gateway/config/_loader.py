@@ -23,11 +23,14 @@ from pydantic import BaseModel, ValidationError
 from gateway.config._conditions import CONDITION_TAGS
 from gateway.config._detectors import expand_detectors
 from gateway.config._models import GatewayConfig
+from gateway.config._yaml import YamlProblem, parse_yaml, read_limited
 from gateway.errors import ConfigError, ConfigProblem
 
 __all__ = ["bundled_profile_dirs", "load_config", "load_config_text"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: A profile or detector pack name: what an id may be (see ``Identifier``).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _SECRET_KEYS = {"password", "token", "secret", "api_key"}
 _UNION_TAGS = {"modbus-tcp", "modbus-rtu", "mqtt", *CONDITION_TAGS}
 
@@ -44,9 +47,11 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Gatew
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path)
     except FileNotFoundError:
         raise ConfigError(str(path), [ConfigProblem("", "file not found")]) from None
+    except YamlProblem as exc:
+        raise ConfigError(str(path), [_yaml_problem(exc)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [ConfigProblem("", f"cannot read file: {exc}")]) from None
     return load_config_text(text, source=str(path), base_dir=path.parent, env=env)
@@ -95,20 +100,17 @@ class _Context:
     def problem(self, path: str, message: str, found: str | None = None) -> None:
         line = self._line_of(path)
         where = f"{path} (line {line})" if line is not None and path else path
-        self.problems.append(ConfigProblem(where, message, found))
+        # Messages may quote what the file says, which may be 10,000 characters long.
+        self.problems.append(ConfigProblem(_clip(where), _clip(message),
+                                           None if found is None else _clip(found, 160)))
 
     # -- YAML
 
     def parse_yaml(self, text: str) -> Any:
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            reason = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(self.source, [ConfigProblem(where, f"YAML syntax: {reason}")]) \
-                from None
+            data, node = parse_yaml(text)
+        except YamlProblem as exc:
+            raise ConfigError(self.source, [_yaml_problem(exc)]) from None
         if node is not None:
             self._index_lines(node, "")
         return data
@@ -161,7 +163,8 @@ class _Context:
         self.from_env[path] = text
         expanded = _ENV_REF.sub(repl, text)
         # A whole-value reference to a number stays a number: port: ${MQTT_PORT}
-        if _ENV_REF.fullmatch(text) and re.fullmatch(r"-?\d+", expanded):
+        # (Not beyond 64 digits: Python refuses to convert 4,300, and no setting needs 20.)
+        if _ENV_REF.fullmatch(text) and re.fullmatch(r"-?\d{1,64}", expanded):
             return int(expanded)  # type: ignore[return-value]  # YAML would have typed it too
         return expanded
 
@@ -183,7 +186,16 @@ class _Context:
                 self._merge_profile(dev, profile, name, f"devices[{i}]")
 
     def _load_profile(self, name: str, path: str) -> dict[str, Any] | None:
-        file = self._find_profile(name)
+        if not (_is_profile_path(name) or _NAME.fullmatch(name)):
+            self.problem(path, "expected a profile name (letters, digits, '_', '-', '.'; at most "
+                               "64 characters) or the path of a .yaml file", found=_short(name))
+            return None
+        try:
+            file = self._find_profile(name)
+        except (OSError, ValueError) as exc:  # e.g. a path component too long, a NUL byte
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.problem(path, f"profile path cannot be used: {reason}", found=_short(name))
+            return None
         if file is None:
             dirs = [self.base_dir / "profiles", *bundled_profile_dirs()]
             known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
@@ -192,8 +204,11 @@ class _Context:
                                f"{', '.join(known) or 'none'})", found=name)
             return None
         try:
-            profile = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
+            profile, _ = parse_yaml(read_limited(file))
+        except YamlProblem as exc:
+            self.problem(path, f"profile {file}: {_yaml_problem(exc)}")
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
             self.problem(path, f"profile {file} cannot be read: {exc}")
             return None
         allowed = {"name", "description", "kind", "driver", "points", "source"}
@@ -202,14 +217,15 @@ class _Context:
             return None
         unknown = set(profile) - allowed
         if unknown:
-            self.problem(path, f"profile {file} has unknown key(s) {', '.join(sorted(unknown))}"
+            self.problem(path, f"profile {file} has unknown key(s) "
+                               f"{', '.join(sorted(map(str, unknown)))}"
                                f"; expected {', '.join(sorted(allowed))}")
             return None
         profile["_file"] = str(file)
         return profile
 
     def _find_profile(self, name: str) -> Path | None:
-        if name.endswith((".yaml", ".yml")) or "/" in name:
+        if _is_profile_path(name):
             candidate = Path(name) if Path(name).is_absolute() else self.base_dir / name
             return candidate if candidate.is_file() else None
         for directory in [self.base_dir / "profiles", *bundled_profile_dirs()]:
@@ -229,10 +245,12 @@ class _Context:
         if "kind" in profile and "kind" not in dev:
             dev["kind"] = profile["kind"]
         own = dev.get("points") or []
-        own_names = {p.get("name") for p in own if isinstance(p, dict)}
+        if not isinstance(own, list):
+            return  # validation reports the device's own 'points' as not a list
+        own_names = {_name_of(p) for p in own} - {None}
         inherited = [dict(p) for p in profile["points"]
-                     if isinstance(p, dict) and p.get("name") not in own_names]
-        dev["points"] = inherited + list(own)
+                     if isinstance(p, dict) and _name_of(p) not in own_names]
+        dev["points"] = inherited + own
         for j in range(len(inherited)):
             self.from_profile[f"{path}.points[{j}]"] = profile["_file"]
 
@@ -287,6 +305,36 @@ class _Context:
             return "***"
         text = repr(value) if not isinstance(value, dict | list) else type(value).__name__
         return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _yaml_problem(exc: YamlProblem) -> ConfigProblem:
+    if exc.path and exc.line is not None:
+        where = f"{exc.path} (line {exc.line})"
+    elif exc.line is not None:
+        where = f"line {exc.line}, column {exc.column}"
+    else:
+        where = exc.path
+    return ConfigProblem(where, exc.message, exc.found)
+
+
+def _is_profile_path(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or "/" in name
+
+
+def _name_of(point: Any) -> str | None:
+    """A point's ``name`` if it is text (anything else is reported by validation)."""
+    name = point.get("name") if isinstance(point, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _clip(text: str, limit: int = 600) -> str:
+    """``text`` if short enough, else its start and end around ``...``."""
+    return text if len(text) <= limit else f"{text[:limit - 120]}...{text[-117:]}"
+
+
+def _short(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def _join(path: str, key: Any) -> str:

@@ -25,8 +25,9 @@ def parse_duration(value: Any) -> Any:
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
+            shown = repr(value) if len(value) <= 40 else repr(value[:37]) + "..."
             raise ValueError(
-                f"expected a duration such as 30, '250ms', '30s', '5m', '1h', got {value!r}"
+                f"expected a duration such as 30, '250ms', '30s', '5m', '1h', got {shown}"
             )
         return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
     return value
@@ -52,6 +53,9 @@ Value = bool | int | float | str
 
 
 class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors, values are immutable."""
+    """Base of every config model: unknown keys are errors, values are immutable, and numbers
+    are finite (YAML's ``.nan`` and ``.inf`` would make a threshold, scale or duration
+    silently never match, or never end)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
