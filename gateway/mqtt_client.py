@@ -127,6 +127,15 @@ class MqttSession:
             was_connected = False
             try:
                 client = await build_client(self.cfg, client_id=self.client_id, will=self._will)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                # Certificate files missing or unreadable: a config problem, retried slowly.
+                # Only building the client counts: an error while serving is a bug, and goes
+                # to the supervisor with its traceback.
+                delay = self._failed(exc, first=not failing, permanent=True)
+                failing = True
+                await self._down(delay)
+                continue
+            try:
                 try:
                     async with client:
                         self.state = LinkState.CONNECTED
@@ -146,14 +155,13 @@ class MqttSession:
             except aiomqtt.MqttError as exc:
                 delay = self._failed(exc, first=not failing, lost=was_connected)
                 failing = True
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                # Certificate files missing or unreadable: a config problem, retried slowly.
-                delay = self._failed(exc, first=not failing, permanent=True)
-                failing = True
-            self.state = LinkState.DOWN
-            if self._on_down is not None:
-                await self._on_down(self.last_error or "disconnected")
-            await self._clock.sleep(delay)
+            await self._down(delay)
+
+    async def _down(self, delay: float) -> None:
+        self.state = LinkState.DOWN
+        if self._on_down is not None:
+            await self._on_down(self.last_error or "disconnected")
+        await self._clock.sleep(delay)
 
     def _failed(self, exc: Exception, *, first: bool, permanent: bool = False,
                 lost: bool = False) -> float:

@@ -26,10 +26,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.config import Duration
+from gateway.config import Duration, YamlProblem, parse_yaml, read_limited
 
 __all__ = ["KINDS", "DeviceSpec", "Expectation", "Scenario", "ScenarioError", "Step",
            "library", "load_scenario"]
@@ -171,10 +170,11 @@ def load_scenario(path: str | Path) -> Scenario:
                                 f"(library: {', '.join(sorted(library()))})")
         file = by_name
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        # The config loader's YAML limits (alias bombs, nesting, size) apply to scenarios too.
+        data, _ = parse_yaml(read_limited(file))
         return Scenario.model_validate({**data, "source": file})
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{file}: YAML syntax: {exc}") from None
+    except YamlProblem as exc:
+        raise ScenarioError(f"{file}: {exc}") from None
     except ValidationError as exc:
         lines = [f"{file}: {exc.error_count()} problem(s)"]
         for err in exc.errors(include_url=False):

@@ -18,8 +18,9 @@ import pytest
 
 from drivers.mqtt import MqttDriver, build_mqtt_drivers, describe_subscriptions
 from gateway.clock import Clock, FakeClock, SystemClock
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, load_config_text
 from gateway.model import Quality, Reading
+from gateway.mqtt_client import LinkState, MqttSession
 from tests.support import Mosquitto, free_port, make_tls_files, tls_listener_conf, wait_port
 
 pytestmark = pytest.mark.mosquitto
@@ -534,3 +535,22 @@ async def test_a_running_driver_cannot_be_run_twice(mosquitto: Mosquitto) -> Non
     async with running(driver, sink, subscribed=2):
         await publish(mosquitto.port, ("sunny/meter/1/kwh", "1"))
         await sink.next("meter-1", "kwh")
+
+
+async def test_an_error_while_serving_is_a_bug_for_the_supervisor_not_a_config_error(
+        mosquitto: Mosquitto) -> None:
+    """A ValueError from the message loop used to be taken for a certificate problem: every
+    device went comm-loss and the reconnect waited the whole back-off cap."""
+    cfg = load_config_text(f"""
+site: {{id: s, name: s, gateway_id: g}}
+brokers: {{b: {{host: 127.0.0.1, port: {mosquitto.port}, reconnect: {{initial: 0.1, max: 60}}}}}}
+""").brokers["b"]
+
+    async def serve(client: aiomqtt.Client) -> None:
+        raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+
+    session = MqttSession("b", cfg, client_id="t", clock=SystemClock(), on_connected=serve)
+    with pytest.raises(ValueError, match="4300 digits"):
+        async with asyncio.timeout(5):
+            await session.run()
+    assert session.counters.failures == 0 and session.state is LinkState.STOPPED

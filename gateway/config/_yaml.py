@@ -88,14 +88,18 @@ class YamlProblem(Exception):
 def read_limited(path: Path) -> str:
     """The UTF-8 text of ``path``, refusing files larger than :data:`MAX_FILE_BYTES`.
 
-    Reads at most one byte more than the limit, so ``/dev/zero`` or a huge file cannot exhaust
-    memory.
+    Reads at most one byte more than the limit from a regular file, so a huge file cannot
+    exhaust memory; anything else (a FIFO, ``/dev/zero``) is refused before it is opened.
 
     Raises:
         YamlProblem: The file is larger than the limit.
         OSError: It cannot be opened or read.
         UnicodeDecodeError: It is not UTF-8.
     """
+    # A FIFO or device node would block in open() or never end: only regular files (or
+    # links to one) are config files. /dev/stdin and the like are refused the same way.
+    if path.exists() and not path.is_file():
+        raise OSError(f"{path} is not a regular file")
     with path.open("rb") as file:
         data = file.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
