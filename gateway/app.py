@@ -21,7 +21,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -33,12 +33,16 @@ from gateway.bus import Bus, Overflow
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, durable_state_dir
 from gateway.health import HealthModel, HealthReport, JournalStatus
+from gateway.http_server import RouteOwner, WebServer, listen_settings
 from gateway.liveness import Liveness
 from gateway.outbox import DeliveryProgress, Outbox, OutboxItem
 from gateway.sdnotify import notify
 from gateway.supervisor import Supervisor
-from gateway.upstream import HttpPublisher, StatusApi, UpstreamPublisher, alarm_message
+from gateway.upstream import HttpPublisher, PlatformEndpoint, UpstreamPublisher, alarm_message
 from gateway.workorders import StatusAnswer, WorkOrder, WorkOrderDesk
+
+if TYPE_CHECKING:
+    from gateway.console import ConsoleService
 
 __all__ = ["EXIT_FAILING", "Gateway", "Observer", "outbox_path", "wait_for_signals"]
 
@@ -94,7 +98,8 @@ class Gateway:
         self.outbox: Outbox | None = None
         self.upstream: UpstreamPublisher | None = None
         self.http: HttpPublisher | None = None
-        self.status_api: StatusApi | None = None
+        self.web: WebServer | None = None
+        self.console: ConsoleService | None = None
         up = config.upstream
         if up is not None:
             targets: dict[str, frozenset[str]] = {}
@@ -116,9 +121,8 @@ class Gateway:
                                                   on_answer=self._on_answer)
             if up.http is not None:
                 self.http = HttpPublisher(up.http, self.clock, self.outbox)
-            if up.status_api is not None:
-                self.status_api = StatusApi(up.status_api, self._on_answer, health=self.health)
-        self.engine = AlarmEngine(config, self.clock, self._on_alarm)
+        self.engine = AlarmEngine(config, self.clock, self._on_alarm,
+                                  listener=self._on_alarm_event)
         self._alarm_feed = self.bus.subscribe("alarms", maxsize=10_000, overflow=Overflow.BLOCK)
         self.supervisor = Supervisor(self.clock)
         progress: dict[str, DeliveryProgress] = {}
@@ -131,6 +135,7 @@ class Gateway:
             drivers=self.drivers, alarm_feed=self._alarm_feed, journal=self._journal_status)
         self.liveness = Liveness(self.health_model, self.clock, on_failing=self._failing,
                                  interval=config.health.check_every)
+        self._build_web_server()
         #: 0 after a requested stop; :data:`EXIT_FAILING` when the health made it stop.
         self.exit_code = 0
         self._give_up = asyncio.Event()
@@ -159,8 +164,8 @@ class Gateway:
                 stages.append(("upstream", self.upstream.run))
             if self.http is not None:
                 stages.append(("upstream-http", self.http.run))
-            if self.status_api is not None:
-                stages.append(("status-api", self.status_api.run))
+            if self.web is not None:
+                stages.append(("http", self.web.run))
             stages.append(("liveness", self.liveness.run))
             # Supervised stages never raise but CancelledError, so this group is only ever
             # ended by the cancellations below, after supervisor.stop().
@@ -207,6 +212,35 @@ class Gateway:
         """The gateway's health now (see :mod:`gateway.health`)."""
         return self.health_model.report()
 
+    def _build_web_server(self) -> None:
+        listen = listen_settings(self.config)
+        if listen is None:
+            return
+        owners: list[RouteOwner] = []
+        up = self.config.upstream
+        if up is not None and up.status_api is not None:
+            owners.append(PlatformEndpoint(up.status_api.token.get_secret_value(),
+                                           self._on_answer, health=self.health))
+        console = self.config.console
+        if console is not None and console.enabled:
+            # Imported only when the console is on: a gateway without it loads none of it.
+            from gateway.console import Backend, ConsoleRoutes, ConsoleService, users_path
+
+            self.console = ConsoleService(Backend(
+                config=self.config, clock=self.clock, book=self.engine.book,
+                actions=self.engine.actions, desk=self.desk,
+                links=lambda: [d.health() for d in self.drivers], health=self.health_report,
+                on_answer=self._on_answer), users_path(self.config))
+            owners.append(ConsoleRoutes(self.console))
+        service = self.console
+        self.web = WebServer(listen, owners=owners, health=self.health_report,
+                             on_start=service.open if service else None,
+                             on_stop=service.close if service else None)
+
+    async def _on_alarm_event(self, event: AlarmEvent) -> None:
+        if self.console is not None:
+            self.console.alarm_event(event)
+
     def _failing(self, report: HealthReport) -> None:
         if not self.config.health.exit_on_failing:
             return
@@ -236,6 +270,8 @@ class Gateway:
     async def _on_work_order(self, order: WorkOrder) -> None:
         for obs in self.observers:
             obs.work_order(order)
+        if self.console is not None:
+            self.console.work_order(order)
         if self.outbox is not None:
             body = order.model_dump_json()
             await self.outbox.put(OutboxItem(

@@ -55,8 +55,9 @@ log = logging.getLogger(__name__)
 #: aiohttp's request handlers log here; see _ClientErrorLog.
 _handler_log = logging.getLogger(f"{__name__}.requests")
 
-#: Decides whether a request may go on; called before its body is read.
-Authorizer = Callable[[web.Request], web.Response | None]
+#: Decides whether a request may go on (None: yes; else the answer to send); awaited before
+#: its body is read.
+Authorizer = Callable[[web.Request], Awaitable[web.Response | None]]
 
 _CLEANUP_TIMEOUT = 1.0
 #: How long an unread request body is drained after an error answer, so the client can read
@@ -225,7 +226,7 @@ class GuardedHttpServer:
     async def _guard(self, request: web.Request,
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                      ) -> web.StreamResponse:
-        refusal = self._authorize(request) if self._authorize is not None else None
+        refusal = await self._authorize(request) if self._authorize is not None else None
         if refusal is None and request.can_read_body:
             refusal = await self._read_body(request)
         response = refusal or await handler(request)

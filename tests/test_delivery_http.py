@@ -60,8 +60,8 @@ brokers:
     async with asyncio.TaskGroup() as tg:
         tg.create_task(gateway.run(shutdown_trigger=stop.wait))
         await gateway.started.wait()
-        assert gateway.status_api is not None and gateway.outbox is not None
-        await asyncio.wait_for(gateway.status_api.serving.wait(), 5)
+        assert gateway.web is not None and gateway.outbox is not None
+        await asyncio.wait_for(gateway.web.serving.wait(), 5)
         await asyncio.sleep(0.3)  # the device driver subscribes
         await publish(mosquitto.port, "dev/door1/forced", "1")
         await publish(mosquitto.port, "dev/E1/trapped", "1")

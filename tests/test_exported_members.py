@@ -14,11 +14,15 @@ import pytest
 #: public API: the outbox's SQLite writer records, the lifecycle's transaction and the journal's
 #: (de)serialisers.
 INTERNAL = {"gateway.outbox._store", "gateway.alarms._lifecycle.Txn",
+            # the console's wiring: API shapes, views, sessions (the package exports the
+            # service, the routes and the user store)
+            "gateway.console._auth", "gateway.console._schema", "gateway.console._views",
+            "gateway.console._access",
             "gateway.alarms._lifecycle_state.event_from_json",
             "gateway.alarms._lifecycle_state.event_to_json"}
 
 PACKAGES = ["gateway.config", "gateway.alarms", "gateway.workorders", "gateway.upstream",
-            "gateway.outbox", "drivers.modbus", "drivers.mqtt"]
+            "gateway.outbox", "gateway.console", "drivers.modbus", "drivers.mqtt"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

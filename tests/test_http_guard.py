@@ -20,7 +20,7 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.config import HttpServerLimits, StatusApiConfig
-from gateway.upstream import StatusApi
+from gateway.http_server import WebServer, platform_server
 from gateway.workorders import WorkOrder, WorkOrderDesk
 from tests.support import free_port, make_tls_files
 from tests.test_escalation import SITE, event
@@ -75,7 +75,7 @@ class SlowClients:
 
 @dataclass
 class Served:
-    api: StatusApi
+    api: WebServer
     order: WorkOrder
 
     @property
@@ -97,7 +97,7 @@ async def serving(clock: FakeClock, tls: Path | None = None,
                           limits=HttpServerLimits.model_validate(limits),
                           cert_file=files.server_cert if files else None,
                           key_file=files.server_key if files else None)
-    api = StatusApi(cfg, desk.apply_status)
+    api = platform_server(cfg, desk.apply_status)
     task = asyncio.create_task(api.run(), name="status-api")
     try:
         await asyncio.wait_for(api.serving.wait(), 5)

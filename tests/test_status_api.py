@@ -12,7 +12,7 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.config import StatusApiConfig
-from gateway.upstream import StatusApi
+from gateway.http_server import WebServer, platform_server
 from gateway.workorders import WorkOrder, WorkOrderDesk
 from tests.support import free_port
 from tests.test_escalation import SITE, event
@@ -23,7 +23,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @dataclass
 class Served:
-    api: StatusApi
+    api: WebServer
     desk: WorkOrderDesk
     order: WorkOrder
 
@@ -40,7 +40,7 @@ async def served(fake_clock: FakeClock) -> AsyncIterator[Served]:
     desk = WorkOrderDesk(SITE, fake_clock, sink)
     order = await desk.handle(event(fake_clock))
     assert order is not None
-    api = StatusApi(StatusApiConfig(port=free_port(), token=TOKEN), desk.apply_status)
+    api = platform_server(StatusApiConfig(port=free_port(), token=TOKEN), desk.apply_status)
     task = asyncio.create_task(api.run(), name="status-api")
     try:
         await asyncio.wait_for(api.serving.wait(), 5)

@@ -231,6 +231,26 @@ class AlarmJournal:
         return await self._call(self._events_sync, since, alarm_id, after_seq, announced,
                                 limit)
 
+    async def search(self, *, since: float, category: str | None = None,
+                     priority: str | None = None, alarm_id: str | None = None,
+                     text: str | None = None, before_seq: int | None = None,
+                     limit: int = 200) -> list[AlarmEvent]:
+        """Journaled events for people looking back (the console's history), newest first.
+
+        Args:
+            since: Wall time of the oldest.
+            category: Only this category.
+            priority: Only this priority.
+            alarm_id: Only this alarm's.
+            text: Found (case-insensitively) anywhere in the event: device, location,
+                message, actor, reason.
+            before_seq: Only events older than this sequence number (the next page).
+            limit: At most this many.
+        """
+        sql, args = _search_sql(since=since, category=category, priority=priority,
+                                alarm_id=alarm_id, text=text, before_seq=before_seq, limit=limit)
+        return await self._call(self._search_sync, sql, args)
+
     async def last_seq(self) -> int:
         """The sequence number of the newest event (0 when there is none)."""
         return await self._call(
@@ -379,6 +399,10 @@ class AlarmJournal:
                 conn.execute("SELECT key, value FROM meta")}
         return JournalState(records=records, meta=meta)
 
+    def _search_sync(self, sql: str, args: list[Any]) -> list[AlarmEvent]:
+        return [event_from_json(json.loads(body), seq=seq)
+                for seq, body in self._connection().execute(sql, args)]
+
     def _events_sync(self, since: float | None, alarm_id: str | None, after_seq: int,
                      announced: bool | None, limit: int | None) -> list[AlarmEvent]:
         sql = "SELECT seq, body FROM events WHERE ts >= ? AND seq > ?"
@@ -395,6 +419,27 @@ class AlarmJournal:
             args.append(limit)
         return [event_from_json(json.loads(body), seq=seq)
                 for seq, body in self._connection().execute(sql, args)]
+
+
+def _search_sql(*, since: float, category: str | None, priority: str | None,
+                alarm_id: str | None, text: str | None, before_seq: int | None,
+                limit: int) -> tuple[str, list[Any]]:
+    sql = "SELECT seq, body FROM events WHERE ts >= ?"
+    args: list[Any] = [since]
+    for column, value in (("category", category), ("priority", priority),
+                          ("alarm_id", alarm_id)):
+        if value:
+            sql += f" AND {column} = ?"  # column names from this list only
+            args.append(value)
+    if before_seq is not None:
+        sql += " AND seq < ?"
+        args.append(before_seq)
+    if text:
+        sql += " AND instr(lower(body), lower(?)) > 0"
+        args.append(text)
+    sql += " ORDER BY seq DESC LIMIT ?"
+    args.append(limit)
+    return sql, args
 
 
 def _check_schema(conn: sqlite3.Connection, name: str) -> None:

@@ -71,6 +71,9 @@ class AlarmReport:
     stale_after: float = 86400.0
     #: Now, from the alarm table: lifecycle state -> number of alarms.
     current: dict[str, int] = field(default_factory=dict)
+    #: Activations per hour: (start of the hour, epoch seconds; count), oldest first; hours
+    #: without any are left out.
+    hourly: list[tuple[float, int]] = field(default_factory=list)
 
     @property
     def hours(self) -> float:
@@ -123,6 +126,7 @@ def alarm_report(conn: sqlite3.Connection, *, since: float, now: float,
         operator_actions=_operator_actions(conn, since, now),
         stale_after=stale_after,
         current=_current(conn),
+        hourly=[(bucket * 3600.0, n) for bucket, n in sorted(hours.items())],
     )
 
 

@@ -30,6 +30,7 @@ from gateway.config._conditions import (
     NotCondition,
     PointCondition,
 )
+from gateway.config._console import ConsoleConfig, LoginLimits
 from gateway.config._devices import (
     DeviceConfig,
     Location,
@@ -73,6 +74,7 @@ __all__ = [
     "CategoryPolicy",
     "ChatterConfig",
     "Condition",
+    "ConsoleConfig",
     "DeviceConfig",
     "EscalationStep",
     "FloodConfig",
@@ -84,6 +86,7 @@ __all__ = [
     "HttpUpstreamConfig",
     "JournalConfig",
     "Location",
+    "LoginLimits",
     "Message",
     "ModbusPoint",
     "ModbusRtuDevice",
@@ -125,6 +128,8 @@ class GatewayConfig(_Model):
     work_orders: WorkOrdersConfig = WorkOrdersConfig()
     alarms: AlarmsConfig = AlarmsConfig()
     health: HealthConfig = HealthConfig()
+    console: ConsoleConfig | None = Field(
+        default=None, description="The operator console; off unless this section is given.")
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -138,6 +143,7 @@ class GatewayConfig(_Model):
                 problems.append(f"devices[{i}].id: {dev.id!r} is already used by "
                                 f"devices[{ids[dev.id]}]")
             ids.setdefault(dev.id, i)
+        problems += self._check_http_server()
         problems += self._check_brokers()
         problems += self._check_serial_buses()
         problems += self._check_rules()
@@ -145,6 +151,19 @@ class GatewayConfig(_Model):
             # One line per problem, "path: message"; the loader splits them back apart.
             raise ValueError("\n".join(problems))
         return self
+
+    def _check_http_server(self) -> list[str]:
+        status = self.upstream.status_api if self.upstream is not None else None
+        if self.console is None or not self.console.enabled or status is None:
+            return []
+        # One HTTP server serves the console and the platform's status answers.
+        given = sorted(status.model_fields_set & {"host", "port", "cert_file", "key_file",
+                                                  "limits"})
+        if given:
+            return [f"upstream.status_api: {', '.join(given)} cannot be set here while the "
+                    f"console is on: the console's server answers the platform too; set them "
+                    f"under console: (keep only the token here)"]
+        return []
 
     def _check_brokers(self) -> list[str]:
         problems = []

@@ -3,7 +3,7 @@
 from gateway.upstream._contract import AlarmMessage, GatewayStatus, alarm_message
 from gateway.upstream._http import HttpPublisher
 from gateway.upstream._mqtt import AnswerHandler, UpstreamPublisher
-from gateway.upstream._status_api import StatusApi
+from gateway.upstream._status_api import PlatformEndpoint
 
-__all__ = ["AlarmMessage", "AnswerHandler", "GatewayStatus", "HttpPublisher", "StatusApi",
+__all__ = ["AlarmMessage", "AnswerHandler", "GatewayStatus", "HttpPublisher", "PlatformEndpoint",
            "UpstreamPublisher", "alarm_message"]

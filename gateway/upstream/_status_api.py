@@ -1,85 +1,65 @@
-"""The gateway's small authenticated HTTP endpoint for platforms that answer over HTTP.
+"""The platform's side of the gateway's HTTP server: status answers and the upstream health.
 
 ``POST /api/v1/work-orders/{id}/status`` with ``Authorization: Bearer <token>`` and a
 :class:`~gateway.workorders.StatusAnswer` body moves the work order on (acknowledged, on_site,
 resolved, rejected) exactly as the MQTT answer topic does. ``GET /api/v1/upstream/health`` shows
-the outbox (pending, parked, storage errors).
+the gateway's health (outbox, links, parked messages).
 
-The token is checked before a byte of the body is read, and connections, deadlines and sizes
-are bounded (``upstream.status_api.limits``), so clients that are slow, many or oversized cannot
-take the file descriptors that outgoing work orders need.
+These routes are served by the gateway's one HTTP server (:mod:`gateway.http_server`) next to
+the console; the token is checked there before a byte of the body is read.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
-import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.config import StatusApiConfig
 from gateway.errors import StatusRefused
-from gateway.http_guard import GuardedHttpServer
 from gateway.workorders import StatusAnswer, WorkOrder
 
-__all__ = ["StatusApi"]
+__all__ = ["PlatformEndpoint"]
 
 log = logging.getLogger(__name__)
 
 StatusHandler = Callable[[str, StatusAnswer], Awaitable[WorkOrder | None]]
 
+STATUS_PATH = "/api/v1/work-orders/{id}/status"
+HEALTH_PATH = "/api/v1/upstream/health"
 
-class StatusApi:
-    """Serves the status endpoint until cancelled, within ``cfg.limits``
-    (:class:`~gateway.http_guard.GuardedHttpServer`).
+
+class PlatformEndpoint:
+    """The platform's routes and their bearer token.
 
     Args:
-        cfg: ``upstream.status_api``.
+        token: The bearer token the platform must send (``upstream.status_api.token``).
         on_answer: Applies an answer; returns the order after it, or None if unknown.
-        health: Returns the outbox health as JSON-able data.
+        health: Returns the health as JSON-able data.
     """
 
-    def __init__(self, cfg: StatusApiConfig, on_answer: StatusHandler, *,
+    #: (method, path) of the routes this endpoint owns.
+    ROUTES = frozenset({("POST", STATUS_PATH), ("GET", HEALTH_PATH)})
+
+    def __init__(self, token: str, on_answer: StatusHandler, *,
                  health: Callable[[], Mapping[str, Any]] | None = None) -> None:
-        self._cfg = cfg
+        self._token = f"Bearer {token}".encode()
         self._on_answer = on_answer
         self._health = health
-        self._token = f"Bearer {cfg.token.get_secret_value()}".encode()
-        self._server = GuardedHttpServer(name="status API", host=cfg.host, port=cfg.port,
-                                         limits=cfg.limits, authorize=self._authorise)
-        self._server.app.router.add_post("/api/v1/work-orders/{id}/status", self._post_status)
-        self._server.app.router.add_get("/api/v1/upstream/health", self._get_health)
 
-    @property
-    def port(self) -> int | None:
-        """The bound port once serving (useful with ``port: 0``)."""
-        return self._server.port
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post(STATUS_PATH, self._post_status)
+        app.router.add_get(HEALTH_PATH, self._get_health)
 
-    @property
-    def serving(self) -> asyncio.Event:
-        """Set while listening."""
-        return self._server.serving
+    def owns(self, method: str, path: str) -> bool:
+        return (method, path) in self.ROUTES
 
-    @property
-    def open_connections(self) -> int:
-        """Connections currently held."""
-        return self._server.open_connections
-
-    async def run(self) -> None:
-        """Listen and serve; until cancelled."""
-        if self._cfg.cert_file is not None and self._cfg.key_file is not None:
-            self._server.ssl_context = await asyncio.to_thread(
-                _server_context, self._cfg.cert_file, self._cfg.key_file)
-        await self._server.run()
-
-    def _authorise(self, request: web.Request) -> web.Response | None:
+    async def authorize(self, request: web.Request) -> web.Response | None:
+        """None when the request carries the platform's token, else the 401 to send."""
         given = request.headers.get("Authorization", "").encode()
         if hmac.compare_digest(given, self._token):
             return None
@@ -113,9 +93,3 @@ def _error(status: int, message: str, *, details: Any = None,
     if details is not None:
         body["details"] = details
     return web.json_response(body, status=status, headers=headers)
-
-
-def _server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(cert_file), str(key_file))
-    return context

@@ -105,6 +105,11 @@ class WorkOrderDesk:
         tracked = self._orders.get(order_id)
         return tracked.order if tracked else None
 
+    def order_for_alarm(self, alarm_id: str) -> WorkOrder | None:
+        """The latest version of the tracked order an alarm raised or joined, if any."""
+        tracked = self._orders.get(self._by_alarm.get(alarm_id, ""))
+        return tracked.order if tracked else None
+
     def tracks(self, order_id: str) -> bool:
         """Whether the desk still has work to do for this order (escalation, reminders)."""
         return order_id in self._orders

@@ -1,0 +1,289 @@
+"""The console API's JSON shapes (pydantic), from which its OpenAPI document is generated.
+
+Times are ISO 8601 in UTC with milliseconds (``2026-12-05T14:02:00.123+00:00``); the page shows
+them in the site's time zone (``GET /api/v1/site``). Text for people comes in both languages
+(``{"zh": ..., "en": ...}``) so that each browser shows its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.alarms import AlarmEvent, AlarmRecord
+from gateway.config import Location
+from gateway.workorders import WorkOrder
+
+__all__ = [
+    "AckBody", "ActionError", "AlarmList", "AlarmView", "CommentBody", "DeviceList",
+    "DeviceView", "ErrorBody", "HealthView", "HistoryEvent", "HistoryPage", "Hold", "LoginBody",
+    "OrderLink", "PointView", "ReasonBody", "SessionView", "ShelfView", "ShelveBody", "SiteView",
+    "Text", "UserBody", "UserPatch", "UserView", "WorkOrderList", "iso",
+]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as the API's time format."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="milliseconds")
+
+
+class Text(_Out):
+    zh: str
+    en: str
+
+
+class ErrorBody(_Out):
+    """Every error answer."""
+
+    error: str = Field(description="What went wrong, in English, for logs and scripts.")
+    details: Any = None
+
+
+class ActionError(ErrorBody):
+    """An operator action the alarm lifecycle refused (HTTP 409)."""
+
+    action: str
+    alarm_id: str
+
+
+class ShelfView(_Out):
+    actor: str
+    reason: str
+    since: str | None
+    until: str | None
+    one_shot: bool
+
+
+class Hold(_Out):
+    actor: str
+    reason: str
+    since: str | None
+
+
+class OrderLink(_Out):
+    """The work order an alarm raised, as far as the escalation goes."""
+
+    id: str
+    seq: int
+    status: str
+    respond_by: str
+    acknowledge_by: str | None
+    escalation_level: int | None
+    escalation_levels: int | None
+    escalation_role: str | None
+    escalation_name: Text | None
+    escalation_deadline: str | None
+
+
+class AlarmView(_Out):
+    """One alarm as the board shows it."""
+
+    alarm_id: str
+    rule_id: str
+    device: str
+    device_name: str
+    category: str
+    category_title: Text
+    priority: Literal["P0", "P1", "P2", "P3"]
+    location: dict[str, str | None]
+    message: Text
+    state: str = Field(description="ISA-18.2 state: active_unacknowledged, "
+                                   "active_acknowledged, returned_unacknowledged, latched, "
+                                   "normal, shelved, suppressed, out_of_service.")
+    base_state: str = Field(description="The state ignoring shelving, suppression and "
+                                        "out of service.")
+    active: bool = Field(description="The condition holds now.")
+    acknowledged: bool
+    latched: bool
+    shelved: ShelfView | None
+    suppressed_by: str | None
+    out_of_service: Hold | None
+    chattering: bool
+    flood_group: str | None
+    activated_at: str | None
+    condition_since: str | None
+    occurrences: int
+    incident_id: str
+    evidence: dict[str, bool | int | float | str | None]
+    work_order: OrderLink | None
+
+    @classmethod
+    def build(cls, rec: AlarmRecord, *, title: Text, order: WorkOrder | None) -> AlarmView:
+        return cls(
+            alarm_id=rec.alarm_id, rule_id=rec.rule_id, device=rec.device,
+            device_name=rec.device_name, category=rec.category, category_title=title,
+            priority=rec.priority,
+            location=_location(rec.location), message=Text(zh=rec.message_zh,
+                                                           en=rec.message_en),
+            state=rec.lifecycle.value, base_state=rec.base_state.value, active=rec.condition,
+            acknowledged=rec.acked, latched=rec.latched,
+            shelved=None if rec.shelf is None else ShelfView(
+                actor=rec.shelf.actor, reason=rec.shelf.reason, since=iso(rec.shelf.since),
+                until=iso(rec.shelf.until), one_shot=rec.shelf.one_shot),
+            suppressed_by=rec.suppressed_by,
+            out_of_service=None if rec.out_of_service is None else Hold(
+                actor=rec.out_of_service.actor, reason=rec.out_of_service.reason,
+                since=iso(rec.out_of_service.since)),
+            chattering=rec.chattering, flood_group=rec.flood_group,
+            activated_at=iso(rec.activated_at or None),
+            condition_since=iso(rec.condition_since or None), occurrences=rec.occurrences,
+            incident_id=rec.incident_id, evidence=dict(rec.evidence),
+            work_order=None if order is None else _link(order))
+
+
+class AlarmList(_Out):
+    alarms: list[AlarmView]
+    flood: dict[str, Any] | None = Field(description="The alarm flood under way, or null.")
+
+
+class AckBody(_In):
+    comment: str = Field(default="", max_length=2000)
+
+
+class ReasonBody(_In):
+    reason: str = Field(default="", max_length=2000)
+
+
+class CommentBody(_In):
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class ShelveBody(_In):
+    reason: str = Field(min_length=1, max_length=2000)
+    duration_s: float | None = Field(default=None, gt=0, le=366 * 86400.0,
+                                     description="Seconds; default alarms.shelve_max.")
+    one_shot: bool = Field(default=False,
+                           description="Unshelve at the next return to normal.")
+
+
+class WorkOrderList(_Out):
+    orders: list[dict[str, Any]] = Field(description="Work orders, latest version of each "
+                                                     "(the upstream contract's shape).")
+
+
+class PointView(_Out):
+    name: str
+    value: bool | int | float | str | None
+    quality: str | None
+    ts: str | None
+    unit: str | None = None
+
+
+class DeviceView(_Out):
+    id: str
+    name: str
+    kind: str | None
+    driver: str
+    link: str | None
+    link_state: str | None
+    state: str | None = Field(description="ok, comm-loss, bad, backoff, link-down, waiting.")
+    location: dict[str, str | None]
+    points: list[PointView]
+    counters: dict[str, int]
+
+
+class DeviceList(_Out):
+    devices: list[DeviceView]
+
+
+class HistoryEvent(_Out):
+    seq: int
+    ts: str | None
+    alarm_id: str
+    device: str
+    device_name: str
+    category: str
+    priority: str
+    transition: str
+    state: str
+    lifecycle: str
+    actor: str
+    reason: str
+    message: Text
+    location: dict[str, str | None]
+    incident_id: str
+
+    @classmethod
+    def build(cls, e: AlarmEvent) -> HistoryEvent:
+        return cls(seq=e.seq, ts=iso(e.ts), alarm_id=e.alarm_id, device=e.device,
+                   device_name=e.device_name, category=e.category, priority=e.priority,
+                   transition=e.transition.value if e.transition else "",
+                   state=e.state.value, lifecycle=e.lifecycle.value if e.lifecycle else "",
+                   actor=e.actor, reason=e.reason, message=Text(zh=e.message_zh,
+                                                               en=e.message_en),
+                   location=_location(e.location), incident_id=e.incident_id)
+
+
+class HistoryPage(_Out):
+    events: list[HistoryEvent]
+    more: bool = Field(description="More events match; ask again with before_seq.")
+
+
+class SiteView(_Out):
+    id: str
+    name: str
+    gateway_id: str
+    timezone: str
+    version: str
+    users_configured: bool = Field(description="False until someone ran `propgw users add`.")
+
+
+class LoginBody(_In):
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class SessionView(_Out):
+    name: str
+    role: str
+    csrf_token: str = Field(description="Send as X-CSRF-Token with every request that "
+                                        "changes something.")
+
+
+class UserView(_Out):
+    name: str
+    role: str
+
+
+class UserBody(_In):
+    name: str = Field(min_length=1, max_length=64)
+    role: Literal["viewer", "operator", "engineer", "admin"]
+    password: str = Field(min_length=8, max_length=1024)
+
+
+class UserPatch(_In):
+    role: Literal["viewer", "operator", "engineer", "admin"] | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+
+
+class HealthView(_Out):
+    status: Literal["ok", "degraded", "failing"]
+    ok: bool
+    reasons: list[dict[str, Any]]
+
+
+def _location(loc: Location) -> dict[str, str | None]:
+    return {"building": loc.building, "floor": loc.floor, "zone": loc.zone, "room": loc.room}
+
+
+def _link(order: WorkOrder) -> OrderLink:
+    esc = order.escalation
+    return OrderLink(
+        id=order.id, seq=order.seq, status=order.status, respond_by=order.respond_by,
+        acknowledge_by=order.acknowledge_by,
+        escalation_level=esc.level if esc else None, escalation_levels=esc.levels if esc else None,
+        escalation_role=esc.role if esc else None,
+        escalation_name=Text(zh=esc.name.zh, en=esc.name.en) if esc else None,
+        escalation_deadline=esc.deadline if esc else None)

@@ -1,0 +1,378 @@
+"""The console's REST API, one view per resource; the OpenAPI document is generated from these
+signatures and the models in :mod:`gateway.console._schema`.
+
+Who may call what is decided before the body is read (:data:`ROUTES`, checked by the server);
+a view only needs to know who the user is (``request["user"]``) to journal the action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+from collections.abc import Awaitable, Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from aiohttp_pydantic import PydanticView
+from aiohttp_pydantic.oas.typing import r200, r400, r403, r404, r409, r503
+
+from gateway import __version__
+from gateway.alarms import AlarmEvent, alarm_report
+from gateway.console._auth import Access
+from gateway.console._schema import (
+    AckBody,
+    ActionError,
+    AlarmList,
+    AlarmView,
+    CommentBody,
+    DeviceList,
+    ErrorBody,
+    HistoryEvent,
+    HistoryPage,
+    ReasonBody,
+    ShelveBody,
+    SiteView,
+    WorkOrderList,
+)
+from gateway.console._service import BACKEND, CONSOLE
+from gateway.console._users import User
+from gateway.errors import AlarmActionRejected, JournalError, UnknownAlarm
+
+__all__ = ["ROUTES", "VIEWS"]
+
+
+def error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+def _user(request: web.Request) -> User:
+    user: User = request["user"]
+    return user
+
+
+# --------------------------------------------------------------------------- site, alarms
+
+
+class SiteResource(PydanticView):
+    async def get(self) -> r200[SiteView]:
+        """Who this gateway is: site, time zone, version; whether any user exists yet.
+
+        Tags: site
+        """
+        backend, console = self.request.app[BACKEND], self.request.app[CONSOLE]
+        site = backend.config.site
+        return _json(SiteView(id=site.id, name=site.name, gateway_id=site.gateway_id,
+                              timezone=site.timezone, version=__version__,
+                              users_configured=await console.users_configured()))
+
+
+class AlarmsResource(PydanticView):
+    async def get(self) -> r200[AlarmList]:
+        """Every alarm that is not plain normal: active, unacknowledged, latched, shelved,
+        suppressed or out of service; plus the alarm flood under way, if any.
+
+        Tags: alarms
+        """
+        console = self.request.app[CONSOLE]
+        return _json(AlarmList(alarms=console.alarm_views(), flood=console.flood()))
+
+
+class AlarmResource(PydanticView):
+    async def get(self, alarm_id: str, /) -> r200[AlarmView] | r404[ErrorBody]:
+        """One alarm, whatever its state.
+
+        Tags: alarms
+        """
+        view = self.request.app[CONSOLE].alarm_view(alarm_id)
+        if view is None:
+            return error(404, f"no alarm {alarm_id}")
+        return _json(view)
+
+
+async def _act(request: web.Request, action: str, alarm_id: str,
+               run: Callable[[str], Awaitable[list[AlarmEvent]]]) -> web.Response:
+    try:
+        await run(_user(request).name)
+    except UnknownAlarm:
+        return error(404, f"no alarm {alarm_id}")
+    except AlarmActionRejected as exc:
+        return web.json_response(ActionError(error=exc.reason, action=action,
+                                             alarm_id=alarm_id).model_dump(), status=409)
+    except JournalError as exc:
+        return error(503, f"the action could not be journaled, so it was not done: {exc}")
+    view = request.app[CONSOLE].alarm_view(alarm_id)
+    return _json(view) if view is not None else web.json_response({"alarm_id": alarm_id})
+
+
+class AcknowledgeAction(PydanticView):
+    async def post(self, alarm_id: str, /, body: AckBody) -> (
+            r200[AlarmView] | r404[ErrorBody] | r409[ActionError] | r403[ErrorBody]
+            | r503[ErrorBody]):
+        """Acknowledge an unacknowledged alarm (active, returned or latched).
+
+        Tags: alarm actions
+        Status Codes:
+          200: done; the alarm as it is now
+          409: the lifecycle refused; 'error' says why
+        """
+        actions = self.request.app[BACKEND].actions
+        return await _act(self.request, "acknowledge", alarm_id, lambda actor: actions.acknowledge(
+            alarm_id, actor=actor, comment=body.comment))
+
+
+class ShelveAction(PydanticView):
+    async def post(self, alarm_id: str, /, body: ShelveBody) -> (
+            r200[AlarmView] | r404[ErrorBody] | r409[ActionError] | r403[ErrorBody]
+            | r503[ErrorBody]):
+        """Shelve an alarm for a while (never a P0), with a reason.
+
+        Tags: alarm actions
+        """
+        actions = self.request.app[BACKEND].actions
+        return await _act(self.request, "shelve", alarm_id, lambda actor: actions.shelve(
+            alarm_id, actor=actor, reason=body.reason, duration=body.duration_s,
+            one_shot=body.one_shot))
+
+
+class UnshelveAction(PydanticView):
+    async def post(self, alarm_id: str, /, body: ReasonBody) -> (
+            r200[AlarmView] | r404[ErrorBody] | r409[ActionError] | r403[ErrorBody]
+            | r503[ErrorBody]):
+        """Unshelve a shelved alarm.
+
+        Tags: alarm actions
+        """
+        actions = self.request.app[BACKEND].actions
+        return await _act(self.request, "unshelve", alarm_id, lambda actor: actions.unshelve(
+            alarm_id, actor=actor, reason=body.reason))
+
+
+class ResetAction(PydanticView):
+    async def post(self, alarm_id: str, /, body: ReasonBody) -> (
+            r200[AlarmView] | r404[ErrorBody] | r409[ActionError] | r403[ErrorBody]
+            | r503[ErrorBody]):
+        """Reset a latched alarm that has been acknowledged.
+
+        Tags: alarm actions
+        """
+        actions = self.request.app[BACKEND].actions
+        return await _act(self.request, "reset", alarm_id, lambda actor: actions.reset(
+            alarm_id, actor=actor, reason=body.reason))
+
+
+class RemoveFromServiceAction(PydanticView):
+    async def post(self, alarm_id: str, /, body: ReasonBody) -> (
+            r200[AlarmView] | r404[ErrorBody] | r409[ActionError] | r403[ErrorBody]
+            | r503[ErrorBody]):
+        """Take an alarm out of service for maintenance (engineers), with a reason.
+
+        Tags: alarm actions
+        """
+        actions = self.request.app[BACKEND].actions
+        return await _act(self.request, "remove-from-service", alarm_id,
+                          lambda actor: actions.remove_from_service(alarm_id, actor=actor,
+                                                                    reason=body.reason))
+
+
+class ReturnToServiceAction(PydanticView):
+    async def post(self, alarm_id: str, /, body: ReasonBody) -> (
+            r200[AlarmView] | r404[ErrorBody] | r409[ActionError] | r403[ErrorBody]
+            | r503[ErrorBody]):
+        """Return an out-of-service alarm to service (engineers).
+
+        Tags: alarm actions
+        """
+        actions = self.request.app[BACKEND].actions
+        return await _act(self.request, "return-to-service", alarm_id,
+                          lambda actor: actions.return_to_service(alarm_id, actor=actor,
+                                                                  reason=body.reason))
+
+
+class CommentAction(PydanticView):
+    async def post(self, alarm_id: str, /, body: CommentBody) -> (
+            r200[AlarmView] | r404[ErrorBody] | r409[ActionError] | r403[ErrorBody]
+            | r503[ErrorBody]):
+        """Add a comment to an alarm's journal.
+
+        Tags: alarm actions
+        """
+        actions = self.request.app[BACKEND].actions
+        return await _act(self.request, "comment", alarm_id, lambda actor: actions.comment(
+            alarm_id, actor=actor, text=body.text))
+
+
+# --------------------------------------------------------------------------- work orders, devices
+
+
+class WorkOrdersResource(PydanticView):
+    async def get(self) -> r200[WorkOrderList]:
+        """Open work orders (still escalating, or waiting for a follow-up), newest first.
+
+        Tags: work orders
+        """
+        desk = self.request.app[BACKEND].desk
+        orders = sorted(desk.open_orders, key=lambda o: o.raised_at, reverse=True)
+        return _json(WorkOrderList(orders=[o.model_dump(mode="json") for o in orders]))
+
+
+class WorkOrderResource(PydanticView):
+    async def get(self, order_id: str, /) -> r200[dict[str, Any]] | r404[ErrorBody]:
+        """One open work order, latest version.
+
+        Tags: work orders
+        """
+        order = self.request.app[BACKEND].desk.get(order_id)
+        if order is None:
+            return error(404, f"no open work order {order_id}")
+        return web.json_response(text=order.model_dump_json())
+
+
+class DevicesResource(PydanticView):
+    async def get(self) -> r200[DeviceList]:
+        """Every configured device: its link, its state and its points.
+
+        Tags: devices
+        """
+        return _json(DeviceList(devices=self.request.app[CONSOLE].device_views()))
+
+
+# --------------------------------------------------------------------------- history, KPIs
+
+
+_MAX_PAGE = 1000
+
+
+class HistoryResource(PydanticView):
+    async def get(self, hours: float = 24.0, category: str | None = None,
+                  priority: str | None = None, alarm_id: str | None = None,
+                  text: str | None = None, before_seq: int | None = None,
+                  limit: int = 200) -> r200[HistoryPage] | r400[ErrorBody]:
+        """The alarm journal, newest first: every transition and operator action.
+
+        Filters combine: the last ``hours``, a category, a priority, one alarm, and ``text``
+        found in the device, location, message, actor or reason.
+
+        Tags: history
+        """
+        if not 0 < hours <= 24 * 366 or not 1 <= limit <= _MAX_PAGE:
+            return error(400, f"hours must be in (0, 8784] and limit in [1, {_MAX_PAGE}]")
+        events = await _history(self.request, hours=hours, category=category,
+                                priority=priority, alarm_id=alarm_id, text=text,
+                                before_seq=before_seq, limit=limit + 1)
+        return _json(HistoryPage(events=[HistoryEvent.build(e) for e in events[:limit]],
+                                 more=len(events) > limit))
+
+
+class HistoryCsvResource(PydanticView):
+    async def get(self, hours: float = 24.0, category: str | None = None,
+                  priority: str | None = None, alarm_id: str | None = None,
+                  text: str | None = None) -> r200[str] | r400[ErrorBody]:
+        """The same as /api/v1/history, as CSV (UTF-8 with BOM, for spreadsheet programs),
+        at most 100,000 rows.
+
+        Tags: history
+        """
+        if not 0 < hours <= 24 * 366:
+            return error(400, "hours must be in (0, 8784]")
+        events = await _history(self.request, hours=hours, category=category,
+                                priority=priority, alarm_id=alarm_id, text=text,
+                                before_seq=None, limit=100_000)
+        tz = self.request.app[BACKEND].config.site.timezone
+        body = await asyncio.to_thread(_csv, events, tz)
+        return web.Response(body=body, content_type="text/csv", charset="utf-8", headers={
+            "Content-Disposition": 'attachment; filename="propgw-history.csv"'})
+
+
+class KpiResource(PydanticView):
+    async def get(self, hours: float = 24.0) -> r200[dict[str, Any]] | r400[ErrorBody]:
+        """Alarm KPIs over the last ``hours``: rates, priority mix, the ten most frequent,
+        floods, chattering and standing alarms, operator actions, and activations per hour.
+
+        Tags: history
+        """
+        if not 0 < hours <= 24 * 366:
+            return error(400, "hours must be in (0, 8784]")
+        backend = self.request.app[BACKEND]
+        now = backend.clock.time()
+        since = now - hours * 3600.0
+        report = await backend.book.journal.run(
+            lambda conn: alarm_report(conn, since=since, now=now))
+        return web.json_response(report.to_json())
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def _history(request: web.Request, *, hours: float, category: str | None,
+                   priority: str | None, alarm_id: str | None, text: str | None,
+                   before_seq: int | None, limit: int) -> list[AlarmEvent]:
+    backend = request.app[BACKEND]
+    return await backend.book.journal.search(
+        since=backend.clock.time() - hours * 3600.0, category=category, priority=priority,
+        alarm_id=alarm_id, text=text, before_seq=before_seq, limit=limit)
+
+
+def _csv(events: list[AlarmEvent], tz: str) -> bytes:
+    zone = ZoneInfo(tz)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["seq", "time", "alarm_id", "device", "building", "floor", "zone", "room",
+                     "category", "priority", "transition", "state", "actor", "reason",
+                     "message_zh", "message_en"])
+    for e in events:
+        when = dt.datetime.fromtimestamp(e.ts, tz=zone).isoformat(timespec="seconds")
+        loc = e.location
+        writer.writerow([e.seq, when, e.alarm_id, e.device_name, loc.building or "",
+                         loc.floor or "", loc.zone or "", loc.room or "", e.category,
+                         e.priority, e.transition.value if e.transition else "",
+                         e.lifecycle.value if e.lifecycle else "", e.actor, e.reason,
+                         e.message_zh, e.message_en])
+    return "\ufeff".encode() + out.getvalue().encode()
+
+
+def _json(model: Any) -> web.Response:
+    return web.json_response(text=model.model_dump_json())
+
+
+#: (method, path) -> the view class; the server adds them in this order.
+VIEWS: list[tuple[str, type[PydanticView]]] = [
+    ("/api/v1/site", SiteResource),
+    ("/api/v1/alarms", AlarmsResource),
+    ("/api/v1/alarms/{alarm_id}", AlarmResource),
+    ("/api/v1/alarms/{alarm_id}/acknowledge", AcknowledgeAction),
+    ("/api/v1/alarms/{alarm_id}/shelve", ShelveAction),
+    ("/api/v1/alarms/{alarm_id}/unshelve", UnshelveAction),
+    ("/api/v1/alarms/{alarm_id}/reset", ResetAction),
+    ("/api/v1/alarms/{alarm_id}/remove-from-service", RemoveFromServiceAction),
+    ("/api/v1/alarms/{alarm_id}/return-to-service", ReturnToServiceAction),
+    ("/api/v1/alarms/{alarm_id}/comment", CommentAction),
+    ("/api/v1/work-orders", WorkOrdersResource),
+    ("/api/v1/work-orders/{order_id}", WorkOrderResource),
+    ("/api/v1/devices", DevicesResource),
+    ("/api/v1/history", HistoryResource),
+    ("/api/v1/history.csv", HistoryCsvResource),
+    ("/api/v1/kpi", KpiResource),
+]
+
+#: Who may call each (method, path); anything not listed here is refused.
+ROUTES: dict[tuple[str, str], Access] = {
+    ("GET", "/api/v1/site"): "public",
+    ("GET", "/api/v1/alarms"): "viewer",
+    ("GET", "/api/v1/alarms/{alarm_id}"): "viewer",
+    ("POST", "/api/v1/alarms/{alarm_id}/acknowledge"): "operator",
+    ("POST", "/api/v1/alarms/{alarm_id}/shelve"): "operator",
+    ("POST", "/api/v1/alarms/{alarm_id}/unshelve"): "operator",
+    ("POST", "/api/v1/alarms/{alarm_id}/reset"): "operator",
+    ("POST", "/api/v1/alarms/{alarm_id}/remove-from-service"): "engineer",
+    ("POST", "/api/v1/alarms/{alarm_id}/return-to-service"): "engineer",
+    ("POST", "/api/v1/alarms/{alarm_id}/comment"): "operator",
+    ("GET", "/api/v1/work-orders"): "viewer",
+    ("GET", "/api/v1/work-orders/{order_id}"): "viewer",
+    ("GET", "/api/v1/devices"): "viewer",
+    ("GET", "/api/v1/history"): "viewer",
+    ("GET", "/api/v1/history.csv"): "viewer",
+    ("GET", "/api/v1/kpi"): "viewer",
+}

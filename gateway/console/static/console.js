@@ -1,0 +1,3 @@
+"use strict";
+// Placeholder until the console page lands.
+document.getElementById("app").textContent = "propgw console";
