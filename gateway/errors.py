@@ -12,7 +12,8 @@
     ├── AlarmActionRejected  an operator action does not fit the alarm's state (carries why)
     │   └── UnknownAlarm     no alarm with that id
     ├── StatusRefused        a platform's status answer cannot be applied (carries order and why)
-    └── JournalError         the alarm journal cannot be read or written (carries its path)
+    ├── JournalError         the alarm journal cannot be read or written (carries its path)
+    └── WorkOrderLogError    the work-order history cannot be read or written (carries its path)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "LinkError",
     "StatusRefused",
     "UnknownAlarm",
+    "WorkOrderLogError",
 ]
 
 
@@ -171,3 +173,17 @@ class JournalError(GatewayError):
     def __init__(self, message: str, *, path: str) -> None:
         self.path = path
         super().__init__(f"alarm journal {path}: {message}")
+
+
+class WorkOrderLogError(GatewayError):
+    """The work-order history failed (disk full, I/O error, closed).
+
+    Attributes:
+        path: The history's file (``:memory:`` when it has none).
+        reason: What went wrong, without the path.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        self.reason = message
+        super().__init__(f"work-order history {path}: {message}")

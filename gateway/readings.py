@@ -1,0 +1,197 @@
+"""The last reading of every point and per-device counters, for the console's devices page.
+
+A bus subscriber that keeps, for each (device, point), the latest :class:`~gateway.model.Reading`
+(value, quality, the device's and the gateway's timestamps, the error), and for each device how
+many readings it took, when the last one arrived and how many of each quality.
+
+Back-pressure: a view, never a brake. Subscribe it with ``Overflow.DROP_OLDEST``: when it falls
+behind, the bus sheds its oldest queued readings and counts them (:attr:`Subscription.dropped`,
+shown in :meth:`LastReadings.snapshot`), so the drivers and the alarm engine never wait for it.
+A shed reading is an older one: the newest of each point still arrives, so the values shown are
+never older than the queue; only the counters undercount, by the number dropped.
+
+Memory: bounded by ``max_points``. A reading of a point not seen before, once the bound is
+reached, evicts the point updated longest ago (a device that went away, a templated MQTT device
+id that appeared once); a device goes with its last point. Evictions are counted and logged once.
+
+Durability: none on purpose. It is rebuilt from the live feed within one poll cycle of a restart.
+
+Failure: nothing here can fail; :meth:`LastReadings.run` only updates dictionaries, and ends
+only when cancelled.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TypedDict
+
+from gateway.bus import Subscription
+from gateway.model import Quality, Reading, Value
+
+__all__ = ["DeviceReadings", "DeviceView", "FeedView", "LastReadings", "PointView",
+           "ReadingsSnapshot"]
+
+log = logging.getLogger(__name__)
+
+
+class PointView(TypedDict):
+    """The last reading of one point."""
+
+    #: As the driver decoded it (``None`` unless the quality is good); a float that is not
+    #: finite comes as its text (``"nan"``, ``"inf"``), so the snapshot stays valid JSON.
+    value: Value
+    quality: str
+    #: The device's own timestamp (epoch seconds), if it sent one.
+    source_ts: float | None
+    #: When the gateway got it (epoch seconds).
+    received_ts: float
+    error: str | None
+
+
+class DeviceView(TypedDict):
+    """Counters of one device since the view started (or since the device was evicted)."""
+
+    device: str
+    #: Readings this view took (readings the bus dropped are not in it).
+    readings: int
+    #: Readings taken, per quality (every quality is listed, 0 included).
+    by_quality: dict[str, int]
+    #: ``received_ts`` of the newest reading.
+    last_received_ts: float | None
+    #: Points kept.
+    points: int
+    #: Points whose last reading has each quality (every quality listed).
+    now_by_quality: dict[str, int]
+
+
+class DeviceReadings(DeviceView):
+    """A device's counters and the last reading of each of its points."""
+
+    last: dict[str, PointView]
+
+
+class FeedView(TypedDict):
+    """The view's bus subscription."""
+
+    name: str
+    delivered: int
+    dropped: int
+    queued: int
+    maxsize: int
+
+
+class ReadingsSnapshot(TypedDict):
+    devices: dict[str, DeviceReadings]
+    #: None until :meth:`LastReadings.run` was given a subscription.
+    feed: FeedView | None
+    #: Points evicted to stay within ``max_points``.
+    evicted: int
+
+
+class LastReadings:
+    """Keeps the last reading of every point, fed by a bus subscription.
+
+    Args:
+        max_points: At most this many (device, point) pairs are kept.
+
+    Raises:
+        ValueError: ``max_points`` below 1.
+    """
+
+    def __init__(self, *, max_points: int = 10_000) -> None:
+        if max_points < 1:
+            raise ValueError(f"max_points must be >= 1, got {max_points}")
+        self.max_points = max_points
+        self._devices: dict[str, _Device] = {}
+        #: Every kept (device, point), the one updated longest ago first.
+        self._age: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+        self._feed: Subscription | None = None
+        self.evicted = 0
+
+    async def run(self, subscription: Subscription) -> None:
+        """Take readings from ``subscription`` until cancelled.
+
+        Args:
+            subscription: From ``bus.subscribe(name, maxsize=..., overflow=Overflow.DROP_OLDEST)``.
+        """
+        self._feed = subscription
+        while True:
+            self._take(await subscription.get())
+
+    def devices(self) -> list[DeviceView]:
+        """Every device seen, by id."""
+        return [self._devices[d].view(d) for d in sorted(self._devices)]
+
+    def snapshot(self, device: str | None = None) -> ReadingsSnapshot:
+        """Plain, JSON-able data: every device (or only ``device``; an unknown one gives no
+        devices), its counters and the last reading of each point."""
+        ids = sorted(self._devices) if device is None else [device] * (device in self._devices)
+        feed = self._feed
+        return ReadingsSnapshot(
+            devices={d: self._devices[d].detail(d) for d in ids},
+            feed=None if feed is None else FeedView(
+                name=feed.name, delivered=feed.delivered, dropped=feed.dropped,
+                queued=feed.queue.qsize(), maxsize=feed.queue.maxsize),
+            evicted=self.evicted)
+
+    def _take(self, reading: Reading) -> None:
+        key = (reading.device, reading.point)
+        if key in self._age:
+            self._age.move_to_end(key)
+        else:
+            if len(self._age) >= self.max_points:
+                self._evict()
+            self._age[key] = None
+        dev = self._devices.get(reading.device)
+        if dev is None:
+            dev = self._devices[reading.device] = _Device()
+        dev.points[reading.point] = reading
+        dev.readings += 1
+        dev.by_quality[reading.quality] += 1
+        if dev.last_received is None or reading.received_ts > dev.last_received:
+            dev.last_received = reading.received_ts
+
+    def _evict(self) -> None:
+        (device, point), _ = self._age.popitem(last=False)
+        dev = self._devices[device]
+        del dev.points[point]
+        if not dev.points:
+            del self._devices[device]
+        self.evicted += 1
+        if self.evicted == 1:
+            log.warning("last readings: more than %d points; forgetting the ones updated "
+                        "longest ago (counted, logged once)", self.max_points)
+
+
+@dataclass(slots=True)
+class _Device:
+    points: dict[str, Reading] = field(default_factory=dict)
+    readings: int = 0
+    by_quality: collections.Counter[Quality] = field(default_factory=collections.Counter)
+    last_received: float | None = None
+
+    def view(self, device: str) -> DeviceView:
+        now = collections.Counter(r.quality for r in self.points.values())
+        return DeviceView(device=device, readings=self.readings,
+                          by_quality={q.value: self.by_quality[q] for q in Quality},
+                          last_received_ts=self.last_received, points=len(self.points),
+                          now_by_quality={q.value: now[q] for q in Quality})
+
+    def detail(self, device: str) -> DeviceReadings:
+        view = self.view(device)
+        return DeviceReadings(
+            device=view["device"], readings=view["readings"], by_quality=view["by_quality"],
+            last_received_ts=view["last_received_ts"], points=view["points"],
+            now_by_quality=view["now_by_quality"],
+            last={p: _point(r) for p, r in sorted(self.points.items())})
+
+
+def _point(reading: Reading) -> PointView:
+    value = reading.value
+    if isinstance(value, float) and not math.isfinite(value):
+        value = str(value)
+    return PointView(value=value, quality=reading.quality.value, source_ts=reading.source_ts,
+                     received_ts=reading.received_ts, error=reading.error)
