@@ -155,8 +155,8 @@ async def test_message_interpolates_device_location_and_points(harness: Harness)
     await harness.send({**TRAPPED, "car_position": 7})
     await harness.clock.advance(30)
     event = harness.events[0]
-    assert event.message_zh == "1号梯（2号楼 / 5层）困人，楼层7"
-    assert event.message_en == "1号梯 at bldg 2 / floor 5: trapped"
+    assert event.message_zh == "1号梯（2号楼 5层）困人，楼层7"
+    assert event.message_en == "1号梯 at Bldg 2, floor 5: trapped"
 
 
 async def test_readings_of_unknown_devices_are_ignored(harness: Harness) -> None:

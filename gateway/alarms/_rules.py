@@ -33,7 +33,8 @@ from gateway.config import (
     condition_points,
 )
 from gateway.config import placeholders as id_placeholders
-from gateway.devices import DeviceDirectory, format_location
+from gateway.devices import DeviceDirectory
+from gateway.i18n import format_location
 from gateway.model import Reading, Value
 
 __all__ = ["DetectionSink", "RuleEvaluator"]
@@ -241,9 +242,9 @@ class RuleEvaluator:
             priority=rule.priority,
             active=active,
             message_zh=_render(rule.message.zh, {**fields, "location":
-                                                 format_location(inst.location, lang="zh")}),
+                                                 format_location(inst.location, "zh-CN")}),
             message_en=_render(rule.message.en, {**fields, "location":
-                                                 format_location(inst.location)}),
+                                                 format_location(inst.location, "en")}),
             location=inst.location,
             ts=self._clock.time(),
             condition_since=inst.since_wall,

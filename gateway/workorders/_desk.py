@@ -28,6 +28,7 @@ from gateway.alarms import AlarmEvent, AlarmState
 from gateway.clock import Clock
 from gateway.config import DEFAULT_PRIORITY_POLICIES, ResponsePolicy, SiteConfig, WorkOrdersConfig
 from gateway.errors import StatusRefused
+from gateway.i18n import category_title
 from gateway.workorders._model import (
     CLOSED_STATUSES,
     Bilingual,
@@ -404,12 +405,8 @@ class WorkOrderDesk:
 
     def _new_order(self, event: AlarmEvent, priority: Priority, policy: ResponsePolicy,
                    related: str | None) -> _Tracked:
-        category = self._policies.categories.get(event.category)
-        if category is not None and category.title is not None:
-            zh_title, en_title = category.title.zh, category.title.en
-        else:
-            zh_title = event.category
-            en_title = event.category.replace("_", " ").capitalize()
+        zh_title = category_title(event.category, "zh-CN", self._policies)
+        en_title = category_title(event.category, "en", self._policies)
         raised = event.ts
         first = policy.ladder[0]
         # The order counts from when the alarm was confirmed: its monotonic stamp when it comes
