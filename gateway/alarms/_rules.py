@@ -35,6 +35,7 @@ from gateway.config import (
 from gateway.config import placeholders as id_placeholders
 from gateway.devices import DeviceDirectory
 from gateway.i18n import format_location
+from gateway.logs import priority_level
 from gateway.model import Reading, Value
 
 __all__ = ["DetectionSink", "RuleEvaluator"]
@@ -210,8 +211,8 @@ class RuleEvaluator:
     async def _activate(self, inst: _Instance) -> None:
         event = self._event(inst, active=True)
         inst.active_event = event
-        log.warning("alarm %s %s on %s: %s", event.priority, event.rule_id, event.device,
-                    event.message_en)
+        log.log(priority_level(event.priority), "alarm %s %s on %s: %s", event.priority,
+                event.rule_id, event.device, event.message_en, extra={"priority": event.priority})
         await self._sink(event)
 
     async def _clear(self, inst: _Instance) -> None:

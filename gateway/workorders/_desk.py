@@ -29,6 +29,7 @@ from gateway.clock import Clock
 from gateway.config import DEFAULT_PRIORITY_POLICIES, ResponsePolicy, SiteConfig, WorkOrdersConfig
 from gateway.errors import StatusRefused
 from gateway.i18n import category_title
+from gateway.logs import priority_level
 from gateway.workorders._model import (
     CLOSED_STATUSES,
     Bilingual,
@@ -161,8 +162,9 @@ class WorkOrderDesk:
             await self._emit(order)
             if order.seq == 1:
                 # Logged once the sink has it (on disk, when the sink is the outbox).
-                log.warning("work order %s raised (%s %s, respond by %s): %s", order.id,
-                            order.priority, order.category, order.respond_by, order.title.en)
+                log.log(priority_level(order.priority), "work order %s raised (%s %s, respond "
+                        "by %s): %s", order.id, order.priority, order.category,
+                        order.respond_by, order.title.en, extra={"priority": order.priority})
             else:
                 log.info("work order %s: alarm %s cleared", order.id, event.alarm_id)
             return order
