@@ -98,6 +98,14 @@ def test_every_bundled_category_has_both_titles(monkeypatch: pytest.MonkeyPatch)
     assert sorted(set(CATEGORY_TITLES) - categories) == [], "a title for nothing bundled"
 
 
+def test_the_configuration_reference_lists_the_catalogue() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z_]+)` \| ([^|]+?) \| ([^|(]+?)(?: \([^|]*\))? \|$", doc,
+                      flags=re.M)
+    listed = {name: (zh, en) for name, zh, en in rows if _CJK.search(zh)}
+    assert listed == {name: tuple(title) for name, title in CATEGORY_TITLES.items()}
+
+
 def test_config_titles_win_and_unknown_categories_fall_back_to_their_id() -> None:
     config = load_config_text(MINIMAL + """
 work_orders:
