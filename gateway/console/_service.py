@@ -17,6 +17,7 @@ from gateway.console._backend import Backend
 from gateway.console._feed import EventHub
 from gateway.console._schema import AlarmView, DeviceView, PointView, Text, iso
 from gateway.console._users import User, UserStore
+from gateway.i18n import category_title
 from gateway.workorders import WorkOrder
 
 __all__ = ["BACKEND", "CONSOLE", "ConsoleService"]
@@ -102,10 +103,9 @@ class ConsoleService:
     # -- read side
 
     def category_title(self, category: str) -> Text:
-        policy = self.backend.config.work_orders.categories.get(category)
-        if policy is not None and policy.title is not None:
-            return Text(zh=policy.title.zh, en=policy.title.en)
-        return Text(zh=category, en=category.replace("_", " ").capitalize())
+        config = self.backend.config
+        return Text(zh=category_title(category, "zh-CN", config),
+                    en=category_title(category, "en", config))
 
     def alarm_views(self) -> list[AlarmView]:
         """Alarms worth showing, life safety first, then the longest standing."""
