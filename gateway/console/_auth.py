@@ -24,11 +24,14 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
+from aiohttp import web
+
 from gateway.clock import Clock
 from gateway.config import LoginLimits
 from gateway.console._users import Role, User
 
-__all__ = ["COOKIE", "CSRF_HEADER", "Access", "LoginThrottle", "Session", "Sessions"]
+__all__ = ["COOKIE", "CSRF_HEADER", "SESSION", "USER", "Access", "LoginThrottle", "Session",
+           "Sessions"]
 
 COOKIE = "propgw_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -130,6 +133,12 @@ class LoginThrottle:
         if len(self._locked_until) > 10_000:
             for key in [k for k, u in self._locked_until.items() if u <= now]:
                 del self._locked_until[key]
+
+
+#: Who is calling: set on every request a user is authorised for.
+USER = web.RequestKey("user", User)
+#: The browser session, when the user came with the cookie (not with an API token).
+SESSION = web.RequestKey("session", Session)
 
 
 def same_secret(given: str, expected: str) -> bool:

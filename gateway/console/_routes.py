@@ -25,7 +25,7 @@ from aiohttp_pydantic.oas.view import generate_oas
 
 from gateway import __version__
 from gateway.console._access import ACCESS_ROUTES, ACCESS_VIEWS
-from gateway.console._auth import COOKIE, CSRF_HEADER, Access, same_secret
+from gateway.console._auth import COOKIE, CSRF_HEADER, SESSION, USER, Access, same_secret
 from gateway.console._service import BACKEND, CONSOLE, ConsoleService
 from gateway.console._users import TOKEN_PREFIX
 from gateway.console._views import ROUTES, VIEWS
@@ -111,8 +111,9 @@ class ConsoleRoutes:
         if not user.can(access):
             return _refuse(403, f"this needs the role {access} or above; {user.name} is "
                                 f"{user.role}")
-        request["user"] = user
-        request["session"] = session
+        request[USER] = user
+        if session is not None:
+            request[SESSION] = session
         return None
 
     # -- routes that are not part of the JSON API
@@ -186,6 +187,11 @@ def _to_oas_3_0(schema: Any) -> None:
         _to_oas_3_0(value)
     if "const" in schema:
         schema["enum"] = [schema.pop("const")]
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = schema.get(bound)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            # 2020-12: a number; OpenAPI 3.0: the limit, and a flag saying it is excluded.
+            schema[limit], schema[bound] = value, True
     for key in ("anyOf", "oneOf"):
         options = schema.get(key)
         if not isinstance(options, list):
