@@ -231,3 +231,22 @@ async def test_work_orders_their_timeline_and_what_devices_read(mosquitto: Mosqu
         assert e1["state"] == "ok" and e1["readings"] >= 1
         assert e1["points"] == [{"name": "trapped", "value": 1, "quality": "good",
                                  "ts": e1["points"][0]["ts"], "unit": None}]
+
+
+async def test_an_open_live_feed_does_not_hold_up_a_shutdown(mosquitto: Mosquitto,
+                                                             tmp_path: Path) -> None:
+    config = console_config(tmp_path, mosquitto.port)
+    add_users(config)
+    loop = asyncio.get_running_loop()
+    async with running_console(config, mosquitto.port) as run:
+        op = await run.client()
+        await op.login("wang")
+        cookies = {c.key: c.value for c in op.http.cookie_jar}
+        http = aiohttp.ClientSession(cookies=cookies)
+        stream = await http.get(f"{run.base}/api/v1/events")
+        assert stream.status == 200
+        stopping = loop.time()
+    stopped = loop.time() - stopping
+    stream.close()
+    await http.close()
+    assert stopped < 2.5, f"stopping took {stopped:.1f} s with a browser connected"
