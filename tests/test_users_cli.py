@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config import load_config, load_config_text
+from gateway.config import load_config
 from gateway.console import UserStore, first_admin_command, users_path
 from tests.console_support import SITE, running_console
 from tests.support import Mosquitto
@@ -235,13 +235,13 @@ async def test_the_first_start_hint_works_as_logged(
         assert argv[:2] == ["propgw", "users"]
         async with tmux_pane(propgw_command(*argv[1:]), cwd=tmp_path) as pane:
             await pane.wait_for("new password for chief (at least 8 characters):",
-                                timeout=15)
+                                within=15)
             await pane.keys(PASSWORD, "Enter")
             await pane.wait_for("again:")
             screen = await pane.screen()
             assert PASSWORD not in screen, "the password is not echoed"
             await pane.keys(PASSWORD, "Enter")
-            assert await pane.exit_status(timeout=15) == 0
+            assert await pane.exit_status(within=15) == 0
             assert "added chief (admin)" in await pane.screen()
 
         browser = await run.client()
@@ -254,11 +254,11 @@ async def test_the_first_start_hint_works_as_logged(
 async def test_two_different_passwords_change_nothing(site: Path, tmp_path: Path) -> None:
     command = propgw_command("users", "add", "-c", str(site), "chief", "--role", "admin")
     async with tmux_pane(command, cwd=tmp_path) as pane:
-        await pane.wait_for("new password for chief", timeout=15)
+        await pane.wait_for("new password for chief", within=15)
         await pane.keys(PASSWORD, "Enter")
         await pane.wait_for("again:")
         await pane.keys(PASSWORD + "x", "Enter")
-        assert await pane.exit_status(timeout=15) == 2
+        assert await pane.exit_status(within=15) == 2
         assert "the two passwords differ; nothing changed" in await pane.screen()
     with store_of(site) as store:
         assert store.list() == []

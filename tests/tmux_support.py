@@ -61,28 +61,28 @@ class Pane:
     async def keys(self, *keys: str) -> None:
         await self.tmux("send-keys", "-t", "main", *keys)
 
-    async def wait_for(self, test: str | Callable[[str], bool], *, timeout: float = 5.0
+    async def wait_for(self, test: str | Callable[[str], bool], *, within: float = 5.0
                        ) -> str:
         """The screen, as soon as it contains ``test`` (or ``test(screen)`` is true).
 
         Raises:
-            AssertionError: not within ``timeout`` seconds (with the last screen).
+            AssertionError: not within ``within`` seconds (with the last screen).
         """
         check = (lambda s: test in s) if isinstance(test, str) else test
         screen = ""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 while True:
                     screen = await self.screen()
                     if check(screen):
                         return screen
                     await asyncio.sleep(0.05)
         except TimeoutError:
-            raise AssertionError(f"not on the screen within {timeout} s: {test!r}; the "
+            raise AssertionError(f"not on the screen within {within} s: {test!r}; the "
                                  f"screen:\n{screen}") from None
 
-    async def exit_status(self, *, timeout: float = 5.0) -> int:
-        screen = await self.wait_for(lambda s: EXITED.search(s) is not None, timeout=timeout)
+    async def exit_status(self, *, within: float = 5.0) -> int:
+        screen = await self.wait_for(lambda s: EXITED.search(s) is not None, within=within)
         match = EXITED.search(screen)
         assert match is not None
         return int(match.group(1))
