@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import json
 import os
 import pwd
@@ -246,6 +245,8 @@ def _check_owner(path: Path) -> None:
 
 
 def _password(args: argparse.Namespace, name: str, stdin: TextIO) -> str:
+    import getpass
+
     from gateway.console._users import MIN_PASSWORD
 
     if args.password_stdin:

@@ -98,7 +98,7 @@ def test_80_columns_gives_two_lines_per_alarm_and_nothing_wider() -> None:
     assert lines[0].split() == ["级别", "状态", "发生时间", "持续", "到场倒计时", "升级", "报警编号"]
     assert lines[1].split() == ["P0", "未确认", "13:58:55", "1m05s", "03:55", "L2/4", "巡逻保安",
                                 "trapped@E1"]
-    assert lines[2] == "      1号楼 / 3层 / 东区 · 1号梯 · 电梯困人，请立即处理", \
+    assert lines[2] == "      1号楼 3层 东区 · 1号梯 · 电梯困人，请立即处理", \
         "under the state column"
     assert lines[3].split() == ["P3", "已搁置", "12-02", "10:00", "3d04h", "tamper@W1"], \
         "another day: the date"
@@ -116,7 +116,7 @@ def test_a_long_alarm_id_is_never_cut() -> None:
     assert "报警编号" not in lines[0], "the ids go to the second lines"
     assert lines[3].split() == ["P1", "已恢复未确认", "11:55:00", "2h05m", "超时", "00:30",
                                 "L2/4", "巡逻保安"]
-    assert lines[4].strip().startswith("door_held_open@door-B2-17 · 1号楼 / 3层 / 东区 · 地下车库")
+    assert lines[4].strip().startswith("door_held_open@door-B2-17 · 1号楼 3层 东区 · 地下车库")
     wider = board_lines(BOARD, tz=SHANGHAI, now=NOW, lang="zh", width=100)
     assert wider[3].split()[-1] == "door_held_open@door-B2-17"
 
@@ -137,7 +137,7 @@ def test_a_wide_terminal_gives_one_line_per_alarm_in_english() -> None:
     assert lines[0].split() == ["PRI", "STATE", "SINCE", "AGE", "RESPOND", "ESCALATION", "ALARM",
                                 "LOCATION", "DEVICE", "MESSAGE"]
     assert re.match(r"P1\s+RTN UNACK\s+11:55:00\s+2h05m\s+late 00:30\s+L2/4 Patrol\s+"
-                    r"door_held_open@door-B2-17\s+bldg 1 / floor 3 / zone 东区\s+地下车库B2-17号门\s+"
+                    r"door_held_open@door-B2-17\s+Bldg 1, floor 3, zone East\s+地下车库B2-17号门\s+"
                     r"en: 门长时间未关闭$", lines[2]), lines[2]
     assert "location not set" in lines[3]
 
@@ -179,7 +179,7 @@ def test_event_lines() -> None:
             "reason": "已通知\n维保", "alarm": BOARD["alarms"][0]}
     assert event_line("alarm", data, tz=SHANGHAI, now=NOW, lang="zh") == (
         "2026-12-05T14:00:00+08:00 alarm P0 trapped@E1 acknowledged 未确认 by wang | "
-        "1号楼 / 3层 / 东区 | 1号梯 | 电梯困人，请立即处理 | 已通知?维保")
+        "1号楼 3层 东区 | 1号梯 | 电梯困人，请立即处理 | 已通知?维保")
     work_order = {"id": "wo-1", "priority": "P0", "status": "open", "event": "escalated",
                   "alarm_id": "trapped@E1", "respond_by": iso(300),
                   "escalation": {"level": 2, "levels": 4, "role": "patrol",

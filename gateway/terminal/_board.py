@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 from zoneinfo import ZoneInfo
 
-from gateway.config import Location
-from gateway.devices import format_location
+from gateway.i18n import format_location
 
 __all__ = ["Lang", "Style", "board_lines", "clean", "display_width", "event_line", "fit",
            "label", "summary_line", "terminal_size", "terminal_style", "title_line"]
@@ -360,9 +359,7 @@ def _cells(alarm: Mapping[str, Any], *, tz: ZoneInfo, now: float, lang: Lang
 
 
 def _location(loc: Mapping[str, Any], lang: Lang) -> str:
-    fields = {k: v for k, v in loc.items() if k in ("building", "floor", "zone", "room")
-              and isinstance(v, str)}
-    return format_location(Location(**fields), lang=lang)
+    return format_location({k: v for k, v in loc.items() if isinstance(v, str)}, lang)
 
 
 def _escalation(order: Mapping[str, Any], lang: Lang) -> str:
