@@ -215,3 +215,80 @@ async def test_line_mode_carries_on_across_a_gateway_restart(mosquitto: Mosquitt
     assert re.search(r"alarm P0 trapped@E1 present 未确认 \| 1号楼 3层 东区", text), \
         "the board after the restart, restored from the journal"
 
+
+class Relay:
+    """A TCP relay to the gateway that can drop every connection at once: a network blip."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer),
+                             return_exceptions=True)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.transport.abort()
+
+    def cut(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def test_line_mode_loses_nothing_across_a_network_blip(site: Site) -> None:
+    relay = Relay(int(site.run.base.rsplit(":", 1)[1]))
+    server = await asyncio.start_server(relay.handle, "127.0.0.1", 0)
+    relay.port = server.sockets[0].getsockname()[1]
+    out = io.StringIO()
+    stop = asyncio.Event()
+
+    async def seen(text: str, within: float = 5.0) -> None:
+        try:
+            async with asyncio.timeout(within):
+                while text not in out.getvalue():
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise AssertionError(f"{text!r} not within {within} s in:\n{out.getvalue()}") \
+                from None
+
+    try:
+        conn = Connection(url=f"http://127.0.0.1:{relay.port}", token=site.token)
+        async with ApiClient(conn) as client:
+            task = asyncio.create_task(watch(client, lang="en", out=out, lines=True, stop=stop))
+            try:
+                await seen("board: 0 alarm(s)")
+                await site.run.publish("dev/W1/wet", "1")  # an event: a place to resume from
+                await seen("alarm P1 leak@W1 activated")
+                relay.cut()
+                await seen("live feed lost")
+                await site.run.publish("dev/E1/trapped", "1")  # while the watch is away
+                await seen("alarm P0 trapped@E1 activated")
+            finally:
+                stop.set()
+                assert await task == 0
+    finally:
+        server.close()
+        await relay.close()
+        await server.wait_closed()
+    text = out.getvalue()
+    assert text.count("connected to ") == 2, text
+    assert "resync" not in text and text.count("board:") == 1, \
+        "resumed after the last event seen, not started over"
+
