@@ -103,6 +103,7 @@ class _Watch:
         self.out, self.stop = out, stop
         self.link = "connecting"
         self.problem = ""
+        self._retry = 0.0
 
     async def run(self) -> int:
         task = asyncio.current_task()
@@ -130,12 +131,10 @@ class _Watch:
 
     async def _feed(self) -> None:
         last_id: str | None = None
-        retry = 0.0
         while True:
             resync = False
             try:
                 async for event in self.client.events(last_id, opened=self._opened(last_id)):
-                    retry = 0.0
                     if event.kind == "resync":
                         resync, last_id = True, None
                         self.resynced(event)
@@ -151,12 +150,12 @@ class _Watch:
                     self.lost("the gateway closed the live feed")
             if resync:
                 continue
-            retry = min(_RETRY_MAX, max(1.0, retry * 2))
-            await asyncio.sleep(retry)
+            self._retry = min(_RETRY_MAX, max(1.0, self._retry * 2))
+            await asyncio.sleep(self._retry)
 
     def _opened(self, last_id: str | None) -> Callable[[], None]:
         def opened() -> None:
-            self.link, self.problem = "live", ""
+            self.link, self.problem, self._retry = "live", "", 0.0
             self.connected(fresh=last_id is None)
         return opened
 
@@ -253,6 +252,8 @@ class _Board(_Watch):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.board: dict[str, Any] | None = None
+        #: Why the board could not be read last time ("" when it could).
+        self.unread = ""
         self._failure = ""
         self.dirty = asyncio.Event()
         self.style: Style = terminal_style(self.out)
@@ -293,10 +294,12 @@ class _Board(_Watch):
             except ApiError as exc:
                 if exc.status in (401, 403):
                     raise
-                self.lost(str(exc))
+                self.unread = str(exc)
+                self.draw()
                 await asyncio.sleep(1.0)
                 self.dirty.set()
                 continue
+            self.unread = ""
             self.draw()
 
     async def _tick(self) -> None:
@@ -319,8 +322,8 @@ class _Board(_Watch):
         room = width - display_width(status) - 1
         title = fit(title_line(self.site, self.tz, now), room) + " " + status
         lines = [self.style.paint(self.style.header, title)]
-        if self.link != "live":
-            why = self.problem or self.client.conn.url
+        if self.link != "live" or self.unread:
+            why = self.problem or self.unread or self.client.conn.url
             warn = ("连接中断，画面可能已过时，正在重连：" if self.lang == "zh"
                     else "no live link; the board may be out of date; retrying: ") + why
             lines.append(self.style.paint(self.style.banner, fit(warn, width)))
