@@ -23,12 +23,7 @@ from gateway.terminal import run_remote_async
 from tests.console_support import SITE, STATUS_TOKEN, Running, add_users, running_console
 from tests.support import Mosquitto, free_port
 
-pytestmark = [
-    pytest.mark.mosquitto,
-    # The console stores the user under a plain string key; aiohttp 3.14 warns once per
-    # process, which (warnings being errors here) fails the first request of a test run.
-    pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning"),
-]
+pytestmark = pytest.mark.mosquitto
 
 
 @dataclass

@@ -22,11 +22,7 @@ from tests.console_support import SITE, STATUS_TOKEN, Running, add_users, runnin
 from tests.support import Mosquitto, free_port
 from tests.tmux_support import propgw_command, tmux_pane
 
-pytestmark = [
-    pytest.mark.mosquitto,
-    # See tests/test_alarms_remote.py: aiohttp warns once about the console's request key.
-    pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning"),
-]
+pytestmark = pytest.mark.mosquitto
 
 
 @dataclass
