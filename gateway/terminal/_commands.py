@@ -70,7 +70,8 @@ async def run_remote_async(args: argparse.Namespace, out: TextIO | None = None) 
     command: str = args.alarms_command
     try:
         body = _action_body(args) if command in ACTIONS else {}
-        conn = connection_from(args)
+        # Reads the site config, the token file and the certificate: not on the loop.
+        conn = await asyncio.to_thread(connection_from, args)
     except (SiteProblem, ValueError) as exc:
         _complain(command, str(exc))
         return EXIT_USAGE

@@ -34,7 +34,7 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
@@ -97,8 +97,9 @@ async def watch(client: ApiClient, *, lang: Lang, out: TextIO, lines: bool,
 class _Watch:
     """The feed loop both modes share; subclasses say what to do with what arrives."""
 
-    def __init__(self, client: ApiClient, site: dict[str, Any], tz: ZoneInfo, lang: Lang,  # noqa: PLR0917  # private, two callers
-                 out: TextIO, stop: asyncio.Event) -> None:
+    def __init__(  # noqa: PLR0917  # private; built in one place, in order
+            self, client: ApiClient, site: dict[str, Any], tz: ZoneInfo, lang: Lang,
+            out: TextIO, stop: asyncio.Event) -> None:
         self.client, self.site, self.tz, self.lang = client, site, tz, lang
         self.out, self.stop = out, stop
         self.link = "connecting"
@@ -126,7 +127,7 @@ class _Watch:
                 task.uncancel()
         return status
 
-    def tasks(self) -> list[tuple[str, Any]]:
+    def tasks(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         return [("feed", self._feed())]
 
     async def _feed(self) -> None:
@@ -184,7 +185,7 @@ class _Lines(_Watch):
         super().__init__(*args)
         self._want_snapshot = asyncio.Event()
 
-    def tasks(self) -> list[tuple[str, Any]]:
+    def tasks(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         return [*super().tasks(), ("snapshots", self._snapshots())]
 
     def connected(self, *, fresh: bool) -> None:
@@ -268,7 +269,7 @@ class _Board(_Watch):
     def failed(self, message: str) -> None:
         self._failure = message
 
-    def tasks(self) -> list[tuple[str, Any]]:
+    def tasks(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         return [*super().tasks(), ("board", self._refresh()), ("clock", self._tick())]
 
     def connected(self, *, fresh: bool) -> None:
