@@ -250,3 +250,53 @@ async def test_an_open_live_feed_does_not_hold_up_a_shutdown(mosquitto: Mosquitt
     stream.close()
     await http.close()
     assert stopped < 2.5, f"stopping took {stopped:.1f} s with a browser connected"
+
+
+async def test_changes_made_with_propgw_users_take_effect_at_once(mosquitto: Mosquitto,
+                                                                 tmp_path: Path) -> None:
+    """The CLI writes the user file while the gateway runs: a deleted user, a changed role or
+    password, and a revoked token must not keep working for a session's lifetime."""
+    config = console_config(tmp_path, mosquitto.port)
+    add_users(config)
+    path = users_path(config)
+    assert path is not None
+    with UserStore(path) as store:
+        token = store.issue_token("zhao", "cli")
+    async with running_console(config, mosquitto.port) as run:
+        wang, li = await run.client(), await run.client()
+        await wang.login("wang")
+        await li.login("li")
+        assert (await wang.get("/api/v1/alarms"))[0] == 200
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.get(f"{run.base}/api/v1/alarms", headers=headers) as response:
+                assert response.status == 200
+            with UserStore(path) as store:  # as `propgw users` would, from another process
+                store.set_password("wang", "a new password 2")
+                store.revoke_tokens("zhao")
+            async with http.get(f"{run.base}/api/v1/alarms", headers=headers) as response:
+                assert response.status == 401, "a revoked token stops at once"
+        assert (await wang.get("/api/v1/alarms"))[0] == 401, "a changed password ends sessions"
+        assert (await li.get("/api/v1/alarms"))[0] == 200, "others are not affected"
+        with UserStore(path) as store:
+            store.delete("li")
+        assert (await li.get("/api/v1/alarms"))[0] == 401
+
+
+async def test_a_browser_that_drops_before_any_event_resumes_without_a_gap(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    config = console_config(tmp_path, mosquitto.port)
+    add_users(config)
+    async with running_console(config, mosquitto.port) as run:
+        op = await run.client()
+        await op.login("wang")
+        cookies = {c.key: c.value for c in op.http.cookie_jar}
+        async with aiohttp.ClientSession(cookies=cookies) as http, \
+                http.get(f"{run.base}/api/v1/events") as response:
+            head = (await response.content.readuntil(b"\n\n")).decode()
+        start = next(line.split(": ", 1)[1] for line in head.splitlines()
+                     if line.startswith("id: "))
+        await run.publish("dev/E1/trapped", "1")  # happens while the browser is away
+        await run.wait_alarm(op, "trapped@E1", "active_unacknowledged")
+        missed = await read_events(run.base, cookies, 2, last_id=start)
+        assert {kind for _, kind, _ in missed} == {"alarm", "work_order"}

@@ -53,7 +53,7 @@ class SessionResource(PydanticView):
             log.warning("console: failed login for %r from %s", body.name, self.request.remote)
             return _error(401, "wrong name or password")
         console.throttle.succeeded(keys)
-        session = console.sessions.create(user)
+        session = await console.new_session(user)
         log.info("console: %s (%s) logged in from %s", user.name, user.role, self.request.remote)
         response = web.json_response(SessionView(name=user.name, role=user.role,
                                                  csrf_token=session.csrf).model_dump())

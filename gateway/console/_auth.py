@@ -48,6 +48,10 @@ class Session:
     user: User
     csrf: str
     last_seen: float
+    #: The user's (role, last change) at login; a different one ends the session.
+    stamp: tuple[str, float] | None = None
+    #: The user file's version when the stamp was last compared.
+    checked: int | None = None
 
 
 class Sessions:
@@ -58,9 +62,10 @@ class Sessions:
         self._ttl = ttl
         self._by_id: collections.OrderedDict[str, Session] = collections.OrderedDict()
 
-    def create(self, user: User) -> Session:
+    def create(self, user: User, *, stamp: tuple[str, float] | None = None,
+               version: int | None = None) -> Session:
         session = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32),
-                          self._clock.monotonic())
+                          self._clock.monotonic(), stamp, version)
         self._by_id[session.id] = session
         while len(self._by_id) > _MAX_SESSIONS:
             self._by_id.popitem(last=False)

@@ -66,6 +66,12 @@ class EventHub:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def current_id(self) -> str:
+        """The id of the newest event so far: given to a new browser before any event, so
+        that a reconnect resumes from here even if nothing happened in between."""
+        return f"{self._boot}-{self._ring[-1][0] if self._ring else 0}"
+
     def publish(self, kind: str, data: Any) -> FeedEvent:
         """Send ``data`` (JSON-able) as a ``kind`` event to every browser; never blocks."""
         n = next(self._seq)

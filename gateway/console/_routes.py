@@ -101,6 +101,8 @@ class ConsoleRoutes:
             user = await self.service.token_user(auth.removeprefix("Bearer "))
         elif (cookie := request.cookies.get(COOKIE)) is not None:
             session = self.service.sessions.get(cookie)
+            if session is not None and not await self.service.still_valid(session):
+                session = None
             if session is not None:
                 user = session.user
                 if request.method not in _SAFE and not same_secret(
@@ -136,7 +138,9 @@ class ConsoleRoutes:
         last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
         idle = 0
         try:
-            await response.write(b"retry: 1000\n\n")
+            # An id without data sets the browser's Last-Event-ID without firing an event.
+            start = last or self.service.hub.current_id
+            await response.write(f"retry: 1000\nid: {start}\n\n".encode())
             # Ticks every second when idle: a browser that left is noticed within one (aiohttp
             # does not cancel a handler whose client went away), and a comment every
             # _KEEPALIVE ticks keeps proxies from closing a quiet stream.

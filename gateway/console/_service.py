@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.alarms import AlarmEvent, AlarmRecord, LifecycleState
-from gateway.console._auth import LoginThrottle, Sessions
+from gateway.console._auth import LoginThrottle, Session, Sessions
 from gateway.console._backend import Backend
 from gateway.console._feed import EventHub
 from gateway.console._schema import AlarmView, DeviceView, PointView, Text, iso
@@ -49,6 +49,7 @@ class ConsoleService:
         self.users_file = users_file
         self.users: UserStore | None = None
         self._tokens: dict[str, tuple[User, float]] = {}
+        self._tokens_version: int | None = None
 
     # -- lifecycle
 
@@ -82,7 +83,39 @@ class ConsoleService:
             return None
         return await asyncio.to_thread(self.users.verify, name, password)
 
+    def users_version(self) -> int | None:
+        """Changes whenever the user file is written (here or by ``propgw users``)."""
+        if self.users_file is None:
+            return None
+        try:
+            return os.stat(self.users_file).st_mtime_ns
+        except OSError:
+            return None
+
+    async def new_session(self, user: User) -> Session:
+        stamp = await asyncio.to_thread(self.users.stamp, user.name) if self.users else None
+        return self.sessions.create(user, stamp=stamp, version=self.users_version())
+
+    async def still_valid(self, session: Session) -> bool:
+        """False when the session's user was deleted, or their role or password changed,
+        since it logged in, wherever the change was made; the session is then ended."""
+        version = self.users_version()
+        if version == session.checked or self.users is None:
+            return True
+        stamp = await asyncio.to_thread(self.users.stamp, session.user.name)
+        if stamp != session.stamp:
+            self.sessions.drop(session.id)
+            log.info("console: session of %s ended: the user was changed or deleted",
+                     session.user.name)
+            return False
+        session.checked = version
+        return True
+
     async def token_user(self, token: str) -> User | None:
+        version = self.users_version()
+        if version != self._tokens_version:  # a token revoked or a user changed elsewhere
+            self._tokens.clear()
+            self._tokens_version = version
         cached = self._tokens.get(token)
         now = time.monotonic()
         if cached is not None and now - cached[1] < _TOKEN_CACHE_S:

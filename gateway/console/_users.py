@@ -193,6 +193,14 @@ class UserStore:
             row = conn.execute("SELECT name, role FROM users WHERE name = ?", (name,)).fetchone()
         return None if row is None else User(row[0], row[1])
 
+    def stamp(self, name: str) -> tuple[str, float] | None:
+        """The user's role and when they were last changed (password or role); None when
+        the user no longer exists. A session remembers it to notice changes made elsewhere."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT role, updated FROM users WHERE name = ?",
+                               (name,)).fetchone()
+        return None if row is None else (str(row[0]), float(row[1]))
+
     def list(self) -> list[User]:
         with self._tx() as conn:
             rows = conn.execute("SELECT name, role FROM users ORDER BY name").fetchall()
