@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp_pydantic import PydanticView
 from aiohttp_pydantic.oas.typing import r200, r201, r204, r400, r401, r404, r429
 
-from gateway.console._auth import COOKIE, Access
+from gateway.console._auth import COOKIE, SESSION, USER, Access
 from gateway.console._schema import (
     ErrorBody,
     LoginBody,
@@ -19,7 +19,7 @@ from gateway.console._schema import (
     UserView,
 )
 from gateway.console._service import CONSOLE
-from gateway.console._users import User, UserError
+from gateway.console._users import UserError
 
 __all__ = ["ACCESS_ROUTES", "ACCESS_VIEWS"]
 
@@ -67,8 +67,8 @@ class SessionResource(PydanticView):
 
         Tags: session
         """
-        user: User = self.request["user"]
-        session = self.request.get("session")
+        user = self.request[USER]
+        session = self.request.get(SESSION)
         return web.json_response(SessionView(
             name=user.name, role=user.role,
             csrf_token=session.csrf if session is not None else "").model_dump())
@@ -78,7 +78,7 @@ class SessionResource(PydanticView):
 
         Tags: session
         """
-        session = self.request.get("session")
+        session = self.request.get(SESSION)
         if session is not None:
             self.request.app[CONSOLE].sessions.drop(session.id)
         response = web.Response(status=204)
@@ -110,7 +110,7 @@ class UsersResource(PydanticView):
         except UserError as exc:
             return _error(400, str(exc))
         log.info("console: user %s (%s) added by %s", user.name, user.role,
-                 self.request["user"].name)
+                 self.request[USER].name)
         return web.json_response(UserView(name=user.name, role=user.role).model_dump(),
                                  status=201)
 
@@ -137,7 +137,7 @@ class UserResource(PydanticView):
         if user is None:
             return _error(404, f"no user {name!r}")
         console.forget_user(name)
-        log.info("console: user %s changed by %s", name, self.request["user"].name)
+        log.info("console: user %s changed by %s", name, self.request[USER].name)
         return web.json_response(UserView(name=user.name, role=user.role).model_dump())
 
     async def delete(self, name: str, /) -> r204[None] | r400[ErrorBody] | r404[ErrorBody]:
@@ -153,7 +153,7 @@ class UserResource(PydanticView):
         except UserError as exc:
             return _error(404 if "no user" in str(exc) else 400, str(exc))
         console.forget_user(name)
-        log.info("console: user %s deleted by %s", name, self.request["user"].name)
+        log.info("console: user %s deleted by %s", name, self.request[USER].name)
         return web.Response(status=204)
 
 

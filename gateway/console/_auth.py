@@ -24,11 +24,14 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
+from aiohttp import web
+
 from gateway.clock import Clock
 from gateway.config import LoginLimits
 from gateway.console._users import Role, User
 
-__all__ = ["COOKIE", "CSRF_HEADER", "Access", "LoginThrottle", "Session", "Sessions"]
+__all__ = ["COOKIE", "CSRF_HEADER", "SESSION", "USER", "Access", "LoginThrottle", "Session",
+           "Sessions"]
 
 COOKIE = "propgw_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -45,6 +48,12 @@ class Session:
     user: User
     csrf: str
     last_seen: float
+
+
+#: Request keys: who is asking (set once the route's access was checked), and their browser
+#: session (None for an API token). Typed keys, not strings: aiohttp warns about string keys.
+USER = web.RequestKey("user", User)
+SESSION: web.RequestKey[Session | None] = web.RequestKey("session")
 
 
 class Sessions:

@@ -25,7 +25,7 @@ from aiohttp_pydantic.oas.view import generate_oas
 
 from gateway import __version__
 from gateway.console._access import ACCESS_ROUTES, ACCESS_VIEWS
-from gateway.console._auth import COOKIE, CSRF_HEADER, Access, same_secret
+from gateway.console._auth import COOKIE, CSRF_HEADER, SESSION, USER, Access, same_secret
 from gateway.console._service import BACKEND, CONSOLE, ConsoleService
 from gateway.console._users import TOKEN_PREFIX
 from gateway.console._views import ROUTES, VIEWS
@@ -111,8 +111,8 @@ class ConsoleRoutes:
         if not user.can(access):
             return _refuse(403, f"this needs the role {access} or above; {user.name} is "
                                 f"{user.role}")
-        request["user"] = user
-        request["session"] = session
+        request[USER] = user
+        request[SESSION] = session
         return None
 
     # -- routes that are not part of the JSON API
@@ -162,6 +162,10 @@ async def _security_headers(request: web.Request,
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("X-Frame-Options", "DENY")
+    if request.path.startswith("/static/"):
+        # Revalidate (a cheap 304) rather than guess: after an upgrade every browser in the
+        # control room must load the new page's modules, not a cached mix of old and new.
+        response.headers.setdefault("Cache-Control", "no-cache")
     return response
 
 

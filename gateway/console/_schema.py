@@ -238,6 +238,10 @@ class SiteView(_Out):
     timezone: str
     version: str
     users_configured: bool = Field(description="False until someone ran `propgw users add`.")
+    categories: dict[str, Text] = Field(
+        default_factory=dict,
+        description="Every alarm category this site's rules can raise, with its title in both "
+                    "languages (for filters and lists that carry only the category id).")
 
 
 class LoginBody(_In):

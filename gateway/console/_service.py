@@ -107,6 +107,12 @@ class ConsoleService:
             return Text(zh=policy.title.zh, en=policy.title.en)
         return Text(zh=category, en=category.replace("_", " ").capitalize())
 
+    def category_titles(self) -> dict[str, Text]:
+        """Every category the rules can raise or the work orders name, with its title."""
+        config = self.backend.config
+        names = {r.category for r in config.rules} | set(config.work_orders.categories)
+        return {name: self.category_title(name) for name in sorted(names)}
+
     def alarm_views(self) -> list[AlarmView]:
         """Alarms worth showing, life safety first, then the longest standing."""
         records = [r for r in self.backend.book.records() if _worth_showing(r)]

@@ -2,7 +2,7 @@
 signatures and the models in :mod:`gateway.console._schema`.
 
 Who may call what is decided before the body is read (:data:`ROUTES`, checked by the server);
-a view only needs to know who the user is (``request["user"]``) to journal the action.
+a view only needs to know who the user is (``request[USER]``) to journal the action.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from aiohttp_pydantic.oas.typing import r200, r400, r403, r404, r409, r503
 
 from gateway import __version__
 from gateway.alarms import AlarmEvent, alarm_report
-from gateway.console._auth import Access
+from gateway.console._auth import USER, Access
 from gateway.console._schema import (
     AckBody,
     ActionError,
@@ -49,8 +49,7 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
 
 
 def _user(request: web.Request) -> User:
-    user: User = request["user"]
-    return user
+    return request[USER]
 
 
 # --------------------------------------------------------------------------- site, alarms
@@ -66,7 +65,8 @@ class SiteResource(PydanticView):
         site = backend.config.site
         return _json(SiteView(id=site.id, name=site.name, gateway_id=site.gateway_id,
                               timezone=site.timezone, version=__version__,
-                              users_configured=await console.users_configured()))
+                              users_configured=await console.users_configured(),
+                              categories=console.category_titles()))
 
 
 class AlarmsResource(PydanticView):
