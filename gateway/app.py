@@ -36,10 +36,17 @@ from gateway.health import HealthModel, HealthReport, JournalStatus
 from gateway.http_server import RouteOwner, WebServer, listen_settings
 from gateway.liveness import Liveness
 from gateway.outbox import DeliveryProgress, Outbox, OutboxItem
+from gateway.readings import LastReadings
 from gateway.sdnotify import notify
 from gateway.supervisor import Supervisor
 from gateway.upstream import HttpPublisher, PlatformEndpoint, UpstreamPublisher, alarm_message
-from gateway.workorders import StatusAnswer, WorkOrder, WorkOrderDesk
+from gateway.workorders import (
+    StatusAnswer,
+    WorkOrder,
+    WorkOrderDesk,
+    WorkOrderLog,
+    work_order_log_path,
+)
 
 if TYPE_CHECKING:
     from gateway.console import ConsoleService
@@ -124,6 +131,13 @@ class Gateway:
         self.engine = AlarmEngine(config, self.clock, self._on_alarm,
                                   listener=self._on_alarm_event)
         self._alarm_feed = self.bus.subscribe("alarms", maxsize=10_000, overflow=Overflow.BLOCK)
+        #: Every version of every work order, for people (the console); never in the way of
+        #: delivery: record() only queues.
+        self.worklog = WorkOrderLog(work_order_log_path(config), clock=self.clock)
+        #: The last reading of every point, for people; a slow view drops, never blocks.
+        self.readings = LastReadings()
+        self._readings_feed = self.bus.subscribe("readings", maxsize=1000,
+                                                 overflow=Overflow.DROP_OLDEST)
         self.supervisor = Supervisor(self.clock)
         progress: dict[str, DeliveryProgress] = {}
         if self.upstream is not None:
@@ -132,7 +146,8 @@ class Gateway:
             progress["http"] = self.http.progress
         self.health_model = HealthModel(
             config.health, self.clock, self.supervisor, outbox=self.outbox, targets=progress,
-            drivers=self.drivers, alarm_feed=self._alarm_feed, journal=self._journal_status)
+            drivers=self.drivers, alarm_feed=self._alarm_feed, journal=self._journal_status,
+            worklog=self.worklog.health)
         self.liveness = Liveness(self.health_model, self.clock, on_failing=self._failing,
                                  interval=config.health.check_every)
         self._build_web_server()
@@ -145,6 +160,8 @@ class Gateway:
         """Run until ``shutdown_trigger()`` returns (default: SIGTERM or SIGINT)."""
         trigger = shutdown_trigger or wait_for_signals
         async with contextlib.AsyncExitStack() as stack:
+            # Open before anything can raise a work order: the desk records every version.
+            await stack.enter_async_context(self.worklog)
             if self.outbox is not None:
                 # Open (and load what a previous run left unsent) before anything can raise
                 # a work order: durability before delivery.
@@ -159,6 +176,7 @@ class Gateway:
                 *((d.name, _runner(d, self.bus)) for d in self.drivers),
                 ("alarms", lambda: self.engine.run(self._alarm_feed)),
                 ("workorders", self.desk.run),
+                ("readings", lambda: self.readings.run(self._readings_feed)),
             ]
             if self.upstream is not None:
                 stages.append(("upstream", self.upstream.run))
@@ -228,9 +246,9 @@ class Gateway:
 
             self.console = ConsoleService(Backend(
                 config=self.config, clock=self.clock, book=self.engine.book,
-                actions=self.engine.actions, desk=self.desk,
-                links=lambda: [d.health() for d in self.drivers], health=self.health_report,
-                on_answer=self._on_answer), users_path(self.config))
+                actions=self.engine.actions, desk=self.desk, worklog=self.worklog,
+                readings=self.readings, links=lambda: [d.health() for d in self.drivers],
+                health=self.health_report, on_answer=self._on_answer), users_path(self.config))
             owners.append(ConsoleRoutes(self.console))
         service = self.console
         self.web = WebServer(listen, owners=owners, health=self.health_report,
@@ -268,6 +286,7 @@ class Gateway:
         await self.desk.handle(event)
 
     async def _on_work_order(self, order: WorkOrder) -> None:
+        await self.worklog.record(order)
         for obs in self.observers:
             obs.work_order(order)
         if self.console is not None:

@@ -83,6 +83,7 @@ class Bus:
                 continue
             if sub.queue.full():
                 sub.queue.get_nowait()
+                sub.queue.task_done()  # taken by us, never by the consumer: keep join() true
                 sub.dropped += 1
                 if sub.dropped == 1:
                     log.warning("bus: subscriber %s is not keeping up; dropping oldest readings "

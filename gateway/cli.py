@@ -91,7 +91,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway  # heavy imports only for the command that needs them
 
     config = load_config(args.config)
-    library_log = logs.configure(args.log_level or config.log_level)
+    library_log = logs.configure(args.log_level or config.log_level,
+                                 timezone=config.site.timezone)
     # Owner-only by default: the outbox and the alarm journal describe people and places.
     os.umask(0o077)
     log.info("propgw %s starting with %s", __version__, args.config)
@@ -122,8 +123,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import DemoOptions, parse_mqtt_url, run_demo
 
-    logs.configure(args.log_level)
     # The demo prints alarms and work orders itself; their log lines would only repeat them.
+    logs.configure(args.log_level, announcements=False)
     for name in ("gateway.alarms", "gateway.workorders"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

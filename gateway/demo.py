@@ -31,6 +31,7 @@ from gateway.broker import EmbeddedBroker
 from gateway.bus import Overflow, Subscription
 from gateway.clock import SystemClock
 from gateway.config import GatewayConfig, load_config
+from gateway.i18n import format_location
 from gateway.simrun import gateway_config_yaml
 from gateway.workorders import WorkOrder
 from simulators.scenario import load_scenario
@@ -231,8 +232,12 @@ class _Printer:
     def work_order(self, order: WorkOrder) -> None:
         self.orders += 1
         respond_by = dt.datetime.fromisoformat(order.respond_by).astimezone()
+        where = order.location
+        located = any((where.building, where.floor, where.zone, where.room))
+        zh = f"（{format_location(where, 'zh-CN')}）" if located else ""
+        en = f" ({format_location(where, 'en')})" if located else ""
         self._emit("WORK ORDER", f"{order.id} #{order.seq} {order.status} {order.priority} "
-                                 f"{order.title.zh} / {order.title.en}; respond by "
+                                 f"{order.title.zh}{zh} / {order.title.en}{en}; respond by "
                                  f"{respond_by:%H:%M:%S}")
 
     def upstream(self, topic: str, payload: bytes) -> None:

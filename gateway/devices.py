@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from gateway.config import DeviceConfig, Location, placeholders
 
-__all__ = ["DeviceDirectory", "format_location"]
+__all__ = ["DeviceDirectory"]
 
 
 class DeviceDirectory:
@@ -57,23 +57,6 @@ class DeviceDirectory:
     def configs(self) -> list[DeviceConfig]:
         """Every enabled device config (templates once, not per concrete id)."""
         return [*self._exact.values(), *(dev for _, dev in self._templates)]
-
-
-def format_location(location: Location, *, lang: str = "en") -> str:
-    """Short human location, e.g. ``1号楼 / 3层 / A区`` or ``bldg 1 / floor 3 / zone A``."""
-    if lang == "zh":
-        parts = [f"{location.building}号楼" if location.building and location.building.isdigit()
-                 else location.building,
-                 f"{location.floor}层" if location.floor and location.floor.lstrip("-B").isdigit()
-                 else location.floor,
-                 location.zone, location.room]
-    else:
-        parts = [f"bldg {location.building}" if location.building else None,
-                 f"floor {location.floor}" if location.floor else None,
-                 f"zone {location.zone}" if location.zone else None,
-                 f"room {location.room}" if location.room else None]
-    return " / ".join(p for p in parts if p) or ("位置未配置" if lang == "zh" else
-                                                 "location not set")
 
 
 def _template_regex(template: str) -> re.Pattern[str]:

@@ -28,6 +28,7 @@ from gateway.clock import Clock
 from gateway.config import HealthConfig
 from gateway.outbox import DeliveryProgress, Outbox
 from gateway.supervisor import Supervisor
+from gateway.workorders import WorkOrderLogHealth
 
 __all__ = ["HealthModel", "HealthReport", "JournalStatus", "Reason", "Status"]
 
@@ -50,7 +51,7 @@ class Reason:
         code: Stable, machine-readable: ``stage_restarting``, ``stage_crash_loop``,
             ``upstream_down``, ``messages_waiting``, ``stalled``, ``storage_error``,
             ``not_durable``, ``state_replaced``, ``parked``, ``outbox_over_bound``,
-            ``journal_error``, ``comm_loss``, ``alarm_backlog_stalled``.
+            ``journal_error``, ``worklog_error``, ``comm_loss``, ``alarm_backlog_stalled``.
         message: For people (English), e.g. ``3 message(s) waiting for mqtt, oldest 45 s``.
         fatal: The gateway is failing, not merely degraded.
     """
@@ -118,7 +119,8 @@ class HealthModel:
                  targets: Mapping[str, DeliveryProgress] | None = None,
                  drivers: Sequence[Driver] = (),
                  alarm_feed: Subscription | None = None,
-                 journal: Callable[[], JournalStatus] | None = None) -> None:
+                 journal: Callable[[], JournalStatus] | None = None,
+                 worklog: Callable[[], WorkOrderLogHealth] | None = None) -> None:
         self._cfg = cfg
         self._clock = clock
         self._supervisor = supervisor
@@ -127,6 +129,7 @@ class HealthModel:
         self._drivers = list(drivers)
         self._alarm_feed = alarm_feed
         self._journal = journal
+        self._worklog = worklog
         self._feed_seen: tuple[int, float] | None = None
 
     def report(self) -> HealthReport:
@@ -141,6 +144,8 @@ class HealthModel:
             detail["outbox"] = self._outbox_detail(reasons)
         if self._journal is not None:
             detail["journal"] = self._journal_detail(reasons)
+        if self._worklog is not None:
+            detail["worklog"] = self._worklog_detail(reasons)
         detail["devices"] = self._devices(reasons)
         if self._alarm_feed is not None:
             detail["alarm_feed"] = self._feed(now, reasons)
@@ -232,6 +237,17 @@ class HealthModel:
             reasons.append(Reason("state_replaced", f"the alarm journal was unreadable at "
                                                     f"start and was moved to {j.replaced}"))
         return asdict(j)
+
+    def _worklog_detail(self, reasons: list[Reason]) -> dict[str, Any]:
+        assert self._worklog is not None
+        w = self._worklog()
+        if w.storage_error is not None:
+            reasons.append(Reason("worklog_error", f"work-order history cannot write {w.path}: "
+                                                   f"{w.storage_error}"))
+        if w.replaced is not None:
+            reasons.append(Reason("state_replaced", f"the work-order history was unreadable at "
+                                                    f"start and was moved to {w.replaced}"))
+        return {**asdict(w), "ok": w.ok}
 
     def _devices(self, reasons: list[Reason]) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -3,6 +3,18 @@
 Only the command-line entry point configures logging (:func:`configure`); modules just use
 ``logging.getLogger(__name__)``.
 
+Lines are stamped in the site's time zone with its UTC offset
+(``2026-12-05 22:40:01,123+0800``): the people on duty read local time, and the offset keeps
+the line unambiguous for anyone comparing it with the platform's UTC records. Without the
+time-zone database (or with an unknown zone name) the stamps are UTC, said once at WARNING.
+
+The line announcing an alarm or a work order is levelled by its priority
+(:func:`priority_level`: P0 CRITICAL, P1 ERROR, P2/P3 WARNING), so that ``journalctl -p crit``
+shows exactly the life-safety ones; it carries the priority as the record attribute
+``priority``. The journal learns a line's level from a ``<N>`` syslog prefix (sd-daemon(3),
+systemd's ``SyslogLevelPrefix=``, on by default), which is written when the stream is the
+journal (``$JOURNAL_STREAM`` names its device and inode): without it every line is ``info``.
+
 Our own loggers (``gateway.*``, ``drivers.*``, ``simulators.*``, ``propgw``) already log a
 failure once, on its transition, and its recovery once; their records pass untouched, and are
 never rate-limited by message: two work orders share a message template but are different news.
@@ -26,7 +38,9 @@ amqtt, ...), which may log the same complaint on every request. Their records ar
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
 import re
 import sys
 import time
@@ -35,8 +49,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["OUR_LOGGERS", "LibraryLogFilter", "LogLimiter", "configure", "one_line"]
+__all__ = ["OUR_LOGGERS", "LibraryLogFilter", "LogLimiter", "SiteTimeFormatter", "configure",
+           "one_line", "priority_level"]
 
 #: Logger name roots of propgw itself.
 OUR_LOGGERS = frozenset({"gateway", "drivers", "simulators", "propgw"})
@@ -45,11 +61,23 @@ _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 #: Highest level a library's record keeps, by library (logger name root).
 _LEVEL_CAPS = {"pymodbus": logging.WARNING}
 _NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\d+")
+_PRIORITY_LEVELS = {"P0": logging.CRITICAL, "P1": logging.ERROR}
+#: Syslog severities (sd-daemon(3) prefixes), highest logging level first.
+_SYSLOG = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
 _installed: logging.Handler | None = None
 
 
-def configure(level: str, stream: TextIO | None = None) -> LibraryLogFilter:
+def configure(level: str, stream: TextIO | None = None, *, timezone: str | None = None,
+              announcements: bool = True) -> LibraryLogFilter:
     """Log to ``stream`` (default stderr) at ``level``, with the library policy above.
+
+    Args:
+        level: A logging level name.
+        stream: Where lines go; default stderr.
+        timezone: IANA zone of the time stamps (the site's); default the host's local time.
+            One that cannot be loaded gives UTC and one WARNING.
+        announcements: False drops the lines announcing alarms and work orders (those with a
+            ``priority``), for a caller that prints them itself (``propgw demo``).
 
     Returns:
         The filter, whose :meth:`LibraryLogFilter.flush` reports what is still suppressed.
@@ -61,11 +89,15 @@ def configure(level: str, stream: TextIO | None = None) -> LibraryLogFilter:
     numeric = logging.getLevelNamesMapping().get(level.upper())
     if numeric is None:
         raise ValueError(f"unknown log level {level!r}")
+    zone, problem = _zone(timezone)
     root = logging.getLogger()
     if _installed is not None:
         root.removeHandler(_installed)
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter(_FORMAT))
+    out = stream or sys.stderr
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(SiteTimeFormatter(_FORMAT, tz=zone, syslog_prefix=_is_journal(out)))
+    if not announcements:
+        handler.addFilter(lambda record: not hasattr(record, "priority"))
     library_filter = LibraryLogFilter(handler.handle, keep_detail=numeric <= logging.DEBUG)
     handler.addFilter(library_filter)
     root.addHandler(handler)
@@ -73,7 +105,48 @@ def configure(level: str, stream: TextIO | None = None) -> LibraryLogFilter:
     root.setLevel(numeric)
     # pymodbus logs every retry at its own levels; our drivers report device health instead.
     logging.getLogger("pymodbus").setLevel(max(logging.WARNING, numeric))
+    if problem is not None:
+        logging.getLogger(__name__).warning("%s; log times are UTC", problem)
     return library_filter
+
+
+def priority_level(priority: str) -> int:
+    """The level of the line announcing an alarm or a work order of ``priority``: CRITICAL
+    for P0 (life safety), ERROR for P1, WARNING for P2, P3 and anything else."""
+    return _PRIORITY_LEVELS.get(priority, logging.WARNING)
+
+
+class SiteTimeFormatter(logging.Formatter):
+    """Stamps records in one time zone with its offset: ``2026-12-05 22:40:01,123+0800``.
+
+    Args:
+        fmt: The line format (``%(asctime)s`` is the stamp).
+        tz: The zone; None for the host's local time.
+        syslog_prefix: Start each record with its syslog severity (``<2>`` for CRITICAL), for
+            the journal.
+    """
+
+    def __init__(self, fmt: str | None = None, *, tz: dt.tzinfo | None = None,
+                 syslog_prefix: bool = False) -> None:
+        super().__init__(fmt)
+        self.tz = tz
+        self.syslog_prefix = syslog_prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if not self.syslog_prefix:
+            return text
+        severity = next((s for level, s in _SYSLOG if record.levelno >= level), 7)
+        return f"<{severity}>{text}"
+
+    def formatTime(self, record: logging.LogRecord,
+                   datefmt: str | None = None) -> str:
+        moment = dt.datetime.fromtimestamp(record.created, tz=self.tz)
+        if self.tz is None:
+            moment = moment.astimezone()
+        if datefmt:
+            return moment.strftime(datefmt)
+        return f"{moment:%Y-%m-%d %H:%M:%S},{int(record.msecs):03d}{moment:%z}"
 
 
 def one_line(record: logging.LogRecord) -> None:
@@ -200,6 +273,34 @@ class LibraryLogFilter(logging.Filter):
         for summary in summaries:
             summary.propgw_summary = True
             self._emit(summary)
+
+
+def _is_journal(stream: TextIO) -> bool:
+    """Whether ``stream`` is the systemd journal: ``$JOURNAL_STREAM`` is "device:inode" of it."""
+    expected = os.environ.get("JOURNAL_STREAM")
+    if not expected:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError):  # io.StringIO has no descriptor; a closed stream neither
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
+
+
+def _zone(name: str | None) -> tuple[dt.tzinfo | None, str | None]:
+    """The zone called ``name`` (None: local time), or UTC and why it could not be loaded."""
+    if name is None:
+        return None, None
+    try:
+        return ZoneInfo(name), None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    try:
+        ZoneInfo("UTC")
+    except ZoneInfoNotFoundError:
+        return dt.UTC, (f"time zone {name!r} cannot be loaded: this system has no time-zone "
+                        f"database (Debian: apt install tzdata)")
+    return dt.UTC, f"unknown time zone {name!r} (expected an IANA name such as Asia/Shanghai)"
 
 
 def _library_of(record: logging.LogRecord) -> str | None:

@@ -1,4 +1,5 @@
-"""The gateway's SQLite state files (outbox, alarm journal): private, checked, never a dead end.
+"""The gateway's SQLite state files (outbox, alarm journal, work-order history, users): private,
+checked, never a dead end.
 
 * Created owner-only (directory 0700, file 0600; SQLite gives its ``-wal`` and ``-shm`` files the
   main file's mode): alarm history and work orders describe people and places.

@@ -2,7 +2,8 @@
 # Sets up propgw on a fresh Debian / Raspberry Pi OS machine: system packages, a virtualenv in
 # .venv, and propgw installed into it (editable). Safe to run again; does only what is missing.
 #   scripts/setup.sh          runtime only (for the demo and production)
-#   scripts/setup.sh --test   plus what the test suite needs (mosquitto, socat, pytest, linters)
+#   scripts/setup.sh --test   plus what the test suite needs (mosquitto, socat, pytest, linters,
+#                             Debian's chromium and a CJK font for the browser tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,10 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "$want_test" -eq 1 ]; then
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
   command -v socat >/dev/null 2>&1 || missing+=(socat)
+  # The browser tests drive Debian's chromium (Playwright's own browser download cannot work
+  # here); a small CJK font so Chinese text renders as glyphs in their screenshots, not boxes.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  fc-list ':lang=zh-cn' family 2>/dev/null | grep -q . || missing+=(fonts-wqy-microhei)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing system packages: ${missing[*]}"

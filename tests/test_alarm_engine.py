@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -155,8 +156,31 @@ async def test_message_interpolates_device_location_and_points(harness: Harness)
     await harness.send({**TRAPPED, "car_position": 7})
     await harness.clock.advance(30)
     event = harness.events[0]
-    assert event.message_zh == "1号梯（2号楼 / 5层）困人，楼层7"
-    assert event.message_en == "1号梯 at bldg 2 / floor 5: trapped"
+    assert event.message_zh == "1号梯（2号楼 5层）困人，楼层7"
+    assert event.message_en == "1号梯 at Bldg 2, floor 5: trapped"
+
+
+@pytest.mark.parametrize(("config", "level"), [
+    pytest.param(load_config_text(CONFIG.replace("priority: P0", f"priority: {p}")), level,
+                 id=p)
+    for p, level in [("P0", logging.CRITICAL), ("P1", logging.ERROR), ("P2", logging.WARNING),
+                     ("P3", logging.WARNING)]])
+async def test_alarm_lines_are_levelled_by_priority(
+        harness: Harness, level: int, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.alarms")
+    await harness.send(TRAPPED)
+    await harness.clock.advance(30)
+    await harness.send({"passenger_status": 0})
+    await harness.clock.advance(5)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records
+             if r.name == "gateway.alarms._rules"]
+    priority = harness.events[0].priority
+    assert lines == [
+        (level, f"alarm {priority} trapped on E1: 1号梯 at Bldg 2, floor 5: trapped"),
+        (logging.INFO, "alarm trapped on E1 returned to normal")], \
+        "journalctl -p picks out life safety; a return to normal is routine"
+    assert [getattr(r, "priority", None) for r in caplog.records
+            if r.name == "gateway.alarms._rules"] == [priority, None]
 
 
 async def test_readings_of_unknown_devices_are_ignored(harness: Harness) -> None:

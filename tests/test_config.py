@@ -237,3 +237,9 @@ def test_a_bad_mapping_key_is_named_and_does_not_hang() -> None:
     problems = errors_of("site: {id: s, name: s, gateway_id: g}\nbrokers: {'bad id': {host: h}}\n")
     assert len(problems) == 1
     assert problems[0].startswith("brokers (line 2): key 'bad id': string should match pattern")
+
+
+def test_a_misspelt_time_zone_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config_text("site: {id: s, name: n, gateway_id: g, timezone: Asia/Shangai}\n")
+    assert "did you mean 'Asia/Shanghai'" in info.value.render()

@@ -194,3 +194,59 @@ async def test_one_server_also_answers_the_platform_and_describes_itself(
                 f"{run.base}/api/v1/alarms", headers={
                     "Authorization": f"Bearer {STATUS_TOKEN}"}) as r:
             assert r.status == 401
+
+
+async def test_work_orders_their_timeline_and_what_devices_read(mosquitto: Mosquitto,
+                                                                  tmp_path: Path) -> None:
+    config = console_config(tmp_path, mosquitto.port)
+    add_users(config)
+    async with running_console(config, mosquitto.port) as run:
+        viewer = await run.client()
+        await viewer.login("li")
+        await run.publish("dev/E1/trapped", "1")
+        alarm = await run.wait_alarm(viewer, "trapped@E1", "active_unacknowledged")
+        order_id = alarm["work_order"]["id"]
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{run.base}/api/v1/work-orders/{order_id}/status",
+                headers={"Authorization": f"Bearer {STATUS_TOKEN}"},
+                json={"status": "acknowledged", "by": "维保 张工"}) as response:
+            assert response.status == 200
+        status, body = await viewer.get("/api/v1/work-orders")
+        assert status == 200 and [o["id"] for o in body["orders"]] == [order_id]
+        assert body["orders"][0]["status"] == "acknowledged"
+        async with asyncio.timeout(5):
+            while True:  # the history writes behind the desk
+                status, detail = await viewer.get(f"/api/v1/work-orders/{order_id}")
+                if [v["event"] for v in detail["versions"]] == ["raised", "acknowledged"]:
+                    break
+                await asyncio.sleep(0.02)
+        assert detail["status_by"] == "维保 张工"
+        status, recent = await viewer.get("/api/v1/work-orders?scope=recent&hours=1")
+        assert status == 200 and recent["orders"][0]["id"] == order_id
+        assert (await viewer.get("/api/v1/work-orders/nope"))[0] == 404
+        assert (await viewer.get("/api/v1/work-orders?scope=later"))[0] == 400
+
+        status, devices = await viewer.get("/api/v1/devices")
+        e1 = next(d for d in devices["devices"] if d["id"] == "E1")
+        assert e1["state"] == "ok" and e1["readings"] >= 1
+        assert e1["points"] == [{"name": "trapped", "value": 1, "quality": "good",
+                                 "ts": e1["points"][0]["ts"], "unit": None}]
+
+
+async def test_an_open_live_feed_does_not_hold_up_a_shutdown(mosquitto: Mosquitto,
+                                                             tmp_path: Path) -> None:
+    config = console_config(tmp_path, mosquitto.port)
+    add_users(config)
+    loop = asyncio.get_running_loop()
+    async with running_console(config, mosquitto.port) as run:
+        op = await run.client()
+        await op.login("wang")
+        cookies = {c.key: c.value for c in op.http.cookie_jar}
+        http = aiohttp.ClientSession(cookies=cookies)
+        stream = await http.get(f"{run.base}/api/v1/events")
+        assert stream.status == 200
+        stopping = loop.time()
+    stopped = loop.time() - stopping
+    stream.close()
+    await http.close()
+    assert stopped < 2.5, f"stopping took {stopped:.1f} s with a browser connected"

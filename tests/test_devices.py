@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gateway.config import load_config_text
-from gateway.devices import DeviceDirectory, format_location
+from gateway.devices import DeviceDirectory
+from gateway.i18n import format_location
 
 CONFIG = """
 site: {id: s, name: s, gateway_id: g}
@@ -26,7 +27,7 @@ def test_templated_ids_fill_name_and_location() -> None:
     assert zone is not None
     assert (zone.id, zone.name, zone.location.zone, zone.location.building) == (
         "FACP-1-zone-3", "FACP-1 防区3", "3", "2")
-    assert format_location(zone.location, lang="zh") == "2号楼 / 3"
+    assert format_location(zone.location, "zh-CN") == "2号楼 3区"
     assert directory.get("E1") is not None
     panel = directory.get("FACP-1")
     assert panel is not None and panel.kind == "fire_panel"

@@ -1,17 +1,22 @@
-"""The library log policy (gateway.logs) as a pure unit: records in, formatted lines out, time
-moved by hand."""
+"""The log policy (gateway.logs) as a pure unit: records in, formatted lines out, time moved
+by hand; and the stamps in the site's time zone."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
+import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 from pymodbus.exceptions import ModbusIOException
 
-from gateway.logs import LibraryLogFilter, LogLimiter
+from gateway import logs
+from gateway.logs import LibraryLogFilter, LogLimiter, SiteTimeFormatter, priority_level
 
 
 @dataclass
@@ -168,3 +173,127 @@ def test_critical_and_debug_keep_their_detail() -> None:
     quiet.handle(logging.LogRecord("amqtt.broker", logging.CRITICAL, __file__, 1, "c\nd",
                                    None, None))
     assert "c\nd" in out.getvalue()
+
+
+# --------------------------------------------------------------------------- time stamps
+
+
+def _record_at(moment: dt.datetime) -> logging.LogRecord:
+    record = logging.LogRecord("gateway.x", logging.INFO, __file__, 1, "hello", None, None)
+    record.created = moment.timestamp()
+    record.msecs = moment.microsecond // 1000
+    return record
+
+
+@pytest.mark.parametrize(("zone", "utc", "stamp"), [
+    ("Asia/Shanghai", dt.datetime(2026, 12, 5, 14, 40, 1, 123000, tzinfo=dt.UTC),
+     "2026-12-05 22:40:01,123+0800"),
+    # The offset follows the date (summer time), not the zone's usual one.
+    ("Europe/Berlin", dt.datetime(2026, 7, 1, 0, 0, 0, 5000, tzinfo=dt.UTC),
+     "2026-07-01 02:00:00,005+0200"),
+    ("Europe/Berlin", dt.datetime(2026, 1, 1, 0, 0, 0, 999000, tzinfo=dt.UTC),
+     "2026-01-01 01:00:00,999+0100"),
+])
+def test_stamps_are_local_time_with_the_offset(zone: str, utc: dt.datetime, stamp: str) -> None:
+    formatter = SiteTimeFormatter("%(asctime)s %(message)s", tz=ZoneInfo(zone))
+    assert formatter.format(_record_at(utc)) == f"{stamp} hello"
+
+
+@pytest.fixture
+def configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """A stream that logs.configure writes to; the root logger is put back afterwards."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    pymodbus = logging.getLogger("pymodbus").level
+    monkeypatch.setattr(logs, "_installed", None)
+    yield io.StringIO()
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("pymodbus").setLevel(pymodbus)
+
+
+_LINE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+
+
+def test_the_site_zone_stamps_every_line(configured: io.StringIO) -> None:
+    logs.configure("INFO", configured, timezone="Asia/Shanghai")
+    logging.getLogger("gateway.test").warning("door %s forced", "D1")
+    assert re.fullmatch(rf"{_LINE}\+0800 WARNING gateway\.test: door D1 forced\n",
+                        configured.getvalue()), configured.getvalue()
+
+
+def test_an_unknown_zone_gives_utc_and_says_so_once(configured: io.StringIO) -> None:
+    logs.configure("INFO", configured, timezone="Asia/Shangai")
+    logging.getLogger("gateway.test").info("next")
+    lines = configured.getvalue().splitlines()
+    assert len(lines) == 2 and all(re.match(rf"{_LINE}\+0000 ", line) for line in lines)
+    assert lines[0].endswith("WARNING gateway.logs: unknown time zone 'Asia/Shangai' (expected "
+                             "an IANA name such as Asia/Shanghai); log times are UTC")
+
+
+def test_without_a_time_zone_database_the_stamps_are_utc(
+        configured: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_database(key: str) -> ZoneInfo:
+        raise ZoneInfoNotFoundError(f"No time zone found with key {key}")
+
+    monkeypatch.setattr(logs, "ZoneInfo", no_database)
+    logs.configure("WARNING", configured, timezone="Asia/Shanghai")
+    [line] = configured.getvalue().splitlines()
+    assert re.match(rf"{_LINE}\+0000 WARNING gateway\.logs: time zone 'Asia/Shanghai' cannot "
+                    rf"be loaded: this system has no time-zone database", line), line
+
+
+def test_without_a_zone_the_stamps_are_the_hosts_local_time(configured: io.StringIO) -> None:
+    logs.configure("INFO", configured)
+    logging.getLogger("gateway.test").info("local")
+    offset = dt.datetime.now().astimezone().strftime("%z")
+    assert re.fullmatch(rf"{_LINE}{re.escape(offset)} INFO    gateway\.test: local\n",
+                        configured.getvalue()), configured.getvalue()
+
+
+# --------------------------------------------------------------------------- announcements
+
+
+def test_priorities_map_to_levels_journalctl_can_pick() -> None:
+    assert [priority_level(p) for p in ("P0", "P1", "P2", "P3", "P9")] == [
+        logging.CRITICAL, logging.ERROR, logging.WARNING, logging.WARNING, logging.WARNING]
+
+
+def test_announcements_can_be_left_to_a_caller_that_prints_them(
+        configured: io.StringIO) -> None:
+    logs.configure("INFO", configured, announcements=False)
+    log = logging.getLogger("gateway.alarms._rules")
+    log.critical("alarm P0 trapped on E1: trapped", extra={"priority": "P0"})
+    log.error("alarm journal cannot be written")
+    assert configured.getvalue().count("\n") == 1
+    assert "ERROR   gateway.alarms._rules: alarm journal cannot be written" in \
+        configured.getvalue()
+
+
+@pytest.mark.parametrize("journal", [True, False])
+def test_under_the_journal_each_line_carries_its_syslog_severity(
+        configured: io.StringIO, monkeypatch: pytest.MonkeyPatch, journal: bool) -> None:
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "rb") as reader:
+        with os.fdopen(write_fd, "w", encoding="utf-8") as out:
+            st = os.fstat(write_fd)
+            # systemd names the journal's stream by device and inode; any other is not it.
+            monkeypatch.setenv("JOURNAL_STREAM",
+                               f"{st.st_dev}:{st.st_ino + (0 if journal else 1)}")
+            logs.configure("DEBUG", out, timezone="Asia/Shanghai")
+            log = logging.getLogger("gateway.alarms._rules")
+            log.log(priority_level("P0"), "alarm P0 trapped on E1", extra={"priority": "P0"})
+            log.log(priority_level("P1"), "alarm P1 leak on W1", extra={"priority": "P1"})
+            log.log(priority_level("P3"), "alarm P3 door on D1", extra={"priority": "P3"})
+            log.info("alarm door on D1 returned to normal")
+            log.debug("detail")
+            root = logging.getLogger()
+            for handler in root.handlers[:]:  # before the stream is closed
+                if isinstance(handler, logging.StreamHandler) and handler.stream is out:
+                    root.removeHandler(handler)
+        lines = reader.read().decode().splitlines()  # the writer is closed: reads to EOF
+    prefixes = [re.sub(r"\d{4}-.*", "", line) for line in lines]
+    assert prefixes == (["<2>", "<3>", "<4>", "<6>", "<7>"] if journal else [""] * 5), lines
+    assert lines[0].endswith("+0800 CRITICAL gateway.alarms._rules: alarm P0 trapped on E1")

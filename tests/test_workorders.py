@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+
+import pytest
 
 from gateway.alarms import AlarmEvent, AlarmState
 from gateway.clock import FakeClock
@@ -98,3 +101,25 @@ async def test_another_rule_on_the_same_incident_joins_its_order(fake_clock: Fak
     assert elsewhere is not None and fault is not None
     assert len({first.id, elsewhere.id, fault.id}) == 3
     assert len(sent) == 5
+
+
+@pytest.mark.parametrize(("priority", "level"), [
+    ("P0", logging.CRITICAL), ("P1", logging.ERROR), ("P2", logging.WARNING),
+    ("P3", logging.WARNING)])
+async def test_the_raised_line_is_levelled_by_priority(
+        fake_clock: FakeClock, caplog: pytest.LogCaptureFixture, priority: str,
+        level: int) -> None:
+    async def sink(order: WorkOrder) -> None:
+        return None
+
+    caplog.set_level(logging.INFO, logger="gateway.workorders")
+    desk = WorkOrderDesk(SITE, fake_clock, sink)
+    order = await desk.handle(event(AlarmState.ACTIVE, 1.5e9, priority))
+    await desk.handle(event(AlarmState.CLEARED, 1.5e9 + 60, priority))
+    assert order is not None
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records
+             if r.name == "gateway.workorders._desk"]
+    assert lines == [
+        (level, f"work order {order.id} raised ({priority} elevator_entrapment, respond by "
+                f"{order.respond_by}): Elevator entrapment: 1号梯"),
+        (logging.INFO, f"work order {order.id}: alarm trapped@E1 cleared")]

@@ -33,7 +33,9 @@ from gateway.config import (
     condition_points,
 )
 from gateway.config import placeholders as id_placeholders
-from gateway.devices import DeviceDirectory, format_location
+from gateway.devices import DeviceDirectory
+from gateway.i18n import format_location
+from gateway.logs import priority_level
 from gateway.model import Reading, Value
 
 __all__ = ["DetectionSink", "RuleEvaluator"]
@@ -209,8 +211,8 @@ class RuleEvaluator:
     async def _activate(self, inst: _Instance) -> None:
         event = self._event(inst, active=True)
         inst.active_event = event
-        log.warning("alarm %s %s on %s: %s", event.priority, event.rule_id, event.device,
-                    event.message_en)
+        log.log(priority_level(event.priority), "alarm %s %s on %s: %s", event.priority,
+                event.rule_id, event.device, event.message_en, extra={"priority": event.priority})
         await self._sink(event)
 
     async def _clear(self, inst: _Instance) -> None:
@@ -241,9 +243,9 @@ class RuleEvaluator:
             priority=rule.priority,
             active=active,
             message_zh=_render(rule.message.zh, {**fields, "location":
-                                                 format_location(inst.location, lang="zh")}),
+                                                 format_location(inst.location, "zh-CN")}),
             message_en=_render(rule.message.en, {**fields, "location":
-                                                 format_location(inst.location)}),
+                                                 format_location(inst.location, "en")}),
             location=inst.location,
             ts=self._clock.time(),
             condition_since=inst.since_wall,

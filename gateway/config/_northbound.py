@@ -20,6 +20,7 @@ from gateway.config._rules import Message
 from gateway.config._site import BackoffConfig
 from gateway.config._types import Duration, Identifier
 from gateway.config._types import StrictModel as _Model
+from gateway.i18n import CATEGORY_TITLES
 
 __all__ = [
     "DEFAULT_CATEGORIES",
@@ -124,14 +125,9 @@ DEFAULT_PRIORITY_POLICIES: dict[str, dict[str, Any]] = {
            "ladder": _ladder(4 * _HOUR, 12 * _HOUR, 24 * _HOUR, 48 * _HOUR)},
 }
 
+#: Built-in categories: a title for each (gateway.i18n's catalogue), nothing else.
 DEFAULT_CATEGORIES: dict[str, dict[str, Any]] = {
-    "elevator_entrapment": {"title": {"zh": "电梯困人", "en": "Elevator entrapment"}},
-    "elevator_fault": {"title": {"zh": "电梯故障", "en": "Elevator fault"}},
-    "fire_alarm": {"title": {"zh": "火警", "en": "Fire alarm"}},
-    "door_forced": {"title": {"zh": "门被强行打开", "en": "Door forced open"}},
-    "power_loss": {"title": {"zh": "停电", "en": "Power loss"}},
-    "water_leak": {"title": {"zh": "漏水", "en": "Water leak"}},
-}
+    name: {"title": {"zh": title.zh, "en": title.en}} for name, title in CATEGORY_TITLES.items()}
 
 
 class WorkOrdersConfig(_Model):
@@ -207,6 +203,8 @@ class WorkOrdersConfig(_Model):
         changes = {k: v for k in ("on_site_within", "resolve_within", "pre_alerts",
                                   "follow_up_after", "ladder")
                    if (v := getattr(override, k)) is not None}
+        if not changes:
+            return prio, base  # a title (every built-in category) changes no window
         return prio, ResponsePolicy.model_validate({**base.model_dump(), **{
             k: ([s.model_dump() for s in v] if k == "ladder" else v)
             for k, v in changes.items()}})

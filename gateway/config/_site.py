@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
+import zoneinfo
 from pathlib import Path
 from typing import Literal
 
 from pydantic import (
     Field,
     SecretStr,
+    field_validator,
     model_validator,
 )
 
@@ -31,6 +35,18 @@ class SiteConfig(_Model):
     name: str = Field(min_length=1, description="Human name of the property, e.g. 阳光花园.")
     gateway_id: Identifier = Field(description="This gateway's id, unique within the site.")
     timezone: str = Field(default="Asia/Shanghai", description="IANA time zone of the site.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        # A misspelt zone would run night schedules and the console's clock hours off.
+        zones = _zones()
+        if zones and name not in zones:
+            close = difflib.get_close_matches(name, zones, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown time zone {name!r}{hint} (IANA names such as "
+                             f"Asia/Shanghai)")
+        return name
 
 
 class BackoffConfig(_Model):
@@ -88,3 +104,9 @@ class BrokerConfig(_Model):
         if self.port is not None:
             return self.port
         return 8883 if self.tls is not None else 1883
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    """Zone names the time-zone database knows; empty when there is none to check against."""
+    return frozenset(zoneinfo.available_timezones())

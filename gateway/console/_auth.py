@@ -50,12 +50,6 @@ class Session:
     last_seen: float
 
 
-#: Request keys: who is asking (set once the route's access was checked), and their browser
-#: session (None for an API token). Typed keys, not strings: aiohttp warns about string keys.
-USER = web.RequestKey("user", User)
-SESSION: web.RequestKey[Session | None] = web.RequestKey("session")
-
-
 class Sessions:
     """Logged-in browsers, in memory."""
 
@@ -139,6 +133,12 @@ class LoginThrottle:
         if len(self._locked_until) > 10_000:
             for key in [k for k, u in self._locked_until.items() if u <= now]:
                 del self._locked_until[key]
+
+
+#: Who is calling: set on every request a user is authorised for.
+USER = web.RequestKey("user", User)
+#: The browser session, when the user came with the cookie (not with an API token).
+SESSION = web.RequestKey("session", Session)
 
 
 def same_secret(given: str, expected: str) -> bool:

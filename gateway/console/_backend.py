@@ -15,7 +15,8 @@ from gateway.alarms import AlarmActions, AlarmBook
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
 from gateway.health import HealthReport
-from gateway.workorders import StatusAnswer, WorkOrder, WorkOrderDesk
+from gateway.readings import LastReadings
+from gateway.workorders import StatusAnswer, WorkOrder, WorkOrderDesk, WorkOrderLog
 
 __all__ = ["Backend", "StatusHandler"]
 
@@ -32,6 +33,8 @@ class Backend:
     book: AlarmBook
     actions: AlarmActions
     desk: WorkOrderDesk
+    worklog: WorkOrderLog
+    readings: LastReadings
     links: Callable[[], Sequence[LinkHealth]]
     health: Callable[[], HealthReport]
     on_answer: StatusHandler

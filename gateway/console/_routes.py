@@ -112,7 +112,8 @@ class ConsoleRoutes:
             return _refuse(403, f"this needs the role {access} or above; {user.name} is "
                                 f"{user.role}")
         request[USER] = user
-        request[SESSION] = session
+        if session is not None:
+            request[SESSION] = session
         return None
 
     # -- routes that are not part of the JSON API
@@ -190,6 +191,11 @@ def _to_oas_3_0(schema: Any) -> None:
         _to_oas_3_0(value)
     if "const" in schema:
         schema["enum"] = [schema.pop("const")]
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = schema.get(bound)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            # 2020-12: a number; OpenAPI 3.0: the limit, and a flag saying it is excluded.
+            schema[limit], schema[bound] = value, True
     for key in ("anyOf", "oneOf"):
         options = schema.get(key)
         if not isinstance(options, list):

@@ -191,7 +191,10 @@ class DeviceView(_Out):
     state: str | None = Field(description="ok, comm-loss, bad, backoff, link-down, waiting.")
     location: dict[str, str | None]
     points: list[PointView]
-    counters: dict[str, int]
+    counters: dict[str, int] = Field(description="The device's link's counters: requests, "
+                                                 "timeouts, messages, reconnects...")
+    readings: int = Field(default=0, description="Readings received since the gateway started.")
+    last_reading: str | None = None
 
 
 class DeviceList(_Out):

@@ -15,8 +15,9 @@ from gateway.alarms import AlarmEvent, AlarmRecord, LifecycleState
 from gateway.console._auth import LoginThrottle, Sessions
 from gateway.console._backend import Backend
 from gateway.console._feed import EventHub
-from gateway.console._schema import AlarmView, DeviceView, PointView, Text
+from gateway.console._schema import AlarmView, DeviceView, PointView, Text, iso
 from gateway.console._users import User, UserStore
+from gateway.i18n import category_title
 from gateway.workorders import WorkOrder
 
 __all__ = ["BACKEND", "CONSOLE", "ConsoleService"]
@@ -102,10 +103,9 @@ class ConsoleService:
     # -- read side
 
     def category_title(self, category: str) -> Text:
-        policy = self.backend.config.work_orders.categories.get(category)
-        if policy is not None and policy.title is not None:
-            return Text(zh=policy.title.zh, en=policy.title.en)
-        return Text(zh=category, en=category.replace("_", " ").capitalize())
+        config = self.backend.config
+        return Text(zh=category_title(category, "zh-CN", config),
+                    en=category_title(category, "en", config))
 
     def category_titles(self) -> dict[str, Text]:
         """Every category the rules can raise or the work orders name, with its title."""
@@ -131,20 +131,31 @@ class ConsoleService:
                 "grouped": state.grouped}
 
     def device_views(self) -> list[DeviceView]:
+        """Every configured device with its link, its state and the last reading of each
+        point (one pass over the readings, not a snapshot per device)."""
         links = {dev: h for h in self.backend.links() for dev in h.devices}
-        by_link = {h.link: h for h in self.backend.links()}
+        last = self.backend.readings.snapshot()["devices"]
         views = []
         for dev in self.backend.config.devices:
             health = links.get(dev.id)
+            seen = last.get(dev.id)
+            points = []
+            for p in dev.points:
+                reading = seen["last"].get(p.name) if seen is not None else None
+                points.append(PointView(
+                    name=p.name, unit=getattr(p, "unit", None),
+                    value=reading["value"] if reading else None,
+                    quality=reading["quality"] if reading else None,
+                    ts=iso(reading["received_ts"]) if reading else None))
             views.append(DeviceView(
                 id=dev.id, name=dev.name or dev.id, kind=dev.kind, driver=dev.driver,
                 link=health.link if health else None,
                 link_state=health.state if health else None,
                 state=health.devices.get(dev.id) if health else None,
-                location=dev.location.model_dump(),
-                points=[PointView(name=p.name, value=None, quality=None, ts=None,
-                                  unit=getattr(p, "unit", None)) for p in dev.points],
-                counters=dict(by_link[health.link].counters) if health else {}))
+                location=dev.location.model_dump(), points=points,
+                counters=dict(health.counters) if health else {},
+                readings=seen["readings"] if seen else 0,
+                last_reading=iso(seen["last_received_ts"]) if seen else None))
         return views
 
     # -- live feed

@@ -12,7 +12,7 @@ import csv
 import datetime as dt
 import io
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -39,7 +39,7 @@ from gateway.console._schema import (
 )
 from gateway.console._service import BACKEND, CONSOLE
 from gateway.console._users import User
-from gateway.errors import AlarmActionRejected, JournalError, UnknownAlarm
+from gateway.errors import AlarmActionRejected, JournalError, UnknownAlarm, WorkOrderLogError
 
 __all__ = ["ROUTES", "VIEWS"]
 
@@ -208,26 +208,54 @@ class CommentAction(PydanticView):
 
 
 class WorkOrdersResource(PydanticView):
-    async def get(self) -> r200[WorkOrderList]:
-        """Open work orders (still escalating, or waiting for a follow-up), newest first.
+    async def get(self, scope: Literal["open", "recent"] = "open", hours: float = 168.0,
+                  limit: int = 200) -> r200[WorkOrderList] | r400[ErrorBody] | r503[ErrorBody]:
+        """Work orders, latest version of each, newest first.
+
+        ``scope=open``: the orders the gateway still works on (escalating, or waiting for a
+        follow-up). ``scope=recent``: every order updated in the last ``hours``, closed ones
+        included, from the work-order history.
 
         Tags: work orders
         """
-        desk = self.request.app[BACKEND].desk
-        orders = sorted(desk.open_orders, key=lambda o: o.raised_at, reverse=True)
+        if not 0 < hours <= 24 * 366 or not 1 <= limit <= _MAX_PAGE:
+            return error(400, f"hours must be in (0, 8784] and limit in [1, {_MAX_PAGE}]")
+        backend = self.request.app[BACKEND]
+        if scope == "open":
+            orders = sorted(backend.desk.open_orders, key=lambda o: o.raised_at,
+                            reverse=True)[:limit]
+        else:
+            try:
+                orders = await backend.worklog.recent(
+                    limit, since=backend.clock.time() - hours * 3600.0)
+            except WorkOrderLogError as exc:
+                return error(503, f"the work-order history cannot be read: {exc}")
         return _json(WorkOrderList(orders=[o.model_dump(mode="json") for o in orders]))
 
 
 class WorkOrderResource(PydanticView):
-    async def get(self, order_id: str, /) -> r200[dict[str, Any]] | r404[ErrorBody]:
-        """One open work order, latest version.
+    async def get(self, order_id: str, /) -> (r200[dict[str, Any]] | r404[ErrorBody]
+                                             | r503[ErrorBody]):
+        """One work order, latest version, with every earlier version in ``versions`` (its
+        timeline: raised, escalations, pre-alerts, the platform's answers, cleared).
 
         Tags: work orders
         """
-        order = self.request.app[BACKEND].desk.get(order_id)
-        if order is None:
-            return error(404, f"no open work order {order_id}")
-        return web.json_response(text=order.model_dump_json())
+        backend = self.request.app[BACKEND]
+        try:
+            history = await backend.worklog.get(order_id)
+        except WorkOrderLogError as exc:
+            return error(503, f"the work-order history cannot be read: {exc}")
+        live = backend.desk.get(order_id)
+        if history is None and live is None:
+            return error(404, f"no work order {order_id}")
+        versions = history.versions if history is not None else []
+        latest = live if live is not None and (history is None or live.seq >= history.latest.seq) \
+            else history.latest if history is not None else live
+        assert latest is not None
+        body = latest.model_dump(mode="json")
+        body["versions"] = [v.model_dump(mode="json") for v in versions]
+        return web.json_response(body)
 
 
 class DevicesResource(PydanticView):

@@ -28,6 +28,8 @@ from gateway.alarms import AlarmEvent, AlarmState
 from gateway.clock import Clock
 from gateway.config import DEFAULT_PRIORITY_POLICIES, ResponsePolicy, SiteConfig, WorkOrdersConfig
 from gateway.errors import StatusRefused
+from gateway.i18n import category_title
+from gateway.logs import priority_level
 from gateway.workorders._model import (
     CLOSED_STATUSES,
     Bilingual,
@@ -165,8 +167,9 @@ class WorkOrderDesk:
             await self._emit(order)
             if order.seq == 1:
                 # Logged once the sink has it (on disk, when the sink is the outbox).
-                log.warning("work order %s raised (%s %s, respond by %s): %s", order.id,
-                            order.priority, order.category, order.respond_by, order.title.en)
+                log.log(priority_level(order.priority), "work order %s raised (%s %s, respond "
+                        "by %s): %s", order.id, order.priority, order.category,
+                        order.respond_by, order.title.en, extra={"priority": order.priority})
             else:
                 log.info("work order %s: alarm %s cleared", order.id, event.alarm_id)
             return order
@@ -409,12 +412,8 @@ class WorkOrderDesk:
 
     def _new_order(self, event: AlarmEvent, priority: Priority, policy: ResponsePolicy,
                    related: str | None) -> _Tracked:
-        category = self._policies.categories.get(event.category)
-        if category is not None and category.title is not None:
-            zh_title, en_title = category.title.zh, category.title.en
-        else:
-            zh_title = event.category
-            en_title = event.category.replace("_", " ").capitalize()
+        zh_title = category_title(event.category, "zh-CN", self._policies)
+        en_title = category_title(event.category, "en", self._policies)
         raised = event.ts
         first = policy.ladder[0]
         # The order counts from when the alarm was confirmed: its monotonic stamp when it comes
