@@ -17,17 +17,17 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from playwright.async_api import Locator, Page, Route, expect
 
 from gateway.config import GatewayConfig, load_config_text
+from tests.browser import WatchedContext, origin_of
 from tests.console_support import (
     PASSWORD,
     SITE,
@@ -39,109 +39,18 @@ from tests.console_support import (
 )
 from tests.support import Mosquitto
 
-playwright_api = pytest.importorskip("playwright.async_api")
-Browser = playwright_api.Browser
-BrowserContext = playwright_api.BrowserContext
-Page = playwright_api.Page
-expect = playwright_api.expect
-
-pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.mosquitto, pytest.mark.slow]
 
 STATIC = Path(__file__).parent.parent / "gateway" / "console" / "static"
 DOC_IMAGES = Path(__file__).parent.parent / "docs" / "img"
 
-
-# --------------------------------------------------------------------------- the browser
-# Kept small on purpose: the shared browser fixtures (tests/browser.py) replace these.
-
-
-@dataclass
-class Watched:
-    """A browser context whose pages must stay on ``origin`` and must not throw."""
-
-    context: Any
-    origin: str
-    requests: list[str] = field(default_factory=list)
-    off_origin: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    async def new_page(self, path: str = "/") -> Any:
-        page = await self.context.new_page()
-        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
-        await page.goto(self.origin + path)
-        return page
-
-    def take_errors(self) -> list[str]:
-        taken, self.errors = self.errors, []
-        return taken
-
-    def assert_clean(self) -> None:
-        assert not self.off_origin, f"requests outside {self.origin}: {self.off_origin}"
-        assert not self.errors, f"errors on the page: {self.errors}"
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port}"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    """Debian's chromium, headless (Playwright's own browser download is never used)."""
-    executable = shutil.which("chromium")
-    if executable is None:
-        raise RuntimeError("chromium is not installed: apt-get install chromium "
-                           "fonts-wqy-microhei (scripts/setup.sh --test does it)")
-    args = ["--disable-dev-shm-usage"] + (["--no-sandbox"] if os.geteuid() == 0 else [])
-    async with playwright_api.async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=executable, headless=True,
-                                            args=args)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-OpenContext = Callable[..., Awaitable[Watched]]
-
-
-@pytest.fixture
-async def browser_context(browser: Any) -> AsyncIterator[OpenContext]:
-    """Opens watched contexts: ``await browser_context(origin)``; checks them afterwards."""
-    opened: list[Watched] = []
-
-    async def open_context(origin: str, **options: Any) -> Watched:
-        context = await browser.new_context(service_workers="block", **options)
-        watched = Watched(context, _origin(origin))
-
-        def on_console(message: Any) -> None:
-            if message.type == "error":
-                watched.errors.append(f"console.error: {message.text}")
-
-        async def block(route: Any) -> None:
-            watched.off_origin.append(route.request.url)
-            await route.abort("blockedbyclient")
-
-        context.on("console", on_console)
-        context.on("request", lambda r: watched.requests.append(r.url))
-        await context.route(lambda url: urlsplit(url).scheme not in ("data", "blob", "about")
-                            and _origin(url) != watched.origin, block)
-        opened.append(watched)
-        return watched
-
-    try:
-        yield open_context
-        for watched in opened:
-            watched.assert_clean()
-    finally:
-        for watched in opened:
-            await watched.context.close()
+OpenContext = Callable[[str], Awaitable[WatchedContext]]
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-async def login(page: Any, name: str, password: str = PASSWORD) -> None:
+async def login(page: Page, name: str, password: str = PASSWORD) -> None:
     await page.fill("#f-name", name)
     await page.fill("#f-password", password)
     await page.click("#login-submit")
@@ -149,7 +58,7 @@ async def login(page: Any, name: str, password: str = PASSWORD) -> None:
     await expect(page.locator("#board-loading")).to_be_hidden()
 
 
-def row(page: Any, alarm_id: str) -> Any:
+def row(page: Page, alarm_id: str) -> Locator:
     return page.locator(f'.alarm[data-alarm-id="{alarm_id}"]')
 
 
@@ -161,12 +70,12 @@ async def eventually(check: Callable[[], bool], what: str, deadline: float = 5.0
     assert check(), what
 
 
-async def no_reload_marker(page: Any) -> None:
+async def no_reload_marker(page: Page) -> None:
     """Marks the document; :func:`assert_not_reloaded` fails if the page was loaded again."""
     await page.evaluate("window.__notReloaded = true")
 
 
-async def assert_not_reloaded(page: Any) -> None:
+async def assert_not_reloaded(page: Page) -> None:
     assert await page.evaluate("window.__notReloaded === true"), "the page was reloaded"
 
 
@@ -267,7 +176,7 @@ async def test_an_entrapment_is_on_the_board_within_a_second_with_its_countdown(
     await expect(trapped).to_have_attribute("data-priority", "P0")
     await expect(trapped.locator(".a-title")).to_have_text("电梯困人")
     await expect(trapped.locator(".a-state")).to_have_text("报警未确认")
-    await expect(trapped.locator(".a-loc")).to_have_text("1号楼 · 3层 · 东区")
+    await expect(trapped.locator(".a-loc")).to_have_text("1号楼 3层 东区")
     await expect(trapped.locator(".wo-esc")).to_contain_text("第 1/4 级")
     await expect(trapped.locator(".wo-esc")).to_contain_text("中控室")
     countdown = trapped.locator(".wo-respond .countdown")
@@ -459,6 +368,20 @@ async def test_the_work_order_shows_the_platforms_answer_live(
     await page.click("#nav-board")
     await expect(row(page, "trapped@E1").locator(".wo-status")).to_contain_text("已到场")
 
+    # Resolved, it leaves the open list for the closed ones; its timeline has every version.
+    await page.click("#nav-orders")
+    await platform_answer(console, order_id, {"status": "resolved", "by": "张师傅",
+                                              "note": "已救出，电梯停用待修"})
+    await expect(page.locator(f'#orders-open tr[data-order-id="{order_id}"]')).to_have_count(0)
+    closed = page.locator(f'#orders-recent tr[data-order-id="{order_id}"]')
+    await expect(closed).to_contain_text("已解决")
+    await closed.locator("a.order-link").click()
+    versions = page.locator("#order-detail table.versions tbody tr")
+    await expect(versions.first).to_contain_text("解决")
+    events = await versions.locator("td:nth-child(3)").all_text_contents()
+    assert {"派发", "接单", "到场", "解决"} <= set(events), events
+    await expect(page.locator("#platform-answer")).to_contain_text("已救出，电梯停用待修")
+
 
 # --------------------------------------------------------------------------- the other pages
 
@@ -482,7 +405,7 @@ async def test_every_page_stays_on_the_gateways_origin(
             "aria-pressed", "true")
         await expect(page.locator("#kpi-hourly rect.bar")).to_have_count(int(hours))
     assert watched.requests, "the page made requests"
-    assert all(_origin(url) == watched.origin for url in watched.requests), watched.requests
+    assert all(origin_of(url) == watched.origin for url in watched.requests), watched.requests
     assert not watched.off_origin
 
 
@@ -538,6 +461,12 @@ async def test_the_devices_page_shows_each_device_and_its_points(
     await expect(elevator).to_contain_text("电梯")
     await expect(elevator).to_contain_text("已连接")
     await expect(elevator.locator("table.points")).to_contain_text("trapped")
+    await expect(elevator.locator(".readings")).to_have_text("尚未收到读数")
+    await console.publish("dev/E1/trapped", "0")
+    await page.click("#devices-refresh")
+    await expect(elevator.locator("table.points .value")).to_have_text("0")
+    await expect(elevator.locator("table.points")).to_contain_text("良好")
+    await expect(elevator.locator(".readings")).to_contain_text("已收到 1 个读数")
 
 
 async def test_an_admin_manages_users(console: Running, browser_context: OpenContext) -> None:
@@ -617,7 +546,7 @@ async def test_the_language_is_switched_and_remembered(
     await expect(trapped.locator(".a-title")).to_have_text("Elevator entrapment")
     await expect(trapped.locator(".a-msg")).to_have_text("passenger trapped")
     await expect(trapped.locator(".a-state")).to_have_text("Unacknowledged")
-    await expect(trapped.locator(".a-loc")).to_have_text("1号楼 · Floor 3 · 东区")
+    await expect(trapped.locator(".a-loc")).to_have_text("Bldg 1, floor 3, zone East")
     await expect(trapped.locator(".wo-esc")).to_contain_text("level 1/4 Control room")
     await expect(trapped.locator(".a-since .elapsed")).to_have_text(re.compile(r"^\d+ s$"))
     await expect(page.locator("#nav-orders")).to_have_text("Work orders")
@@ -776,7 +705,7 @@ async def test_a_resync_rereads_the_board(console: Running,
     watched = await browser_context(console.base)
     streams: list[str] = []
 
-    async def first_stream_resyncs(route: Any) -> None:
+    async def first_stream_resyncs(route: Route) -> None:
         streams.append(route.request.url)
         if len(streams) == 1:
             await route.fulfill(status=200, content_type="text/event-stream",
@@ -859,8 +788,9 @@ async def test_board_layout_and_screenshots_in_both_languages(
         assert (await op.post("/api/v1/alarms/over@MDB/shelve",
                               {"reason": "供电局计划停电", "duration_s": 4 * 3600}))[0] == 200
 
-        laptop = await browser_context(run.base, viewport={"width": 1366, "height": 768})
+        laptop = await browser_context(run.base)
         page = await laptop.new_page()
+        await page.set_viewport_size({"width": 1366, "height": 768})
         await login(page, "wang")
         await expect(page.locator("#board-list .alarm")).to_have_count(4)
         assert await page.evaluate(
@@ -871,8 +801,9 @@ async def test_board_layout_and_screenshots_in_both_languages(
         await laptop.context.close()
 
         for lang in ("zh", "en"):
-            watched = await browser_context(run.base, viewport={"width": 1920, "height": 1080})
+            watched = await browser_context(run.base)
             page = await watched.new_page()
+            await page.set_viewport_size({"width": 1920, "height": 1080})
             if lang == "en":
                 await page.click("#lang-switch")
             await login(page, "wang")

@@ -15,7 +15,15 @@ from gateway.alarms import AlarmEvent, AlarmRecord, LifecycleState
 from gateway.console._auth import LoginThrottle, Sessions
 from gateway.console._backend import Backend
 from gateway.console._feed import EventHub
-from gateway.console._schema import AlarmView, DeviceView, PointView, Text, iso
+from gateway.console._schema import (
+    AlarmView,
+    DeviceView,
+    PointView,
+    Text,
+    iso,
+    location_text,
+    order_json,
+)
 from gateway.console._users import User, UserStore
 from gateway.i18n import category_title
 from gateway.workorders import WorkOrder
@@ -152,7 +160,8 @@ class ConsoleService:
                 link=health.link if health else None,
                 link_state=health.state if health else None,
                 state=health.devices.get(dev.id) if health else None,
-                location=dev.location.model_dump(), points=points,
+                location=dev.location.model_dump(), location_text=location_text(dev.location),
+                points=points,
                 counters=dict(health.counters) if health else {},
                 readings=seen["readings"] if seen else 0,
                 last_reading=iso(seen["last_received_ts"]) if seen else None))
@@ -169,7 +178,7 @@ class ConsoleService:
             "alarm": view.model_dump(mode="json") if view is not None else None})
 
     def work_order(self, order: WorkOrder) -> None:
-        self.hub.publish("work_order", order.model_dump(mode="json"))
+        self.hub.publish("work_order", order_json(order))
 
     def _view(self, rec: AlarmRecord) -> AlarmView:
         return AlarmView.build(rec, title=self.category_title(rec.category),

@@ -27,22 +27,11 @@ const PAGES = [
   { id: "kpi", page: kpi, role: "viewer" },
   { id: "users", page: users, role: "admin" },
 ];
-const HINT = "propgw.user";   // set while logged in: only then ask the gateway who we are
 const HEALTH_EVERY = 10000;
 
 const app = { site: null, user: null, unmount: null, healthTimer: null, health: null,
   offlineSince: 0 };
 const root = document.getElementById("app");
-
-function rememberLogin(name) {
-  try {
-    if (name) localStorage.setItem(HINT, name); else localStorage.removeItem(HINT);
-  } catch { /* not remembered */ }
-}
-
-function remembered() {
-  try { return localStorage.getItem(HINT); } catch { return null; }
-}
 
 async function boot() {
   setLang(currentLang());
@@ -68,7 +57,7 @@ async function boot() {
     if (app.user) renderShell(); else showLogin(false);
   });
   setInterval(everySecond, 1000);
-  if (remembered()) {
+  if (site.logged_in) {  // the site says so: no refused request on a plain login page
     try {
       const answer = await api("GET", "/api/v1/session");
       if (answer.ok) {
@@ -76,7 +65,6 @@ async function boot() {
         return;
       }
     } catch { /* show the login */ }
-    rememberLogin(null);
   }
   showLogin(false);
 }
@@ -98,7 +86,6 @@ function showLogin(expired) {
 function startSession(session) {
   app.user = { name: session.name, role: session.role };
   setCsrf(session.csrf_token);
-  rememberLogin(session.name);
   document.documentElement.dataset.role = session.role;
   sound.allow(can(session.role, "operator"));
   if (!location.hash || location.hash === "#") location.hash = "#/board";
@@ -110,7 +97,6 @@ function startSession(session) {
 function endSession(expired) {
   app.user = null;
   setCsrf("");
-  rememberLogin(null);
   store.stop();
   sound.allow(false);
   clearTimeout(app.healthTimer);

@@ -164,20 +164,14 @@ export function fmtNumber(n, digits = 0) {
   }).format(n);
 }
 
-const BARE = /^[A-Za-z0-9.-]+$/;
-
-/** One part of a location, labelled when it is a bare number ("3" -> "3层" / "Floor 3"). */
-function locationPart(kind, value) {
-  if (value === null || value === undefined || value === "") return null;
-  const text = String(value);
-  return BARE.test(text) ? t(`loc.${kind}`, { v: text }) : text;
-}
-
-/** Building / floor / zone / room, labelled; "" when nothing is known. */
-export function fmtLocation(location) {
-  if (!location) return "";
-  return ["building", "floor", "zone", "room"]
-    .map((kind) => locationPart(kind, location[kind])).filter(Boolean).join(" · ");
+/** Where something is, as the gateway wrote it in both languages (`location_text`); from the
+ * bare parts when an answer has none. */
+export function fmtPlace(item) {
+  if (!item) return "";
+  if (item.location_text) return pick(item.location_text);
+  const loc = item.location || {};
+  return ["building", "floor", "zone", "room"].map((k) => loc[k]).filter(Boolean)
+    .join(lang === "zh" ? " " : ", ");
 }
 
 let categories = {};

@@ -16,7 +16,6 @@ export const state = {
   alarms: new Map(),     // alarm_id -> AlarmView
   flood: null,           // AlarmList.flood
   orders: new Map(),     // work-order id -> latest version seen
-  recentOrders: null,    // closed orders, when the gateway offers them
   loaded: false,
   connection: "connecting",  // connecting | live | reconnecting | down
   lastEventAt: 0,
@@ -174,7 +173,6 @@ export async function readBoard() {
       }
       if (orders.ok) {
         state.orders = new Map(orders.data.orders.map((o) => [o.id, o]));
-        state.recentOrders = Array.isArray(orders.data.recent) ? orders.data.recent : null;
       }
     } catch {
       // unreachable: the feed's reconnect brings us back here

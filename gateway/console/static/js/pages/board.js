@@ -1,7 +1,7 @@
 // The alarm board (start page): every alarm that needs attention, life safety first, live.
 
 import { h, fill, replaceKeepingFocus } from "../dom.js";
-import { t, tOr, pick, fmtLocation, fmtWhen, fmtDateTime, currentLang } from "../i18n.js";
+import { t, tOr, pick, fmtPlace, fmtWhen, fmtDateTime, currentLang } from "../i18n.js";
 import * as store from "../store.js";
 import * as sound from "../sound.js";
 import { api } from "../api.js";
@@ -121,7 +121,7 @@ function alarmRow(alarm, ctx) {
     h("div", { class: "a-msg" }, pick(alarm.message)),
     tags(alarm)),
   h("div", { class: "c-where" },
-    h("div", { class: "a-loc" }, fmtLocation(alarm.location) || "—"),
+    h("div", { class: "a-loc" }, fmtPlace(alarm) || "—"),
     h("div", { class: "a-dev" }, alarm.device_name,
       alarm.device_name !== alarm.device ? h("span", { class: "muted" }, ` · ${alarm.device}`)
         : null)),
@@ -192,7 +192,7 @@ export async function openDetails(alarmId, ctx) {
     [t("field.priority"), priorityBadge(alarm.priority)],
     [t("field.category"), pick(alarm.category_title)],
     [t("field.message"), pick(alarm.message)],
-    [t("field.location"), fmtLocation(alarm.location) || "—"],
+    [t("field.location"), fmtPlace(alarm) || "—"],
     [t("field.device"), `${alarm.device_name} (${alarm.device})`],
     [t("field.state"), stateWord(alarm.state)],
     [t("field.activated_at"), fmtDateTime(alarm.activated_at)],

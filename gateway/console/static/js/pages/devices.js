@@ -2,7 +2,7 @@
 // (what the gateway reads), with the link's counters. Re-read every 10 s while shown.
 
 import { h, fill, rebuild } from "../dom.js";
-import { t, tOr, fmtLocation, fmtWhen } from "../i18n.js";
+import { t, tOr, fmtPlace, fmtWhen, fmtNumber } from "../i18n.js";
 import { api, errorText } from "../api.js";
 import { table } from "../ui.js";
 
@@ -65,9 +65,13 @@ function render(devices) {
       t("field.state"), t("devices.points")],
     devices.map((d) => h("tr", { "data-device": d.id, class: d.state && d.state !== "ok"
       ? "dev-bad" : "" },
-    h("td", {}, h("strong", {}, d.name), h("div", { class: "muted small" }, `${d.id} · ${d.driver}`)),
+    h("td", {}, h("strong", {}, d.name),
+      h("div", { class: "muted small" }, `${d.id} · ${d.driver}`),
+      h("div", { class: "muted small readings" }, d.readings
+        ? t("devices.readings", { n: fmtNumber(d.readings), time: fmtWhen(d.last_reading) })
+        : t("devices.no_readings"))),
     h("td", {}, d.kind ? tOr(`kind.${d.kind}`, d.kind) : "—"),
-    h("td", {}, fmtLocation(d.location) || "—"),
+    h("td", {}, fmtPlace(d) || "—"),
     h("td", {}, h("div", {}, d.link || "—"), stateChip(d.link_state, "link")),
     h("td", {}, stateChip(d.state, "dev")),
     h("td", {}, pointsTable(d.points), counters(d.counters)))),

@@ -3,7 +3,7 @@
 // filters.
 
 import { h, fill } from "../dom.js";
-import { t, tOr, pick, fmtLocation, fmtDateTime, categoryIds, categoryTitle } from "../i18n.js";
+import { t, tOr, pick, fmtPlace, fmtDateTime, categoryIds, categoryTitle } from "../i18n.js";
 import { api, errorText } from "../api.js";
 import { priorityBadge, table, PRIORITIES } from "../ui.js";
 import { field } from "../dialogs.js";
@@ -89,7 +89,7 @@ function eventRow(e) {
   return h("tr", { "data-seq": e.seq },
     h("td", { class: "nowrap" }, fmtDateTime(e.ts)),
     h("td", {}, priorityBadge(e.priority)),
-    h("td", {}, fmtLocation(e.location) || "—"),
+    h("td", {}, fmtPlace(e) || "—"),
     h("td", {}, e.device_name),
     h("td", {}, categoryTitle(e.category), h("div", { class: "muted small" }, pick(e.message))),
     h("td", {}, tOr(`tr.${e.transition}`, e.transition || "—")),

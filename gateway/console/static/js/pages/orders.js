@@ -3,7 +3,7 @@
 // keeps a work-order history (`versions`, `recent` in the answers).
 
 import { h, fill, rebuild } from "../dom.js";
-import { t, tOr, pick, fmtLocation, fmtDateTime, fmtDuration, categoryTitle } from "../i18n.js";
+import { t, tOr, pick, fmtPlace, fmtDateTime, fmtDuration, categoryTitle } from "../i18n.js";
 import * as store from "../store.js";
 import { api, errorText } from "../api.js";
 import { priorityBadge, countdown, table, dash } from "../ui.js";
@@ -44,7 +44,7 @@ function orderRow(order) {
     h("td", {}, priorityBadge(order.priority)),
     h("td", {}, orderLink(order, pick(order.title)),
       h("div", { class: "muted small" }, pick(order.description))),
-    h("td", {}, fmtLocation(order.location) || "—",
+    h("td", {}, fmtPlace(order) || "—",
       h("div", { class: "muted small" }, order.location?.device_name || "")),
     h("td", {}, statusCell(order)),
     h("td", {}, escalationText(order),
@@ -63,40 +63,64 @@ function sortOrders(list) {
     || String(a.raised_at).localeCompare(String(b.raised_at)));
 }
 
+const RECENT_HOURS = 168;
+
 function mountList(view) {
   const openBox = h("div", { id: "orders-open" });
   const recentBox = h("div", { id: "orders-recent" });
   fill(view, h("section", { class: "page" },
     h("h1", {}, t("orders.title")), openBox, recentBox));
+  let recent = null;  // closed orders from the work-order history; null: not available
+  let timer = null;
+  let gone = false;
+
+  const headers = () => [t("field.priority"), t("orders.order"), t("field.location"),
+    t("field.status"), t("orders.escalation"), t("orders.respond_by"), t("orders.sla"),
+    t("orders.raised_at")];
 
   function render() {
     const all = [...store.state.orders.values()];
     const open = sortOrders(all.filter((o) => !CLOSED.has(o.status)));
-    const closedHere = all.filter((o) => CLOSED.has(o.status));
-    const headers = [t("field.priority"), t("orders.order"), t("field.location"),
-      t("field.status"), t("orders.escalation"), t("orders.respond_by"), t("orders.sla"),
-      t("orders.raised_at")];
     rebuild(openBox, h("h2", { class: "section-head" }, t("orders.open", { n: open.length })),
-      open.length ? table(headers, open.map(orderRow), { className: "orders" })
+      open.length ? table(headers(), open.map(orderRow), { className: "orders" })
         : h("p", { class: "empty-small" }, t("orders.none_open")));
-    const recent = mergeRecent(store.state.recentOrders, closedHere);
-    if (recent === null) {
+    const closed = mergeRecent(recent, all.filter((o) => CLOSED.has(o.status)));
+    if (closed === null) {
       fill(recentBox);
       return;
     }
-    rebuild(recentBox, h("h2", { class: "section-head" }, t("orders.recent")),
-      recent.length ? table(headers, recent.map(orderRow), { className: "orders" })
-        : h("p", { class: "empty-small" }, "—"));
+    rebuild(recentBox, h("h2", { class: "section-head" }, t("orders.recent", {
+      d: RECENT_HOURS / 24 })), closed.length
+      ? table(headers(), closed.map(orderRow), { className: "orders orders-closed" })
+      : h("p", { class: "empty-small" }, t("orders.none_closed")));
+  }
+
+  async function loadRecent() {
+    let answer = null;
+    try {
+      answer = await api("GET", `/api/v1/work-orders?scope=recent&hours=${RECENT_HOURS}`);
+    } catch { /* not shown */ }
+    if (gone) return;
+    recent = answer && answer.ok ? answer.data.orders.filter((o) => CLOSED.has(o.status))
+      : null;
+    render();
   }
 
   render();
+  loadRecent();
   if (!store.state.loaded) store.readBoard();
-  return store.subscribe((topic) => { if (topic === "orders") render(); });
+  const stop = store.subscribe((topic) => {
+    if (topic !== "orders") return;
+    render();
+    clearTimeout(timer);
+    timer = setTimeout(loadRecent, 1000);  // an order may have closed
+  });
+  return () => { gone = true; clearTimeout(timer); stop(); };
 }
 
-/** Closed orders: the gateway's recent list (if it keeps one) and those closed meanwhile. */
+/** Closed orders: the history's (when the gateway keeps one) and those closed meanwhile. */
 function mergeRecent(recent, closedHere) {
-  if (!Array.isArray(recent) && closedHere.length === 0) return null;
+  if (recent === null && closedHere.length === 0) return null;
   const byId = new Map();
   for (const o of [...(recent || []), ...closedHere]) {
     const had = byId.get(o.id);
@@ -143,9 +167,6 @@ function mountDetail(view, orderId) {
         return;
       }
     } catch { /* shown below from what the page knows */ }
-    if (!order && Array.isArray(store.state.recentOrders)) {
-      order = store.state.recentOrders.find((o) => o.id === orderId) || null;
-    }
     fetched = true;
     render();
   })();
@@ -182,7 +203,7 @@ function detail(order, versions) {
         [t("field.status"), statusCell(order)],
         [t("orders.event"), tOr(`wo.event.${order.event}`, order.event)],
         [t("field.category"), categoryTitle(order.category)],
-        [t("field.location"), fmtLocation(order.location) || "—"],
+        [t("field.location"), fmtPlace(order) || "—"],
         [t("field.device"), `${order.location?.device_name || ""} (${order.location?.device || ""})`],
         [t("field.alarm_id"), h("code", {}, order.alarm_id)],
         [t("orders.alarm_active"), order.alarm_active ? t("cond.active") : t("cond.returned")],
