@@ -798,6 +798,13 @@ async def test_board_layout_and_screenshots_in_both_languages(
         for button in await page.locator(".alarm button").all():
             box = await button.bounding_box()
             assert box is not None and box["x"] + box["width"] <= 1366, "every button in view"
+        assert await page.title() == "(3) 阳光花园 · 报警监控台", "unacknowledged in the tab"
+        for nav, ready in [("orders", "#orders-open table"), ("devices", "#devices table"),
+                           ("history", "#history-results table"), ("kpi", "#kpi-hourly svg")]:
+            await page.click(f"#nav-{nav}")
+            await expect(page.locator(ready).first).to_be_visible()
+            assert await page.evaluate(
+                "document.documentElement.scrollWidth <= window.innerWidth"), nav
         await laptop.context.close()
 
         for lang in ("zh", "en"):

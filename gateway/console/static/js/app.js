@@ -51,9 +51,9 @@ async function boot() {
   app.site = site;
   setTimeZone(site.timezone);
   setCategories(site.categories);
-  document.title = `${site.name} · ${t("app.title")}`;
+  updateTitle();
   onLangChange(() => {
-    document.title = `${app.site.name} · ${t("app.title")}`;
+    updateTitle();
     if (app.user) renderShell(); else showLogin(false);
   });
   setInterval(everySecond, 1000);
@@ -249,8 +249,20 @@ function route() {
 window.addEventListener("hashchange", route);
 store.subscribe((topic) => {
   if (topic === "connection") { updateLive(); updateBanners(); }
-  if (topic === "alarms") updateBanners();
+  if (topic === "alarms") {
+    updateBanners();
+    updateTitle();
+  }
 });
+
+/** The tab's title counts the unacknowledged alarms: visible from another tab or window. */
+function updateTitle() {
+  if (!app.site) return;
+  const unacked = [...store.state.alarms.values()]
+    .filter((a) => !a.acknowledged && !store.isHidden(a)).length;
+  const base = `${app.site.name} · ${t("app.title")}`;
+  document.title = app.user && unacked ? `(${unacked}) ${base}` : base;
+}
 sound.onChange(updateSoundButton);
 // Any click or key on the page lets it sound (browsers need one); it asks only if none came.
 for (const kind of ["pointerdown", "keydown"]) {
