@@ -1,10 +1,12 @@
-"""``propgw alarms``: alarm-system KPIs from the alarm journal.
+"""``propgw alarms``: the running gateway's alarm board and operator actions, and alarm-system
+KPIs from the alarm journal.
 
+* ``propgw alarms list|ack|shelve|unshelve|reset|oos|return|comment|watch`` — through the
+  running gateway's console API with an API token (:mod:`gateway.terminal`).
 * ``propgw alarms report -c site.yaml [--since 24h]`` — alarms per hour and per day, floods,
   chattering and stale alarms, the ten most frequent, the priority mix, operator actions and
-  the alarms' current states, from the journal the config names (``alarms.journal``).
-
-The journal is opened read-only, so the report can run next to a running gateway.
+  the alarms' current states, from the journal the config names (``alarms.journal``). The
+  journal is opened read-only, so the report can run next to a running gateway.
 """
 
 from __future__ import annotations
@@ -28,9 +30,15 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def add_alarms_parser(sub: Any) -> None:
     """Register ``propgw alarms`` and its sub-commands on the top-level sub-parser set."""
-    alarms = sub.add_parser("alarms", help="alarm journal: KPIs report")
+    alarms = sub.add_parser(
+        "alarms", help="the live alarm board and operator actions (through the running "
+                       "gateway's API), and the journal's KPIs",
+        description="list, ack, shelve, unshelve, reset, oos, return, comment and watch talk "
+                    "to the running gateway's console API with an API token (propgw users "
+                    "token); report reads the alarm journal file.")
     alarms_sub = alarms.add_subparsers(dest="alarms_command", metavar="ALARMS_COMMAND",
                                        required=True)
+    _add_remote_parsers(alarms_sub)
     report = alarms_sub.add_parser(
         "report", help="alarm KPIs (ISA-18.2): rates, floods, chattering, stale, top 10, "
                        "priority mix")
@@ -56,6 +64,10 @@ def run_alarms_command(args: argparse.Namespace, out: TextIO | None = None) -> i
     Raises:
         ConfigError: the site config is broken (the caller prints it).
     """
+    if args.alarms_command != "report":
+        from gateway.terminal import run_remote
+
+        return run_remote(args, out)
     out = out or sys.stdout
     now = time.time()
     try:
@@ -88,6 +100,80 @@ def run_alarms_command(args: argparse.Namespace, out: TextIO | None = None) -> i
     else:
         print(render_report(report, site=f"{config.site.id} ({config.site.name})"), file=out)
     return EXIT_OK
+
+
+def _add_remote_parsers(alarms_sub: Any) -> None:
+    conn = argparse.ArgumentParser(add_help=False)
+    where = conn.add_argument_group("connection (to the running gateway)")
+    where.add_argument("-c", "--config", type=Path, metavar="FILE",
+                       help="site config (YAML): the console's address is taken from it")
+    where.add_argument("--url", metavar="URL",
+                       help="the console's address instead, e.g. http://127.0.0.1:8480 "
+                            "(default: $PROPGW_URL, else from -c)")
+    where.add_argument("--token-file", type=Path, metavar="FILE",
+                       help="read the API token from FILE (mode 0600); default: "
+                            "$PROPGW_TOKEN")
+    where.add_argument("--token", metavar="TOKEN",
+                       help="the API token itself (shows in `ps`: prefer $PROPGW_TOKEN or "
+                            "--token-file)")
+    where.add_argument("--cafile", type=Path, metavar="FILE",
+                       help="trust this CA (or certificate) for https")
+    where.add_argument("--timeout", type=_positive, default=10.0, metavar="S",
+                       help="seconds to wait for an answer (default 10)")
+    conn.add_argument("--lang", choices=["zh", "en"], default="zh",
+                      help="language of the board: zh (default) or en")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = alarms_sub.add_parser(
+            name, help=help_text, description=help_text, parents=[conn])
+        return parser
+
+    listing = command("list", "the alarm board: every alarm that is not plain normal, life "
+                              "safety first")
+    listing.add_argument("--json", action="store_true", help="print the API's JSON")
+    watch = command("watch", "the alarm board live (q or Ctrl-C quits); one line per event "
+                             "when the output is not a terminal")
+    watch.add_argument("--lines", action="store_true",
+                       help="one line per event even on a terminal")
+
+    ack = command("ack", "acknowledge alarms")
+    _ids(ack)
+    ack.add_argument("--comment", default="", metavar="TEXT", help="journaled with it")
+    shelve = command("shelve", "shelve alarms for a while, with a reason (never a P0)")
+    _ids(shelve)
+    shelve.add_argument("--reason", required=True, metavar="TEXT")
+    shelve.add_argument("--for", dest="duration", metavar="DURATION",
+                        help="how long, e.g. 30m or 2h (default: the site's alarms.shelve_max)")
+    shelve.add_argument("--one-shot", action="store_true",
+                        help="unshelve at the alarm's next return to normal")
+    for name, text in (("unshelve", "unshelve alarms"),
+                       ("reset", "reset latched alarms that were acknowledged"),
+                       ("return", "return out-of-service alarms to service (engineers)")):
+        parser = command(name, text)
+        _ids(parser)
+        parser.add_argument("--reason", default="", metavar="TEXT", help="journaled with it")
+    oos = command("oos", "take alarms out of service for maintenance, with a reason "
+                         "(engineers)")
+    _ids(oos)
+    oos.add_argument("--reason", required=True, metavar="TEXT")
+    comment = command("comment", "add a comment to an alarm's journal")
+    comment.add_argument("alarm_ids", nargs=1, metavar="ALARM_ID")
+    comment.add_argument("text", metavar="TEXT")
+
+
+def _ids(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("alarm_ids", nargs="+", metavar="ALARM_ID",
+                        help="as `propgw alarms list` shows it, e.g. trapped@E1")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of seconds, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"between 0 and 3600 seconds, got {text!r}")
+    return value
 
 
 def _parse_since(text: str, now: float) -> float:

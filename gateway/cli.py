@@ -1,4 +1,4 @@
-"""The ``propgw`` command line: run, check-config, demo.
+"""The ``propgw`` command line: run, check-config, demo, sim, alarms, users.
 
 Only this module configures logging (through :mod:`gateway.logs`). Config mistakes are printed
 as one line per problem and exit with status 2, never as a traceback.
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().print_help()
         return EXIT_CONFIG
     handler = {"run": _cmd_run, "check-config": _cmd_check, "demo": _cmd_demo,
-               "sim": _cmd_sim, "alarms": _cmd_alarms}[args.command]
+               "sim": _cmd_sim, "alarms": _cmd_alarms, "users": _cmd_users}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:
@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     from gateway.alarms_cli import add_alarms_parser
 
     add_alarms_parser(sub)
+    from gateway.users_cli import add_users_parser
+
+    add_users_parser(sub)
     return parser
 
 
@@ -143,6 +146,12 @@ def _cmd_alarms(args: argparse.Namespace) -> int:
     from gateway.alarms_cli import run_alarms_command
 
     return run_alarms_command(args)
+
+
+def _cmd_users(args: argparse.Namespace) -> int:
+    from gateway.users_cli import run_users_command
+
+    return run_users_command(args)
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import secrets
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ from gateway.broker import EmbeddedBroker
 from gateway.bus import Overflow, Subscription
 from gateway.clock import SystemClock
 from gateway.config import GatewayConfig, load_config
+from gateway.console import UserStore, users_path
 from gateway.i18n import format_location
 from gateway.simrun import gateway_config_yaml
 from gateway.workorders import WorkOrder
@@ -51,6 +53,17 @@ class DemoOptions:
     duration: float | None = None
     broker: tuple[str, int] | None = None
     upstream: tuple[str, int] | None = None
+
+
+def _demo_operator(config: GatewayConfig) -> str:
+    """Create the demo's operator with a fresh random password (a real site has no default
+    user: the first admin is created with `propgw users add`)."""
+    path = users_path(config)
+    assert path is not None, "the demo writes its state into a temporary folder"
+    password = secrets.token_urlsafe(9)
+    with UserStore(path) as store:
+        store.add("demo", "operator", password)
+    return password
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
@@ -93,9 +106,14 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
                             f"{verb} {endpoint.url}")
             text = gateway_config_yaml(scenario, site.endpoints, broker=device_broker,
                                        upstream=upstream, state_dir=state, poll_interval=1.0)
+            console_port = free_port()
+            text += f"console: {{port: {console_port}}}   # the operator console, on loopback\n"
             config_file = Path(state) / "site.yaml"
             config_file.write_text(text, encoding="utf-8")
             config = load_config(config_file)
+            password = await asyncio.to_thread(_demo_operator, config)
+            say.service("Operator console", f"http://127.0.0.1:{console_port}/  (log in as "
+                                            f"'demo', password '{password}')")
             say.line(f"Gateway config (generated; what an engineer would write): {config_file}")
             base = f"{config.upstream.topic_prefix}/{config.site.id}" if config.upstream else ""
             say.line(f"Watch upstream yourself:  mosquitto_sub -h {upstream[0]} "

@@ -2,8 +2,8 @@
 # Sets up propgw on a fresh Debian / Raspberry Pi OS machine: system packages, a virtualenv in
 # .venv, and propgw installed into it (editable). Safe to run again; does only what is missing.
 #   scripts/setup.sh          runtime only (for the demo and production)
-#   scripts/setup.sh --test   plus what the test suite needs (mosquitto, socat, pytest, linters,
-#                             Debian's chromium and a CJK font for the browser tests)
+#   scripts/setup.sh --test   plus what the test suite needs (mosquitto, socat, tmux, pytest,
+#                             linters, Debian's chromium and a CJK font for the browser tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "$want_test" -eq 1 ]; then
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
   command -v socat >/dev/null 2>&1 || missing+=(socat)
+  # tmux: a real terminal for the tests of `propgw alarms watch` and of password prompts.
+  command -v tmux >/dev/null 2>&1 || missing+=(tmux)
   # The browser tests drive Debian's chromium (Playwright's own browser download cannot work
   # here); a small CJK font so Chinese text renders as glyphs in their screenshots, not boxes.
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)

@@ -5,7 +5,18 @@ from gateway.console._backend import Backend, StatusHandler
 from gateway.console._feed import EventHub, FeedEvent
 from gateway.console._routes import ConsoleRoutes, static_dir
 from gateway.console._service import ConsoleService
-from gateway.console._users import ROLES, Role, User, UserError, UserStore, can, users_path
+from gateway.console._users import (
+    ROLES,
+    Role,
+    TokenInfo,
+    User,
+    UserError,
+    UserStore,
+    can,
+    first_admin_command,
+    users_path,
+)
 
 __all__ = ["ROLES", "Backend", "ConsoleRoutes", "ConsoleService", "EventHub", "FeedEvent", "Role",
-           "StatusHandler", "User", "UserError", "UserStore", "can", "static_dir", "users_path"]
+           "StatusHandler", "TokenInfo", "User", "UserError", "UserStore", "can",
+           "first_admin_command", "static_dir", "users_path"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pwd
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from gateway.console._schema import (
     location_text,
     order_json,
 )
-from gateway.console._users import User, UserStore
+from gateway.console._users import User, UserStore, first_admin_command
 from gateway.i18n import category_title
 from gateway.workorders import WorkOrder
 
@@ -61,15 +63,17 @@ class ConsoleService:
     async def open(self) -> None:
         if self.users_file is None:
             log.warning("console: no state folder, so no user file: nobody can log in. Set "
-                        "state_dir (or console.users_file) and add users with "
-                        "`propgw users add`")
+                        "state_dir (or console.users_file) in the site config, then create "
+                        "the first admin with: %s (it asks for the password)",
+                        first_admin_command(self.backend.config))
             return
         store = UserStore(self.users_file)
         await asyncio.to_thread(store.__enter__)
         self.users = store
         if await asyncio.to_thread(store.count) == 0:
-            log.warning("console: no users yet. Create the first admin with: propgw users add "
-                        "-c <site.yaml> <name> --role admin (it asks for the password)")
+            log.warning("console: no users yet. Create the first admin, as the system user "
+                        "the gateway runs as (%s), with: %s (it asks for the password)",
+                        _system_user(), first_admin_command(self.backend.config))
 
     async def close(self) -> None:
         store, self.users = self.users, None
@@ -183,6 +187,13 @@ class ConsoleService:
     def _view(self, rec: AlarmRecord) -> AlarmView:
         return AlarmView.build(rec, title=self.category_title(rec.category),
                                order=self.backend.desk.order_for_alarm(rec.alarm_id))
+
+
+def _system_user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
 
 
 def _worth_showing(rec: AlarmRecord) -> bool:

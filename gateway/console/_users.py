@@ -16,15 +16,17 @@ created owner-only (:mod:`gateway.statefiles`).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import hashlib
 import hmac
+import os
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,8 +37,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from gateway.config import GatewayConfig, durable_state_dir
 from gateway.statefiles import check_integrity, prepare
 
-__all__ = ["MIN_PASSWORD", "ROLES", "Role", "User", "UserError", "UserStore", "can",
-           "users_path"]
+__all__ = ["MIN_PASSWORD", "ROLES", "Role", "TokenInfo", "User", "UserError", "UserStore",
+           "can", "first_admin_command", "users_path"]
 
 Role = Literal["viewer", "operator", "engineer", "admin"]
 #: Least to most.
@@ -76,6 +78,15 @@ class User:
         return can(self.role, needed)
 
 
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """An API token as listed: whose, what for, since when (epoch seconds)."""
+
+    name: str
+    label: str
+    created: float
+
+
 def can(role: Role, needed: Role) -> bool:
     """Whether ``role`` is at least ``needed``."""
     return ROLES.index(role) >= ROLES.index(needed)
@@ -92,6 +103,20 @@ def users_path(config: GatewayConfig) -> Path | None:
     if state_dir is None:
         return None
     return state_dir / f"users-{config.site.id}-{config.site.gateway_id}.sqlite3"
+
+
+def first_admin_command(config: GatewayConfig, env: Mapping[str, str] | None = None) -> str:
+    """The ``propgw users add`` line that creates the first admin in the user file this
+    gateway uses. A shell has no ``$STATE_DIRECTORY`` (systemd sets it for the service only),
+    so when the user file's folder comes from there, the line sets it."""
+    command = "propgw users add -c <site.yaml> <name> --role admin"
+    env = os.environ if env is None else env
+    configured = config.console.users_file if config.console is not None else None
+    if (configured is None and "state_dir" not in config.model_fields_set
+            and env.get("STATE_DIRECTORY")):
+        state_dir = durable_state_dir(config, env)
+        command = f"STATE_DIRECTORY={state_dir} {command}"
+    return command
 
 
 class UserStore:
@@ -208,9 +233,22 @@ class UserStore:
                          (_digest(token), name, label, time.time()))
         return token
 
-    def revoke_tokens(self, name: str) -> int:
+    def revoke_tokens(self, name: str, label: str | None = None) -> int:
+        """End ``name``'s API tokens (only those labelled ``label``, if given); how many."""
         with self._tx() as conn:
-            return int(conn.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount)
+            if label is None:
+                cursor = conn.execute("DELETE FROM tokens WHERE name = ?", (name,))
+            else:
+                cursor = conn.execute("DELETE FROM tokens WHERE name = ? AND label = ?",
+                                      (name, label))
+            return int(cursor.rowcount)
+
+    def tokens(self) -> builtins.list[TokenInfo]:
+        """Every API token's owner, label and creation time (never the token itself)."""
+        with self._tx() as conn:
+            rows = conn.execute("SELECT name, label, created FROM tokens "
+                                "ORDER BY name, created").fetchall()
+        return [TokenInfo(n, label, created) for n, label, created in rows]
 
     def token_user(self, token: str) -> User | None:
         if not token.startswith(TOKEN_PREFIX):

@@ -354,7 +354,7 @@ export const ZH = {
   "login.expired": "登录已过期，请重新登录。",
   "login.no_users": "还没有任何用户",
   "login.no_users_how": "请在网关上用以下命令创建第一个管理员（会提示输入密码）：",
-  "login.no_default_password": "系统没有默认密码。",
+  "login.no_default_password": "系统没有默认密码。请以网关运行所用的系统用户（如 propgw）执行；网关启动时的日志里也写着这一行。",
 
   "err.unreachable": "无法连接网关，请检查网络。",
   "err.refused": "无法{action}：{reason}",
@@ -732,7 +732,7 @@ export const EN = {
   "login.expired": "Your login has expired; please log in again.",
   "login.no_users": "No users yet",
   "login.no_users_how": "Create the first administrator on the gateway with this command (it asks for the password):",
-  "login.no_default_password": "There is no default password.",
+  "login.no_default_password": "There is no default password. Run it as the system user the gateway runs as (e.g. propgw); the gateway's start-up log shows the same line.",
 
   "err.unreachable": "Cannot reach the gateway; check the network.",
   "err.refused": "Could not {action}: {reason}",
