@@ -167,6 +167,10 @@ async def _security_headers(request: web.Request,
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("X-Frame-Options", "DENY")
+    if request.path.startswith("/static/"):
+        # Revalidate (a cheap 304) rather than guess: after an upgrade every browser in the
+        # control room must load the new page's modules, not a cached mix of old and new.
+        response.headers.setdefault("Cache-Control", "no-cache")
     return response
 
 

@@ -14,13 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.alarms import AlarmEvent, AlarmRecord
 from gateway.config import Location
+from gateway.i18n import format_location
 from gateway.workorders import WorkOrder
 
 __all__ = [
     "AckBody", "ActionError", "AlarmList", "AlarmView", "CommentBody", "DeviceList",
     "DeviceView", "ErrorBody", "HealthView", "HistoryEvent", "HistoryPage", "Hold", "LoginBody",
     "OrderLink", "PointView", "ReasonBody", "SessionView", "ShelfView", "ShelveBody", "SiteView",
-    "Text", "UserBody", "UserPatch", "UserView", "WorkOrderList", "iso",
+    "Text", "UserBody", "UserPatch", "UserView", "WorkOrderList", "iso", "location_text",
+    "order_json",
 ]
 
 
@@ -42,6 +44,20 @@ def iso(ts: float | None) -> str | None:
 class Text(_Out):
     zh: str
     en: str
+
+
+def location_text(location: object) -> Text:
+    """A location as people read it, in both languages (``1号楼 3层 东区`` / ``Bldg 1,
+    floor 3, zone East``): the gateway's one style, so that the page need not redo it."""
+    return Text(zh=format_location(location, "zh-CN"), en=format_location(location, "en"))
+
+
+def order_json(order: WorkOrder) -> dict[str, Any]:
+    """A work order as the console sends it: the upstream contract's shape, plus
+    ``location_text``."""
+    body: dict[str, Any] = order.model_dump(mode="json")
+    body["location_text"] = location_text(order.location).model_dump()
+    return body
 
 
 class ErrorBody(_Out):
@@ -98,6 +114,7 @@ class AlarmView(_Out):
     category_title: Text
     priority: Literal["P0", "P1", "P2", "P3"]
     location: dict[str, str | None]
+    location_text: Text = Field(description="The location as people read it.")
     message: Text
     state: str = Field(description="ISA-18.2 state: active_unacknowledged, "
                                    "active_acknowledged, returned_unacknowledged, latched, "
@@ -125,8 +142,8 @@ class AlarmView(_Out):
             alarm_id=rec.alarm_id, rule_id=rec.rule_id, device=rec.device,
             device_name=rec.device_name, category=rec.category, category_title=title,
             priority=rec.priority,
-            location=_location(rec.location), message=Text(zh=rec.message_zh,
-                                                           en=rec.message_en),
+            location=_location(rec.location), location_text=location_text(rec.location),
+            message=Text(zh=rec.message_zh, en=rec.message_en),
             state=rec.lifecycle.value, base_state=rec.base_state.value, active=rec.condition,
             acknowledged=rec.acked, latched=rec.latched,
             shelved=None if rec.shelf is None else ShelfView(
@@ -170,7 +187,8 @@ class ShelveBody(_In):
 
 class WorkOrderList(_Out):
     orders: list[dict[str, Any]] = Field(description="Work orders, latest version of each "
-                                                     "(the upstream contract's shape).")
+                                                     "(the upstream contract's shape, plus "
+                                                     "location_text).")
 
 
 class PointView(_Out):
@@ -190,6 +208,7 @@ class DeviceView(_Out):
     link_state: str | None
     state: str | None = Field(description="ok, comm-loss, bad, backoff, link-down, waiting.")
     location: dict[str, str | None]
+    location_text: Text = Field(description="The location as people read it.")
     points: list[PointView]
     counters: dict[str, int] = Field(description="The device's link's counters: requests, "
                                                  "timeouts, messages, reconnects...")
@@ -216,6 +235,7 @@ class HistoryEvent(_Out):
     reason: str
     message: Text
     location: dict[str, str | None]
+    location_text: Text
     incident_id: str
 
     @classmethod
@@ -226,7 +246,8 @@ class HistoryEvent(_Out):
                    state=e.state.value, lifecycle=e.lifecycle.value if e.lifecycle else "",
                    actor=e.actor, reason=e.reason, message=Text(zh=e.message_zh,
                                                                en=e.message_en),
-                   location=_location(e.location), incident_id=e.incident_id)
+                   location=_location(e.location), location_text=location_text(e.location),
+                   incident_id=e.incident_id)
 
 
 class HistoryPage(_Out):
@@ -241,6 +262,13 @@ class SiteView(_Out):
     timezone: str
     version: str
     users_configured: bool = Field(description="False until someone ran `propgw users add`.")
+    logged_in: bool = Field(default=False,
+                            description="This request came with a live session cookie: "
+                                        "GET /api/v1/session gives its user and CSRF token.")
+    categories: dict[str, Text] = Field(
+        default_factory=dict,
+        description="Every alarm category this site's rules can raise, with its title in both "
+                    "languages (for filters and lists that carry only the category id).")
 
 
 class LoginBody(_In):

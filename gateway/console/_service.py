@@ -17,7 +17,15 @@ from gateway.alarms import AlarmEvent, AlarmRecord, LifecycleState
 from gateway.console._auth import LoginThrottle, Session, Sessions
 from gateway.console._backend import Backend
 from gateway.console._feed import EventHub
-from gateway.console._schema import AlarmView, DeviceView, PointView, Text, iso
+from gateway.console._schema import (
+    AlarmView,
+    DeviceView,
+    PointView,
+    Text,
+    iso,
+    location_text,
+    order_json,
+)
 from gateway.console._users import User, UserStore, first_admin_command
 from gateway.i18n import category_title
 from gateway.workorders import WorkOrder
@@ -144,6 +152,12 @@ class ConsoleService:
         return Text(zh=category_title(category, "zh-CN", config),
                     en=category_title(category, "en", config))
 
+    def category_titles(self) -> dict[str, Text]:
+        """Every category the rules can raise or the work orders name, with its title."""
+        config = self.backend.config
+        names = {r.category for r in config.rules} | set(config.work_orders.categories)
+        return {name: self.category_title(name) for name in sorted(names)}
+
     def alarm_views(self) -> list[AlarmView]:
         """Alarms worth showing, life safety first, then the longest standing."""
         records = [r for r in self.backend.book.records() if _worth_showing(r)]
@@ -183,7 +197,8 @@ class ConsoleService:
                 link=health.link if health else None,
                 link_state=health.state if health else None,
                 state=health.devices.get(dev.id) if health else None,
-                location=dev.location.model_dump(), points=points,
+                location=dev.location.model_dump(), location_text=location_text(dev.location),
+                points=points,
                 counters=dict(health.counters) if health else {},
                 readings=seen["readings"] if seen else 0,
                 last_reading=iso(seen["last_received_ts"]) if seen else None))
@@ -200,7 +215,7 @@ class ConsoleService:
             "alarm": view.model_dump(mode="json") if view is not None else None})
 
     def work_order(self, order: WorkOrder) -> None:
-        self.hub.publish("work_order", order.model_dump(mode="json"))
+        self.hub.publish("work_order", order_json(order))
 
     def _view(self, rec: AlarmRecord) -> AlarmView:
         return AlarmView.build(rec, title=self.category_title(rec.category),

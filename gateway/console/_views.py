@@ -21,7 +21,7 @@ from aiohttp_pydantic.oas.typing import r200, r400, r403, r404, r409, r503
 
 from gateway import __version__
 from gateway.alarms import AlarmEvent, alarm_report
-from gateway.console._auth import USER, Access
+from gateway.console._auth import COOKIE, USER, Access
 from gateway.console._schema import (
     AckBody,
     ActionError,
@@ -36,6 +36,7 @@ from gateway.console._schema import (
     ShelveBody,
     SiteView,
     WorkOrderList,
+    order_json,
 )
 from gateway.console._service import BACKEND, CONSOLE
 from gateway.console._users import User
@@ -57,15 +58,21 @@ def _user(request: web.Request) -> User:
 
 class SiteResource(PydanticView):
     async def get(self) -> r200[SiteView]:
-        """Who this gateway is: site, time zone, version; whether any user exists yet.
+        """Who this gateway is: site, time zone, version, category titles; whether any user
+        exists yet, and whether this browser is logged in (so that a login page needs no
+        refused request to find out).
 
         Tags: site
         """
         backend, console = self.request.app[BACKEND], self.request.app[CONSOLE]
         site = backend.config.site
+        cookie = self.request.cookies.get(COOKIE)
         return _json(SiteView(id=site.id, name=site.name, gateway_id=site.gateway_id,
                               timezone=site.timezone, version=__version__,
-                              users_configured=await console.users_configured()))
+                              users_configured=await console.users_configured(),
+                              logged_in=cookie is not None
+                              and console.sessions.get(cookie) is not None,
+                              categories=console.category_titles()))
 
 
 class AlarmsResource(PydanticView):
@@ -229,7 +236,7 @@ class WorkOrdersResource(PydanticView):
                     limit, since=backend.clock.time() - hours * 3600.0)
             except WorkOrderLogError as exc:
                 return error(503, f"the work-order history cannot be read: {exc}")
-        return _json(WorkOrderList(orders=[o.model_dump(mode="json") for o in orders]))
+        return _json(WorkOrderList(orders=[order_json(o) for o in orders]))
 
 
 class WorkOrderResource(PydanticView):
@@ -252,7 +259,7 @@ class WorkOrderResource(PydanticView):
         latest = live if live is not None and (history is None or live.seq >= history.latest.seq) \
             else history.latest if history is not None else live
         assert latest is not None
-        body = latest.model_dump(mode="json")
+        body = order_json(latest)
         body["versions"] = [v.model_dump(mode="json") for v in versions]
         return web.json_response(body)
 

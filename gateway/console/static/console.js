@@ -1,3 +1,0 @@
-"use strict";
-// Placeholder until the console page lands.
-document.getElementById("app").textContent = "propgw console";

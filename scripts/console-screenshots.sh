@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Regenerates docs/img/console-board-{zh,en}.png: a real gateway with alarms of every priority
+# and several states, the console in headless chromium at 1920x1080 (tests/test_console_ui.py).
+# Needs what the test suite needs (scripts/setup.sh --test) plus chromium, Playwright and a CJK
+# font (apt-get install chromium fonts-wqy-microhei; .venv/bin/pip install playwright).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROPGW_DOC_SCREENSHOTS=1 .venv/bin/pytest -q -p no:cacheprovider tests/test_console_ui.py \
+  -k test_board_layout_and_screenshots_in_both_languages
+ls -l docs/img/console-board-zh.png docs/img/console-board-en.png
