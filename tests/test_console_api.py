@@ -300,3 +300,23 @@ async def test_a_browser_that_drops_before_any_event_resumes_without_a_gap(
         await run.wait_alarm(op, "trapped@E1", "active_unacknowledged")
         missed = await read_events(run.base, cookies, 2, last_id=start)
         assert {kind for _, kind, _ in missed} == {"alarm", "work_order"}
+
+
+async def test_the_live_feed_of_a_deleted_user_stops(mosquitto: Mosquitto,
+                                                     tmp_path: Path) -> None:
+    config = console_config(tmp_path, mosquitto.port)
+    add_users(config)
+    path = users_path(config)
+    assert path is not None
+    async with running_console(config, mosquitto.port) as run:
+        li = await run.client()
+        await li.login("li")
+        cookies = {c.key: c.value for c in li.http.cookie_jar}
+        async with aiohttp.ClientSession(cookies=cookies) as http, \
+                http.get(f"{run.base}/api/v1/events") as response:
+            with UserStore(path) as store:
+                store.delete("li")
+            async with asyncio.timeout(8):  # checked every few idle seconds
+                async for _ in response.content:
+                    pass  # ends when the server closes the stream
+        assert (await li.get("/api/v1/alarms"))[0] == 401

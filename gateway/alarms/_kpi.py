@@ -96,7 +96,9 @@ def alarm_report(conn: sqlite3.Connection, *, since: float, now: float,
     """Compute the KPIs from a journal connection (read only)."""
     oldest = conn.execute("SELECT MIN(ts) FROM events").fetchone()[0]
     covered_from = max(since, oldest) if oldest is not None else now
-    span_h = max(now - covered_from, 1.0) / 3600.0
+    # Rates over less than an hour are not extrapolated: 4 alarms in the journal's first
+    # 3 seconds are 4 per hour, not 4,800.
+    span_h = max(now - covered_from, 3600.0) / 3600.0
 
     marks = ",".join("?" * len(_ACTIVATIONS))
     rows = conn.execute(

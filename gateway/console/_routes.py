@@ -25,7 +25,15 @@ from aiohttp_pydantic.oas.view import generate_oas
 
 from gateway import __version__
 from gateway.console._access import ACCESS_ROUTES, ACCESS_VIEWS
-from gateway.console._auth import COOKIE, CSRF_HEADER, SESSION, USER, Access, same_secret
+from gateway.console._auth import (
+    COOKIE,
+    CSRF_HEADER,
+    SESSION,
+    USER,
+    Access,
+    Session,
+    same_secret,
+)
 from gateway.console._service import BACKEND, CONSOLE, ConsoleService
 from gateway.console._users import TOKEN_PREFIX
 from gateway.console._views import ROUTES, VIEWS
@@ -39,6 +47,8 @@ HEALTH = "/api/v1/health"
 OPENAPI = "/api/v1/openapi.json"
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _KEEPALIVE = 15
+#: Idle ticks between checks that the stream's session is still valid.
+_RECHECK = 5
 _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "connect-src 'self'; media-src 'self' data:; font-src 'self'; object-src 'none'; "
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -118,6 +128,10 @@ class ConsoleRoutes:
             request[SESSION] = session
         return None
 
+    async def _alive(self, session: Session) -> bool:
+        current = self.service.sessions.get(session.id)
+        return current is session and await self.service.still_valid(session)
+
     # -- routes that are not part of the JSON API
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
@@ -144,9 +158,15 @@ class ConsoleRoutes:
             # Ticks every second when idle: a browser that left is noticed within one (aiohttp
             # does not cancel a handler whose client went away), and a comment every
             # _KEEPALIVE ticks keeps proxies from closing a quiet stream.
+            session = request.get(SESSION)
             async for event in self.service.hub.stream(last, heartbeat=1.0):
                 transport = request.transport
                 if transport is None or transport.is_closing():
+                    break
+                # A user deleted or changed meanwhile stops receiving within a few seconds
+                # (the reconnect then asks them to log in again).
+                if session is not None and idle % _RECHECK == 0 and not await self._alive(
+                        session):
                     break
                 if event is not None:
                     idle = 0

@@ -172,7 +172,8 @@ class ConsoleService:
         state = self.backend.book.flood
         if state.flood_id is None:
             return None
-        return {"flood_id": state.flood_id, "started": state.started, "counted": state.counted,
+        return {"flood_id": state.flood_id, "started": iso(state.started),
+                "counted": state.counted,
                 "grouped": state.grouped}
 
     def device_views(self) -> list[DeviceView]:
