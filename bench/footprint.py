@@ -89,7 +89,8 @@ async def browser_on_board(url: str) -> AsyncIterator[None]:
             await page.request.post(f"{url}/api/v1/session",
                                     data={"name": "bench", "password": PASSWORD})
             await page.goto(url)  # the board, with its live feed
-            await page.wait_for_timeout(1000)
+            # The page marks the live feed connected once its EventSource is open.
+            await page.wait_for_selector("#live.live-live", timeout=10_000)
             yield
         finally:
             await browser.close()
