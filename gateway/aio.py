@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
-__all__ = ["raise_if_cancelling", "task_group"]
+__all__ = ["first_of", "raise_if_cancelling", "task_group"]
 
 
 @contextlib.asynccontextmanager
@@ -41,6 +41,21 @@ async def task_group() -> AsyncIterator[asyncio.TaskGroup]:
         while task.cancelling() > before:
             task.uncancel()
         raise
+
+
+async def first_of(*waits: Awaitable[object]) -> None:
+    """Return when the first of ``waits`` finishes (its error, if any, is raised); the others
+    are cancelled and awaited, also when this is cancelled: nothing is left running."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if not task.cancelled():
+            task.result()
 
 
 def raise_if_cancelling() -> None:

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from drivers.base import Driver
 from drivers.modbus import build_modbus_links
 from drivers.mqtt import build_mqtt_drivers
+from gateway.aio import first_of
 from gateway.alarms import AlarmEngine, AlarmEvent
 from gateway.bus import Bus, Overflow
 from gateway.clock import Clock, SystemClock
@@ -200,7 +201,7 @@ class Gateway:
                          len(self.config.rules))
                 notify("READY=1")
                 self.started.set()
-                await _first_of(stop, self._give_up.wait())
+                await first_of(stop, self._give_up.wait())
             finally:
                 stop.cancel()
                 log.info("shutting down")
@@ -300,19 +301,6 @@ class Gateway:
 
     async def _on_answer(self, order_id: str, answer: StatusAnswer) -> WorkOrder | None:
         return await self.desk.apply_status(order_id, answer)
-
-
-async def _first_of(*waits: Awaitable[object]) -> None:
-    """Return when the first of ``waits`` finishes (its error, if any, is raised)."""
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in done:
-        task.result()
 
 
 def _orders(snapshots: Sequence[str]) -> list[WorkOrder]:

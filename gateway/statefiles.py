@@ -21,7 +21,8 @@ import os
 import sqlite3
 from pathlib import Path
 
-__all__ = ["SchemaTooNew", "check_integrity", "is_unreadable", "prepare", "quarantine"]
+__all__ = ["SchemaTooNew", "check_integrity", "is_unreadable", "open_wal", "prepare",
+           "quarantine"]
 
 _SIDECARS = ("-wal", "-shm", "-journal")
 
@@ -41,6 +42,38 @@ def prepare(path: Path) -> None:
             mode = candidate.stat().st_mode & 0o777
             if mode & 0o077:
                 candidate.chmod(mode & 0o700)
+
+
+def open_wal(path: Path | None, *, schema: str, version: int) -> sqlite3.Connection:
+    """Open (creating if need be) a WAL database with ``schema`` at ``version``; None: memory.
+
+    The file is prepared owner-only and checked; a file from a newer propgw raises
+    :class:`SchemaTooNew`, a damaged one ``sqlite3.DatabaseError`` (for :func:`quarantine`).
+    ``synchronous=NORMAL``: a crash of the process loses nothing committed; callers that need
+    a power cut survived switch to FULL for those commits.
+    """
+    if path is not None:
+        prepare(path)
+    name = str(path) if path is not None else ":memory:"
+    conn = sqlite3.connect(name, isolation_level=None)
+    try:
+        _not_newer(conn, name, version)
+        check_integrity(conn)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(schema)
+        conn.execute(f"PRAGMA user_version={version}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _not_newer(conn: sqlite3.Connection, name: str, version: int) -> None:
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > version:
+        raise SchemaTooNew(f"{name} was written by a newer propgw (schema {found}, this one "
+                           f"reads {version})")
 
 
 def check_integrity(conn: sqlite3.Connection) -> None:

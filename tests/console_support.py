@@ -102,6 +102,13 @@ class Running:
     mqtt_port: int
     clients: list[aiohttp.ClientSession] = field(default_factory=list)
 
+    @property
+    def users(self) -> UserStore:
+        """The gateway's user file, opened as `propgw users` would (another writer)."""
+        path = users_path(self.gateway.config)
+        assert path is not None
+        return UserStore(path)
+
     async def client(self) -> Client:
         http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         self.clients.append(http)
@@ -142,3 +149,12 @@ async def running_console(config: GatewayConfig, mqtt_port: int) -> AsyncIterato
                 await http.close()
         stop.set()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def site_console(tmp_path: Path, mqtt_port: int) -> AsyncIterator[Running]:
+    """The usual test site (elevator E1, leak sensor W1) with its users, running."""
+    config = console_config(tmp_path, mqtt_port)
+    add_users(config)
+    async with running_console(config, mqtt_port) as run:
+        yield run

@@ -11,8 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.console import UserStore, users_path
-from tests.console_support import STATUS_TOKEN, Client, add_users, console_config, running_console
+from tests.console_support import STATUS_TOKEN, Client, site_console
 from tests.support import Mosquitto
 
 pytestmark = pytest.mark.mosquitto
@@ -45,9 +44,7 @@ async def read_events(base: str, cookies: Any, count: int, *, last_id: str | Non
 
 async def test_only_logged_in_users_see_and_only_the_right_roles_act(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
-    config = console_config(tmp_path, mosquitto.port)
-    add_users(config)
-    async with running_console(config, mosquitto.port) as run:
+    async with site_console(tmp_path, mosquitto.port) as run:
         anon = await run.client()
         assert (await anon.get("/healthz"))[0] == 200
         status, site = await anon.get("/api/v1/site")
@@ -92,9 +89,7 @@ async def test_only_logged_in_users_see_and_only_the_right_roles_act(
 
 async def test_a_latched_leak_is_acknowledged_then_reset(mosquitto: Mosquitto,
                                                           tmp_path: Path) -> None:
-    config = console_config(tmp_path, mosquitto.port)
-    add_users(config)
-    async with running_console(config, mosquitto.port) as run:
+    async with site_console(tmp_path, mosquitto.port) as run:
         op = await run.client()
         await op.login("wang")
         await run.publish("dev/W1/wet", "1")
@@ -112,9 +107,7 @@ async def test_a_latched_leak_is_acknowledged_then_reset(mosquitto: Mosquitto,
 
 async def test_the_live_feed_shows_changes_and_resumes_after_a_blip(mosquitto: Mosquitto,
                                                                      tmp_path: Path) -> None:
-    config = console_config(tmp_path, mosquitto.port)
-    add_users(config)
-    async with running_console(config, mosquitto.port) as run:
+    async with site_console(tmp_path, mosquitto.port) as run:
         op = await run.client()
         await op.login("wang")
         cookies = {c.key: c.value for c in op.http.cookie_jar}
@@ -142,13 +135,9 @@ async def test_the_live_feed_shows_changes_and_resumes_after_a_blip(mosquitto: M
 
 async def test_logins_are_throttled_and_tokens_work(mosquitto: Mosquitto,
                                                     tmp_path: Path) -> None:
-    config = console_config(tmp_path, mosquitto.port)
-    add_users(config)
-    path = users_path(config)
-    assert path is not None
-    with UserStore(path) as store:
-        token = store.issue_token("wang", "cli")
-    async with running_console(config, mosquitto.port) as run:
+    async with site_console(tmp_path, mosquitto.port) as run:
+        with run.users as store:
+            token = store.issue_token("wang", "cli")
         guesser = await run.client()
         for _ in range(5):
             assert (await guesser.login("wang", "wrong-password")).status == 401
@@ -169,9 +158,7 @@ async def test_logins_are_throttled_and_tokens_work(mosquitto: Mosquitto,
 
 async def test_one_server_also_answers_the_platform_and_describes_itself(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
-    config = console_config(tmp_path, mosquitto.port)
-    add_users(config)
-    async with running_console(config, mosquitto.port) as run:
+    async with site_console(tmp_path, mosquitto.port) as run:
         op = await run.client()
         await op.login("wang")
         async with aiohttp.ClientSession() as http:
@@ -198,9 +185,7 @@ async def test_one_server_also_answers_the_platform_and_describes_itself(
 
 async def test_work_orders_their_timeline_and_what_devices_read(mosquitto: Mosquitto,
                                                                   tmp_path: Path) -> None:
-    config = console_config(tmp_path, mosquitto.port)
-    add_users(config)
-    async with running_console(config, mosquitto.port) as run:
+    async with site_console(tmp_path, mosquitto.port) as run:
         viewer = await run.client()
         await viewer.login("li")
         await run.publish("dev/E1/trapped", "1")
@@ -235,10 +220,8 @@ async def test_work_orders_their_timeline_and_what_devices_read(mosquitto: Mosqu
 
 async def test_an_open_live_feed_does_not_hold_up_a_shutdown(mosquitto: Mosquitto,
                                                              tmp_path: Path) -> None:
-    config = console_config(tmp_path, mosquitto.port)
-    add_users(config)
     loop = asyncio.get_running_loop()
-    async with running_console(config, mosquitto.port) as run:
+    async with site_console(tmp_path, mosquitto.port) as run:
         op = await run.client()
         await op.login("wang")
         cookies = {c.key: c.value for c in op.http.cookie_jar}
@@ -256,13 +239,9 @@ async def test_changes_made_with_propgw_users_take_effect_at_once(mosquitto: Mos
                                                                  tmp_path: Path) -> None:
     """The CLI writes the user file while the gateway runs: a deleted user, a changed role or
     password, and a revoked token must not keep working for a session's lifetime."""
-    config = console_config(tmp_path, mosquitto.port)
-    add_users(config)
-    path = users_path(config)
-    assert path is not None
-    with UserStore(path) as store:
-        token = store.issue_token("zhao", "cli")
-    async with running_console(config, mosquitto.port) as run:
+    async with site_console(tmp_path, mosquitto.port) as run:
+        with run.users as store:
+            token = store.issue_token("zhao", "cli")
         wang, li = await run.client(), await run.client()
         await wang.login("wang")
         await li.login("li")
@@ -271,23 +250,21 @@ async def test_changes_made_with_propgw_users_take_effect_at_once(mosquitto: Mos
             headers = {"Authorization": f"Bearer {token}"}
             async with http.get(f"{run.base}/api/v1/alarms", headers=headers) as response:
                 assert response.status == 200
-            with UserStore(path) as store:  # as `propgw users` would, from another process
+            with run.users as store:  # as `propgw users` would, from another process
                 store.set_password("wang", "a new password 2")
                 store.revoke_tokens("zhao")
             async with http.get(f"{run.base}/api/v1/alarms", headers=headers) as response:
                 assert response.status == 401, "a revoked token stops at once"
         assert (await wang.get("/api/v1/alarms"))[0] == 401, "a changed password ends sessions"
         assert (await li.get("/api/v1/alarms"))[0] == 200, "others are not affected"
-        with UserStore(path) as store:
+        with run.users as store:
             store.delete("li")
         assert (await li.get("/api/v1/alarms"))[0] == 401
 
 
 async def test_a_browser_that_drops_before_any_event_resumes_without_a_gap(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
-    config = console_config(tmp_path, mosquitto.port)
-    add_users(config)
-    async with running_console(config, mosquitto.port) as run:
+    async with site_console(tmp_path, mosquitto.port) as run:
         op = await run.client()
         await op.login("wang")
         cookies = {c.key: c.value for c in op.http.cookie_jar}
@@ -304,17 +281,13 @@ async def test_a_browser_that_drops_before_any_event_resumes_without_a_gap(
 
 async def test_the_live_feed_of_a_deleted_user_stops(mosquitto: Mosquitto,
                                                      tmp_path: Path) -> None:
-    config = console_config(tmp_path, mosquitto.port)
-    add_users(config)
-    path = users_path(config)
-    assert path is not None
-    async with running_console(config, mosquitto.port) as run:
+    async with site_console(tmp_path, mosquitto.port) as run:
         li = await run.client()
         await li.login("li")
         cookies = {c.key: c.value for c in li.http.cookie_jar}
         async with aiohttp.ClientSession(cookies=cookies) as http, \
                 http.get(f"{run.base}/api/v1/events") as response:
-            with UserStore(path) as store:
+            with run.users as store:
                 store.delete("li")
             async with asyncio.timeout(8):  # checked every few idle seconds
                 async for _ in response.content:

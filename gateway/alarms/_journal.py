@@ -38,7 +38,7 @@ from gateway.alarms._events import AlarmEvent
 from gateway.alarms._lifecycle_state import event_from_json, event_to_json
 from gateway.config import GatewayConfig, durable_state_dir
 from gateway.errors import JournalError
-from gateway.statefiles import SchemaTooNew, check_integrity, is_unreadable, prepare, quarantine
+from gateway.statefiles import is_unreadable, open_wal, quarantine
 
 __all__ = ["SCHEMA_VERSION", "AlarmJournal", "JournalBatch", "JournalState", "journal_path"]
 
@@ -316,20 +316,7 @@ class AlarmJournal:
         self._prune_sync(now)
 
     def _connect(self) -> None:
-        if self.path is not None:
-            prepare(self.path)
-        conn = sqlite3.connect(self.name if self.path else ":memory:", isolation_level=None)
-        try:
-            _check_schema(conn, self.name)
-            check_integrity(conn)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
+        self._conn = open_wal(self.path, schema=_SCHEMA, version=SCHEMA_VERSION)
 
     def _close_sync(self) -> None:
         conn, self._conn = self._conn, None
@@ -440,10 +427,3 @@ def _search_sql(*, since: float, category: str | None, priority: str | None,
     sql += " ORDER BY seq DESC LIMIT ?"
     args.append(limit)
     return sql, args
-
-
-def _check_schema(conn: sqlite3.Connection, name: str) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise SchemaTooNew(f"{name} was written by a newer propgw (schema {version}, this one "
-                           f"reads {SCHEMA_VERSION})")

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
+from gateway.aio import first_of
 from gateway.alarms import AlarmEvent, AlarmState
 from gateway.clock import Clock
 from gateway.config import DEFAULT_PRIORITY_POLICIES, ResponsePolicy, SiteConfig, WorkOrdersConfig
@@ -294,16 +295,11 @@ class WorkOrderDesk:
 
     async def _wait(self, delay: float | None) -> None:
         """Until ``delay`` passes on the monotonic clock or an order changes."""
-        waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._changed.wait())}
-        if delay is not None:
-            waiters.add(asyncio.ensure_future(
-                self._clock.sleep_until(self._clock.monotonic() + delay)))
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        if delay is None:
+            await self._changed.wait()
+        else:
+            await first_of(self._changed.wait(),
+                           self._clock.sleep_until(self._clock.monotonic() + delay))
 
     def _next_due(self, t: _Tracked) -> float | None:
         """The monotonic time of this order's next update."""

@@ -47,10 +47,11 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from gateway.aio import first_of
 from gateway.clock import Clock
 from gateway.config import GatewayConfig, durable_state_dir
 from gateway.errors import WorkOrderLogError
-from gateway.statefiles import SchemaTooNew, check_integrity, is_unreadable, prepare, quarantine
+from gateway.statefiles import is_unreadable, open_wal, quarantine
 from gateway.workorders._model import CLOSED_STATUSES, WorkOrder, parse_instant
 
 __all__ = ["WorkOrderHistory", "WorkOrderLog", "WorkOrderLogHealth", "work_order_log_path"]
@@ -481,15 +482,10 @@ class WorkOrderLog:
 
     async def _wait(self, delay: float | None) -> None:
         """Until a version is recorded (or closing begins), or ``delay`` passes."""
-        waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._wake.wait())}
-        if delay is not None:
-            waiters.add(asyncio.ensure_future(self._clock.sleep(delay)))
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        if delay is None:
+            await self._wake.wait()
+        else:
+            await first_of(self._wake.wait(), self._clock.sleep(delay))
 
     def _settle_flushes(self, *, upto: int, ok: bool) -> None:
         keep: list[tuple[int, asyncio.Future[bool]]] = []
@@ -546,21 +542,7 @@ class WorkOrderLog:
             log.warning("work-order history %s: retention could not run: %s", self.name, exc)
 
     def _connect(self, path: Path | None) -> None:
-        if path is not None:
-            prepare(path)
-        conn = sqlite3.connect(str(path) if path is not None else ":memory:",
-                               isolation_level=None)
-        try:
-            _check_schema(conn, self.name)
-            check_integrity(conn)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
+        self._conn = open_wal(path, schema=_SCHEMA, version=SCHEMA_VERSION)
 
     def _close_sync(self) -> None:
         conn, self._conn = self._conn, None
@@ -692,13 +674,6 @@ class WorkOrderLog:
                 log.warning("work-order history %s: a stored version cannot be read and is "
                             "skipped (logged once): %s", self.name, exc)
             return None
-
-
-def _check_schema(conn: sqlite3.Connection, name: str) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise SchemaTooNew(f"{name} was written by a newer propgw (schema {version}, this one "
-                           f"reads {SCHEMA_VERSION})")
 
 
 def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
