@@ -211,8 +211,8 @@ class Gateway:
                     task.cancel()
             _, stuck = await asyncio.wait(tasks, timeout=GRACE_PERIOD)
             for task in stuck:
-                log.warning("%s did not stop within %.0fs; cancelling again", task.get_name(),
-                            GRACE_PERIOD)
+                log.warning("%s did not stop within %.0fs; cancelling again (it waits in %s)",
+                            task.get_name(), GRACE_PERIOD, _waits_in(task))
                 task.cancel()
 
     def health(self) -> dict[str, Any]:
@@ -301,6 +301,25 @@ class Gateway:
 
     async def _on_answer(self, order_id: str, answer: StatusAnswer) -> WorkOrder | None:
         return await self.desk.apply_status(order_id, answer)
+
+
+def _waits_in(task: asyncio.Task[Any]) -> str:
+    """Where a task is suspended, outermost first: for the log line of a stage that will not
+    stop. (Task.get_stack() shows only the outermost frame of a suspended coroutine; the
+    chain of awaits is walked instead.)"""
+    where: list[str] = []
+    current: Any = task.get_coro()
+    while current is not None and len(where) < 30:
+        frame = getattr(current, "cr_frame", None) or getattr(current, "gi_frame", None) \
+            or getattr(current, "ag_frame", None)
+        if frame is None:
+            where.append(type(current).__name__)
+            break
+        where.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} "
+                     f"{frame.f_code.co_name}")
+        current = getattr(current, "cr_await", None) or getattr(current, "gi_yieldfrom", None) \
+            or getattr(current, "ag_await", None)
+    return " > ".join(where) or "?"
 
 
 def _orders(snapshots: Sequence[str]) -> list[WorkOrder]:
