@@ -11,6 +11,11 @@
 
 Only this module (and the CLI) knows every stage; the stages know only their neighbours'
 messages.
+
+SIGHUP reloads the config file (see :mod:`gateway.reload` for what a reload may change): the
+new file is loaded and checked first, then device links that changed are replaced and the alarm
+engine takes the new rules in place, keeping every alarm's state, the work orders and the
+outbox. Any mistake leaves the running config as it was.
 """
 
 from __future__ import annotations
@@ -32,13 +37,15 @@ from gateway.aio import first_of
 from gateway.alarms import AlarmEngine, AlarmEvent
 from gateway.bus import Bus, Overflow
 from gateway.clock import Clock, SystemClock
-from gateway.config import GatewayConfig, durable_state_dir
+from gateway.config import GatewayConfig, durable_state_dir, load_config
+from gateway.errors import ConfigError
 from gateway.health import HealthModel, HealthReport, JournalStatus
 from gateway.http_server import RouteOwner, WebServer, listen_settings
 from gateway.liveness import Liveness
 from gateway.outbox import DeliveryProgress, Outbox, OutboxItem
 from gateway.readings import LastReadings
-from gateway.sdnotify import notify
+from gateway.reload import driver_inputs, restart_only_changes
+from gateway.sdnotify import notify, notify_reloading
 from gateway.supervisor import Supervisor
 from gateway.upstream import HttpPublisher, PlatformEndpoint, UpstreamPublisher, alarm_message
 from gateway.workorders import (
@@ -91,16 +98,32 @@ def outbox_path(config: GatewayConfig, env: Mapping[str, str] | None = None) -> 
 
 
 class Gateway:
-    """The whole gateway for one site."""
+    """The whole gateway for one site.
+
+    Args:
+        config: The site config.
+        clock: Default: the system clock.
+        observers: Watch alarms and work orders as they happen.
+        config_path: The file ``config`` was loaded from: SIGHUP reloads it (see
+            :meth:`reload`). None: SIGHUP is left alone.
+    """
 
     def __init__(self, config: GatewayConfig, *, clock: Clock | None = None,
-                 observers: Sequence[Observer] = ()) -> None:
+                 observers: Sequence[Observer] = (), config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path
         self.clock = clock or SystemClock()
         self.observers = list(observers)
         self.bus = Bus()
-        self.drivers: list[Driver] = [*build_modbus_links(config.devices, self.clock),
-                                      *build_mqtt_drivers(config, self.clock)]
+        self.drivers: list[Driver] = _build_drivers(config, self.clock)
+        self._driver_inputs = driver_inputs(config, self.drivers)
+        #: Supervised stage tasks by name, while the stages run.
+        self._stage_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._reload_wanted = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        #: Config reloads applied since start.
+        self.reloads = 0
         self.desk = WorkOrderDesk(config.site, self.clock, self._on_work_order,
                                   policies=config.work_orders)
         self.outbox: Outbox | None = None
@@ -173,6 +196,7 @@ class Gateway:
 
     async def _run_stages(self, trigger: Callable[[], Awaitable[None]]) -> None:
         async with asyncio.TaskGroup() as tg:
+            self._tg = tg
             stages: list[tuple[str, Callable[[], Awaitable[None]]]] = [
                 *((d.name, _runner(d, self.bus)) for d in self.drivers),
                 ("alarms", lambda: self.engine.run(self._alarm_feed)),
@@ -186,12 +210,14 @@ class Gateway:
             if self.web is not None:
                 stages.append(("http", self.web.run))
             stages.append(("liveness", self.liveness.run))
+            if self.config_path is not None:
+                stages.append(("reload", self._reloader))
             # Supervised stages never raise but CancelledError, so this group is only ever
             # ended by the cancellations below, after supervisor.stop().
-            tasks = [tg.create_task(self.supervisor.run(name, stage, critical=name in _CRITICAL),
-                                    name=f"{name}.run")
-                     for name, stage in stages]
+            for name, stage in stages:
+                self._start_stage(name, stage)
             stop = asyncio.ensure_future(trigger())
+            hup = self._catch_sighup()
             try:
                 # Let the trigger install its signal handlers before anyone is told we run: a
                 # SIGTERM sent on reading "running" must be a clean stop, not a kill.
@@ -207,6 +233,10 @@ class Gateway:
                 log.info("shutting down")
                 notify("STOPPING=1")
                 self.supervisor.stop()
+                if hup:
+                    with contextlib.suppress(ValueError, RuntimeError):
+                        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+                tasks = list(self._stage_tasks.values())
                 for task in tasks:
                     task.cancel()
             _, stuck = await asyncio.wait(tasks, timeout=GRACE_PERIOD)
@@ -214,6 +244,126 @@ class Gateway:
                 log.warning("%s did not stop within %.0fs; cancelling again (it waits in %s)",
                             task.get_name(), GRACE_PERIOD, _waits_in(task))
                 task.cancel()
+        self._tg = None
+
+    def _start_stage(self, name: str, stage: Callable[[], Awaitable[None]]) -> None:
+        assert self._tg is not None
+        task = self._tg.create_task(
+            self.supervisor.run(name, stage, critical=name in _CRITICAL), name=f"{name}.run")
+        self._stage_tasks[name] = task
+        task.add_done_callback(
+            lambda t: self._stage_tasks.pop(name) if self._stage_tasks.get(name) is t else None)
+
+    async def _stop_stage(self, name: str) -> None:
+        task = self._stage_tasks.get(name)
+        if task is None:
+            return
+        self.supervisor.retire(name)
+        task.cancel()
+        _, stuck = await asyncio.wait([task], timeout=GRACE_PERIOD)
+        if stuck:
+            log.warning("%s did not stop within %.0fs for the reload; cancelling again (it "
+                        "waits in %s)", task.get_name(), GRACE_PERIOD, _waits_in(task))
+            task.cancel()
+            await asyncio.wait([task], timeout=GRACE_PERIOD)
+
+    def _catch_sighup(self) -> bool:
+        """SIGHUP asks for a reload (instead of ending the process) when there is a file."""
+        if self.config_path is None:
+            return False
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.request_reload)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+            log.debug("SIGHUP cannot be handled here: no reload on SIGHUP")
+            return False
+        return True
+
+    def request_reload(self) -> None:
+        """Reload the config file soon (SIGHUP does this). Requests made during a reload
+        make one more reload after it, so the last version of the file always wins."""
+        self._reload_wanted.set()
+
+    async def _reloader(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            await self.reload()
+
+    async def reload(self, config: GatewayConfig | None = None) -> bool:
+        """Apply a new config: ``config``, or else the file the gateway was started with.
+
+        The new config is checked first; on any mistake (the file does not load, it changes a
+        setting only a restart applies, a device link cannot be built) the error is logged, one
+        line per problem, and the running config stays. Otherwise device links that changed
+        are replaced, the alarm engine takes the new rules and devices in place, and every
+        alarm, work order and queued message carries on. systemd is told RELOADING=1 before
+        and READY=1 after.
+
+        Returns:
+            Whether the new config was applied.
+        """
+        async with self._reload_lock:
+            notify_reloading()
+            try:
+                return await self._reload(config)
+            finally:
+                notify("READY=1")
+
+    async def _reload(self, config: GatewayConfig | None) -> bool:
+        source = "the new config" if config is not None else str(self.config_path)
+        log.info("reloading the config from %s", source)
+        failure: ConfigError | ValueError | None = None
+        try:
+            if config is None:
+                if self.config_path is None:
+                    log.error("config reload refused: the gateway was not started from a file")
+                    return False
+                config = await asyncio.to_thread(load_config, self.config_path)
+            restart = restart_only_changes(self.config, config)
+            if restart:
+                log.error("config reload refused: %s changes %s, which only a restart applies "
+                          "(systemctl restart propgw); the running config stays", source,
+                          ", ".join(restart))
+                return False
+            drivers = await asyncio.to_thread(_build_drivers, config, self.clock)
+        # ValueError: drivers refusing a combination the loader let through.
+        except (ConfigError, ValueError) as exc:
+            failure = exc
+        if failure is not None:
+            _log_refusal(source, failure)
+            return False
+        if config is None or self.supervisor.stopping:
+            return False
+        await self._apply(config, drivers)
+        return True
+
+    async def _apply(self, config: GatewayConfig, built: list[Driver]) -> None:
+        inputs = driver_inputs(config, built)
+        kept = {name for name, made_of in inputs.items()
+                if self._driver_inputs.get(name) == made_of}
+        running = {d.name: d for d in self.drivers}
+        replaced = [d.name for d in self.drivers if d.name not in kept]
+        # Stop the old links before the new ones connect: an MQTT client id or a serial port
+        # can be held by one of them at a time.
+        for name in replaced:
+            await self._stop_stage(name)
+        engine = await self.engine.reconfigure(config)
+        if config.log_level != self.config.log_level:
+            logging.getLogger().setLevel(config.log_level)
+        self.config = config
+        self.drivers = [running[d.name] if d.name in kept else d for d in built]
+        self._driver_inputs = inputs
+        self.health_model.set_drivers(self.drivers)
+        if self.console is not None:
+            self.console.backend.config = config
+        started = [d for d in self.drivers if d.name not in kept]
+        if not self.supervisor.stopping:
+            for driver in started:
+                self._start_stage(driver.name, _runner(driver, self.bus))
+        self.reloads += 1
+        log.info("config reloaded: %d device(s), %d rule(s); %d device link(s) kept, %d "
+                 "stopped, %d started; %s", len(config.devices), len(config.rules), len(kept),
+                 len(replaced), len(started), engine)
 
     def health(self) -> dict[str, Any]:
         """The health report as JSON-able data (status API, console), with the outbox, link
@@ -345,6 +495,21 @@ async def wait_for_signals() -> None:
         for sig in signals:
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def _log_refusal(source: str, failure: ConfigError | ValueError) -> None:
+    """One line per problem, each naming the file and the key."""
+    if isinstance(failure, ValueError):
+        log.error("config reload refused: %s: %s; the running config stays", source, failure)
+        return
+    log.error("config reload refused: %s has %d problem(s); the running config stays",
+              failure.file, len(failure.problems))
+    for problem in failure.problems:
+        log.error("config reload refused: %s: %s", failure.file, problem)
+
+
+def _build_drivers(config: GatewayConfig, clock: Clock) -> list[Driver]:
+    return [*build_modbus_links(config.devices, clock), *build_mqtt_drivers(config, clock)]
 
 
 def _runner(driver: Driver, bus: Bus) -> Callable[[], Awaitable[None]]:

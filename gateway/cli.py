@@ -102,7 +102,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _raise_open_file_limit()
 
     async def go() -> int:
-        gateway = Gateway(config)
+        gateway = Gateway(config, config_path=args.config)
         await gateway.run()
         return gateway.exit_code
 

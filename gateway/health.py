@@ -132,6 +132,10 @@ class HealthModel:
         self._worklog = worklog
         self._feed_seen: tuple[int, float] | None = None
 
+    def set_drivers(self, drivers: Sequence[Driver]) -> None:
+        """The device links after a config reload."""
+        self._drivers = list(drivers)
+
     def report(self) -> HealthReport:
         """The health now."""
         now = self._clock.monotonic()

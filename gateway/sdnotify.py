@@ -1,4 +1,5 @@
-"""systemd ``sd_notify`` without a dependency: READY=1, STOPPING=1, STATUS= and watchdog pings.
+"""systemd ``sd_notify`` without a dependency: READY=1, RELOADING=1, STOPPING=1, STATUS= and
+watchdog pings.
 
 Does nothing when not started by systemd (no ``NOTIFY_SOCKET``).
 """
@@ -8,8 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
-__all__ = ["notify", "watchdog_interval"]
+__all__ = ["notify", "notify_reloading", "watchdog_interval"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,13 @@ def notify(state: str) -> bool:
         log.warning("sd_notify %s failed: %s", state, exc)
         return False
     return True
+
+
+def notify_reloading() -> bool:
+    """Tell systemd a reload has begun (``READY=1`` ends it). The monotonic time stamp is
+    what systemd requires with ``RELOADING=1`` from version 253 on; older ones ignore it."""
+    usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    return notify(f"RELOADING=1\nMONOTONIC_USEC={usec}")
 
 
 def watchdog_interval() -> float | None:

@@ -11,7 +11,8 @@ stage never takes the others (nor the alarm path) down with it:
 * it ended *cancelled although nobody stopped it*. That is how a Python 3.11 ``TaskGroup`` with
   a failed child leaves a task (see :mod:`gateway.aio`), and a supervisor that took every
   ``CancelledError`` for a shutdown once let the upstream publisher die silently after its
-  first reconnect. Only :meth:`Supervisor.stop` makes a cancellation a stop.
+  first reconnect. Only :meth:`Supervisor.stop` (every stage) and :meth:`Supervisor.retire`
+  (one stage, replaced by a config reload) make a cancellation a stop.
 
 Each stage's state, restart count and last problem are kept in :class:`StageStatus` for the
 health model; a critical stage restarted too often is reported there as failing, and the
@@ -72,6 +73,7 @@ class Supervisor:
         self._clock = clock
         self._stopping = asyncio.Event()
         self._stages: dict[str, StageStatus] = {}
+        self._retiring: set[str] = set()
 
     @property
     def stopping(self) -> bool:
@@ -80,6 +82,11 @@ class Supervisor:
     def stop(self) -> None:
         """Mark the coming cancellations of the stages as a stop (call before cancelling)."""
         self._stopping.set()
+
+    def retire(self, name: str) -> None:
+        """Mark the coming cancellation of stage ``name`` as its end (call before cancelling
+        it): it is then forgotten, and a new stage may take its name."""
+        self._retiring.add(name)
 
     def stages(self) -> list[StageStatus]:
         """Every stage started so far, in start order."""
@@ -106,8 +113,8 @@ class Supervisor:
                 problem = "returned although it should run until the gateway stops"
                 log.error("stage %s %s", name, problem)
             except asyncio.CancelledError:
-                if self._stopping.is_set():
-                    self._set(status, "stopped")
+                if self._stopping.is_set() or name in self._retiring:
+                    self._end(name, status)
                     raise
                 # Nobody asked: a stale cancellation request (see module docstring). Take it
                 # back, or the stage's next timeout would misfire the same way.
@@ -131,8 +138,15 @@ class Supervisor:
                 await self._clock.sleep(delay)
             except asyncio.CancelledError:
                 # Nothing but a real cancel() reaches a sleep: a stop, even if unannounced.
-                self._set(status, "stopped")
+                self._end(name, status)
                 raise
+
+    def _end(self, name: str, status: StageStatus) -> None:
+        self._set(status, "stopped")
+        if name in self._retiring:
+            self._retiring.discard(name)
+            if self._stages.get(name) is status:
+                del self._stages[name]
 
     def _set(self, status: StageStatus, state: StageState) -> float:
         now = self._clock.monotonic()

@@ -63,6 +63,20 @@ class AlarmEngine:
         """Alarms whose condition is active (shown or hidden), oldest first."""
         return self.book.active()
 
+    async def reconfigure(self, config: GatewayConfig) -> str:
+        """Apply reloaded rules and devices without losing any alarm's state.
+
+        Rule evaluation first (so that nothing is detected any more for what is gone), then the
+        book closes the alarms whose rule or device is gone.
+
+        Returns:
+            One line for the log, e.g. ``12 rule instance(s) kept, 2 new or changed, ...``.
+        """
+        kept, fresh, dropped = await self.rules.reconfigure(config)
+        closed = await self.book.reconfigure(config)
+        return (f"{kept} rule instance(s) kept, {fresh} new or changed, {dropped} dropped; "
+                f"{closed} alarm(s) closed because their rule or device is gone")
+
     async def run(self, readings: Subscription) -> None:
         """Open the journal (restoring the previous run's alarms), then consume readings
         until cancelled; the journal is closed on the way out."""

@@ -720,25 +720,49 @@ class AlarmBook:
         orphans = [r for r in restored if not self._still_configured(r)]
         if orphans:
             async with self._lock:
-                txn = self._txn()
-                for peeked in orphans:
-                    rec = txn.get(peeked.alarm_id)
-                    assert rec is not None
-                    rec.condition = rec.latched = False
-                    rec.acked = True
-                    rec.shelf = rec.out_of_service = None
-                    rec.suppressed_by = rec.flood_group = None
-                    rec.realarm_at = rec.close_at = rec.chatter_until = None
-                    rec.chattering = False
-                    txn.emit(rec, Transition.CLOSED, announce=rec.announced,
-                             reason="its rule or device is no longer configured")
-                await self._commit(txn, fail_open=True)
-            for rec in orphans:
-                del self._records[rec.alarm_id]
+                await self._close_orphans(orphans)
         if restored:
             log.info("alarm journal %s: restored %d alarm(s)", self.journal.name,
                      len(restored) - len(orphans))
         return [r.copy() for r in restored if r not in orphans]
+
+    async def reconfigure(self, config: GatewayConfig) -> int:
+        """Take the rules and devices of ``config`` (a reloaded config; every other section must
+        be unchanged): alarms whose rule or device is gone are closed, as at start-up.
+
+        Returns:
+            How many alarms were closed.
+        """
+        async with self._lock:
+            self._rules = {r.id: r for r in config.rules}
+            self._directory = DeviceDirectory(config.devices)
+            orphans = [r for r in self._records.values() if not self._still_configured(r)]
+            if self._tg is None:  # not open (the stage is restarting): closed when it opens
+                return 0
+            await self._close_orphans(orphans)
+            return len(orphans)
+
+    async def _close_orphans(self, orphans: Sequence[AlarmRecord]) -> None:
+        """Close the alarms of rules or devices no longer configured (lock held)."""
+        if not orphans:
+            return
+        txn = self._txn()
+        for peeked in orphans:
+            rec = txn.get(peeked.alarm_id)
+            assert rec is not None
+            if rec.plain:
+                continue  # normal and acknowledged: nothing to tell anyone
+            rec.condition = rec.latched = False
+            rec.acked = True
+            rec.shelf = rec.out_of_service = None
+            rec.suppressed_by = rec.flood_group = None
+            rec.realarm_at = rec.close_at = rec.chatter_until = None
+            rec.chattering = False
+            txn.emit(rec, Transition.CLOSED, announce=rec.announced,
+                     reason="its rule or device is no longer configured")
+        await self._commit(txn, fail_open=True)
+        for rec in orphans:
+            self._records.pop(rec.alarm_id, None)
 
     def _still_configured(self, rec: AlarmRecord) -> bool:
         rule = self._rules.get(rec.rule_id)

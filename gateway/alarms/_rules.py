@@ -10,6 +10,14 @@ clears an active alarm: a sensor that goes silent must not make an entrapment di
 Delays run on the injected clock, one timer task per pending instance, inside the evaluator's
 TaskGroup. Conditions that change with time alone (stale data, schedules, sliding windows,
 rates) are re-evaluated by one ticker every ``tick`` seconds of the clock.
+
+:meth:`RuleEvaluator.reconfigure` applies new rules and devices while readings keep flowing
+(``propgw`` reloads its config on SIGHUP): an instance whose rule, device name and location are
+unchanged is kept as it is (condition state, pending on/off delay, active alarm); a changed one
+is compiled afresh but keeps the alarm it had raised, so the new condition decides when that
+alarm ends and nothing is raised twice; new and changed instances are judged at once on the
+last readings instead of waiting for the next one. Readings, ticks, delay timers and
+reconfiguration take turns under one lock.
 """
 
 from __future__ import annotations
@@ -61,6 +69,9 @@ class RuleEvaluator:
         self._instances: dict[str, list[_Instance]] = {}
         self._timed: list[_Instance] = []
         self._tg: asyncio.TaskGroup | None = None
+        self._lock = asyncio.Lock()
+        #: While reconfiguring: the instances that may be kept, by alarm id.
+        self._reuse: dict[str, _Instance] = {}
         self.evaluations = 0
         self._groups_of: dict[str, list[_Instance]] = {}
         for rule in self._rules:
@@ -109,8 +120,62 @@ class RuleEvaluator:
                     for inst in insts:
                         inst.cancel_timer()
 
+    async def reconfigure(self, config: GatewayConfig) -> tuple[int, int, int]:
+        """Apply the rules and devices of ``config`` (its site must be the same).
+
+        Returns:
+            How many instances were kept unchanged, compiled afresh, and dropped.
+        """
+        async with self._lock:
+            old = {i.alarm_id: i for insts in self._instances.values() for i in insts}
+            seen = list(self._instances)
+            self._directory = DeviceDirectory(config.devices)
+            self._rules = list(config.rules)
+            self._instances, self._timed, self._groups_of = {}, [], {}
+            self._reuse = dict(old)
+            try:
+                for rule in self._rules:
+                    if rule.group_by is not None:
+                        self._build_groups(rule, config)
+                for dev in self._directory.configs():
+                    if not id_placeholders(dev.id):
+                        self._instances_for(dev.id)
+                for device_id in seen:  # templated devices met so far
+                    if self._directory.get(device_id) is not None:
+                        self._instances_for(device_id)
+            finally:
+                self._reuse = {}
+            now_insts = {i.alarm_id: i for insts in self._instances.values() for i in insts}
+            fresh = [i for a, i in now_insts.items() if old.get(a) is not i]
+            for alarm_id, inst in old.items():
+                new = now_insts.get(alarm_id)
+                if new is inst:
+                    continue
+                inst.cancel_timer()
+                if new is not None and inst.active_event is not None:
+                    new.active_event, new.since_wall = inst.active_event, inst.since_wall
+            for table in (self._values, self._last_good):
+                for device_id in [d for d in table if self._directory.get(d) is None]:
+                    del table[device_id]
+            now = self._clock.monotonic()
+            for dev_cfg in self._directory.configs():
+                known = self._last_good.get(dev_cfg.id)
+                if known is not None:  # points added to a device count from now
+                    for point in dev_cfg.points:
+                        known.setdefault(point.name, now)
+            if self._tg is not None:
+                for inst in fresh:
+                    self.evaluations += 1
+                    await self._evaluate(inst)
+            dropped = sum(1 for a in old if a not in now_insts)
+            return len(now_insts) - len(fresh), len(fresh), dropped
+
     async def process(self, reading: Reading) -> None:
         """Apply one reading and re-evaluate the rules of its device that read it."""
+        async with self._lock:
+            await self._process(reading)
+
+    async def _process(self, reading: Reading) -> None:
         now = self._clock.monotonic()
         self._values.setdefault(reading.device, {})[reading.point] = reading
         if reading.good:
@@ -126,17 +191,17 @@ class RuleEvaluator:
     async def _ticker(self) -> None:
         while True:
             await self._clock.sleep(self._tick)
-            for inst in list(self._timed):
-                self.evaluations += 1
-                await self._evaluate(inst)
+            async with self._lock:
+                for inst in list(self._timed):
+                    self.evaluations += 1
+                    await self._evaluate(inst)
 
     def _instances_for(self, device_id: str) -> list[_Instance]:
         insts = self._instances.get(device_id)
         if insts is None:
             dev = self._directory.get(device_id)
             insts = [] if dev is None else [
-                _Instance(rule, compile_condition(rule.when), device_id,
-                          dev.name or device_id, dev.location)
+                self._instance(rule, device_id, dev.name or device_id, dev.location)
                 for rule in self._rules if rule.group_by is None and _applies(rule, dev)
             ]
             # A group's instance is timed once, in _build_groups, not once per member.
@@ -161,13 +226,24 @@ class RuleEvaluator:
             label = "site" if field_name == "site" else f"{field_name}:{key}"
             location = (Location() if field_name == "site"
                         else Location.model_validate({str(field_name): key}))
-            inst = _Instance(rule, compile_condition(rule.when, members), label,
-                             f"{rule.kind or 'devices'} ({label}, {len(members)} devices)",
-                             location, tuple(members))
+            inst = self._instance(rule, label,
+                                  f"{rule.kind or 'devices'} ({label}, {len(members)} devices)",
+                                  location, tuple(members))
             for member in members:
                 self._groups_of.setdefault(member, []).append(inst)
             if inst.node.time_dependent:
                 self._timed.append(inst)
+
+    def _instance(self, rule: RuleConfig, device_id: str, name: str, location: Location,
+                  members: tuple[str, ...] = ()) -> _Instance:
+        """A new instance, or while reconfiguring the old one if nothing it was built from
+        changed."""
+        old = self._reuse.pop(f"{rule.id}@{device_id}", None)
+        if old is not None and (old.rule, old.name, old.location, old.members) == (
+                rule, name, location, members):
+            return old
+        return _Instance(rule, compile_condition(rule.when, members), device_id, name,
+                         location, members)
 
     def _context(self, device_id: str, now: float) -> Context:
         return Context(values=self._values.get(device_id, {}),
@@ -203,8 +279,11 @@ class RuleEvaluator:
 
         async def fire() -> None:
             await self._clock.sleep_until(deadline)
-            inst.timer = None
-            await action(inst)
+            async with self._lock:
+                if inst.timer is not asyncio.current_task():
+                    return  # replaced while waiting for the lock
+                inst.timer = None
+                await action(inst)
 
         inst.timer = self._tg.create_task(fire(), name=f"alarms.timer[{inst.alarm_id}]")
 
