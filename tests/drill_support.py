@@ -202,6 +202,11 @@ class GatewayProcess:
             raise AssertionError(f"health never matched; last: {json.dumps(last)[:3000]}\n"
                                  + self.text[-3000:]) from None
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the running gateway (SIGHUP: reload its config)."""
+        assert self._proc is not None and self._proc.returncode is None, "not running"
+        self._proc.send_signal(sig)
+
     async def kill(self) -> None:
         """SIGKILL: no cleanup of any kind, like a power cut."""
         await self._end(signal.SIGKILL)

@@ -33,6 +33,11 @@ def test_state_is_private_files_are_budgeted_and_usb_acm_adapters_allowed() -> N
     assert ("DevicePolicy", "closed") in settings
 
 
+def test_reload_sends_sighup_which_the_gateway_answers_with_a_config_reload() -> None:
+    assert ("ExecReload", "/bin/kill -HUP $MAINPID") in _settings()
+    assert ("Type", "notify") in _settings(), "RELOADING=1 / READY=1 frame the reload"
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                     reason="systemd-analyze is not installed (apt-get install systemd)")
 def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
