@@ -3,10 +3,11 @@ KPIs from the alarm journal.
 
 * ``propgw alarms list|ack|shelve|unshelve|reset|oos|return|comment|watch`` — through the
   running gateway's console API with an API token (:mod:`gateway.terminal`).
-* ``propgw alarms report -c site.yaml [--since 24h]`` — alarms per hour and per day, floods,
-  chattering and stale alarms, the ten most frequent, the priority mix, operator actions and
-  the alarms' current states, from the journal the config names (``alarms.journal``). The
-  journal is opened read-only, so the report can run next to a running gateway.
+* ``propgw alarms report -c site.yaml [--since 24h]`` — alarms per hour and per day (averages
+  only once the journal covers an hour, a day), floods, chattering and stale alarms, the ten
+  most frequent, the priority mix, operator actions, and every alarm that is not normal now,
+  in the site's time zone, from the journal the config names (``alarms.journal``). The journal
+  is opened read-only, so the report can run next to a running gateway.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def add_alarms_parser(sub: Any) -> None:
     _add_remote_parsers(alarms_sub)
     report = alarms_sub.add_parser(
         "report", help="alarm KPIs (ISA-18.2): rates, floods, chattering, stale, top 10, "
-                       "priority mix")
+                       "priority mix, the alarms not normal now; in the site's time zone")
     report.add_argument("-c", "--config", required=True, type=Path, metavar="FILE",
                         help="site config (YAML); names the journal")
     report.add_argument("--since", default="24h", metavar="WHEN",
@@ -89,7 +90,8 @@ def run_alarms_command(args: argparse.Namespace, out: TextIO | None = None) -> i
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
-            report = alarm_report(conn, since=since, now=now, stale_after=stale_after)
+            report = alarm_report(conn, since=since, now=now, stale_after=stale_after,
+                                  timezone=config.site.timezone)
         finally:
             conn.close()
     except sqlite3.Error as exc:

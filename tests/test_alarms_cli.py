@@ -49,6 +49,15 @@ async def test_report_prints_the_kpis(site_file: Path, capsys: pytest.CaptureFix
     assert "   1. tamper@W1 (P3 tamper): 4 (57%)" in out
     assert "operator actions       acknowledged 1" in out
     assert "priority mix           P0 1 (14%), P1 1 (14%), P2 1 (14%), P3 4 (57%)" in out
+    # The site's zone (Asia/Shanghai) with its offset; rates only over what was covered.
+    assert "+08:00 (Asia/Shanghai)" in out.splitlines()[0] and "UTC" not in out
+    assert "  per hour             2.33  [" in out, "7 in 3.0 h"
+    assert "  per day              -  (needs a day of journal; 7 in 3.0 h)" in out
+    active = [line.split(" since ")[0] for line in out.splitlines()
+              if line.startswith("  P") and " since " in line]
+    assert active == ["  P0 trapped@E1 (elevator_entrapment): active acknowledged",
+                      "  P1 forced@D1 (door_forced): active unacknowledged",
+                      "  P2 held@D1 (door_held_open): active unacknowledged"]
 
 
 async def test_report_as_json_and_since_a_time(site_file: Path,

@@ -13,12 +13,20 @@ from gateway.alarms._events import (
 )
 from gateway.alarms._flood import FloodDetector, FloodState, chatter_window
 from gateway.alarms._journal import AlarmJournal, JournalBatch, JournalState, journal_path
-from gateway.alarms._kpi import AlarmReport, FloodSummary, ListedAlarm, alarm_report, render_report
+from gateway.alarms._kpi import (
+    ActiveAlarm,
+    AlarmReport,
+    FloodSummary,
+    ListedAlarm,
+    alarm_report,
+    render_report,
+)
 from gateway.alarms._lifecycle import AlarmBook, AlarmListener
 from gateway.alarms._lifecycle_state import AlarmRecord, Hold, Shelf
 from gateway.alarms._rules import DetectionSink, RuleEvaluator
 
 __all__ = [
+    "ActiveAlarm",
     "AlarmActions",
     "AlarmBook",
     "AlarmEngine",

@@ -5,21 +5,28 @@ Everything is read from the journal's tables, so the same numbers come out of th
 
 An *alarm* here is an activation: a new incident or a repeat while its incident is open,
 announced or not (a shelved or grouped activation still counts: it happened).
+
+Rates are never extrapolated from a short span: "per hour" is an average only once the journal
+covers at least an hour of the window, "per day" once it covers a day; until then the report
+gives the count over the real span ("3 in 1.5 min"), which is what an operator can check.
+Times are shown in the site's time zone with their UTC offset, and hours (busiest hour, hourly
+counts) are the site's clock hours.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-import math
 import sqlite3
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.alarms._lifecycle_state import AlarmRecord
 
-__all__ = ["AlarmReport", "FloodSummary", "ListedAlarm", "alarm_report", "render_report"]
+__all__ = ["ActiveAlarm", "AlarmReport", "FloodSummary", "ListedAlarm", "alarm_report",
+           "render_report"]
 
 _ACTIVATIONS = ("activated", "reactivated")
 _OPERATOR_ACTIONS = ("acknowledged", "shelved", "unshelved", "reset", "removed_from_service",
@@ -39,6 +46,24 @@ class ListedAlarm:
 
 
 @dataclass(frozen=True)
+class ActiveAlarm:
+    """An alarm that is not plain normal now: active, latched, waiting for acknowledgement,
+    shelved or out of service."""
+
+    alarm_id: str
+    priority: str
+    category: str
+    #: Lifecycle state, e.g. ``active_unacknowledged``, ``shelved``.
+    state: str
+    #: Whether its condition holds now.
+    condition: bool
+    #: When it (last) became active, epoch seconds.
+    since: float
+    message_zh: str
+    message_en: str
+
+
+@dataclass(frozen=True)
 class FloodSummary:
     flood_id: str
     started: float
@@ -49,7 +74,8 @@ class FloodSummary:
 
 @dataclass(frozen=True)
 class AlarmReport:
-    """KPIs over ``[since, now]``; averages use the part of it the journal covers."""
+    """KPIs over ``[since, now]``; averages use the part of it the journal covers, and only
+    once that part is long enough (``per_hour``: an hour, ``per_day``: a day; else None)."""
 
     since: float
     now: float
@@ -57,8 +83,8 @@ class AlarmReport:
     covered_from: float
     activations: int
     new_incidents: int
-    per_hour: float
-    per_day: float
+    per_hour: float | None
+    per_day: float | None
     peak_hour: int
     peak_hour_start: float | None
     priority_mix: dict[str, int]
@@ -71,13 +97,22 @@ class AlarmReport:
     stale_after: float = 86400.0
     #: Now, from the alarm table: lifecycle state -> number of alarms.
     current: dict[str, int] = field(default_factory=dict)
-    #: Activations per hour: (start of the hour, epoch seconds; count), oldest first; hours
-    #: without any are left out.
+    #: Activations per hour of the site's clock: (start of the hour, epoch seconds; count),
+    #: oldest first; hours without any are left out.
     hourly: list[tuple[float, int]] = field(default_factory=list)
+    #: Every alarm that is not plain normal now, life safety first, then oldest first.
+    active: list[ActiveAlarm] = field(default_factory=list)
+    #: The site's IANA time zone: the report's times and hours are in it.
+    timezone: str = "UTC"
+
+    @property
+    def span(self) -> float:
+        """Seconds of the window the journal covers."""
+        return max(self.now - self.covered_from, 0.0)
 
     @property
     def hours(self) -> float:
-        return max(self.now - self.covered_from, 0.0) / 3600.0
+        return self.span / 3600.0
 
     @property
     def flood_share(self) -> float:
@@ -92,13 +127,22 @@ class AlarmReport:
 
 
 def alarm_report(conn: sqlite3.Connection, *, since: float, now: float,
-                 stale_after: float = 86400.0) -> AlarmReport:
-    """Compute the KPIs from a journal connection (read only)."""
+                 stale_after: float = 86400.0, timezone: str = "UTC") -> AlarmReport:
+    """Compute the KPIs from a journal connection (read only).
+
+    Args:
+        conn: The alarm journal.
+        since: Start of the window, epoch seconds.
+        now: End of the window.
+        stale_after: An alarm active longer than this is stale.
+        timezone: The site's IANA zone: hours are counted on its clock.
+    """
+    tz = _zone(timezone)
     oldest = conn.execute("SELECT MIN(ts) FROM events").fetchone()[0]
     covered_from = max(since, oldest) if oldest is not None else now
-    # Rates over less than an hour are not extrapolated: 4 alarms in the journal's first
-    # 3 seconds are 4 per hour, not 4,800.
-    span_h = max(now - covered_from, 3600.0) / 3600.0
+    # Averages only over what really happened: 3 alarms in the journal's first 1.5 minutes
+    # are not "120 per hour" (nor "3 per hour": that hour has not been seen).
+    span = max(now - covered_from, 0.0)
 
     marks = ",".join("?" * len(_ACTIVATIONS))
     rows = conn.execute(
@@ -108,16 +152,17 @@ def alarm_report(conn: sqlite3.Connection, *, since: float, now: float,
     activations = len(rows)
     per_alarm = Counter(r[1] for r in rows)
     about = {r[1]: (r[2], r[3]) for r in rows}
-    hours = Counter(math.floor(r[0] / 3600.0) for r in rows)
-    peak_bucket, peak = max(hours.items(), key=lambda kv: (kv[1], -kv[0]), default=(None, 0))
+    hours = Counter(_hour_start(r[0], tz) for r in rows)
+    peak_start, peak = max(hours.items(), key=lambda kv: (kv[1], -kv[0]), default=(None, 0))
     top = [ListedAlarm(a, *about[a], count=n, value=n / activations)
            for a, n in per_alarm.most_common(10)]
 
     return AlarmReport(
         since=since, now=now, covered_from=covered_from, activations=activations,
         new_incidents=sum(1 for r in rows if r[4] == "activated"),
-        per_hour=activations / span_h, per_day=activations / span_h * 24.0,
-        peak_hour=peak, peak_hour_start=None if peak_bucket is None else peak_bucket * 3600.0,
+        per_hour=activations / (span / 3600.0) if span >= 3600.0 else None,
+        per_day=activations / (span / 86400.0) if span >= 86400.0 else None,
+        peak_hour=peak, peak_hour_start=peak_start,
         priority_mix=dict(sorted(Counter(r[3] for r in rows).items())),
         top=top,
         floods=(floods := _floods(conn, since, now)),
@@ -128,8 +173,24 @@ def alarm_report(conn: sqlite3.Connection, *, since: float, now: float,
         operator_actions=_operator_actions(conn, since, now),
         stale_after=stale_after,
         current=_current(conn),
-        hourly=[(bucket * 3600.0, n) for bucket, n in sorted(hours.items())],
+        hourly=sorted(hours.items()),
+        active=_active(conn),
+        timezone=timezone if tz is not dt.UTC else "UTC",
     )
+
+
+def _zone(name: str) -> dt.tzinfo:
+    """The site's zone; UTC if it cannot be loaded (the report then says UTC)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+def _hour_start(ts: float, tz: dt.tzinfo) -> float:
+    """Start of the site-clock hour holding ``ts`` (zones with half-hour offsets included)."""
+    local = dt.datetime.fromtimestamp(ts, tz)
+    return local.replace(minute=0, second=0, microsecond=0).timestamp()
 
 
 def _floods(conn: sqlite3.Connection, since: float, now: float) -> list[FloodSummary]:
@@ -180,6 +241,18 @@ def _operator_actions(conn: sqlite3.Connection, since: float, now: float) -> dic
     return {t: n for t, n in rows}
 
 
+def _active(conn: sqlite3.Connection) -> list[ActiveAlarm]:
+    out = []
+    for (body,) in conn.execute("SELECT body FROM alarms"):
+        rec = AlarmRecord.from_json(json.loads(body))
+        state = rec.lifecycle.value
+        if state == "normal":
+            continue
+        out.append(ActiveAlarm(rec.alarm_id, rec.priority, rec.category, state, rec.condition,
+                               rec.activated_at, rec.message_zh, rec.message_en))
+    return sorted(out, key=lambda a: (a.priority, a.since, a.alarm_id))
+
+
 def _current(conn: sqlite3.Connection) -> dict[str, int]:
     states: Counter[str] = Counter()
     for (body,) in conn.execute("SELECT body FROM alarms"):
@@ -188,20 +261,31 @@ def _current(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def render_report(report: AlarmReport, *, site: str = "") -> str:
-    """The report as text for a terminal (ISA-18.2 / EEMUA 191 guidance in brackets)."""
-    def when(ts: float) -> str:
-        return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """The report as text for a terminal (ISA-18.2 / EEMUA 191 guidance in brackets), times in
+    the site's zone with their UTC offset."""
+    tz = _zone(report.timezone)
 
+    def when(ts: float) -> str:
+        return _stamp(ts, tz)
+
+    span = _duration(report.span)
     lines = [f"alarm report{' for ' + site if site else ''}: {when(report.since)} .. "
-             f"{when(report.now)}"]
+             f"{when(report.now)} ({report.timezone})"]
     if report.covered_from > report.since:
-        lines.append(f"  (the journal starts at {when(report.covered_from)}; averages use "
-                     f"{report.hours:.1f} h)")
+        lines.append(f"  (the journal starts at {when(report.covered_from)}: the report covers "
+                     f"{span})")
+    counted = (f"{report.activations} in {span}" if report.span > 0
+               else "no alarm in the journal yet")
+    per_hour = (f"{report.per_hour:.2f}" if report.per_hour is not None
+                else f"-  (needs an hour of journal; {counted})")
+    per_day = (f"{report.per_day:.1f}" if report.per_day is not None
+               else f"-  (needs a day of journal; {counted})")
     lines += [
         "",
-        f"alarms (activations)   {report.activations}  ({report.new_incidents} new incidents)",
-        f"  per hour             {report.per_hour:.2f}  [target <= 6, manageable <= 12]",
-        f"  per day              {report.per_day:.1f}  [target <= 150, manageable <= 300]",
+        f"alarms (activations)   {report.activations}  ({report.new_incidents} new incidents) "
+        f"in the last {span}",
+        f"  per hour             {per_hour}  [target <= 6, manageable <= 12]",
+        f"  per day              {per_day}  [target <= 150, manageable <= 300]",
         f"  busiest hour         {report.peak_hour}"
         + (f"  ({when(report.peak_hour_start)})" if report.peak_hour_start is not None
            else ""),
@@ -233,4 +317,27 @@ def render_report(report: AlarmReport, *, site: str = "") -> str:
     lines.append(f"operator actions       {actions or 'none'}")
     current = ", ".join(f"{k} {v}" for k, v in report.current.items())
     lines.append(f"alarms now             {current or 'all normal'}")
+    for a in report.active:
+        lines.append(f"  {a.priority} {a.alarm_id} ({a.category}): {a.state.replace('_', ' ')} "
+                     f"since {when(a.since)} ({_duration(report.now - a.since)})"
+                     f"{'' if a.condition else ', condition over'}: {a.message_en}")
     return "\n".join(lines)
+
+
+def _stamp(ts: float, tz: dt.tzinfo) -> str:
+    """``2026-12-06 01:30+08:00``: the site's clock, and how it relates to UTC."""
+    local = dt.datetime.fromtimestamp(ts, tz)
+    offset = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M}{offset[:3]}:{offset[3:]}"
+
+
+def _duration(seconds: float) -> str:
+    """A span as a person says it: 45 s, 1.5 min, 3.0 h, 7.0 days."""
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

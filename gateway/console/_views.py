@@ -333,7 +333,8 @@ class KpiResource(PydanticView):
         now = backend.clock.time()
         since = now - hours * 3600.0
         report = await backend.book.journal.run(
-            lambda conn: alarm_report(conn, since=since, now=now))
+            lambda conn: alarm_report(conn, since=since, now=now,
+                                      timezone=backend.config.site.timezone))
         return web.json_response(report.to_json())
 
 
