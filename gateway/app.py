@@ -347,19 +347,28 @@ class Gateway:
         # can be held by one of them at a time.
         for name in replaced:
             await self._stop_stage(name)
-        engine = await self.engine.reconfigure(config)
+        try:
+            engine = await self.engine.reconfigure(config)
+        except Exception:
+            # A bug, not a config mistake (the config was checked): the links must still come
+            # back, and the log must say that the rules may be half applied.
+            log.exception("config reload: the alarm engine failed to take the new rules; "
+                          "restart the gateway (systemctl restart propgw)")
+            engine = "the alarm engine FAILED to take the new rules"
+        finally:
+            self.drivers = [running[d.name] if d.name in kept else d for d in built]
+            self._driver_inputs = inputs
+            self.health_model.set_drivers(self.drivers)
+            if not self.supervisor.stopping:
+                for driver in self.drivers:
+                    if driver.name not in kept:
+                        self._start_stage(driver.name, _runner(driver, self.bus))
         if config.log_level != self.config.log_level:
             logging.getLogger().setLevel(config.log_level)
         self.config = config
-        self.drivers = [running[d.name] if d.name in kept else d for d in built]
-        self._driver_inputs = inputs
-        self.health_model.set_drivers(self.drivers)
         if self.console is not None:
             self.console.backend.config = config
         started = [d for d in self.drivers if d.name not in kept]
-        if not self.supervisor.stopping:
-            for driver in started:
-                self._start_stage(driver.name, _runner(driver, self.bus))
         self.reloads += 1
         log.info("config reloaded: %d device(s), %d rule(s); %d device link(s) kept, %d "
                  "stopped, %d started; %s", len(config.devices), len(config.rules), len(kept),
