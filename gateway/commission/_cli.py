@@ -6,12 +6,14 @@ Kept free of driver imports: every ``propgw`` start builds this parser.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 __all__ = ["EXIT_BAD", "EXIT_NO_ANSWER", "EXIT_OK", "EXIT_USAGE", "add_commission_parser",
-           "run_commission_command"]
+           "run_commission_command", "silence"]
 
 #: Every point read has quality good (``read``); ``watch`` ended by Ctrl-C or ``--duration``.
 EXIT_OK = 0
@@ -62,14 +64,30 @@ def add_commission_parser(sub: Any) -> None:
 
 
 def run_commission_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Run ``propgw read`` or ``propgw watch``; the drivers are imported only now."""
-    if args.command == "read":
-        from gateway.commission._read import run_read  # noqa: PLC0415  # drivers load late
+    """Run ``propgw read`` or ``propgw watch``; the drivers are imported only now.
 
-        return run_read(args, out)
-    from gateway.commission._watch import run_watch  # noqa: PLC0415  # ditto
+    A reader that goes away (``propgw read ... | head``) ends the command quietly.
+    """
+    try:
+        if args.command == "read":
+            from gateway.commission._read import run_read  # noqa: PLC0415  # drivers load late
 
-    return run_watch(args, out)
+            return run_read(args, out)
+        from gateway.commission._watch import run_watch  # noqa: PLC0415  # ditto
+
+        return run_watch(args, out)
+    except BrokenPipeError:
+        silence(out)
+        return EXIT_OK
+
+
+def silence(out: TextIO) -> None:
+    """After the reader closed the pipe, send what is left (the interpreter's final flush of
+    stdout) nowhere instead of into a second BrokenPipeError."""
+    if out is sys.stdout:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
 
 
 def _seconds(text: str) -> float:

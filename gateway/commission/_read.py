@@ -41,7 +41,7 @@ def run_read(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"propgw read: {exc}", file=sys.stderr)
         return EXIT_USAGE
     device = selection.device
-    print(_describe(device), file=out)
+    print(_describe(device, selection.device_id), file=out)
     if not device.enabled:
         print("  (disabled in the config: the running gateway does not read it)", file=out)
     if isinstance(device, ModbusTcpDevice | ModbusRtuDevice):
@@ -64,8 +64,11 @@ def exit_status(rows: Sequence[PointRow]) -> int:
     return EXIT_OK
 
 
-def _describe(device: DeviceConfig) -> str:
+def _describe(device: DeviceConfig, asked: str | None) -> str:
     name = f" ({device.name})" if device.name else ""
+    shown = asked or device.id
+    if shown != device.id:
+        name += f" (config device {device.id})"
     if isinstance(device, ModbusTcpDevice):
         where = f"modbus-tcp {device.host}:{device.port} unit {device.unit}"
     elif isinstance(device, ModbusRtuDevice):
@@ -75,7 +78,7 @@ def _describe(device: DeviceConfig) -> str:
         where = "mqtt"
     if isinstance(device, ModbusTcpDevice | ModbusRtuDevice):
         where += f", timeout {device.timeout:g}s, retries {device.retries}"
-    return printable(f"{device.id}{name}: {where}")
+    return printable(f"{shown}{name}: {where}")
 
 
 def _print_modbus(rows: Sequence[PointRow], out: TextIO) -> None:
@@ -118,7 +121,8 @@ def _read_mqtt(config: GatewayConfig, selection: Selection, timeout: float,
 
 def _print_message(message: Message, out: TextIO) -> None:
     retained = ", retained" if message.retained else ""
-    print(printable(f"\n{message.device_id}: message on {message.topic} "
+    print(file=out)
+    print(printable(f"{message.device_id}: message on {message.topic} "
                     f"({len(message.payload)} bytes{retained}):"), file=out)
     try:
         text = message.payload.decode("utf-8")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
@@ -24,7 +23,7 @@ from drivers.base import Driver
 from drivers.modbus import build_modbus_links
 from drivers.mqtt import build_mqtt_drivers, is_template
 from gateway.clock import SystemClock
-from gateway.commission._cli import EXIT_OK, EXIT_USAGE
+from gateway.commission._cli import EXIT_OK, EXIT_USAGE, silence
 from gateway.commission._rows import format_value, printable
 from gateway.commission._select import UsageError, select_devices
 from gateway.commission._table import table
@@ -191,7 +190,7 @@ async def _watch(drivers: Sequence[Driver], view: LineView, duration: float | No
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     if view.closed.is_set():
-        _silence_stdout(view.out)
+        silence(view.out)
 
 
 def _watched_config(config: GatewayConfig, devices: Sequence[DeviceConfig]) -> GatewayConfig:
@@ -207,10 +206,3 @@ def _watched_config(config: GatewayConfig, devices: Sequence[DeviceConfig]) -> G
 def _units(devices: Sequence[DeviceConfig]) -> dict[tuple[str, str], str]:
     return {(d.id, p.name): p.unit for d in devices for p in d.points if p.unit}
 
-
-def _silence_stdout(out: TextIO) -> None:
-    """After the reader closed the pipe, let the interpreter's final flush go nowhere."""
-    if out is sys.stdout:
-        with contextlib.suppress(OSError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
