@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import termios
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -121,6 +122,12 @@ async def _device(args: argparse.Namespace, out: TextIO) -> int:
             # pymodbus: "Could not start listen, please check address." (port taken, no tty)
             where = line.port if line else f"{args.host}:{port}"
             raise ValueError(f"cannot serve Modbus on {where}: {exc}") from None
+        except termios.error as exc:
+            # A pty refuses parity (PARENB) with EINVAL; so may an adapter other settings.
+            reason = exc.args[-1] if exc.args else exc
+            raise ValueError(f"the serial port {args.serial} refuses the settings "
+                             f"{args.baudrate} {args.bytesize}{args.parity}{args.stopbits}: "
+                             f"{reason}") from None
         control = await stack.enter_async_context(
             ControlServer(site.sims, port=args.control_port, apply=site.apply))
         for spec in specs:
@@ -130,9 +137,10 @@ async def _device(args: argparse.Namespace, out: TextIO) -> int:
         first = specs[0].id
         print(f"control API: {control.url}  (POST {control.url}devices/{first}/<action> "
               "with JSON parameters)", file=out)
-        print("type an action, e.g. 'stop_between_floors' or 'mode mode=inspection' (or "
-              "'E2 stop_between_floors' for another device); 'state' shows the state, 'help' "
-              "the actions; Ctrl-C quits", file=out, flush=True)
+        other = (f" ('{specs[1].id} <action>' for {specs[1].id})" if len(specs) > 1 else "")
+        print("type an action, e.g. 'stop_between_floors' or 'mode mode=inspection'"
+              f"{other}; 'state' shows the state, 'help' the actions; Ctrl-C quits", file=out,
+              flush=True)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(site.run(), name="sim.site")
             for spec in specs:
