@@ -113,7 +113,7 @@ class LineView:
             return "(not read yet)"
         if row.quality is not Quality.GOOD:
             return f"{row.quality}: {row.error or 'no value'}"
-        unit = self._units.get(key, "")
+        unit = self._units.get(key) or self._units.get(("", key[1]), "")
         return format_value(row.value) + (f" {unit}" if unit else "")
 
     async def run(self) -> None:
@@ -204,5 +204,8 @@ def _watched_config(config: GatewayConfig, devices: Sequence[DeviceConfig]) -> G
 
 
 def _units(devices: Sequence[DeviceConfig]) -> dict[tuple[str, str], str]:
-    return {(d.id, p.name): p.unit for d in devices for p in d.points if p.unit}
+    """Units by (device id, point); ``("", point)`` for devices whose id is a template (their
+    readings carry concrete ids)."""
+    return {("" if is_template(d.id) else d.id, p.name): p.unit
+            for d in devices for p in d.points if p.unit}
 
