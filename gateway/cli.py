@@ -1,4 +1,4 @@
-"""The ``propgw`` command line: run, check-config, demo, sim, alarms, users.
+"""The ``propgw`` command line: run, check-config, read, watch, demo, sim, alarms, users.
 
 Only this module configures logging (through :mod:`gateway.logs`). Config mistakes are printed
 as one line per problem and exit with status 2, never as a traceback.
@@ -40,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().print_help()
         return EXIT_CONFIG
     handler = {"run": _cmd_run, "check-config": _cmd_check, "demo": _cmd_demo,
-               "sim": _cmd_sim, "alarms": _cmd_alarms, "users": _cmd_users}[args.command]
+               "sim": _cmd_sim, "alarms": _cmd_alarms, "users": _cmd_users,
+               "read": _cmd_commission, "watch": _cmd_commission}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:
@@ -78,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--log-level", default="WARNING",
                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
+    from gateway.commission import add_commission_parser
+
+    add_commission_parser(sub)
     from gateway.sim_cli import add_sim_parser
 
     add_sim_parser(sub)
@@ -152,6 +156,15 @@ def _cmd_users(args: argparse.Namespace) -> int:
     from gateway.users_cli import run_users_command
 
     return run_users_command(args)
+
+
+def _cmd_commission(args: argparse.Namespace) -> int:
+    from gateway.commission import run_commission_command
+
+    # Driver warnings (a link down) would repeat what the command shows itself, and would
+    # break into the table that `watch` redraws.
+    logs.configure("ERROR")
+    return run_commission_command(args)
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:

@@ -30,12 +30,29 @@ def add_sim_parser(sub: Any) -> None:
     run.add_argument("--broker", metavar="mqtt://HOST:PORT",
                      help="MQTT broker for MQTT simulators (default: an embedded one)")
 
-    dev = sim_sub.add_parser("device", help="run one simulated device until Ctrl-C")
+    dev = sim_sub.add_parser(
+        "device", help="run simulated device(s) until Ctrl-C, on Modbus TCP, RTU or MQTT",
+        description="Run one simulated device (or, with several --unit, several Modbus units "
+                    "on one line) for commissioning: Modbus kinds serve Modbus TCP on --port or "
+                    "Modbus RTU on the serial port --serial; MQTT kinds publish to --broker.")
     dev.add_argument("kind", choices=KINDS)
-    dev.add_argument("--id", default=None, help="device id (default: the kind's short name)")
-    dev.add_argument("--port", type=int, default=15020, help="Modbus TCP port (default 15020)")
+    dev.add_argument("--id", action="append", default=[], metavar="ID",
+                     help="device id (default: the kind's short name, E1, M1...); repeat it "
+                          "with --unit to name each unit")
+    dev.add_argument("--port", default=None, metavar="PORT",
+                     help="Modbus TCP port (default 15020)")
     dev.add_argument("--host", default="127.0.0.1", help="address to serve on")
-    dev.add_argument("--unit", type=int, default=1, help="Modbus unit id")
+    dev.add_argument("--unit", action="append", default=[], metavar="N",
+                     help="Modbus unit id (default 1); repeat it for several devices of the "
+                          "kind on one line: --unit 1 --unit 2")
+    rtu = dev.add_argument_group("Modbus RTU (instead of TCP)")
+    rtu.add_argument("--serial", metavar="PATH",
+                     help="serve Modbus RTU on this serial port, e.g. /dev/ttyUSB0 or one end "
+                          "of a socat pty pair (/tmp/ttyV0)")
+    rtu.add_argument("--baudrate", type=int, default=9600, help="default 9600")
+    rtu.add_argument("--parity", choices=["N", "E", "O"], default="N", help="default N")
+    rtu.add_argument("--bytesize", type=int, choices=[7, 8], default=8, help="default 8")
+    rtu.add_argument("--stopbits", type=int, choices=[1, 2], default=1, help="default 1")
     dev.add_argument("--broker", metavar="mqtt://HOST:PORT", default="mqtt://127.0.0.1:1883",
                      help="broker MQTT simulators publish to")
     dev.add_argument("--control-port", type=int, default=8081,
@@ -43,7 +60,6 @@ def add_sim_parser(sub: Any) -> None:
     dev.add_argument("--seed", type=int, default=0)
     dev.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                      help="simulator option, e.g. --option traffic=false (repeatable)")
-
 
 def run_sim_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run ``propgw sim ...``; the simulators are imported only now, so that other commands

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
+import termios
+from pathlib import Path
 from typing import Any, TextIO
+
+from pydantic import ValidationError
 
 from gateway.clock import SystemClock
 from gateway.demo import parse_mqtt_url
@@ -23,11 +28,15 @@ from simulators.scenario import (
     library,
     load_scenario,
 )
-from simulators.site import Endpoint, SimSite
+from simulators.site import Endpoint, SerialLine, SimSite
 
 __all__ = ["run"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+_DEFAULT_TCP_PORT = 15020
+_DEFAULT_IDS = {"elevator": "E1", "fire_panel": "FACP-1", "access_control": "ACS-1",
+                "energy_meter": "M1", "water_meter": "W1"}
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -87,33 +96,119 @@ async def _device(args: argparse.Namespace, out: TextIO) -> int:
         if not sep:
             raise ValueError(f"--option wants KEY=VALUE, got {item!r}")
         options[key] = _parse_value(value)
-    device_id = args.id or {"elevator": "E1", "fire_panel": "FACP-1",
-                            "access_control": "ACS-1", "energy_meter": "M1",
-                            "water_meter": "W1"}[args.kind]
-    spec = DeviceSpec.model_validate({"id": device_id, "kind": args.kind, "unit": args.unit,
-                                      "port": args.port, **options})
-    scenario = Scenario(name=f"device-{device_id}", description="one device",
-                        duration=10 * 365 * 86400.0, devices=[spec])
+    line = _serial_line(args)
+    port = None if line else _tcp_port(args.port)
+    pairs = _ids_and_units(args)
+    try:
+        specs = [DeviceSpec.model_validate({"id": device_id, "kind": args.kind, "unit": unit,
+                                            "port": port, "bus": "line", **options})
+                 for device_id, unit in pairs]
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'device'}: "
+                                   f"{e['msg']}" for e in exc.errors(include_url=False))) from None
+    scenario = Scenario(name=f"device-{specs[0].id}", description="simulated device(s)",
+                        duration=10 * 365 * 86400.0, devices=specs)
     broker = parse_mqtt_url(args.broker)
 
     def show(t: float, text: str) -> None:
         print(f"[{t:8.1f}s] {text}", file=out, flush=True)
 
-    site = SimSite(scenario, clock=SystemClock(), broker=broker, host=args.host, on_event=show)
-    async with site, ControlServer(site.sims, port=args.control_port,
-                                   apply=site.apply) as control:
-        endpoint = site.endpoints.get(device_id)
-        _print_endpoint(out, endpoint, device_id, args.kind)
-        print(f"control API: {control.url}  (POST {control.url}devices/{device_id}/<action> "
+    site = SimSite(scenario, clock=SystemClock(), broker=broker, host=args.host, on_event=show,
+                   serial=line)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(site)
+        except (RuntimeError, OSError) as exc:
+            # pymodbus: "Could not start listen, please check address." (port taken, no tty)
+            where = line.port if line else f"{args.host}:{port}"
+            raise ValueError(f"cannot serve Modbus on {where}: {exc}") from None
+        except termios.error as exc:
+            # A pty refuses parity (PARENB) with EINVAL; so may an adapter other settings.
+            reason = exc.args[-1] if exc.args else exc
+            raise ValueError(f"the serial port {args.serial} refuses the settings "
+                             f"{args.baudrate} {args.bytesize}{args.parity}{args.stopbits}: "
+                             f"{reason}") from None
+        control = await stack.enter_async_context(
+            ControlServer(site.sims, port=args.control_port, apply=site.apply))
+        for spec in specs:
+            _print_endpoint(out, site.endpoints.get(spec.id), spec.id, args.kind)
+        if line:
+            print(f"Modbus RTU line: {line}", file=out)
+        first = specs[0].id
+        print(f"control API: {control.url}  (POST {control.url}devices/{first}/<action> "
               "with JSON parameters)", file=out)
-        print("type an action, e.g. 'stop_between_floors' or 'mode mode=inspection'; "
-              "'state' shows the state, 'help' the actions; Ctrl-C quits", file=out, flush=True)
+        other = (f" ('{specs[1].id} <action>' for {specs[1].id})" if len(specs) > 1 else "")
+        print("type an action, e.g. 'stop_between_floors' or 'mode mode=inspection'"
+              f"{other}; 'state' shows the state, 'help' the actions; Ctrl-C quits", file=out,
+              flush=True)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(site.run(), name="sim.site")
-            tg.create_task(_watch(site.sims[device_id], out), name="sim.watch")
+            for spec in specs:
+                tg.create_task(_watch(site.sims[spec.id], out,
+                                      label=spec.id if len(specs) > 1 else None),
+                               name=f"sim.watch[{spec.id}]")
             if sys.stdin.isatty():
-                tg.create_task(_prompt(site, device_id, out), name="sim.prompt")
+                tg.create_task(_prompt(site, first, out), name="sim.prompt")
     return EXIT_OK
+
+
+def _tcp_port(text: str | None) -> int:
+    """``--port`` as a TCP port, or one line that says what to write instead."""
+    if text is None:
+        return _DEFAULT_TCP_PORT
+    try:
+        port = int(text)
+    except ValueError:
+        hint = (f"; to serve Modbus RTU on a serial port, use --serial {text}"
+                if "/" in text else "")
+        raise ValueError(f"--port wants a TCP port number 1..65535, got {text!r}{hint}") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--port wants a TCP port number 1..65535, got {port} (the gateway "
+                         "config names a fixed port, so 0 = any free port is not offered)")
+    return port
+
+
+def _serial_line(args: argparse.Namespace) -> SerialLine | None:
+    if args.serial is None:
+        return None
+    if args.kind not in MODBUS_KINDS:
+        raise ValueError(f"--serial serves Modbus RTU, but {args.kind} is an MQTT simulator "
+                         f"(Modbus kinds: {', '.join(sorted(MODBUS_KINDS))})")
+    if args.port is not None:
+        raise ValueError("give either --port (Modbus TCP) or --serial (Modbus RTU), not both")
+    if not Path(args.serial).exists():
+        raise ValueError(f"--serial {args.serial}: no such serial port (for a virtual line, "
+                         "start socat first; see docs/commissioning.md)")
+    if not 300 <= args.baudrate <= 921600:
+        raise ValueError(f"--baudrate wants 300..921600, got {args.baudrate}")
+    return SerialLine(args.serial, baudrate=args.baudrate, parity=args.parity,
+                      bytesize=args.bytesize, stopbits=args.stopbits)
+
+
+def _ids_and_units(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """(device id, unit id) of each simulated device: one per ``--unit`` (at least one)."""
+    units: list[int] = []
+    for text in args.unit or ["1"]:
+        try:
+            unit = int(text)
+        except ValueError:
+            unit = -1
+        if not 1 <= unit <= 247:
+            raise ValueError(f"--unit wants a Modbus unit id 1..247, got {text!r}")
+        units.append(unit)
+    if len(set(units)) != len(units):
+        raise ValueError(f"--unit ids must differ on one line, got {units}")
+    if len(units) > 1 and args.kind not in MODBUS_KINDS:
+        raise ValueError(f"several --unit need a Modbus kind, not {args.kind}")
+    default = _DEFAULT_IDS[args.kind]
+    ids: list[str] = list(args.id)
+    if not ids:
+        ids = ([default] if len(units) == 1
+               else [f"{default.rstrip('0123456789')}{i}" for i in range(1, len(units) + 1)])
+    if len(ids) != len(units):
+        raise ValueError(f"{len(ids)} --id for {len(units)} --unit: give one --id per --unit, "
+                         "or none")
+    return list(zip(ids, units, strict=True))
 
 
 def _print_endpoint(out: TextIO, endpoint: Endpoint | None, device_id: str, kind: str) -> None:
@@ -123,14 +218,15 @@ def _print_endpoint(out: TextIO, endpoint: Endpoint | None, device_id: str, kind
         print(f"{kind} {device_id}: {endpoint.url}", file=out)
 
 
-async def _watch(sim: Simulator, out: TextIO) -> None:
+async def _watch(sim: Simulator, out: TextIO, *, label: str | None = None) -> None:
     """Print the device's state whenever it changes (checked twice a second)."""
     last: dict[str, Any] = {}
+    prefix = f"  {label} state: " if label else "  state: "
     while True:
         state = sim.snapshot()
         changed = {k: v for k, v in state.items() if last.get(k) != v}
         if changed:
-            print("  state: " + ", ".join(f"{k}={v}" for k, v in changed.items()), file=out,
+            print(prefix + ", ".join(f"{k}={v}" for k, v in changed.items()), file=out,
                   flush=True)
         last = state
         await asyncio.sleep(0.5)
@@ -142,7 +238,10 @@ async def _prompt(site: SimSite, device_id: str, out: TextIO) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := (await reader.readline()).decode().strip():
         words = line.split()
-        sim = site.sims[device_id]
+        target = device_id
+        if len(words) > 1 and words[0] in site.sims:
+            target, words = words[0], words[1:]
+        sim = site.sims[target]
         if words[0] == "help":
             for action in sim.actions():
                 print(f"  {action.name:<22} {action.help}", file=out)
@@ -151,7 +250,7 @@ async def _prompt(site: SimSite, device_id: str, out: TextIO) -> None:
         else:
             params = dict(w.split("=", 1) for w in words[1:] if "=" in w)
             try:
-                site.apply(device_id, words[0],
+                site.apply(target, words[0],
                            {k: _parse_value(v) for k, v in params.items()})
             except ActionError as exc:
                 print(f"  error: {exc}", file=out)

@@ -17,7 +17,7 @@ from simulators.modbus_server import SimModbusServer, SimUnit
 from simulators.registry import MODBUS_KINDS, create
 from simulators.scenario import Scenario
 
-__all__ = ["Endpoint", "SimSite", "free_port"]
+__all__ = ["Endpoint", "SerialLine", "SimSite", "free_port"]
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class Endpoint:
 
     device: str
     kind: str
-    protocol: str  # "modbus-tcp" or "mqtt"
+    protocol: str  # "modbus-tcp", "modbus-rtu" (host is then the serial port) or "mqtt"
     host: str
     port: int
     unit: int | None = None
@@ -36,20 +36,40 @@ class Endpoint:
     @property
     def url(self) -> str:
         unit = f" unit {self.unit}" if self.unit is not None else ""
+        if self.protocol == "modbus-rtu":
+            return f"{self.protocol}:{self.host}{unit}"
         return f"{self.protocol}://{self.host}:{self.port}{unit}"
+
+
+@dataclass(frozen=True)
+class SerialLine:
+    """A serial port (an RS-485 adapter, or one end of a socat pty pair) that every Modbus
+    simulator of a site serves on, as units of one RTU line, instead of TCP."""
+
+    port: str
+    baudrate: int = 9600
+    parity: str = "N"
+    bytesize: int = 8
+    stopbits: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.port} {self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
 
 
 class SimSite:
     """Starts every simulator of a scenario and plays its timeline.
 
     Modbus devices get a TCP server each, or share one per ``bus`` (like a Modbus TCP gateway
-    in front of an RS-485 line); MQTT devices publish to ``broker``.
+    in front of an RS-485 line), or with ``serial`` all share one RTU line on that port; MQTT
+    devices publish to ``broker``.
     """
 
     def __init__(self, scenario: Scenario, *, clock: Clock,
                  broker: tuple[str, int] | None = None, host: str = "127.0.0.1",
-                 on_event: Callable[[float, str], None] | None = None) -> None:
+                 on_event: Callable[[float, str], None] | None = None,
+                 serial: SerialLine | None = None) -> None:
         self.scenario = scenario
+        self.serial = serial
         self.clock = clock
         self.broker = broker
         self.host = host
@@ -68,21 +88,22 @@ class SimSite:
         buses: dict[str, list[str]] = {}
         for spec in self.scenario.devices:
             if spec.kind in MODBUS_KINDS:
-                buses.setdefault(spec.bus or f"own:{spec.id}", []).append(spec.id)
+                bus = "serial" if self.serial else spec.bus or f"own:{spec.id}"
+                buses.setdefault(bus, []).append(spec.id)
             elif self.broker is not None:
                 self.endpoints[spec.id] = Endpoint(spec.id, spec.kind, "mqtt", *self.broker)
         await self._stack.__aenter__()
         try:
             for members in buses.values():
                 units: list[SimUnit] = [self.sims[m].unit for m in members]  # type: ignore[attr-defined]
-                fixed = [p for m in members if (p := self.scenario.device(m).port) is not None]
-                server = await self._stack.enter_async_context(
-                    SimModbusServer(units, host=self.host,
-                                    port=fixed[0] if fixed else free_port()))
+                server = await self._stack.enter_async_context(self._server(members, units))
                 for member, unit in zip(members, units, strict=True):
                     kind = self.scenario.device(member).kind
-                    self.endpoints[member] = Endpoint(member, kind, "modbus-tcp", self.host,
-                                                      server.port, unit.unit_id)
+                    self.endpoints[member] = (
+                        Endpoint(member, kind, "modbus-rtu", self.serial.port, 0, unit.unit_id)
+                        if self.serial else
+                        Endpoint(member, kind, "modbus-tcp", self.host, server.port,
+                                 unit.unit_id))
         except BaseException:
             await self._stack.aclose()
             raise
@@ -91,6 +112,15 @@ class SimSite:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self._stack.aclose()
+
+    def _server(self, members: list[str], units: list[SimUnit]) -> SimModbusServer:
+        line = self.serial
+        if line is not None:
+            return SimModbusServer(units, serial_port=line.port, baudrate=line.baudrate,
+                                   parity=line.parity, bytesize=line.bytesize,
+                                   stopbits=line.stopbits)
+        fixed = [p for m in members if (p := self.scenario.device(m).port) is not None]
+        return SimModbusServer(units, host=self.host, port=fixed[0] if fixed else free_port())
 
     def apply(self, device: str, action: str, params: dict[str, Any] | None = None,
               note: str | None = None) -> str:
