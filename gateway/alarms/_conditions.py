@@ -27,6 +27,7 @@ from gateway.config import (
     CommLossCondition,
     Condition,
     CounterCondition,
+    EdgeCondition,
     NotCondition,
     PointCondition,
     RateCondition,
@@ -96,6 +97,9 @@ def compile_condition(cond: Condition, members: Sequence[str] = ()) -> Node:
         return _Rate(cond)
     if isinstance(cond, CounterCondition):
         return _Counter(cond)
+    if isinstance(cond, EdgeCondition):
+        return _Edge(cond, compile_condition(cond.while_, members)
+                     if cond.while_ is not None else None)
     if isinstance(cond, BaselineCondition):
         return _Baseline(cond)
     assert isinstance(cond, ScheduleCondition)
@@ -292,6 +296,47 @@ class _Counter(Node):
         while self.hits and ctx.mono - self.hits[0] > self.within:
             self.hits.popleft()
         return len(self.hits) >= self.at_least
+
+
+class _Edge(Node):
+    """A change into ``becomes``; judged (with ``while``) at the first evaluation after it,
+    which the engine runs once all readings of the same message are in."""
+
+    time_dependent = True
+
+    def __init__(self, cond: EdgeCondition, guard: Node | None) -> None:
+        self.point, self.hold = cond.point, cond.hold
+        target, origin = cond.becomes, cond.from_
+        self.into: Callable[[Value], bool] = lambda v: _same(v, target)
+        self.origin: Callable[[Value], bool] = \
+            (lambda v: True) if origin is None else (lambda v: _same(v, origin))
+        self.guard = guard
+        self.previous: Value = None
+        self.known = False  # whether ``previous`` is a value seen in a good reading
+        self.pending: float | None = None  # a change observed, not yet judged
+        self.until = -float("inf")  # true until this monotonic time
+
+    def observe(self, reading: Reading, mono: float) -> None:
+        if self.guard is not None:
+            self.guard.observe(reading, mono)
+        if reading.point != self.point:
+            return
+        if not reading.good:
+            self.known = False
+            return
+        value = reading.value
+        if self.known and not self.into(self.previous) and self.into(value) \
+                and self.origin(self.previous):
+            self.pending = mono
+        self.previous, self.known = value, True
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        guard = None if self.guard is None else self.guard.evaluate(ctx)
+        if self.pending is not None:
+            if self.guard is None or guard is True:
+                self.until = self.pending + self.hold
+            self.pending = None
+        return ctx.mono < self.until
 
 
 class _Baseline(Node):

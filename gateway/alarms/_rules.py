@@ -9,7 +9,12 @@ An unknown condition (a point without a GOOD value) cancels a pending activation
 clears an active alarm: a sensor that goes silent must not make an entrapment disappear.
 Delays run on the injected clock, one timer task per pending instance, inside the evaluator's
 TaskGroup. Conditions that change with time alone (stale data, schedules, sliding windows,
-rates) are re-evaluated by one ticker every ``tick`` seconds of the clock.
+rates, changes) are re-evaluated by one ticker every ``tick`` seconds of the clock.
+
+The readings of one message (one MQTT payload, one Modbus read: same device, same receive
+time) are applied together before the rules are evaluated, so a rule never sees half of a
+message: a door state ``{open: true, locked: false}`` arriving after ``{open: false, locked:
+true}`` must not look, for an instant, like a door open while locked.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import string
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.alarms._conditions import Context, Node, compile_condition, site_zone
@@ -41,6 +46,9 @@ from gateway.model import Reading, Value
 __all__ = ["DetectionSink", "RuleEvaluator"]
 
 log = logging.getLogger(__name__)
+
+#: At most this many queued readings are applied before evaluating (a bound, not a tuning).
+_MESSAGE_MAX = 512
 
 DetectionSink = Callable[[Detection], Awaitable[None]]
 
@@ -100,8 +108,20 @@ class RuleEvaluator:
             self._tg = tg
             ticker = tg.create_task(self._ticker(), name="alarms.ticker")
             try:
+                carry: Reading | None = None
                 while True:
-                    await self.process(await readings.get())
+                    first = carry if carry is not None else await readings.get()
+                    carry = None
+                    message = [first]
+                    while len(message) < _MESSAGE_MAX:
+                        nxt = readings.get_nowait()
+                        if nxt is None:
+                            break
+                        if nxt.device != first.device or nxt.received_ts != first.received_ts:
+                            carry = nxt
+                            break
+                        message.append(nxt)
+                    await self.process_message(message)
             finally:
                 self._tg = None
                 ticker.cancel()
@@ -111,13 +131,27 @@ class RuleEvaluator:
 
     async def process(self, reading: Reading) -> None:
         """Apply one reading and re-evaluate the rules of its device that read it."""
+        await self.process_message([reading])
+
+    async def process_message(self, readings: Sequence[Reading]) -> None:
+        """Apply the readings of one message (all of one device), then re-evaluate, once
+        each, the rules of that device that read any of them."""
+        if not readings:
+            return
+        device = readings[0].device
+        if any(r.device != device for r in readings):
+            raise ValueError("process_message: readings of one device only")
         now = self._clock.monotonic()
-        self._values.setdefault(reading.device, {})[reading.point] = reading
-        if reading.good:
-            self._last_good.setdefault(reading.device, {})[reading.point] = now
-        for inst in self._instances_for(reading.device):
-            if reading.point in inst.points or ALL_POINTS in inst.points:
-                inst.node.observe(reading, now)
+        values = self._values.setdefault(device, {})
+        for reading in readings:
+            values[reading.point] = reading
+            if reading.good:
+                self._last_good.setdefault(device, {})[reading.point] = now
+        for inst in self._instances_for(device):
+            seen = [r for r in readings if r.point in inst.points or ALL_POINTS in inst.points]
+            if seen:
+                for reading in seen:
+                    inst.node.observe(reading, now)
                 self.evaluations += 1
                 await self._evaluate(inst)
 
