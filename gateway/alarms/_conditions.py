@@ -15,7 +15,7 @@ import datetime as dt
 import operator
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from gateway.config import (
@@ -56,6 +56,8 @@ class Context:
     tz: dt.tzinfo
     #: In a group rule: the context of one member device.
     member: Callable[[str], Context] | None = None
+    #: Monotonic time since which each comm-loss point has been silent (its last answer).
+    lost_since: Mapping[str, float] = field(default_factory=dict)
 
 
 class Node:
@@ -73,6 +75,11 @@ class Node:
     def verdicts(self) -> dict[str, bool | None]:
         """In a group rule: each member device's latest verdict (evidence for the alarm)."""
         return {}
+
+    def since(self, ctx: Context) -> float | None:
+        """Right after :meth:`evaluate` returned True: the monotonic time since which the
+        condition has been true, when it is known to be earlier than now (``None``: now)."""
+        return None
 
 
 def compile_condition(cond: Condition, members: Sequence[str] = ()) -> Node:
@@ -127,10 +134,22 @@ class _All(_Group):
         # Every member is evaluated (no short-circuit) so stateful leaves stay current.
         return _kleene_all([m.evaluate(ctx) for m in self.members])
 
+    def since(self, ctx: Context) -> float | None:
+        return _latest([m.since(ctx) for m in self.members])
+
 
 class _Any(_Group):
+    def __init__(self, members: list[Node]) -> None:
+        super().__init__(members)
+        self.results: list[bool | None] = []
+
     def evaluate(self, ctx: Context) -> bool | None:
-        return _kleene_any([m.evaluate(ctx) for m in self.members])
+        self.results = [m.evaluate(ctx) for m in self.members]
+        return _kleene_any(self.results)
+
+    def since(self, ctx: Context) -> float | None:
+        return _earliest([m.since(ctx) for m, r in zip(self.members, self.results, strict=True)
+                          if r is True])
 
 
 class _Not(_Group):
@@ -167,6 +186,15 @@ class _EachDevice(Node):
 
     def verdicts(self) -> dict[str, bool | None]:
         return dict(self.results)
+
+    def since(self, ctx: Context) -> float | None:
+        if ctx.member is None:
+            return None
+        member = ctx.member
+        if self.every:
+            return _latest([n.since(member(d)) for d, n in self.inner.items()])
+        return _earliest([n.since(member(d)) for d, n in self.inner.items()
+                          if self.results.get(d) is True])
 
 
 class _Compare(Node):
@@ -234,6 +262,12 @@ class _CommLoss(Node):
             reading = ctx.values.get(self.point)
             return reading is not None and reading.quality is Quality.COMM_LOSS
         return any(r.quality is Quality.COMM_LOSS for r in ctx.values.values())
+
+    def since(self, ctx: Context) -> float | None:
+        # Silent since the last answer, not since the first request that went unanswered.
+        lost = [self.point] if self.point is not None else \
+            [name for name, r in ctx.values.items() if r.quality is Quality.COMM_LOSS]
+        return _earliest([ctx.lost_since.get(name) for name in lost])
 
 
 class _Rate(Node):
@@ -413,6 +447,18 @@ def _same(value: Value, expected: Value) -> bool:
     if isinstance(value, str) or isinstance(expected, str):
         return str(value) == str(expected)
     return value == expected
+
+
+def _latest(times: Iterable[float | None]) -> float | None:
+    """When every part has been true: the latest onset (``None``, "now", wins)."""
+    found = list(times)
+    return None if not found or None in found else max(t for t in found if t is not None)
+
+
+def _earliest(times: Iterable[float | None]) -> float | None:
+    """When at least one part has been true: the earliest known onset."""
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
 
 
 def _kleene_all(results: Iterable[bool | None]) -> bool | None:

@@ -41,7 +41,7 @@ from gateway.config import placeholders as id_placeholders
 from gateway.devices import DeviceDirectory
 from gateway.i18n import format_location
 from gateway.logs import priority_level
-from gateway.model import Reading, Value
+from gateway.model import Quality, Reading, Value
 
 __all__ = ["DetectionSink", "RuleEvaluator"]
 
@@ -66,6 +66,8 @@ class RuleEvaluator:
         self._rules = list(config.rules)
         self._values: dict[str, dict[str, Reading]] = {}
         self._last_good: dict[str, dict[str, float]] = {}
+        #: Per comm-loss point: monotonic time since which it has been silent.
+        self._lost_since: dict[str, dict[str, float]] = {}
         self._instances: dict[str, list[_Instance]] = {}
         self._timed: list[_Instance] = []
         self._tg: asyncio.TaskGroup | None = None
@@ -143,10 +145,15 @@ class RuleEvaluator:
             raise ValueError("process_message: readings of one device only")
         now = self._clock.monotonic()
         values = self._values.setdefault(device, {})
+        lost = self._lost_since.setdefault(device, {})
         for reading in readings:
             values[reading.point] = reading
             if reading.good:
                 self._last_good.setdefault(device, {})[reading.point] = now
+            if reading.quality is not Quality.COMM_LOSS:
+                lost.pop(reading.point, None)
+            elif reading.point not in lost:
+                lost[reading.point] = _silent_since(reading, now)
         for inst in self._instances_for(device):
             seen = [r for r in readings if r.point in inst.points or ALL_POINTS in inst.points]
             if seen:
@@ -207,7 +214,8 @@ class RuleEvaluator:
         return Context(values=self._values.get(device_id, {}),
                        last_good=self._last_good.get(device_id, {}), mono=now,
                        wall=self._clock.time(), tz=self._tz,
-                       member=lambda member: self._context(member, now))
+                       member=lambda member: self._context(member, now),
+                       lost_since=self._lost_since.get(device_id, {}))
 
     async def _evaluate(self, inst: _Instance) -> None:
         now = self._clock.monotonic()
@@ -215,11 +223,14 @@ class RuleEvaluator:
         result = inst.node.evaluate(ctx)
         if inst.active_event is None:
             if result is True and inst.timer is None:
-                inst.since_mono, inst.since_wall = now, self._clock.time()
-                if inst.rule.for_ <= 0:
+                # Usually the condition starts now; comm-loss started at the last answer.
+                onset = inst.node.since(ctx)
+                start = now if onset is None else min(now, onset)
+                inst.since_mono, inst.since_wall = start, self._clock.time() - (now - start)
+                if start + inst.rule.for_ <= now:
                     await self._activate(inst)
                 else:
-                    self._start_timer(inst, now + inst.rule.for_, self._activate)
+                    self._start_timer(inst, start + inst.rule.for_, self._activate)
             elif result is not True:
                 inst.cancel_timer()
         elif result is False and inst.timer is None:
@@ -319,6 +330,18 @@ class _Instance:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+def _silent_since(reading: Reading, now: float) -> float:
+    """The monotonic time a comm-loss reading's device went silent (its last answer).
+
+    The driver states it on the wall clock; only the interval up to the reading's receipt is
+    used (both ends from the driver's one clock), so a wall-clock step cannot move it. Without
+    it, the silence starts now.
+    """
+    if reading.silent_since is None:
+        return now
+    return now - max(0.0, reading.received_ts - reading.silent_since)
 
 
 def _applies(rule: RuleConfig, dev: DeviceConfig) -> bool:
