@@ -29,6 +29,7 @@ from gateway.config import (
     CounterCondition,
     EdgeCondition,
     NotCondition,
+    OfflineSetting,
     PointCondition,
     RateCondition,
     ScheduleCondition,
@@ -58,6 +59,8 @@ class Context:
     member: Callable[[str], Context] | None = None
     #: Monotonic time since which each comm-loss point has been silent (its last answer).
     lost_since: Mapping[str, float] = field(default_factory=dict)
+    #: The device's ``offline`` policy: what its silence means to ``stale`` (device-wide).
+    offline: OfflineSetting | None = None
 
 
 class Node:
@@ -248,9 +251,16 @@ class _Stale(Node):
         if self.point is not None:
             seen = ctx.last_good.get(self.point)
             return seen is None or ctx.mono - seen >= self.after
-        if not ctx.last_good:
+        after, alive = self.after, ctx.last_good
+        if ctx.offline == "never":
+            return False  # it reports only on change: silence says nothing
+        if ctx.offline is not None:
+            after = ctx.offline.after or after
+            if ctx.offline.heartbeat:
+                alive = {p: t for p, t in alive.items() if p in ctx.offline.heartbeat}
+        if not alive:
             return False
-        return ctx.mono - max(ctx.last_good.values()) >= self.after
+        return ctx.mono - max(alive.values()) >= after
 
 
 class _CommLoss(Node):

@@ -215,7 +215,8 @@ class RuleEvaluator:
                        last_good=self._last_good.get(device_id, {}), mono=now,
                        wall=self._clock.time(), tz=self._tz,
                        member=lambda member: self._context(member, now),
-                       lost_since=self._lost_since.get(device_id, {}))
+                       lost_since=self._lost_since.get(device_id, {}),
+                       offline=getattr(self._directory.get(device_id), "offline", None))
 
     async def _evaluate(self, inst: _Instance) -> None:
         now = self._clock.monotonic()

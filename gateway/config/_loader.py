@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from gateway.config._conditions import CONDITION_TAGS
 from gateway.config._detectors import expand_detectors
 from gateway.config._models import GatewayConfig
+from gateway.config._offline import OFFLINE_TAGS
 from gateway.config._yaml import YamlProblem, parse_yaml, read_limited
 from gateway.errors import ConfigError, ConfigProblem
 
@@ -32,7 +33,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 #: A profile or detector pack name: what an id may be (see ``Identifier``).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _SECRET_KEYS = {"password", "token", "secret", "api_key"}
-_UNION_TAGS = {"modbus-tcp", "modbus-rtu", "mqtt", *CONDITION_TAGS}
+_UNION_TAGS = {"modbus-tcp", "modbus-rtu", "mqtt", *CONDITION_TAGS, *OFFLINE_TAGS}
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:
