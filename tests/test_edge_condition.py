@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from drivers.mqtt import build_mqtt_drivers
-from gateway.alarms import Detection, RuleEvaluator
+from gateway.alarms import AlarmEngine, AlarmEvent, Detection, LifecycleState, RuleEvaluator
 from gateway.bus import Bus
 from gateway.clock import FakeClock
 from gateway.config import RuleConfig, load_config_text
@@ -267,3 +267,35 @@ rules:
             task.cancel()
     assert raised == ["door-D2"]
 
+
+
+async def test_a_latching_change_alarm_stays_until_an_operator_resets_it(
+        fake_clock: FakeClock) -> None:
+    """Through the whole alarm engine: the change ends after its hold, the alarm stays
+    latched (acknowledge, then reset), as an operator must go and look at the door."""
+    config = load_config_text(SITE.format(when=WHILE_LOCKED, delay="0s", clear_for="0s")
+                              .replace("    clear_for: 0s\n", "    latching: true\n"))
+    bus = Bus()
+    feed = bus.subscribe("alarms")
+    announced: list[AlarmEvent] = []
+
+    async def sink(event: AlarmEvent) -> None:
+        announced.append(event)
+
+    engine = AlarmEngine(config, fake_clock, sink)
+    task = asyncio.create_task(engine.run(feed))
+    try:
+        for open_ in (False, True):
+            for point, value in (("open", open_), ("locked", True)):
+                await bus.publish(Reading("D1", point, value, Quality.GOOD, fake_clock.time()))
+            await fake_clock.advance(1)
+        await fake_clock.advance(60)
+        record = engine.book.get("forced@D1")
+        assert record is not None and record.lifecycle is LifecycleState.LATCHED
+        assert [str(e.state) for e in announced] == ["active", "cleared"]
+        await engine.actions.acknowledge("forced@D1", actor="guard")
+        await engine.actions.reset("forced@D1", actor="guard", reason="door checked")
+        assert engine.book.get("forced@D1").lifecycle is LifecycleState.NORMAL  # type: ignore[union-attr]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
