@@ -45,6 +45,16 @@ class Subscription:
         self.delivered += 1
         return reading
 
+    def get_nowait(self) -> Reading | None:
+        """The next queued reading, or ``None`` when the queue is empty (never waits)."""
+        try:
+            reading = self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        self.queue.task_done()
+        self.delivered += 1
+        return reading
+
     async def __aiter__(self) -> AsyncIterator[Reading]:
         while True:
             yield await self.get()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway import __version__, logs
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig, load_config, offline_warnings
 from gateway.errors import ConfigError
 
 __all__ = ["main"]
@@ -121,6 +121,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     summary = io.StringIO()
     print(f"{args.config}: OK", file=summary)
     print_summary(config, summary)
+    for key, message in offline_warnings(config):
+        print(f"warning: {key}: {message}", file=summary)
     # Names come from the file: a terminal escape in one is shown, not obeyed.
     for line in summary.getvalue().removesuffix("\n").split("\n"):
         print("".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in line))

@@ -47,6 +47,12 @@ class Reading:
         received_ts: Wall-clock time (epoch seconds) at which the gateway got it.
         source_ts: Device's own timestamp if it sent one, else ``None``.
         error: Short reason for a non-GOOD quality (shown to operators and in logs).
+        silent_since: For a COMM_LOSS reading: wall-clock time (epoch seconds) of the device's
+            last answer, or of the moment the gateway lost its way to it (broker down), as the
+            driver knows it; ``None`` when unknown. Rules time ``comm_loss`` from it, so a
+            request timeout and its retries do not lengthen a rule's ``for``. Drivers derive
+            it from their monotonic clock, so a wall-clock step does not change the interval
+            ``received_ts - silent_since``.
     """
 
     device: str
@@ -56,6 +62,7 @@ class Reading:
     received_ts: float
     source_ts: float | None = None
     error: str | None = None
+    silent_since: float | None = None
 
     @property
     def key(self) -> PointKey:

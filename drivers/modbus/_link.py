@@ -78,6 +78,9 @@ class _Device:
     blocks: list[ReadBlock]
     backoff: Backoff
     state: str = "starting"
+    #: clock.monotonic() of the device's last answer (or of the link's start): comm-loss
+    #: readings say the device has been silent since then.
+    last_answer: float | None = None
 
     @property
     def points(self) -> list[ModbusPoint]:
@@ -191,6 +194,10 @@ class ModbusLink:
         if self._running:
             raise RuntimeError(f"{self._name} is already running")
         self._running = True
+        started = self._clock.monotonic()
+        for dev in self._devices:
+            if dev.last_answer is None:
+                dev.last_answer = started
         try:
             if not any(d.blocks for d in self._devices):
                 log.info("%s: no points configured, nothing to poll", self._name)
@@ -283,10 +290,12 @@ class ModbusLink:
                     outcome, problem = "comm-loss", reason
                     break
                 # It answered promptly: the other blocks are still worth reading.
+                dev.last_answer = self._clock.monotonic()
                 await self._emit_failed(sink, dev, block.points, Quality.BAD, reason)
                 outcome = "bad"
                 continue
             self._reconnect.reset()
+            dev.last_answer = self._clock.monotonic()
             await self._emit_block(sink, dev, block, data)
         self._settle(dev, outcome, problem)
 
@@ -337,9 +346,13 @@ class ModbusLink:
                            points: Sequence[ModbusPoint],
                            quality: Quality, error: str) -> None:
         ts = self._clock.time()
+        silent_since = None
+        if quality is Quality.COMM_LOSS and dev.last_answer is not None:
+            silent_since = ts - max(0.0, self._clock.monotonic() - dev.last_answer)
         for point in points:
             await sink(Reading(device=dev.cfg.id, point=point.name, value=None,
-                               quality=quality, received_ts=ts, error=error))
+                               quality=quality, received_ts=ts, error=error,
+                               silent_since=silent_since))
         self._health.count("readings", len(points))
 
     def _settle(self, dev: _Device, outcome: str, problem: str) -> None:

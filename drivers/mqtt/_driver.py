@@ -301,10 +301,14 @@ class MqttDriver:
         tracked.status = _Status.COMM_LOSS
         tracked.lost_by_link = by_link
         now = self._clock.time()
+        # Silent since its last message; but when the broker is lost, only since then: a
+        # device that reports on change may rightly have said nothing for hours before.
+        silent_since = now if by_link \
+            else now - max(0.0, self._clock.monotonic() - tracked.last_seen)
         for point in tracked.cfg.points:
             self._count("comm_loss")
             await self._emit(Reading(tracked.device_id, point.name, None, Quality.COMM_LOSS,
-                                     now, error=reason))
+                                     now, error=reason, silent_since=silent_since))
 
     def _limited_warning(self, key: tuple[str, str], msg: str, *args: object) -> None:
         """First WARNING per key, then at most one per interval; the rest DEBUG and counted."""

@@ -15,7 +15,7 @@ import datetime as dt
 import operator
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from gateway.config import (
@@ -27,7 +27,9 @@ from gateway.config import (
     CommLossCondition,
     Condition,
     CounterCondition,
+    EdgeCondition,
     NotCondition,
+    OfflineSetting,
     PointCondition,
     RateCondition,
     ScheduleCondition,
@@ -55,6 +57,10 @@ class Context:
     tz: dt.tzinfo
     #: In a group rule: the context of one member device.
     member: Callable[[str], Context] | None = None
+    #: Monotonic time since which each comm-loss point has been silent (its last answer).
+    lost_since: Mapping[str, float] = field(default_factory=dict)
+    #: The device's ``offline`` policy: what its silence means to ``stale`` (device-wide).
+    offline: OfflineSetting | None = None
 
 
 class Node:
@@ -72,6 +78,11 @@ class Node:
     def verdicts(self) -> dict[str, bool | None]:
         """In a group rule: each member device's latest verdict (evidence for the alarm)."""
         return {}
+
+    def since(self, ctx: Context) -> float | None:
+        """Right after :meth:`evaluate` returned True: the monotonic time since which the
+        condition has been true, when it is known to be earlier than now (``None``: now)."""
+        return None
 
 
 def compile_condition(cond: Condition, members: Sequence[str] = ()) -> Node:
@@ -96,6 +107,9 @@ def compile_condition(cond: Condition, members: Sequence[str] = ()) -> Node:
         return _Rate(cond)
     if isinstance(cond, CounterCondition):
         return _Counter(cond)
+    if isinstance(cond, EdgeCondition):
+        return _Edge(cond, compile_condition(cond.while_, members)
+                     if cond.while_ is not None else None)
     if isinstance(cond, BaselineCondition):
         return _Baseline(cond)
     assert isinstance(cond, ScheduleCondition)
@@ -123,10 +137,22 @@ class _All(_Group):
         # Every member is evaluated (no short-circuit) so stateful leaves stay current.
         return _kleene_all([m.evaluate(ctx) for m in self.members])
 
+    def since(self, ctx: Context) -> float | None:
+        return _latest([m.since(ctx) for m in self.members])
+
 
 class _Any(_Group):
+    def __init__(self, members: list[Node]) -> None:
+        super().__init__(members)
+        self.results: list[bool | None] = []
+
     def evaluate(self, ctx: Context) -> bool | None:
-        return _kleene_any([m.evaluate(ctx) for m in self.members])
+        self.results = [m.evaluate(ctx) for m in self.members]
+        return _kleene_any(self.results)
+
+    def since(self, ctx: Context) -> float | None:
+        return _earliest([m.since(ctx) for m, r in zip(self.members, self.results, strict=True)
+                          if r is True])
 
 
 class _Not(_Group):
@@ -163,6 +189,15 @@ class _EachDevice(Node):
 
     def verdicts(self) -> dict[str, bool | None]:
         return dict(self.results)
+
+    def since(self, ctx: Context) -> float | None:
+        if ctx.member is None:
+            return None
+        member = ctx.member
+        if self.every:
+            return _latest([n.since(member(d)) for d, n in self.inner.items()])
+        return _earliest([n.since(member(d)) for d, n in self.inner.items()
+                          if self.results.get(d) is True])
 
 
 class _Compare(Node):
@@ -216,9 +251,16 @@ class _Stale(Node):
         if self.point is not None:
             seen = ctx.last_good.get(self.point)
             return seen is None or ctx.mono - seen >= self.after
-        if not ctx.last_good:
+        after, alive = self.after, ctx.last_good
+        if ctx.offline == "never":
+            return False  # it reports only on change: silence says nothing
+        if ctx.offline is not None:
+            after = ctx.offline.after or after
+            if ctx.offline.heartbeat:
+                alive = {p: t for p, t in alive.items() if p in ctx.offline.heartbeat}
+        if not alive:
             return False
-        return ctx.mono - max(ctx.last_good.values()) >= self.after
+        return ctx.mono - max(alive.values()) >= after
 
 
 class _CommLoss(Node):
@@ -230,6 +272,12 @@ class _CommLoss(Node):
             reading = ctx.values.get(self.point)
             return reading is not None and reading.quality is Quality.COMM_LOSS
         return any(r.quality is Quality.COMM_LOSS for r in ctx.values.values())
+
+    def since(self, ctx: Context) -> float | None:
+        # Silent since the last answer, not since the first request that went unanswered.
+        lost = [self.point] if self.point is not None else \
+            [name for name, r in ctx.values.items() if r.quality is Quality.COMM_LOSS]
+        return _earliest([ctx.lost_since.get(name) for name in lost])
 
 
 class _Rate(Node):
@@ -292,6 +340,47 @@ class _Counter(Node):
         while self.hits and ctx.mono - self.hits[0] > self.within:
             self.hits.popleft()
         return len(self.hits) >= self.at_least
+
+
+class _Edge(Node):
+    """A change into ``becomes``; judged (with ``while``) at the first evaluation after it,
+    which the engine runs once all readings of the same message are in."""
+
+    time_dependent = True
+
+    def __init__(self, cond: EdgeCondition, guard: Node | None) -> None:
+        self.point, self.hold = cond.point, cond.hold
+        target, origin = cond.becomes, cond.from_
+        self.into: Callable[[Value], bool] = lambda v: _same(v, target)
+        self.origin: Callable[[Value], bool] = \
+            (lambda v: True) if origin is None else (lambda v: _same(v, origin))
+        self.guard = guard
+        self.previous: Value = None
+        self.known = False  # whether ``previous`` is a value seen in a good reading
+        self.pending: float | None = None  # a change observed, not yet judged
+        self.until = -float("inf")  # true until this monotonic time
+
+    def observe(self, reading: Reading, mono: float) -> None:
+        if self.guard is not None:
+            self.guard.observe(reading, mono)
+        if reading.point != self.point:
+            return
+        if not reading.good:
+            self.known = False
+            return
+        value = reading.value
+        if self.known and not self.into(self.previous) and self.into(value) \
+                and self.origin(self.previous):
+            self.pending = mono
+        self.previous, self.known = value, True
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        guard = None if self.guard is None else self.guard.evaluate(ctx)
+        if self.pending is not None:
+            if self.guard is None or guard is True:
+                self.until = self.pending + self.hold
+            self.pending = None
+        return ctx.mono < self.until
 
 
 class _Baseline(Node):
@@ -368,6 +457,18 @@ def _same(value: Value, expected: Value) -> bool:
     if isinstance(value, str) or isinstance(expected, str):
         return str(value) == str(expected)
     return value == expected
+
+
+def _latest(times: Iterable[float | None]) -> float | None:
+    """When every part has been true: the latest onset (``None``, "now", wins)."""
+    found = list(times)
+    return None if not found or None in found else max(t for t in found if t is not None)
+
+
+def _earliest(times: Iterable[float | None]) -> float | None:
+    """When at least one part has been true: the earliest known onset."""
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
 
 
 def _kleene_all(results: Iterable[bool | None]) -> bool | None:

@@ -9,7 +9,12 @@ An unknown condition (a point without a GOOD value) cancels a pending activation
 clears an active alarm: a sensor that goes silent must not make an entrapment disappear.
 Delays run on the injected clock, one timer task per pending instance, inside the evaluator's
 TaskGroup. Conditions that change with time alone (stale data, schedules, sliding windows,
-rates) are re-evaluated by one ticker every ``tick`` seconds of the clock.
+rates, changes) are re-evaluated by one ticker every ``tick`` seconds of the clock.
+
+The readings of one message (one MQTT payload, one Modbus read: same device, same receive
+time) are applied together before the rules are evaluated, so a rule never sees half of a
+message: a door state ``{open: true, locked: false}`` arriving after ``{open: false, locked:
+true}`` must not look, for an instant, like a door open while locked.
 
 :meth:`RuleEvaluator.reconfigure` applies new rules and devices while readings keep flowing
 (``propgw`` reloads its config on SIGHUP): an instance whose rule, device name and location are
@@ -25,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import string
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.alarms._conditions import Context, Node, compile_condition, site_zone
@@ -44,11 +49,14 @@ from gateway.config import placeholders as id_placeholders
 from gateway.devices import DeviceDirectory
 from gateway.i18n import format_location
 from gateway.logs import priority_level
-from gateway.model import Reading, Value
+from gateway.model import Quality, Reading, Value
 
 __all__ = ["DetectionSink", "RuleEvaluator"]
 
 log = logging.getLogger(__name__)
+
+#: At most this many queued readings are applied before evaluating (a bound, not a tuning).
+_MESSAGE_MAX = 512
 
 DetectionSink = Callable[[Detection], Awaitable[None]]
 
@@ -66,6 +74,8 @@ class RuleEvaluator:
         self._rules = list(config.rules)
         self._values: dict[str, dict[str, Reading]] = {}
         self._last_good: dict[str, dict[str, float]] = {}
+        #: Per comm-loss point: monotonic time since which it has been silent.
+        self._lost_since: dict[str, dict[str, float]] = {}
         self._instances: dict[str, list[_Instance]] = {}
         self._timed: list[_Instance] = []
         self._tg: asyncio.TaskGroup | None = None
@@ -111,8 +121,20 @@ class RuleEvaluator:
             self._tg = tg
             ticker = tg.create_task(self._ticker(), name="alarms.ticker")
             try:
+                carry: Reading | None = None
                 while True:
-                    await self.process(await readings.get())
+                    first = carry if carry is not None else await readings.get()
+                    carry = None
+                    message = [first]
+                    while len(message) < _MESSAGE_MAX:
+                        nxt = readings.get_nowait()
+                        if nxt is None:
+                            break
+                        if nxt.device != first.device or nxt.received_ts != first.received_ts:
+                            carry = nxt
+                            break
+                        message.append(nxt)
+                    await self.process_message(message)
             finally:
                 self._tg = None
                 ticker.cancel()
@@ -154,7 +176,7 @@ class RuleEvaluator:
                 inst.cancel_timer()
                 if new is not None and inst.active_event is not None:
                     new.active_event, new.since_wall = inst.active_event, inst.since_wall
-            for table in (self._values, self._last_good):
+            for table in (self._values, self._last_good, self._lost_since):
                 for device_id in [d for d in table if self._directory.get(d) is None]:
                     del table[device_id]
             now = self._clock.monotonic()
@@ -172,17 +194,36 @@ class RuleEvaluator:
 
     async def process(self, reading: Reading) -> None:
         """Apply one reading and re-evaluate the rules of its device that read it."""
-        async with self._lock:
-            await self._process(reading)
+        await self.process_message([reading])
 
-    async def _process(self, reading: Reading) -> None:
+    async def process_message(self, readings: Sequence[Reading]) -> None:
+        """Apply the readings of one message (all of one device), then re-evaluate, once
+        each, the rules of that device that read any of them."""
+        if not readings:
+            return
+        device = readings[0].device
+        if any(r.device != device for r in readings):
+            raise ValueError("process_message: readings of one device only")
+        async with self._lock:
+            await self._process(device, readings)
+
+    async def _process(self, device: str, readings: Sequence[Reading]) -> None:
         now = self._clock.monotonic()
-        self._values.setdefault(reading.device, {})[reading.point] = reading
-        if reading.good:
-            self._last_good.setdefault(reading.device, {})[reading.point] = now
-        for inst in self._instances_for(reading.device):
-            if reading.point in inst.points or ALL_POINTS in inst.points:
-                inst.node.observe(reading, now)
+        values = self._values.setdefault(device, {})
+        lost = self._lost_since.setdefault(device, {})
+        for reading in readings:
+            values[reading.point] = reading
+            if reading.good:
+                self._last_good.setdefault(device, {})[reading.point] = now
+            if reading.quality is not Quality.COMM_LOSS:
+                lost.pop(reading.point, None)
+            elif reading.point not in lost:
+                lost[reading.point] = _silent_since(reading, now)
+        for inst in self._instances_for(device):
+            seen = [r for r in readings if r.point in inst.points or ALL_POINTS in inst.points]
+            if seen:
+                for reading in seen:
+                    inst.node.observe(reading, now)
                 self.evaluations += 1
                 await self._evaluate(inst)
 
@@ -249,7 +290,9 @@ class RuleEvaluator:
         return Context(values=self._values.get(device_id, {}),
                        last_good=self._last_good.get(device_id, {}), mono=now,
                        wall=self._clock.time(), tz=self._tz,
-                       member=lambda member: self._context(member, now))
+                       member=lambda member: self._context(member, now),
+                       lost_since=self._lost_since.get(device_id, {}),
+                       offline=getattr(self._directory.get(device_id), "offline", None))
 
     async def _evaluate(self, inst: _Instance) -> None:
         now = self._clock.monotonic()
@@ -257,11 +300,14 @@ class RuleEvaluator:
         result = inst.node.evaluate(ctx)
         if inst.active_event is None:
             if result is True and inst.timer is None:
-                inst.since_mono, inst.since_wall = now, self._clock.time()
-                if inst.rule.for_ <= 0:
+                # Usually the condition starts now; comm-loss started at the last answer.
+                onset = inst.node.since(ctx)
+                start = now if onset is None else min(now, onset)
+                inst.since_mono, inst.since_wall = start, self._clock.time() - (now - start)
+                if start + inst.rule.for_ <= now:
                     await self._activate(inst)
                 else:
-                    self._start_timer(inst, now + inst.rule.for_, self._activate)
+                    self._start_timer(inst, start + inst.rule.for_, self._activate)
             elif result is not True:
                 inst.cancel_timer()
         elif result is False and inst.timer is None:
@@ -364,6 +410,18 @@ class _Instance:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+def _silent_since(reading: Reading, now: float) -> float:
+    """The monotonic time a comm-loss reading's device went silent (its last answer).
+
+    The driver states it on the wall clock; only the interval up to the reading's receipt is
+    used (both ends from the driver's one clock), so a wall-clock step cannot move it. Without
+    it, the silence starts now.
+    """
+    if reading.silent_since is None:
+        return now
+    return now - max(0.0, reading.received_ts - reading.silent_since)
 
 
 def _applies(rule: RuleConfig, dev: DeviceConfig) -> bool:

@@ -7,11 +7,13 @@ from gateway.config._conditions import (
     BaselineCondition,
     CommLossCondition,
     CounterCondition,
+    EdgeCondition,
     RateCondition,
     ScheduleCondition,
     ScheduleWindow,
     StaleCondition,
     condition_points,
+    edge_holds,
     uses_quantifiers,
 )
 from gateway.config._detectors import bundled_detector_dirs, expand_detectors
@@ -61,6 +63,12 @@ from gateway.config._models import (
     durable_state_dir,
     placeholders,
 )
+from gateway.config._offline import (
+    OfflinePolicy,
+    OfflineSetting,
+    device_stale_leaves,
+    offline_warnings,
+)
 from gateway.config._types import Duration, StrictModel, parse_duration
 from gateway.config._yaml import (
     MAX_DEPTH,
@@ -98,6 +106,7 @@ __all__ = [
     "CounterCondition",
     "DeviceConfig",
     "Duration",
+    "EdgeCondition",
     "EscalationStep",
     "FloodConfig",
     "GatewayConfig",
@@ -116,6 +125,8 @@ __all__ = [
     "MqttDevice",
     "MqttPoint",
     "NotCondition",
+    "OfflinePolicy",
+    "OfflineSetting",
     "OutboxConfig",
     "PointCondition",
     "Priority",
@@ -136,10 +147,13 @@ __all__ = [
     "bundled_detector_dirs",
     "bundled_profile_dirs",
     "condition_points",
+    "device_stale_leaves",
     "durable_state_dir",
+    "edge_holds",
     "expand_detectors",
     "load_config",
     "load_config_text",
+    "offline_warnings",
     "parse_duration",
     "parse_yaml",
     "placeholders",

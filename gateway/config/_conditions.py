@@ -3,8 +3,9 @@
 Leaves compare one point (``{point: v, gt: 242, deadband: 2}``), watch data age or quality
 (``{stale: 5m}``, ``{comm_loss: true}``), rate of change (``{point: t, rate_gt: 5, per: 1m}``),
 count events in a sliding window (``{point: event, count: invalid_card, at_least: 5,
-within: 60s}``) or the time of day (``{schedule: {from: "00:00", to: "06:00"}}``); ``all``,
-``any`` and ``not`` combine them.
+within: 60s}``), catch a change as it happens (``{point: open, becomes: true, while:
+{point: locked, eq: true}}``) or the time of day (``{schedule: {from: "00:00", to: "06:00"}}``);
+``all``, ``any`` and ``not`` combine them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "CommLossCondition",
     "Condition",
     "CounterCondition",
+    "EdgeCondition",
     "NotCondition",
     "PointCondition",
     "RateCondition",
@@ -34,6 +36,7 @@ __all__ = [
     "ScheduleWindow",
     "StaleCondition",
     "condition_points",
+    "edge_holds",
     "uses_quantifiers",
 ]
 
@@ -128,6 +131,27 @@ class CounterCondition(_Model):
                     "eq: 1} to count door cycles within one stop")
 
 
+class EdgeCondition(_Model):
+    """True for ``hold`` seconds after the point changed into ``becomes`` (from ``from`` when
+    given), if ``while`` held at that instant: "the door opened while locked".
+
+    A change is an instant, so the leaf stays true for ``hold`` afterwards; that is what lets
+    ``for``, ``clear_for`` and ``all`` work with it. The first reading after start-up, or after
+    a reading that was not good, is not a change: what happened in between is unknown.
+    """
+
+    point: Identifier
+    becomes: Value
+    from_: Value | None = Field(default=None, alias="from",
+                                description="only a change from this value counts")
+    while_: Condition | None = Field(
+        default=None, alias="while",
+        description="judged once, at the instant of the change (with the other values of the "
+                    "same message); the change counts only if it is definitely true")
+    hold: Duration = Field(default=5.0, gt=0, le=86400,
+                           description="how long the leaf stays true after the change")
+
+
 class ScheduleWindow(_Model):
     from_: str = Field(alias="from", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     to: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
@@ -200,7 +224,7 @@ _TAGS: tuple[tuple[str, str], ...] = (
     ("all", "all-of"), ("any", "any-of"), ("not", "not-of"), ("stale", "stale-check"),
     ("comm_loss", "comm-loss-check"), ("schedule", "schedule-check"), ("count", "counter"),
     ("rate_gt", "rate-check"), ("rate_lt", "rate-check"), ("rate_abs_gt", "rate-check"),
-    ("above_baseline", "baseline-check"), ("point", "point-check"),
+    ("above_baseline", "baseline-check"), ("becomes", "edge"), ("point", "point-check"),
     ("all_devices", "all-devices"), ("any_device", "any-device"),
 )
 CONDITION_TAGS = frozenset(tag for _, tag in _TAGS)
@@ -222,6 +246,7 @@ Condition = Annotated[
     | Annotated[CommLossCondition, Tag("comm-loss-check")]
     | Annotated[RateCondition, Tag("rate-check")]
     | Annotated[CounterCondition, Tag("counter")]
+    | Annotated[EdgeCondition, Tag("edge")]
     | Annotated[ScheduleCondition, Tag("schedule-check")]
     | Annotated[BaselineCondition, Tag("baseline-check")]
     | Annotated[AllCondition, Tag("all-of")]
@@ -235,6 +260,7 @@ Condition = Annotated[
         custom_error_message="a condition is {point: NAME, eq|ne|gt|ge|lt|le|in: VALUE}, "
                              "{stale: DURATION}, {comm_loss: true}, {point, rate_gt: X}, "
                              "{point, count: VALUE, at_least: N, within: DURATION}, "
+                             "{point, becomes: VALUE}, "
                              "{schedule: {from: HH:MM, to: HH:MM}}, {all: [...]}, "
                              "{any: [...]}, {not: {...}}, {all_devices: {...}} or "
                              "{any_device: {...}}",
@@ -243,7 +269,8 @@ Condition = Annotated[
 
 _MODEL_TAGS.update({PointCondition: "point-check", StaleCondition: "stale-check",
                     CommLossCondition: "comm-loss-check", RateCondition: "rate-check",
-                    CounterCondition: "counter", ScheduleCondition: "schedule-check",
+                    CounterCondition: "counter", EdgeCondition: "edge",
+                    ScheduleCondition: "schedule-check",
                     BaselineCondition: "baseline-check",
                     AllCondition: "all-of", AnyCondition: "any-of", NotCondition: "not-of",
                     AllDevicesCondition: "all-devices", AnyDeviceCondition: "any-device"})
@@ -267,7 +294,25 @@ def condition_points(cond: Condition) -> set[str]:
     names = {point} if point is not None else {ALL_POINTS}
     if isinstance(cond, CounterCondition) and cond.reset is not None:
         names.add(cond.reset.point)
+    if isinstance(cond, EdgeCondition) and cond.while_ is not None:
+        names |= condition_points(cond.while_)
     return names
+
+
+def edge_holds(cond: Condition) -> list[float]:
+    """The ``hold`` of every edge leaf in the condition (to check a rule's ``for`` against)."""
+    if isinstance(cond, AllCondition | AnyCondition):
+        members = cond.all if isinstance(cond, AllCondition) else cond.any
+        return [h for c in members for h in edge_holds(c)]
+    if isinstance(cond, NotCondition):
+        return edge_holds(cond.not_)
+    if isinstance(cond, AllDevicesCondition):
+        return edge_holds(cond.all_devices)
+    if isinstance(cond, AnyDeviceCondition):
+        return edge_holds(cond.any_device)
+    if isinstance(cond, EdgeCondition):
+        return [cond.hold, *(edge_holds(cond.while_) if cond.while_ is not None else [])]
+    return []
 
 
 def uses_quantifiers(cond: Condition) -> bool:
@@ -280,6 +325,8 @@ def uses_quantifiers(cond: Condition) -> bool:
         return any(uses_quantifiers(c) for c in cond.any)
     if isinstance(cond, NotCondition):
         return uses_quantifiers(cond.not_)
+    if isinstance(cond, EdgeCondition) and cond.while_ is not None:
+        return uses_quantifiers(cond.while_)
     return False
 
 
@@ -288,3 +335,4 @@ AnyCondition.model_rebuild()
 NotCondition.model_rebuild()
 AllDevicesCondition.model_rebuild()
 AnyDeviceCondition.model_rebuild()
+EdgeCondition.model_rebuild()

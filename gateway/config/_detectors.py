@@ -11,8 +11,13 @@ A site file says::
           overload-alarm: {priority: P1}
 
 and the loader turns that into ordinary ``rules:`` entries (ids prefixed with the pack name,
-e.g. ``elevator.trapped-between-floors``) before validation. In a pack, a value written as
-``$name`` is replaced by the parameter ``name``.
+e.g. ``elevator.trapped-between-floors``, or with ``as:``) before validation. In a pack, a
+value written as ``$name`` is replaced by the parameter ``name``.
+
+A rule override replaces the keys it names, whole (a ``when`` is never merged with the
+pack's: a half-merged condition tree would be a guess), except ``message``, which is merged
+per language; ``$name`` works in overrides too; the id cannot change; ``devices`` in an
+override replaces the pack's ``kind`` and the other way round.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ __all__ = ["bundled_detector_dirs", "expand_detectors"]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _PARAM = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _PACK_KEYS = {"name", "description", "kind", "params", "rules", "source"}
-_USE_KEYS = {"use", "kind", "devices", "params", "rules"}
+_USE_KEYS = {"use", "as", "kind", "devices", "params", "rules"}
 
 class Problem(Protocol):
     """Records one mistake: key path, what is wrong and expected, what was found."""
@@ -44,8 +49,14 @@ def bundled_detector_dirs() -> list[Path]:
     return [c for c in candidates if c.is_dir()]
 
 
-def expand_detectors(data: dict[str, Any], base_dir: Path, problem: Problem) -> None:
-    """Replace ``data["detectors"]`` by the rules it stands for (appended to ``rules``)."""
+def expand_detectors(data: dict[str, Any], base_dir: Path, problem: Problem,
+                     origins: dict[str, str] | None = None) -> None:
+    """Replace ``data["detectors"]`` by the rules it stands for (appended to ``rules``).
+
+    ``origins`` (if given) receives, for each rule added, its key path (``rules[12]``) and
+    where it comes from (``detectors[0], pack elevator, rule offline``), so that a mistake
+    in it can be reported where the user can fix it.
+    """
     entries = data.pop("detectors", None)
     if entries is None:
         return
@@ -58,6 +69,7 @@ def expand_detectors(data: dict[str, Any], base_dir: Path, problem: Problem) -> 
     devices = data.get("devices")
     kinds = {d.get("kind") for d in devices if isinstance(d, dict)
              and isinstance(d.get("kind"), str)} if isinstance(devices, list) else set()
+    prefixes: dict[str, str] = {}
     for i, entry in enumerate(entries):
         path = f"detectors[{i}]"
         use = entry if isinstance(entry, str) else entry.get("use") \
@@ -70,12 +82,24 @@ def expand_detectors(data: dict[str, Any], base_dir: Path, problem: Problem) -> 
         options: dict[str, Any] = entry if isinstance(entry, dict) else {}
         if not _options_ok(options, path, problem):
             continue
+        prefix = options.get("as", use)
+        if prefix in prefixes:
+            problem(path, f"pack {use!r} is already used by {prefixes[prefix]}: their rules "
+                          f"would have the same ids ({prefix}.<rule>). Give this entry a name "
+                          f"of its own with 'as: NAME' (its rules become NAME.<rule>), or "
+                          f"make it one entry")
+            continue
+        prefixes[prefix] = path
         pack = _load_pack(use, base_dir, path, problem)
         if pack is not None:
             # A pack covers a whole facility system; its rules for kinds this site does not
             # have (no water meters, say) are left out rather than reported as errors.
-            rules.extend(r for r in _expand(pack, use, options, path, problem)
-                         if "devices" in r or _text(r.get("kind")) in kinds)
+            for rule in _expand(pack, use, options, prefix=prefix, path=path, problem=problem):
+                if "devices" in rule or _text(rule.get("kind")) in kinds:
+                    if origins is not None:
+                        origins[f"rules[{len(rules)}]"] = (
+                            f"{path}, pack {use}, rule {rule['id'].partition('.')[2]}")
+                    rules.append(rule)
 
 
 def _options_ok(options: dict[str, Any], path: str, problem: Problem) -> bool:
@@ -85,6 +109,11 @@ def _options_ok(options: dict[str, Any], path: str, problem: Problem) -> bool:
         problem(path, f"unknown key(s) {_names(unknown)}; expected {_names(_USE_KEYS)}")
         return False
     ok = True
+    name = options.get("as")
+    if name is not None and (not isinstance(name, str) or not _NAME.fullmatch(name)):
+        problem(f"{path}.as", "expected a name for this use of the pack (letters, digits, "
+                              "'_', '-', '.'; at most 64 characters)", found=_shown(name))
+        ok = False
     params = options.get("params")
     if params is not None and not isinstance(params, dict):
         problem(f"{path}.params", "expected a mapping of parameter: value",
@@ -100,6 +129,10 @@ def _options_ok(options: dict[str, Any], path: str, problem: Problem) -> bool:
             if not isinstance(switch, bool | dict):
                 problem(f"{path}.rules.{rule_id}", "expected false, true or a mapping of "
                                                    "overrides", found=_shown(switch))
+                ok = False
+            elif isinstance(switch, dict) and "id" in switch:
+                problem(f"{path}.rules.{rule_id}.id", "a pack rule's id cannot be changed; "
+                        "switch the rule off (false) and write your own under 'rules:'")
                 ok = False
     return ok
 
@@ -129,8 +162,8 @@ def _load_pack(name: str, base_dir: Path, path: str, problem: Problem) -> dict[s
     return pack
 
 
-def _expand(pack: dict[str, Any], name: str, options: dict[str, Any], path: str,
-            problem: Problem) -> list[dict[str, Any]]:
+def _expand(pack: dict[str, Any], name: str, options: dict[str, Any], *, prefix: str,
+            path: str, problem: Problem) -> list[dict[str, Any]]:
     params = dict(pack.get("params") or {})
     overrides: dict[Any, Any] = options.get("params") or {}
     unknown = set(overrides) - set(params)
@@ -151,7 +184,7 @@ def _expand(pack: dict[str, Any], name: str, options: dict[str, Any], path: str,
         if switch is False:
             continue
         rule = _substitute(raw, params)
-        rule["id"] = f"{name}.{rule.get('id')}"
+        rule["id"] = f"{prefix}.{rule.get('id')}"
         if "devices" in options:
             rule.pop("kind", None)
             rule["devices"] = options["devices"]
@@ -160,9 +193,22 @@ def _expand(pack: dict[str, Any], name: str, options: dict[str, Any], path: str,
         else:
             rule.setdefault("kind", pack.get("kind"))
         if isinstance(switch, dict):
-            rule.update(switch)
+            _override(rule, _substitute(switch, params))
         out.append(rule)
     return out
+
+
+def _override(rule: dict[str, Any], changes: dict[str, Any]) -> None:
+    """Apply a site's changes to one pack rule (see the module docstring)."""
+    for key, value in changes.items():
+        if key == "message" and isinstance(value, dict) and isinstance(rule.get(key), dict):
+            rule[key] = {**rule[key], **value}
+            continue
+        if key == "devices":
+            rule.pop("kind", None)
+        elif key == "kind":
+            rule.pop("devices", None)
+        rule[key] = value
 
 
 def _substitute(value: Any, params: dict[str, Any]) -> Any:

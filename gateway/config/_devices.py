@@ -11,6 +11,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config._offline import OfflineSetting
 from gateway.config._types import Duration, Identifier, Value
 from gateway.config._types import StrictModel as _Model
 
@@ -215,6 +216,10 @@ class MqttDevice(_DeviceBase):
         description="Fill topic placeholders for this one device, e.g. {door: D1} turns a "
                     "profile's acs/{door}/state into acs/D1/state.")
     points: list[MqttPoint] = Field(default_factory=list)
+    offline: OfflineSetting | None = Field(
+        default=None,
+        description="What silence means for rules that call a silent device offline: "
+                    "'never' (it reports only on change), or {heartbeat: [points], after}.")
 
     @model_validator(mode="before")
     @classmethod
@@ -240,6 +245,7 @@ class MqttDevice(_DeviceBase):
                 raise ValueError(
                     f"point {point.name!r}: topic {point.topic!r} lacks placeholder(s) "
                     f"{', '.join('{' + m + '}' for m in sorted(missing))} used in the device id")
+        _check_offline(self)
         return self
 
 
@@ -276,6 +282,17 @@ def _check_topic(topic: str) -> None:
     names = _PLACEHOLDER.findall(topic)
     if len(names) != len(set(names)):
         raise ValueError(f"a placeholder appears twice in {topic!r}")
+
+
+def _check_offline(dev: MqttDevice) -> None:
+    if dev.offline == "never" and dev.stale_after is not None:
+        raise ValueError("offline: never (the device reports only on change) contradicts "
+                         "stale_after, which marks it comm-loss when it is silent: remove one")
+    if dev.offline is not None and dev.offline != "never":
+        unknown = set(dev.offline.heartbeat) - {p.name for p in dev.points}
+        if unknown:
+            raise ValueError(f"offline.heartbeat: the device has no point(s) "
+                             f"{', '.join(sorted(unknown))}")
 
 
 def _check_unique_points(points: list[Any]) -> None:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from gateway.config._conditions import CONDITION_TAGS
 from gateway.config._detectors import expand_detectors
 from gateway.config._models import GatewayConfig
+from gateway.config._offline import OFFLINE_TAGS
 from gateway.config._yaml import YamlProblem, parse_yaml, read_limited
 from gateway.errors import ConfigError, ConfigProblem
 
@@ -32,7 +33,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 #: A profile or detector pack name: what an id may be (see ``Identifier``).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _SECRET_KEYS = {"password", "token", "secret", "api_key"}
-_UNION_TAGS = {"modbus-tcp", "modbus-rtu", "mqtt", *CONDITION_TAGS}
+_UNION_TAGS = {"modbus-tcp", "modbus-rtu", "mqtt", *CONDITION_TAGS, *OFFLINE_TAGS}
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -69,7 +70,7 @@ def load_config_text(text: str, *, source: str = "<config>", base_dir: Path | No
                                                  found=type(data).__name__)])
     data = ctx.substitute_env(data, "")
     ctx.apply_profiles(data)
-    expand_detectors(data, ctx.base_dir, ctx.problem)
+    expand_detectors(data, ctx.base_dir, ctx.problem, ctx.from_pack)
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
@@ -96,8 +97,13 @@ class _Context:
     lines: dict[str, int] = field(default_factory=dict)
     from_env: dict[str, str] = field(default_factory=dict)
     from_profile: dict[str, str] = field(default_factory=dict)
+    #: Rules made from detector packs (``rules[12]``) and where they come from.
+    from_pack: dict[str, str] = field(default_factory=dict)
 
     def problem(self, path: str, message: str, found: str | None = None) -> None:
+        origin = self.from_pack.get(re.sub(r"^(rules\[\d+\]).*", r"\1", path))
+        if origin is not None:
+            message += f" (in the rule from {origin})"
         line = self._line_of(path)
         where = f"{path} (line {line})" if line is not None and path else path
         # Messages may quote what the file says, which may be 10,000 characters long.

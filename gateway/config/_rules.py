@@ -13,6 +13,7 @@ from gateway.config._conditions import (
     ALL_POINTS,
     Condition,
     condition_points,
+    edge_holds,
     uses_quantifiers,
 )
 from gateway.config._types import Duration, Identifier
@@ -73,6 +74,12 @@ class RuleConfig(_Model):
         if self.group_by is None and quantified:
             raise ValueError("all_devices/any_device need 'group_by' (site, building, floor, "
                              "zone or room)")
+        short = [h for h in edge_holds(self.when) if h <= self.for_]
+        if short:
+            raise ValueError(f"'for' ({self.for_:g} s) is not shorter than the 'hold' of a "
+                             f"'becomes' condition ({min(short):g} s): a change is true only "
+                             f"for 'hold' after it happens, so the alarm could never fire; "
+                             f"make 'hold' longer than 'for'")
         return self
 
     def points(self) -> set[str]:

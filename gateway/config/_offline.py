@@ -1,0 +1,122 @@
+"""How silence from an MQTT device is judged: a device's ``offline:`` policy.
+
+A polled Modbus device that stops answering is comm-loss at once. An MQTT device only ever
+speaks for itself, and many (door contacts, fire zones) publish only when something changes:
+hours of silence are normal for them. Rules that call a silent device offline (``{stale: 90s}``
+without ``point``) are therefore only as good as what the device promises::
+
+    offline: never                        # reports only on change, no heartbeat
+    offline: {heartbeat: [heartbeat_seq]} # only these points prove it is alive
+    offline: {after: 10m}                 # it reports at least every few minutes
+
+The policy is honoured by the ``stale`` condition (device-wide form) and checked against the
+rules by :func:`offline_warnings`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag
+
+from gateway.config._conditions import (
+    AllCondition,
+    AllDevicesCondition,
+    AnyCondition,
+    AnyDeviceCondition,
+    Condition,
+    EdgeCondition,
+    NotCondition,
+    StaleCondition,
+)
+from gateway.config._types import Duration, Identifier
+from gateway.config._types import StrictModel as _Model
+
+if TYPE_CHECKING:
+    from gateway.config._models import GatewayConfig
+
+__all__ = ["OFFLINE_TAGS", "OfflinePolicy", "OfflineSetting", "device_stale_leaves",
+           "offline_warnings"]
+
+#: Internal union tags, hidden from error paths by the loader.
+OFFLINE_TAGS = frozenset({"offline-never", "offline-policy"})
+
+
+class OfflinePolicy(_Model):
+    """What silence from the device means to ``stale`` conditions (without ``point``)."""
+
+    after: Duration | None = Field(
+        default=None, gt=0,
+        description="silence this long means offline, instead of the rule's own duration")
+    heartbeat: list[Identifier] = Field(
+        default_factory=list,
+        description="points whose readings prove the device alive (a heartbeat or status "
+                    "topic); other points may stay silent for ever. Empty: any point")
+
+
+def _offline_tag(value: Any) -> str | None:
+    # One clear message for a wrong value instead of one per union member.
+    if isinstance(value, str):
+        return "offline-never" if value == "never" else None
+    return "offline-policy" if isinstance(value, dict | OfflinePolicy) else None
+
+
+#: ``never``: the device reports only on change; silence never means offline.
+OfflineSetting = Annotated[
+    Annotated[Literal["never"], Tag("offline-never")]
+    | Annotated[OfflinePolicy, Tag("offline-policy")],
+    Discriminator(_offline_tag, custom_error_type="offline",
+                  custom_error_message="expected 'never' or a mapping {heartbeat: [POINT, "
+                                       "...], after: DURATION}"),
+]
+
+
+def device_stale_leaves(cond: Condition) -> list[StaleCondition]:
+    """The ``stale`` leaves that judge the whole device (no ``point``) in a condition."""
+    if isinstance(cond, StaleCondition):
+        return [cond] if cond.point is None else []
+    if isinstance(cond, AllCondition | AnyCondition):
+        members = cond.all if isinstance(cond, AllCondition) else cond.any
+        return [leaf for c in members for leaf in device_stale_leaves(c)]
+    if isinstance(cond, NotCondition):
+        return device_stale_leaves(cond.not_)
+    if isinstance(cond, AllDevicesCondition):
+        return device_stale_leaves(cond.all_devices)
+    if isinstance(cond, AnyDeviceCondition):
+        return device_stale_leaves(cond.any_device)
+    if isinstance(cond, EdgeCondition) and cond.while_ is not None:
+        return device_stale_leaves(cond.while_)
+    return []
+
+
+def offline_warnings(config: GatewayConfig) -> list[tuple[str, str]]:
+    """``(key path, message)`` for MQTT devices whose silence a rule judges without knowing
+    whether the device reports periodically, or never judges because it does not."""
+    found: list[tuple[str, str]] = []
+    for rule in config.rules:
+        leaves = device_stale_leaves(rule.when)
+        if not leaves:
+            continue
+        after = f"{min(leaf.stale for leaf in leaves):g} s"
+        for dev in config.rule_devices(rule):
+            if dev.driver != "mqtt":
+                continue
+            path = f"devices[{_index(config, dev.id)}]"
+            if dev.offline == "never":
+                found.append((f"{path}.offline", (
+                    f"rule {rule.id} calls {dev.id} offline after {after} without a message, "
+                    f"but the device says 'offline: never' (it reports only on change): that "
+                    f"rule never fires for it, so nothing notices if it goes offline. Give it "
+                    f"a heartbeat point (offline: {{heartbeat: [POINT]}}) or a rule on its "
+                    f"status/last-will point")))
+            elif dev.offline is None and dev.stale_after is None:
+                found.append((path, (
+                    f"rule {rule.id} calls {dev.id} offline after {after} without a message. "
+                    f"If the device reports only on change, set 'offline: never' (or "
+                    f"'offline: {{heartbeat: [POINT]}}'); if it reports at least that often, "
+                    f"say so with 'offline: {{after: DURATION}}' or 'stale_after'")))
+    return sorted(found, key=lambda f: f[0])
+
+
+def _index(config: GatewayConfig, device_id: str) -> int:
+    return next(i for i, d in enumerate(config.devices) if d.id == device_id)
