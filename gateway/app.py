@@ -9,6 +9,9 @@
                                                          status answers    UpstreamPublisher (MQTT)
                                                                   └──────── HttpPublisher, StatusApi
 
+Drivers publish to the bus through a :class:`~gateway.points.PointStage`, which adds the
+devices' derived points and expired event values to the stream.
+
 Only this module (and the CLI) knows every stage; the stages know only their neighbours'
 messages.
 """
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
-from drivers.base import Driver
+from drivers.base import Driver, ReadingSink
 from drivers.modbus import build_modbus_links
 from drivers.mqtt import build_mqtt_drivers
 from gateway.aio import first_of
@@ -37,6 +40,7 @@ from gateway.health import HealthModel, HealthReport, JournalStatus
 from gateway.http_server import RouteOwner, WebServer, listen_settings
 from gateway.liveness import Liveness
 from gateway.outbox import DeliveryProgress, Outbox, OutboxItem
+from gateway.points import PointStage
 from gateway.readings import LastReadings
 from gateway.sdnotify import notify
 from gateway.supervisor import Supervisor
@@ -61,7 +65,7 @@ GRACE_PERIOD = 3.0
 #: Exit status when the gateway stopped itself because its health was failing.
 EXIT_FAILING = 3
 #: Stages the alarm path depends on: the health model is stricter with them.
-_CRITICAL = frozenset({"alarms", "workorders", "upstream", "upstream-http"})
+_CRITICAL = frozenset({"alarms", "points", "workorders", "upstream", "upstream-http"})
 
 _MQTT_CHANNELS = frozenset({"work-orders", "alarms", "telemetry"})
 
@@ -99,6 +103,8 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.observers = list(observers)
         self.bus = Bus()
+        #: Drivers publish through it: derived points and expired event values join there.
+        self.points = PointStage(config.devices, self.clock, self.bus.publish)
         self.drivers: list[Driver] = [*build_modbus_links(config.devices, self.clock),
                                       *build_mqtt_drivers(config, self.clock)]
         self.desk = WorkOrderDesk(config.site, self.clock, self._on_work_order,
@@ -174,7 +180,8 @@ class Gateway:
     async def _run_stages(self, trigger: Callable[[], Awaitable[None]]) -> None:
         async with asyncio.TaskGroup() as tg:
             stages: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-                *((d.name, _runner(d, self.bus)) for d in self.drivers),
+                *((d.name, _runner(d, self.points.publish)) for d in self.drivers),
+                *([("points", self.points.run)] if self.points.needed else []),
                 ("alarms", lambda: self.engine.run(self._alarm_feed)),
                 ("workorders", self.desk.run),
                 ("readings", lambda: self.readings.run(self._readings_feed)),
@@ -347,5 +354,5 @@ async def wait_for_signals() -> None:
                 loop.remove_signal_handler(sig)
 
 
-def _runner(driver: Driver, bus: Bus) -> Callable[[], Awaitable[None]]:
-    return lambda: driver.run(bus.publish)
+def _runner(driver: Driver, sink: ReadingSink) -> Callable[[], Awaitable[None]]:
+    return lambda: driver.run(sink)

@@ -14,6 +14,7 @@ from gateway.config._conditions import (
     condition_points,
     uses_quantifiers,
 )
+from gateway.config._derived import derived_order, derived_problems
 from gateway.config._detectors import bundled_detector_dirs, expand_detectors
 from gateway.config._loader import bundled_profile_dirs, load_config, load_config_text
 from gateway.config._models import (
@@ -28,6 +29,7 @@ from gateway.config._models import (
     ChatterConfig,
     Condition,
     ConsoleConfig,
+    DerivedPoint,
     DeviceConfig,
     EscalationStep,
     FloodConfig,
@@ -61,7 +63,7 @@ from gateway.config._models import (
     durable_state_dir,
     placeholders,
 )
-from gateway.config._types import Duration, StrictModel, parse_duration
+from gateway.config._types import Duration, StrictModel, map_key, parse_duration
 from gateway.config._yaml import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
@@ -96,6 +98,7 @@ __all__ = [
     "Condition",
     "ConsoleConfig",
     "CounterCondition",
+    "DerivedPoint",
     "DeviceConfig",
     "Duration",
     "EscalationStep",
@@ -136,10 +139,13 @@ __all__ = [
     "bundled_detector_dirs",
     "bundled_profile_dirs",
     "condition_points",
+    "derived_order",
+    "derived_problems",
     "durable_state_dir",
     "expand_detectors",
     "load_config",
     "load_config_text",
+    "map_key",
     "parse_duration",
     "parse_yaml",
     "placeholders",

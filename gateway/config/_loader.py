@@ -211,9 +211,12 @@ class _Context:
         except (OSError, UnicodeDecodeError) as exc:
             self.problem(path, f"profile {file} cannot be read: {exc}")
             return None
-        allowed = {"name", "description", "kind", "driver", "points", "source"}
+        allowed = {"name", "description", "kind", "driver", "points", "derived", "source"}
         if not isinstance(profile, dict) or not isinstance(profile.get("points"), list):
             self.problem(path, f"profile {file} must be a mapping with a 'points' list")
+            return None
+        if not isinstance(profile.get("derived", []), list):
+            self.problem(path, f"profile {file}: 'derived' must be a list")
             return None
         unknown = set(profile) - allowed
         if unknown:
@@ -244,15 +247,18 @@ class _Context:
             return
         if "kind" in profile and "kind" not in dev:
             dev["kind"] = profile["kind"]
-        own = dev.get("points") or []
-        if not isinstance(own, list):
-            return  # validation reports the device's own 'points' as not a list
-        own_names = {_name_of(p) for p in own} - {None}
-        inherited = [dict(p) for p in profile["points"]
-                     if isinstance(p, dict) and _name_of(p) not in own_names]
-        dev["points"] = inherited + own
-        for j in range(len(inherited)):
-            self.from_profile[f"{path}.points[{j}]"] = profile["_file"]
+        for key in ("points", "derived"):
+            own = dev.get(key) or []
+            if not isinstance(own, list):
+                continue  # validation reports the device's own 'points' as not a list
+            own_names = {_name_of(p) for p in own} - {None}
+            inherited = [dict(p) for p in profile.get(key, [])
+                         if isinstance(p, dict) and _name_of(p) not in own_names]
+            if not inherited and key not in dev:
+                continue
+            dev[key] = inherited + own
+            for j in range(len(inherited)):
+                self.from_profile[f"{path}.{key}[{j}]"] = profile["_file"]
 
     # -- validation errors
 
