@@ -247,11 +247,17 @@ class _Context:
             return
         if "kind" in profile and "kind" not in dev:
             dev["kind"] = profile["kind"]
+        # The device's own points and derived points replace the profile's of the same name,
+        # either way: a derived service_mode replaces a profile's register of that name.
+        own_names: set[str | None] = set()
+        for key in ("points", "derived"):
+            if isinstance(dev.get(key), list):
+                own_names |= {_name_of(p) for p in dev[key]}
+        own_names.discard(None)
         for key in ("points", "derived"):
             own = dev.get(key) or []
             if not isinstance(own, list):
                 continue  # validation reports the device's own 'points' as not a list
-            own_names = {_name_of(p) for p in own} - {None}
             inherited = [dict(p) for p in profile.get(key, [])
                          if isinstance(p, dict) and _name_of(p) not in own_names]
             if not inherited and key not in dev:
