@@ -7,12 +7,14 @@ MQTT message, delivered without a pause); what comes out is what the bus would c
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from gateway.cli import print_summary
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, load_config, load_config_text
 from gateway.errors import ConfigError
@@ -377,3 +379,11 @@ devices:
     (line,) = problems(site)
     assert "expire_after and expire_to go together" in line
     assert "devices[0].points[0] (line 7)" in line
+
+
+def test_check_config_summary_counts_and_lists_derived_points() -> None:
+    out = io.StringIO()
+    print_summary(load_config_text(SITE), out)
+    text = out.getvalue()
+    assert "3 device(s) enabled (0 disabled), 6 point(s) and 6 derived:" in text
+    assert "  E1 derives inspection, fire_recall, service_mode, mode_text, per_hour\n" in text
