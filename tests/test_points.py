@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.alarms import AlarmEngine, AlarmEvent
+from gateway.bus import Bus
 from gateway.cli import print_summary
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, load_config, load_config_text
@@ -387,3 +389,35 @@ def test_check_config_summary_counts_and_lists_derived_points() -> None:
     text = out.getvalue()
     assert "3 device(s) enabled (0 disabled), 6 point(s) and 6 derived:" in text
     assert "  E1 derives inspection, fire_recall, service_mode, mode_text, per_hour\n" in text
+
+
+async def test_rules_messages_and_evidence_see_derived_points(fake_clock: FakeClock) -> None:
+    site = SITE.replace("devices:\n", """rules:
+  - id: inspection-note
+    devices: [E1]
+    when: {point: service_mode, eq: 2}
+    category: elevator_fault
+    priority: P3
+    message: {zh: "{device}检修 {inspection}/{service_mode}", en: "{device} mode {service_mode}"}
+devices:
+""", 1)
+    config = load_config_text(site)
+    bus = Bus()
+    announced: list[AlarmEvent] = []
+
+    async def sink(event: AlarmEvent) -> None:
+        announced.append(event)
+
+    engine = AlarmEngine(config, fake_clock, sink)
+    stage = PointStage(config.devices, fake_clock, bus.publish)
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(engine.run(bus.subscribe("alarms"))), tg.create_task(stage.run())]
+        await fake_clock.advance(0)
+        for point, value in {"mode_word": 1, "car_status": 1, "speed": 1.0}.items():
+            await stage.publish(Reading("E1", point, value, Quality.GOOD, fake_clock.time()))
+        await fake_clock.advance(0)
+        for task in tasks:
+            task.cancel()
+    (event,) = announced
+    assert event.message_zh == "E1检修 True/2"
+    assert event.evidence == {"service_mode": 2}
