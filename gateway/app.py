@@ -9,6 +9,9 @@
                                                          status answers    UpstreamPublisher (MQTT)
                                                                   └──────── HttpPublisher, StatusApi
 
+Drivers publish to the bus through a :class:`~gateway.points.PointStage`, which adds the
+devices' derived points and expired event values to the stream.
+
 Only this module (and the CLI) knows every stage; the stages know only their neighbours'
 messages.
 
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
-from drivers.base import Driver
+from drivers.base import Driver, ReadingSink
 from drivers.modbus import build_modbus_links
 from drivers.mqtt import build_mqtt_drivers
 from gateway.aio import first_of
@@ -43,6 +46,7 @@ from gateway.health import HealthModel, HealthReport, JournalStatus
 from gateway.http_server import RouteOwner, WebServer, listen_settings
 from gateway.liveness import Liveness
 from gateway.outbox import DeliveryProgress, Outbox, OutboxItem
+from gateway.points import PointStage
 from gateway.readings import LastReadings
 from gateway.reload import driver_inputs, restart_only_changes
 from gateway.sdnotify import notify, notify_reloading
@@ -68,7 +72,7 @@ GRACE_PERIOD = 3.0
 #: Exit status when the gateway stopped itself because its health was failing.
 EXIT_FAILING = 3
 #: Stages the alarm path depends on: the health model is stricter with them.
-_CRITICAL = frozenset({"alarms", "workorders", "upstream", "upstream-http"})
+_CRITICAL = frozenset({"alarms", "points", "workorders", "upstream", "upstream-http"})
 
 _MQTT_CHANNELS = frozenset({"work-orders", "alarms", "telemetry"})
 
@@ -124,6 +128,8 @@ class Gateway:
         self._reload_lock = asyncio.Lock()
         #: Config reloads applied since start.
         self.reloads = 0
+        #: Drivers publish through it: derived points and expired event values join there.
+        self.points = PointStage(config.devices, self.clock, self.bus.publish)
         self.desk = WorkOrderDesk(config.site, self.clock, self._on_work_order,
                                   policies=config.work_orders)
         self.outbox: Outbox | None = None
@@ -131,27 +137,7 @@ class Gateway:
         self.http: HttpPublisher | None = None
         self.web: WebServer | None = None
         self.console: ConsoleService | None = None
-        up = config.upstream
-        if up is not None:
-            targets: dict[str, frozenset[str]] = {}
-            if up.broker is not None:
-                targets["mqtt"] = _MQTT_CHANNELS
-            if up.http is not None:
-                targets["http"] = frozenset(
-                    {"work-orders", *(["alarms"] if up.http.alarms_url else [])})
-            path = outbox_path(config)
-            if path is None:
-                log.warning("no state_dir configured: the outbox is in memory, and work orders "
-                            "not yet delivered are lost if the gateway stops")
-            self.outbox = Outbox(path, targets=targets, clock=self.clock,
-                                 max_messages=up.outbox.max_messages,
-                                 max_bytes=int(up.outbox.max_bytes),
-                                 snapshot_max_age=config.work_orders.forget_after)
-            if up.broker is not None:
-                self.upstream = UpstreamPublisher(config, self.clock, self.outbox,
-                                                  on_answer=self._on_answer)
-            if up.http is not None:
-                self.http = HttpPublisher(up.http, self.clock, self.outbox)
+        self._build_upstream(config)
         self.engine = AlarmEngine(config, self.clock, self._on_alarm,
                                   listener=self._on_alarm_event)
         self._alarm_feed = self.bus.subscribe("alarms", maxsize=10_000, overflow=Overflow.BLOCK)
@@ -180,6 +166,30 @@ class Gateway:
         self._give_up = asyncio.Event()
         self.started = asyncio.Event()
 
+    def _build_upstream(self, config: GatewayConfig) -> None:
+        """The outbox and the publishers that drain it, when an upstream is configured."""
+        up = config.upstream
+        if up is not None:
+            targets: dict[str, frozenset[str]] = {}
+            if up.broker is not None:
+                targets["mqtt"] = _MQTT_CHANNELS
+            if up.http is not None:
+                targets["http"] = frozenset(
+                    {"work-orders", *(["alarms"] if up.http.alarms_url else [])})
+            path = outbox_path(config)
+            if path is None:
+                log.warning("no state_dir configured: the outbox is in memory, and work orders "
+                            "not yet delivered are lost if the gateway stops")
+            self.outbox = Outbox(path, targets=targets, clock=self.clock,
+                                 max_messages=up.outbox.max_messages,
+                                 max_bytes=int(up.outbox.max_bytes),
+                                 snapshot_max_age=config.work_orders.forget_after)
+            if up.broker is not None:
+                self.upstream = UpstreamPublisher(config, self.clock, self.outbox,
+                                                  on_answer=self._on_answer)
+            if up.http is not None:
+                self.http = HttpPublisher(up.http, self.clock, self.outbox)
+
     async def run(self, shutdown_trigger: Callable[[], Awaitable[None]] | None = None) -> None:
         """Run until ``shutdown_trigger()`` returns (default: SIGTERM or SIGINT)."""
         trigger = shutdown_trigger or wait_for_signals
@@ -198,7 +208,9 @@ class Gateway:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             stages: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-                *((d.name, _runner(d, self.bus)) for d in self.drivers),
+                *((d.name, _runner(d, self.points.publish)) for d in self.drivers),
+                # Always runs: a reload may give a device derived or expiring points.
+                ("points", self.points.run),
                 ("alarms", lambda: self.engine.run(self._alarm_feed)),
                 ("workorders", self.desk.run),
                 ("readings", lambda: self.readings.run(self._readings_feed)),
@@ -348,6 +360,7 @@ class Gateway:
         for name in replaced:
             await self._stop_stage(name)
         try:
+            self.points.reconfigure(config.devices)
             engine = await self.engine.reconfigure(config)
         except Exception:
             # A bug, not a config mistake (the config was checked): the links must still come
@@ -362,7 +375,7 @@ class Gateway:
             if not self.supervisor.stopping:
                 for driver in self.drivers:
                     if driver.name not in kept:
-                        self._start_stage(driver.name, _runner(driver, self.bus))
+                        self._start_stage(driver.name, _runner(driver, self.points.publish))
         if config.log_level != self.config.log_level:
             logging.getLogger().setLevel(config.log_level)
         self.config = config
@@ -521,5 +534,5 @@ def _build_drivers(config: GatewayConfig, clock: Clock) -> list[Driver]:
     return [*build_modbus_links(config.devices, clock), *build_mqtt_drivers(config, clock)]
 
 
-def _runner(driver: Driver, bus: Bus) -> Callable[[], Awaitable[None]]:
-    return lambda: driver.run(bus.publish)
+def _runner(driver: Driver, sink: ReadingSink) -> Callable[[], Awaitable[None]]:
+    return lambda: driver.run(sink)

@@ -196,10 +196,14 @@ def print_summary(config: GatewayConfig, out: TextIO) -> None:
         print("upstream: none (alarms and work orders stay on this gateway)", file=out)
     enabled = [d for d in config.devices if d.enabled]
     points = sum(len(d.points) for d in enabled)
+    derived = sum(len(d.derived) for d in enabled)
     print(f"{len(enabled)} device(s) enabled ({len(config.devices) - len(enabled)} disabled), "
-          f"{points} point(s):", file=out)
+          f"{points} point(s)" + (f" and {derived} derived" if derived else "") + ":", file=out)
     for line in [*describe_polling(config.devices), *describe_subscriptions(config)]:
         print(f"  {line}", file=out)
+    for dev in enabled:
+        if dev.derived:
+            print(f"  {dev.id} derives {', '.join(d.name for d in dev.derived)}", file=out)
     print(f"{len(config.rules)} rule(s):", file=out)
     for rule in config.rules:
         targets = [d.id for d in config.rule_devices(rule)]

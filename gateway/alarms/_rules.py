@@ -251,7 +251,7 @@ class RuleEvaluator:
             self._instances[device_id] = insts
             now = self._clock.monotonic()
             if dev is not None:
-                self._last_good.setdefault(device_id, {p.name: now for p in dev.points})
+                self._last_good.setdefault(device_id, dict.fromkeys(dev.point_names(), now))
         return insts
 
     def _build_groups(self, rule: RuleConfig, config: GatewayConfig) -> None:

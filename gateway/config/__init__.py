@@ -16,6 +16,7 @@ from gateway.config._conditions import (
     edge_holds,
     uses_quantifiers,
 )
+from gateway.config._derived import derived_order, derived_problems
 from gateway.config._detectors import bundled_detector_dirs, expand_detectors
 from gateway.config._loader import bundled_profile_dirs, load_config, load_config_text
 from gateway.config._models import (
@@ -30,6 +31,7 @@ from gateway.config._models import (
     ChatterConfig,
     Condition,
     ConsoleConfig,
+    DerivedPoint,
     DeviceConfig,
     EscalationStep,
     FloodConfig,
@@ -69,7 +71,7 @@ from gateway.config._offline import (
     device_stale_leaves,
     offline_warnings,
 )
-from gateway.config._types import Duration, StrictModel, parse_duration
+from gateway.config._types import Duration, StrictModel, map_key, parse_duration
 from gateway.config._yaml import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
@@ -104,6 +106,7 @@ __all__ = [
     "Condition",
     "ConsoleConfig",
     "CounterCondition",
+    "DerivedPoint",
     "DeviceConfig",
     "Duration",
     "EdgeCondition",
@@ -147,12 +150,15 @@ __all__ = [
     "bundled_detector_dirs",
     "bundled_profile_dirs",
     "condition_points",
+    "derived_order",
+    "derived_problems",
     "device_stale_leaves",
     "durable_state_dir",
     "edge_holds",
     "expand_detectors",
     "load_config",
     "load_config_text",
+    "map_key",
     "offline_warnings",
     "parse_duration",
     "parse_yaml",

@@ -11,8 +11,9 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config._derived import DerivedPoint
 from gateway.config._offline import OfflineSetting
-from gateway.config._types import Duration, Identifier, Value
+from gateway.config._types import Duration, Identifier, Value, map_key
 from gateway.config._types import StrictModel as _Model
 
 __all__ = [
@@ -70,7 +71,7 @@ class _PointBase(_Model):
     @classmethod
     def _keys_as_text(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {_map_key(k): v for k, v in value.items()}
+            return {map_key(k): v for k, v in value.items()}
         return value
 
 
@@ -136,6 +137,20 @@ class MqttPoint(_PointBase):
     timestamp_path: str | None = Field(
         default=None,
         description="Field holding the device's own timestamp (epoch s/ms or ISO 8601).")
+    expire_after: Duration | None = Field(
+        default=None, gt=0,
+        description="An event point: this long after its last message the point reads "
+                    "expire_to (until the next message).")
+    expire_to: Value | None = Field(
+        default=None,
+        description="The value an expired point reads, e.g. none or false (with expire_after).")
+
+    @model_validator(mode="after")
+    def _expiry_pair(self) -> MqttPoint:
+        if (self.expire_after is None) != (self.expire_to is None):
+            raise ValueError("expire_after and expire_to go together: after expire_after "
+                             "without a message the point reads expire_to")
+        return self
 
     @field_validator("topic")
     @classmethod
@@ -155,6 +170,15 @@ class _DeviceBase(_Model):
     profile: str | None = Field(default=None,
                                 description="Device profile whose points are merged in.")
     enabled: bool = True
+    derived: list[DerivedPoint] = Field(
+        default_factory=list, max_length=200,
+        description="Points computed from this device's other points (bits, maps, "
+                    "expressions); rules, messages and the console see them like any point.")
+
+    def point_names(self) -> set[str]:
+        """Every point a rule may read: the points read from the device and the derived ones."""
+        points: list[Any] = getattr(self, "points", [])
+        return {p.name for p in points} | {d.name for d in self.derived}
 
 
 class _ModbusDeviceBase(_DeviceBase):
@@ -301,11 +325,3 @@ def _check_unique_points(points: list[Any]) -> None:
         if point.name in seen:
             raise ValueError(f"point name {point.name!r} is used twice")
         seen.add(point.name)
-
-
-def _map_key(key: Any) -> str:
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    if isinstance(key, float) and key.is_integer():
-        return str(int(key))
-    return str(key)

@@ -217,9 +217,12 @@ class _Context:
         except (OSError, UnicodeDecodeError) as exc:
             self.problem(path, f"profile {file} cannot be read: {exc}")
             return None
-        allowed = {"name", "description", "kind", "driver", "points", "source"}
+        allowed = {"name", "description", "kind", "driver", "points", "derived", "source"}
         if not isinstance(profile, dict) or not isinstance(profile.get("points"), list):
             self.problem(path, f"profile {file} must be a mapping with a 'points' list")
+            return None
+        if not isinstance(profile.get("derived", []), list):
+            self.problem(path, f"profile {file}: 'derived' must be a list")
             return None
         unknown = set(profile) - allowed
         if unknown:
@@ -250,15 +253,24 @@ class _Context:
             return
         if "kind" in profile and "kind" not in dev:
             dev["kind"] = profile["kind"]
-        own = dev.get("points") or []
-        if not isinstance(own, list):
-            return  # validation reports the device's own 'points' as not a list
-        own_names = {_name_of(p) for p in own} - {None}
-        inherited = [dict(p) for p in profile["points"]
-                     if isinstance(p, dict) and _name_of(p) not in own_names]
-        dev["points"] = inherited + own
-        for j in range(len(inherited)):
-            self.from_profile[f"{path}.points[{j}]"] = profile["_file"]
+        # The device's own points and derived points replace the profile's of the same name,
+        # either way: a derived service_mode replaces a profile's register of that name.
+        own_names: set[str | None] = set()
+        for key in ("points", "derived"):
+            if isinstance(dev.get(key), list):
+                own_names |= {_name_of(p) for p in dev[key]}
+        own_names.discard(None)
+        for key in ("points", "derived"):
+            own = dev.get(key) or []
+            if not isinstance(own, list):
+                continue  # validation reports the device's own 'points' as not a list
+            inherited = [dict(p) for p in profile.get(key, [])
+                         if isinstance(p, dict) and _name_of(p) not in own_names]
+            if not inherited and key not in dev:
+                continue
+            dev[key] = inherited + own
+            for j in range(len(inherited)):
+                self.from_profile[f"{path}.{key}[{j}]"] = profile["_file"]
 
     # -- validation errors
 

@@ -31,6 +31,7 @@ from gateway.config._conditions import (
     PointCondition,
 )
 from gateway.config._console import ConsoleConfig, LoginLimits
+from gateway.config._derived import DerivedPoint, derived_problems
 from gateway.config._devices import (
     DeviceConfig,
     Location,
@@ -75,6 +76,7 @@ __all__ = [
     "ChatterConfig",
     "Condition",
     "ConsoleConfig",
+    "DerivedPoint",
     "DeviceConfig",
     "EscalationStep",
     "FloodConfig",
@@ -143,6 +145,9 @@ class GatewayConfig(_Model):
                 problems.append(f"devices[{i}].id: {dev.id!r} is already used by "
                                 f"devices[{ids[dev.id]}]")
             ids.setdefault(dev.id, i)
+        for i, dev in enumerate(self.devices):
+            problems += derived_problems(f"devices[{i}]", (p.name for p in dev.points),
+                                         dev.derived)
         problems += self._check_http_server()
         problems += self._check_brokers()
         problems += self._check_serial_buses()
@@ -217,8 +222,7 @@ class GatewayConfig(_Model):
                 if dev_id not in by_id:
                     problems.append(f"rules[{i}].devices: unknown device {dev_id!r}")
             for dev in self.rule_devices(rule):
-                names = {p.name for p in dev.points}
-                missing = rule.points() - names
+                missing = rule.points() - dev.point_names()
                 if missing:
                     problems.append(f"rules[{i}].when: device {dev.id!r} has no point(s) "
                                     f"{', '.join(sorted(missing))} (rule {rule.id})")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["Duration", "Identifier", "StrictModel", "Value", "parse_duration"]
+__all__ = ["Duration", "Identifier", "StrictModel", "Value", "map_key", "parse_duration"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -50,6 +50,16 @@ Identifier = Annotated[
 
 #: A scalar a point or a config value may hold.
 Value = bool | int | float | str
+
+
+def map_key(key: Any) -> str:
+    """A value map's key as text: YAML ``0``, ``0.0`` and ``"0"`` are all ``"0"``, and
+    ``true``/``false`` are ``"true"``/``"false"``."""
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, float) and key.is_integer():
+        return str(int(key))
+    return str(key)
 
 
 class StrictModel(BaseModel):

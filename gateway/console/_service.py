@@ -186,7 +186,7 @@ class ConsoleService:
             health = links.get(dev.id)
             seen = last.get(dev.id)
             points = []
-            for p in dev.points:
+            for p in [*dev.points, *dev.derived]:
                 reading = seen["last"].get(p.name) if seen is not None else None
                 points.append(PointView(
                     name=p.name, unit=getattr(p, "unit", None),
