@@ -201,8 +201,11 @@ class PointStage:
         name = rule.point.name
         worst = max(present, key=lambda r: _RANK[r.quality], default=None)
         if worst is not None and not worst.good:
+            # Comm-loss timing counts from the earliest silence among the inputs.
+            silent = [r.silent_since for r in present if r.silent_since is not None]
             return Reading(device_id, name, None, worst.quality, newest, source_ts,
-                           error=f"{worst.point}: {worst.error or worst.quality.value}")
+                           error=f"{worst.point}: {worst.error or worst.quality.value}",
+                           silent_since=min(silent, default=None))
         if len(present) < len(inputs):
             return None  # an input has no value yet: no value rather than a guess
         try:

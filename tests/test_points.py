@@ -442,3 +442,19 @@ async def test_a_reload_gives_a_device_derived_points_from_inputs_read_after_it(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_lost_derived_point_is_silent_since_its_earliest_silent_input(
+        rig: Rig) -> None:
+    # A comm_loss rule on a derived point counts `for` from the device's last answer, as it
+    # does for the points the device reports itself.
+    await rig.batch("E1", {"mode_word": 1, "car_status": 1, "speed": 1.0})
+    now = rig.clock.time()
+    await rig.stage.publish(Reading("E1", "mode_word", None, Quality.COMM_LOSS, now,
+                                    error="no answer", silent_since=now - 7))
+    await rig.stage.publish(Reading("E1", "car_status", None, Quality.COMM_LOSS, now,
+                                    error="no answer", silent_since=now - 3))
+    await rig.clock.advance(0)
+    lost = rig.derived("service_mode")[-1]
+    assert lost.quality is Quality.COMM_LOSS
+    assert lost.silent_since == now - 7
