@@ -40,7 +40,7 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     propgw = Path(sys.executable).with_name("propgw")
     assert propgw.exists(), "scripts/setup.sh installs the propgw console script"
     unit = tmp_path / "propgw.service"
-    unit.write_text(UNIT.read_text(encoding="utf-8").replace("/opt/propgw/.venv/bin/propgw",
+    unit.write_text(UNIT.read_text(encoding="utf-8").replace("/opt/propgw/current/bin/propgw",
                                                              str(propgw)), encoding="utf-8")
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                             text=True, timeout=60, check=False)
