@@ -51,10 +51,7 @@ say() { printf '[install] %s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 2; }
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
-action=install
-case "${1:-}" in
-  install|rollback|releases) action="$1"; shift ;;
-esac
+action=""
 root=""
 prefix=/opt/propgw
 wheel=""
@@ -98,12 +95,17 @@ while [ $# -gt 0 ]; do
     --no-start) start=0 ;;
     -h|--help) usage; exit 0 ;;
     -*) usage >&2; die "unknown option $opt" ;;
+    install|rollback|releases)
+      if [ -z "$action" ]; then action="$opt"
+      elif [ "$action" = rollback ] && [ -z "$rollback_to" ]; then rollback_to="$opt"
+      else usage >&2; die "unexpected argument $opt"; fi ;;
     *)
       [ "$action" = rollback ] && [ -z "$rollback_to" ] || { usage >&2; die "unexpected argument $opt"; }
       rollback_to="$opt" ;;
   esac
   shift "$shifted"
 done
+action="${action:-install}"
 
 case "$prefix" in /*) ;; *) die "--prefix must be an absolute path (got $prefix)" ;; esac
 [[ "$keep" =~ ^[0-9]+$ ]] || die "--keep expects a number (got $keep)"
@@ -193,9 +195,9 @@ list_releases() {
   local cur prev
   cur="$(link_target "$prefix/current")"; prev="$(link_target "$prefix/previous")"
   [ -d "$R$releases_dir" ] || { say "no releases in $releases_dir"; return 0; }
-  for d in "$R$releases_dir"/*/; do
-    [ -f "$d$marker" ] || continue
-    local name; name="$(basename "$d")"
+  local name
+  for name in $(cd "$R$releases_dir" && ls -1 | sort -V); do
+    [ -f "$R$releases_dir/$name/$marker" ] || continue
     local note=""
     [ "$name" = "$cur" ] && note=" (current)"
     [ "$name" = "$prev" ] && note=" (previous)"
