@@ -29,7 +29,8 @@ def test_state_is_private_files_are_budgeted_and_usb_acm_adapters_allowed() -> N
     assert ("UMask", "0077") in settings
     assert ("LimitNOFILE", "8192") in settings
     devices = {value for key, value in settings if key == "DeviceAllow"}
-    assert {"char-ttyUSB rw", "char-ttyACM rw", "char-ttyAMA rw", "char-ttyS rw"} <= devices
+    assert {"char-ttyUSB rw", "char-ttyACM rw", "char-ttyAMA rw", "char-ttyS rw",
+            "char-ttySC rw"} <= devices
     assert ("DevicePolicy", "closed") in settings
 
 
