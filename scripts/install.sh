@@ -42,7 +42,8 @@ options:
   --pip-option OPT    passed to pip install (repeat it); offline: --pip-option=--no-index
                       --pip-option=--find-links=/media/usb/wheels
   --keep N            keep at most N releases besides current and previous (default 3)
-  --no-mosquitto      leave mosquitto's configuration alone
+  --no-mosquitto      leave mosquitto's configuration alone (kept for later runs;
+                      --mosquitto undoes it)
   --no-start          do not enable, start or restart anything
 USAGE
 }
@@ -61,7 +62,7 @@ mqtt_port=""
 python=python3
 pip_options=()
 keep=3
-with_mosquitto=1
+with_mosquitto=""
 start=1
 rollback_to=""
 while [ $# -gt 0 ]; do
@@ -92,6 +93,7 @@ while [ $# -gt 0 ]; do
         --keep) keep="$val" ;;
       esac ;;
     --no-mosquitto) with_mosquitto=0 ;;
+    --mosquitto) with_mosquitto=1 ;;
     --no-start) start=0 ;;
     -h|--help) usage; exit 0 ;;
     -*) usage >&2; die "unknown option $opt" ;;
@@ -252,6 +254,15 @@ fi
 
 # -- install -----------------------------------------------------------------------------------
 
+# Choices of the last run: an upgrade without --lan-address keeps the LAN listener.
+last_lan="" last_port="" last_mosquitto=""
+if [ -f "$R$settings" ]; then
+  last_lan="$(sed -n 's/^LAN_ADDRESS=//p' "$R$settings")"
+  last_port="$(sed -n 's/^MQTT_PORT=//p' "$R$settings")"
+  last_mosquitto="$(sed -n 's/^MOSQUITTO=//p' "$R$settings")"
+fi
+with_mosquitto="${with_mosquitto:-${last_mosquitto:-1}}"
+
 # System packages (the real system only): a Python with venv, and mosquitto for MQTT devices.
 if [ -z "$R" ]; then
   missing=()
@@ -295,12 +306,6 @@ fi
 release="${release:-$version}"
 [[ "$release" =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ ]] || die "--release $release: letters, digits, . _ + - only"
 
-# Choices of the last run: an upgrade without --lan-address keeps the LAN listener.
-last_lan="" last_port=""
-if [ -f "$R$settings" ]; then
-  last_lan="$(sed -n 's/^LAN_ADDRESS=//p' "$R$settings")"
-  last_port="$(sed -n 's/^MQTT_PORT=//p' "$R$settings")"
-fi
 lan_address="${lan_address:-$last_lan}"
 mqtt_port="${mqtt_port:-${last_port:-1883}}"
 [[ "$mqtt_port" =~ ^[0-9]+$ ]] && [ "$mqtt_port" -ge 1 ] && [ "$mqtt_port" -le 65535 ] \
@@ -372,11 +377,13 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 mq_password=""
+new_password=0
 if [ -f "$R$etc/propgw.env" ]; then
   mq_password="$(sed -n 's/^LOCAL_MQTT_PASSWORD=//p' "$R$etc/propgw.env" | tail -n 1)"
 fi
 if [ "$with_mosquitto" -eq 1 ] && [ -z "$mq_password" ]; then
   mq_password="$("$python" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+  new_password=1
   {
     [ -f "$R$etc/propgw.env" ] && cat "$R$etc/propgw.env"
     [ -f "$R$etc/propgw.env" ] || printf '%s\n' \
@@ -407,7 +414,7 @@ if [ "$with_mosquitto" -eq 1 ]; then
   # The password file: propgw's entry is added if missing; device accounts are left alone.
   mq_group=mosquitto
   [ -n "$R" ] || getent group mosquitto >/dev/null || mq_group=root
-  if [ ! -f "$R$mq_passwd" ] || ! grep -q '^propgw:' "$R$mq_passwd"; then
+  if [ "$new_password" -eq 1 ] || [ ! -f "$R$mq_passwd" ] || ! grep -q '^propgw:' "$R$mq_passwd"; then
     install -d "$(dirname "$R$mq_passwd")"
     [ -f "$R$mq_passwd" ] || install -m 0640 /dev/null "$R$mq_passwd"
     mosquitto_passwd -b "$R$mq_passwd" propgw "$mq_password"
@@ -421,7 +428,8 @@ if [ "$with_mosquitto" -eq 1 ]; then
   ensure_owner "$mq_passwd" "root:$mq_group"
 fi
 
-printf 'LAN_ADDRESS=%s\nMQTT_PORT=%s\n' "$lan_address" "$mqtt_port" > "$tmp/install.env"
+printf 'LAN_ADDRESS=%s\nMQTT_PORT=%s\nMOSQUITTO=%s\n' "$lan_address" "$mqtt_port" \
+  "$with_mosquitto" > "$tmp/install.env"
 put_file "$tmp/install.env" "$settings" 0644 root:root || true
 
 # The unit, with this prefix's paths.
