@@ -135,7 +135,7 @@ def _pack(pack: dict[str, Any], profiles: list[dict[str, Any]]) -> list[str]:
     out.append(f"- Device kinds: {', '.join(f'`{k}`' for k in _kinds(pack))} (a rule without "
                f"its own kind applies to `{pack.get('kind')}`)")
     if pack.get("source"):
-        out.append(f"- Sources: {pack['source']}")
+        out.append(f"- Sources: {_links(pack['source'])}")
     out.append("")
     if params:
         out.append("**Parameters** (override with `- {use: " + name + ", params: {NAME: VALUE}}`):"
@@ -174,8 +174,11 @@ def _rule(rule: dict[str, Any], codes: dict[str, dict[str, str]]) -> list[str]:
         extras.append(f"one alarm per `location.{rule['group_by']}`")
     if rule.get("work_order") is False:
         extras.append("journal only, no work order")
+    if rule.get("latching") is True:
+        extras.append("latching: stays raised until an operator resets it, even after the "
+                      "condition has ended")
     known = {"id", "category", "priority", "kind", "when", "for", "clear_for", "group_by",
-             "work_order", "message"}
+             "work_order", "message", "latching"}
     extras.extend(f"`{key}: {_scalar(value)}`" for key, value in rule.items() if key not in known)
     if extras:
         out.append(f"  - {'; '.join(extras)[:1].upper()}{'; '.join(extras)[1:]}")
@@ -189,7 +192,7 @@ def _profile(profile: dict[str, Any], readers: dict[str, list[str]]) -> list[str
     out = [f"### Profile `{profile['name']}` (kind `{profile.get('kind')}`, "
            f"{profile.get('driver')})\n", f"{profile.get('description', '')}.\n"]
     if profile.get("source"):
-        out.append(f"Sources: {profile['source']}\n")
+        out.append(f"Sources: {_links(profile['source'])}\n")
     modbus = profile.get("driver") == "modbus"
     where = "Register (function, 0-based address)" if modbus else "Topic → JSON path"
     out.append(f"| Point | {where} | Type | Unit | Values | Read by rules |")
@@ -197,13 +200,30 @@ def _profile(profile: dict[str, Any], readers: dict[str, list[str]]) -> list[str
     for point in profile.get("points") or []:
         out.append(" | ".join([
             f"| `{point['name']}`",
-            _modbus_where(point) if modbus else _mqtt_where(point),
+            _modbus_where(point) if "address" in point else _mqtt_where(point)
+            if "topic" in point else f"`{_flow(_rest(point))}`",
             _type(point),
             _cell(str(point.get("unit", ""))),
             _values(point),
             ", ".join(f"`{r}`" for r in readers.get(point["name"], [])) + " |"]))
     out.append("")
+    derived = profile.get("derived") or []
+    if derived:
+        out.append("Derived points (computed from the points above):\n")
+        out.append("| Point | Computed from | Unit | Values | Read by rules |")
+        out.append("| --- | --- | --- | --- | --- |")
+        for point in derived:
+            out.append(" | ".join([
+                f"| `{point['name']}`", f"`{_cell(_flow(_rest(point)))}`",
+                _cell(str(point.get("unit", ""))), _values(point),
+                ", ".join(f"`{r}`" for r in readers.get(point["name"], [])) + " |"]))
+        out.append("")
     return out
+
+
+def _rest(point: dict[str, Any]) -> dict[str, Any]:
+    """A point's keys other than its name and what the table shows in other columns."""
+    return {k: v for k, v in point.items() if k not in {"name", "description", "unit"}}
 
 
 def _modbus_where(point: dict[str, Any]) -> str:
@@ -227,6 +247,8 @@ def _type(point: dict[str, Any]) -> str:
 
 def _values(point: dict[str, Any]) -> str:
     parts = []
+    if point.get("type") in ("bit", "bool") and not point.get("map"):
+        parts.append("true or false")
     if point.get("map"):
         parts.append("map " + ", ".join(f"{_scalar(k)} → {_scalar(v)}"
                                         for k, v in point["map"].items()))
@@ -341,7 +363,7 @@ def _meanings(profiles: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     """point -> code -> meaning, from descriptions such as "0 stopped, 1 running"."""
     found: dict[str, dict[str, str]] = {}
     for profile in profiles:
-        for point in profile.get("points") or []:
+        for point in [*(profile.get("points") or []), *(profile.get("derived") or [])]:
             text = str(point.get("description", ""))
             if _CODES.fullmatch(text):
                 found.setdefault(point["name"], {}).update(
@@ -361,6 +383,11 @@ def _flow(value: Any) -> str:
     dumped: str = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True,
                                  sort_keys=False, width=10_000)
     return dumped.strip().removesuffix("...").strip()
+
+
+def _links(text: str) -> str:
+    """``docs/x.md#y`` in a source line as a link from this page (which is in docs/)."""
+    return re.sub(r"docs/([\w.-]+\.md(?:#[\w-]+)?)", r"[\1](\1)", text)
 
 
 def _cell(text: str) -> str:
