@@ -215,7 +215,11 @@ snapshot_state() {
   local to="$1"
   [ -d "$R$state" ] || return 0
   if systemd_running && systemctl is-active --quiet propgw; then
-    systemctl stop propgw; say "stop propgw"; restart_propgw=1
+    if [ "$start" -eq 1 ]; then
+      systemctl stop propgw; say "stop propgw"; restart_propgw=1
+    else
+      say "propgw is running (--no-start): the copy of its state may be torn; stop it first for a clean one"
+    fi
   fi
   local dest
   dest="$snapshots/$(date -u +%Y%m%dT%H%M%SZ)-before-$to"
@@ -353,6 +357,12 @@ else
     die "pip could not install propgw into $R$rel (see above); run this again to retry"
   fi
   "$R$rel/bin/propgw" --version >/dev/null || die "the new release does not run: $R$rel/bin/propgw --version"
+  # The service runs as propgw: a Python under /root (pyenv, say) is out of its reach.
+  if [ -z "$R" ] && ! runuser -u propgw -- "$rel/bin/propgw" --version >/dev/null 2>&1; then
+    interpreter="$(readlink -f "$rel/bin/python" || true)"
+    rm -rf "${rel:?}"
+    die "the user propgw cannot run $rel/bin/propgw: its Python ($interpreter) must be readable by every user; use the system's: --python /usr/bin/python3"
+  fi
   if [ -z "$wheel" ]; then
     install -d "$R$rel/share/doc/propgw"
     cp -r "$here/docs/." "$R$rel/share/doc/propgw/"

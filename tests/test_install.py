@@ -5,7 +5,10 @@ run by a real mosquitto: the account install.sh created gets in, anonymous and w
 are refused, and it listens on loopback and the LAN address only.
 
 Under ``--root`` the script may not create users or change owners; it prints what it would do,
-and the tests check those lines. Building the two virtualenvs takes ~30 s: marked slow."""
+and the tests check those lines. As root, one more test runs it without ``--root`` in a private
+mount namespace (a copy of /etc, empty /srv, /var/lib, /run): the user, the owners, Debian's
+own mosquitto.conf reading the password file as the user mosquitto, and propgw runnable by its
+user, with nothing left on the machine. The virtualenvs take ~60 s in all: marked slow."""
 
 from __future__ import annotations
 
@@ -273,3 +276,87 @@ def test_the_device_broker_listens_on_loopback_and_the_lan_address_only(
     assert f"listener {install.port} {LAN}" in settings
     assert {"allow_anonymous false", "set_tcp_nodelay true", "max_queued_messages 5000",
             "per_listener_settings false"} <= set(settings)
+
+
+def _can_unshare() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "true"],
+                          capture_output=True, timeout=10, check=False).returncode == 0
+
+
+#: Run as root in a private mount namespace: /etc is a copy, /srv, /var/lib and /run are empty
+#: tmpfs, so useradd, chown and the real paths happen for real and the machine sees none of it.
+_AS_ROOT = r"""
+set -eu
+mount --bind "$WORK/etc" /etc
+for d in /srv /var/lib /run; do mount -t tmpfs tmpfs "$d"; done
+"$SCRIPT" --prefix /srv/propgw --python /usr/bin/python3 --lan-address 127.0.0.2 \
+  --mqtt-port "$PORT" > "$WORK/first.log" 2>&1 || { cat "$WORK/first.log"; exit 1; }
+"$SCRIPT" --prefix /srv/propgw > "$WORK/again.log"
+install -d -o mosquitto /var/lib/mosquitto /run/mosquitto /var/log/mosquitto
+# Debian's own main file, which includes conf.d; started as root, mosquitto reads the
+# password file after dropping to its user "mosquitto".
+/usr/sbin/mosquitto -c /etc/mosquitto/mosquitto.conf & broker=$!
+trap 'kill $broker' EXIT
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1
+done
+set -a; . /etc/propgw/propgw.env; set +a
+/srv/propgw/current/bin/python "$WORK/probe.py" "$PORT"
+echo "user: $(id propgw)"
+stat -c '%n %a %U:%G' /etc/propgw /etc/propgw/site.yaml /etc/propgw/propgw.env /var/lib/propgw \
+  /etc/mosquitto/propgw.passwd
+runuser -u propgw -- /srv/propgw/current/bin/propgw users list -c /etc/propgw/site.yaml
+"""
+
+_PROBE = r"""
+import asyncio, os, sys
+import aiomqtt
+
+async def main() -> None:
+    port, password = int(sys.argv[1]), os.environ["LOCAL_MQTT_PASSWORD"]
+    for host, login in [("127.0.0.1", {"username": "propgw", "password": password}),
+                        ("127.0.0.2", {"username": "propgw", "password": password}),
+                        ("127.0.0.1", {})]:
+        try:
+            async with aiomqtt.Client(host, port, timeout=5, **login) as client:
+                await client.publish("acs/d1/state", b"{}", qos=1)
+            print(f"{host} {'propgw' if login else 'anonymous'}: connected")
+        except aiomqtt.MqttError as exc:
+            print(f"{host} {'propgw' if login else 'anonymous'}: refused ({exc})")
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs root and a private mount namespace")
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists() or not Path("/usr/sbin/mosquitto")
+                    .exists(), reason="needs Debian's python3 and mosquitto")
+def test_as_root_on_a_real_system_user_owners_and_the_broker(tmp_path: Path) -> None:
+    subprocess.run(["cp", "-a", "/etc/.", str(tmp_path / "etc")], check=True, timeout=120)
+    (tmp_path / "probe.py").write_text(_PROBE)
+    port = free_port()
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "bash", "-c", _AS_ROOT],
+        env={**os.environ, "WORK": str(tmp_path), "SCRIPT": str(SCRIPT), "PORT": str(port)},
+        capture_output=True, text=True, timeout=400, check=False)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    first = (tmp_path / "first.log").read_text()
+    assert "create system user propgw (groups: propgw, dialout)" in first
+    assert "skip (--root)" not in first
+    assert (tmp_path / "again.log").read_text().rstrip().endswith("nothing to do: release "
+                                                                 f"{VERSION} is installed and "
+                                                                 "current, every file is up to "
+                                                                 "date")
+    assert re.search(r"^user: uid=\d+\(propgw\) gid=\d+\(propgw\) groups=\d+\(propgw\),"
+                     r"\d+\(dialout\)$", out, re.MULTILINE)
+    for line in ["/etc/propgw 750 root:propgw", "/etc/propgw/site.yaml 640 root:propgw",
+                 "/etc/propgw/propgw.env 600 root:root", "/var/lib/propgw 750 propgw:propgw",
+                 "/etc/mosquitto/propgw.passwd 640 root:mosquitto",
+                 "127.0.0.1 propgw: connected", "127.0.0.2 propgw: connected",
+                 "no users yet"]:
+        assert line in out, out
+    assert re.search(r"^127\.0\.0\.1 anonymous: refused \(.*[Nn]ot authori[sz]ed\)$", out,
+                     re.MULTILINE), out
