@@ -98,6 +98,12 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Install:
     again = _run(root, *common)
     tree_again = _tree(root)
     (root / "var/lib/propgw/journal.sqlite").write_text("state of the first release")
+    # Four old releases (only their markers), oldest first: with --keep 3 the oldest goes.
+    for age, name in enumerate(["0.0.4", "0.0.3", "0.0.2", "0.0.1"], start=1):
+        old = root / PREFIX.lstrip("/") / "releases" / name
+        old.mkdir()
+        (old / ".propgw-release").write_text(f"release={name}\n")
+        os.utime(old, (1_700_000_000 - age * 86400,) * 2)
     upgrade = _run(root, *common, "--release", f"{VERSION}-b")
     current, previous = _link(root, "current"), _link(root, "previous")
     rollback = _run(root, "rollback", *common)
@@ -186,7 +192,11 @@ def test_upgrade_keeps_config_and_state_and_rollback_switches_back(install: Inst
     assert f"switch {PREFIX}/current from {VERSION}-b to {VERSION}" in install.rollback
     listed = subprocess.run([str(SCRIPT), "releases", "--root", str(root), "--prefix", PREFIX],
                             capture_output=True, text=True, timeout=60, check=True).stdout
-    assert listed.splitlines() == [f"{VERSION} (current)", f"{VERSION}-b (previous)"]
+    assert listed.splitlines() == ["0.0.2", "0.0.3", "0.0.4", f"{VERSION} (current)",
+                                   f"{VERSION}-b (previous)"]
+    # --keep 3 (the default): current, previous and the three newest others stay.
+    assert "remove old release 0.0.1" in install.upgrade
+    assert not (root / PREFIX.lstrip("/") / "releases" / "0.0.1").exists()
 
 
 def test_a_changed_checkout_under_the_same_release_name_is_refused(install: Install,
