@@ -33,7 +33,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "config" / "examples"
 #: Environment for the examples' ${...} references.
-ENV = {"PLATFORM_MQTT_PASSWORD": "x", "MQTT_PASSWORD": "x"}
+ENV = {"PLATFORM_MQTT_PASSWORD": "x", "MQTT_PASSWORD": "x", "LOCAL_MQTT_PASSWORD": "x"}
 
 #: The shipped examples as text, and parsed (the starting points for mutations).
 BASE_TEXTS: dict[str, str] = {p.name: p.read_text(encoding="utf-8")

@@ -198,7 +198,8 @@ def test_the_shipped_configs_are_valid() -> None:
     config = load_config(REPO / "config" / "examples" / "two-elevators.yaml", env={})
     assert {d.id for d in config.devices} == {"E1", "E2"}
     for example in sorted((REPO / "config").glob("examples/*.yaml")):
-        load_config(example, env={"PLATFORM_MQTT_PASSWORD": "x", "MQTT_PASSWORD": "x"})
+        load_config(example, env={"PLATFORM_MQTT_PASSWORD": "x", "MQTT_PASSWORD": "x",
+                                  "LOCAL_MQTT_PASSWORD": "x"})
 
 
 def _propgw(*args: str) -> subprocess.CompletedProcess[str]:

@@ -29,7 +29,8 @@ def test_state_is_private_files_are_budgeted_and_usb_acm_adapters_allowed() -> N
     assert ("UMask", "0077") in settings
     assert ("LimitNOFILE", "8192") in settings
     devices = {value for key, value in settings if key == "DeviceAllow"}
-    assert {"char-ttyUSB rw", "char-ttyACM rw", "char-ttyAMA rw", "char-ttyS rw"} <= devices
+    assert {"char-ttyUSB rw", "char-ttyACM rw", "char-ttyAMA rw", "char-ttyS rw",
+            "char-ttySC rw"} <= devices
     assert ("DevicePolicy", "closed") in settings
 
 
@@ -45,7 +46,7 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     propgw = Path(sys.executable).with_name("propgw")
     assert propgw.exists(), "scripts/setup.sh installs the propgw console script"
     unit = tmp_path / "propgw.service"
-    unit.write_text(UNIT.read_text(encoding="utf-8").replace("/opt/propgw/.venv/bin/propgw",
+    unit.write_text(UNIT.read_text(encoding="utf-8").replace("/opt/propgw/current/bin/propgw",
                                                              str(propgw)), encoding="utf-8")
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                             text=True, timeout=60, check=False)
