@@ -113,9 +113,10 @@ async def test_car_at_a_floor_with_doors_open_is_not_trapped(site: Site) -> None
 async def test_inspection_suppresses_entrapment_but_not_the_alarm_button(site: Site) -> None:
     stuck = {**NORMAL_CAR, "car_status": 0, "door_zone": 2, "service_mode": 2}
     await site.poll("E1", stuck, 120)
-    assert site.active() == [], "inspection: a technician is in charge of the car"
+    # (The site's doors and panel, silent meanwhile, are offline by now: not this test's topic.)
+    assert site.active(device="E1") == [], "inspection: a technician is in charge of the car"
     await site.send("E1", {**stuck, "alarm_button": 1})
-    (event,) = site.active()
+    (event,) = site.active(device="E1")
     assert (event.rule_id, event.priority) == ("elevator.alarm-button-outside-zone", "P0")
 
 
