@@ -71,7 +71,8 @@ def main() -> None:
                  f"{statistics.median(first_polls):.3f}", f"{min(first_polls):.3f}", ""))
 
     load = os.getloadavg()[0]
-    print(f"\n{args.tree}: {args.runs} runs each; load average {load:.1f} on {os.cpu_count()} CPUs\n")
+    print(f"\n{args.tree}: {args.runs} runs each; load average {load:.1f} on "
+          f"{os.cpu_count()} CPUs\n")
     print("| measurement | median s | min s | modules loaded |")
     print("| --- | ---: | ---: | ---: |")
     for row in rows:
