@@ -34,6 +34,7 @@ _MODICON = (
     (10001, 19999, "discrete_input", ("discrete_input", "coil"), "1xxxx", "discrete input"),
 )
 _COIL_REFERENCE = re.compile(r"0\d{4}")
+_OCTAL = re.compile(r"0[0-7]+")
 
 
 def lint(config: GatewayConfig, address_texts: Mapping[str, str] | None = None
@@ -96,6 +97,11 @@ def _modicon(point: ModbusPoint, text: str | None) -> str | None:
         return (f"address {text.strip()} looks like a Modicon reference (0xxxx = coils, "
                 f"counted from 1) for coil {intended}{octal}; write `address: {intended}, "
                 f"function: coil`. {verified}")
+    if text is not None and _OCTAL.fullmatch(text.strip()) \
+            and point.address != int(text, 10):
+        return (f"address {text.strip()}: YAML reads a number with a leading zero as octal, "
+                f"so this is address {point.address}, not {int(text, 10)}; write "
+                f"`address: {int(text, 10)}`")
     for low, high, table, functions, style, what in _MODICON:
         if low <= point.address <= high and point.function in functions:
             intended = point.address - low

@@ -323,6 +323,8 @@ class _Context:
                 msg = msg.removeprefix("Value error, ")
                 msg = msg[0].lower() + msg[1:] if msg else msg
                 found = self._shown(path, err.get("input"))
+                if path.endswith(".address"):
+                    msg += _six_digit_reference(err.get("input"))
             for prefix, profile_file in self.from_profile.items():
                 if path == prefix or path.startswith(prefix + "."):
                     msg += f" (point from profile {profile_file})"
@@ -346,6 +348,18 @@ def _yaml_problem(exc: YamlProblem) -> ConfigProblem:
     else:
         where = exc.path
     return ConfigProblem(where, exc.message, exc.found)
+
+
+def _six_digit_reference(value: Any) -> str:
+    """A hint when a Modbus address too large to be one is a 6-digit Modicon reference
+    (400001 = holding register 0, 300001 = input register 0)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return ""
+    for prefix, table in ((400001, "holding"), (300001, "input")):
+        if prefix <= value <= prefix + 65535:
+            return (f"; {value} looks like a 6-digit Modicon reference for {table} register "
+                    f"{value - prefix}: write `address: {value - prefix}, function: {table}`")
+    return ""
 
 
 def _is_profile_path(name: str) -> bool:
