@@ -167,6 +167,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"propgw demo: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if options.broker is None:
+        from gateway.broker import BrokerUnavailable, require_embedded_broker
+
+        try:
+            require_embedded_broker()
+        except BrokerUnavailable as exc:
+            print(f"propgw demo: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
     return asyncio.run(run_demo(options))
 
 
@@ -184,10 +192,15 @@ def _cmd_users(args: argparse.Namespace) -> int:
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     from gateway import logs
+    from gateway.broker import BrokerUnavailable
     from gateway.sim_cli import run_sim_command
 
     logs.configure("ERROR")
-    return run_sim_command(args)
+    try:
+        return run_sim_command(args)
+    except BrokerUnavailable as exc:
+        print(f"propgw sim: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _raise_open_file_limit() -> None:

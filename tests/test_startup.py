@@ -63,3 +63,43 @@ def test_check_config_loads_the_config_models_but_no_protocol_library() -> None:
     assert "gateway.config" in modules and "drivers.modbus._plan" in modules
     assert packages(modules) & set(HEAVY) == set()
     assert not {"drivers.modbus._link", "drivers.mqtt._driver", "gateway.alarms"} & modules
+
+
+# --------------------------------------------------------------------------- the demo extra
+
+#: Runs ``main(argv)`` as if amqtt (the `demo` extra) were not installed.
+_WITHOUT_AMQTT = """
+import sys
+sys.modules["amqtt"] = None  # `import amqtt` now raises ImportError
+from gateway.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_amqtt_is_only_in_the_demo_extra() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("amqtt")]
+    assert [d for d in project["optional-dependencies"]["demo"] if d.startswith("amqtt")]
+    assert "propgw[demo]" in project["optional-dependencies"]["test"]
+    assert "scripts/setup.sh --demo" in (REPO / "scripts" / "demo.sh").read_text()
+
+
+def test_the_gateway_runs_without_the_demo_extra() -> None:
+    modules = json.loads(subprocess.run(
+        [sys.executable, "-c", "import json, sys; import gateway.app, gateway.cli; "
+                               "print(json.dumps(sorted(sys.modules)))"],
+        cwd=REPO, check=True, capture_output=True, text=True, timeout=60).stdout)
+    assert "gateway.app" in modules and "amqtt" not in packages(set(modules))
+
+
+def test_demo_without_the_demo_extra_says_how_to_install_it_in_one_line() -> None:
+    for argv, prefix in ((["demo", "--duration", "1"], "propgw demo: "),
+                         (["sim", "run", "door-held-open"], "propgw sim: ")):
+        result = subprocess.run([sys.executable, "-c", _WITHOUT_AMQTT, *argv], cwd=REPO,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr == (f"{prefix}the embedded MQTT broker needs the demo extra: pip "
+                                 f"install 'propgw[demo]' (scripts/demo.sh installs it), or "
+                                 f"give --broker mqtt://HOST:PORT\n"), result.stderr
