@@ -118,7 +118,7 @@ def test_a_misspelt_placeholder_is_a_warning_with_a_suggestion() -> None:
         in found[0]
 
 
-@pytest.mark.parametrize("en", ["{device}: {device_name} ({location}) {car_speed:.1f} m/s",
+@pytest.mark.parametrize("en", ["{device}: {device_name} ({location}) {car_speed} m/s",
                                 "{{literal braces}} {members}"])
 def test_valid_placeholders_give_no_warning(en: str) -> None:
     assert warnings_of(SITE + RULE % en) == []
@@ -141,6 +141,11 @@ def test_broken_templates_are_warnings() -> None:
     assert "cannot be filled in" in unclosed and "{{" in unclosed
     (positional,) = warnings_of(SITE + RULE % "{device_name} {}")
     assert "{} names nothing" in positional
+    # Values are display text ("2.5"): a float format fails and the alarm stage then sends
+    # the whole template unfilled.
+    (formatted,) = warnings_of(SITE + RULE % "{device_name} at {car_speed:.1f} m/s")
+    assert "{car_speed:.1f}: a format or conversion cannot be applied" in formatted
+    assert formatted.endswith("write {car_speed}")
 
 
 # --------------------------------------------------------------------------- empty site

@@ -128,13 +128,22 @@ def _placeholders(config: GatewayConfig, rule: RuleConfig, path: str) -> list[tu
         template = getattr(rule.message, lang)
         where = f"{path}.message.{lang}"
         try:
-            names = [(field.split(".")[0].split("[")[0], field)
-                     for _, field, _, _ in string.Formatter().parse(template)
-                     if field is not None]
+            parsed = [(field, spec, conversion)
+                      for _, field, spec, conversion in string.Formatter().parse(template)
+                      if field is not None]
         except ValueError as exc:
             found.append((where, f"cannot be filled in ({exc}); it would be sent exactly as "
                                  f"written. Write {{{{ and }}}} for literal braces"))
             continue
+        if any(spec or conversion for _, spec, conversion in parsed):
+            field, spec, conversion = next(p for p in parsed if p[1] or p[2])
+            written = field + (f"!{conversion}" if conversion else "") + (f":{spec}"
+                                                                           if spec else "")
+            found.append((where, f"{{{written}}}: a format or conversion cannot be applied "
+                                 f"(values arrive as display text, 236.4 for a float) and the "
+                                 f"message would be sent exactly as written; write "
+                                 f"{{{field}}}"))
+        names = [(field.split(".")[0].split("[")[0], field) for field, _, _ in parsed]
         for name, field in dict.fromkeys(names):
             if not name or name.isdigit():
                 found.append((where, f"{{{field}}} names nothing; use a point name or one of "
