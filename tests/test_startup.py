@@ -103,3 +103,17 @@ def test_demo_without_the_demo_extra_says_how_to_install_it_in_one_line() -> Non
         assert result.stderr == (f"{prefix}the embedded MQTT broker needs the demo extra: pip "
                                  f"install 'propgw[demo]' (scripts/demo.sh installs it), or "
                                  f"give --broker mqtt://HOST:PORT\n"), result.stderr
+
+
+def test_a_gateway_with_mqtt_upstream_only_loads_no_http_library() -> None:
+    # The two-elevator example: Modbus devices, MQTT upstream, no console, no status API.
+    code = ("import json, sys\n"
+            "from gateway.app import Gateway\n"
+            "from gateway.config import load_config\n"
+            "Gateway(load_config('config/examples/two-elevators.yaml'))\n"
+            "print(json.dumps(sorted(sys.modules)))\n")
+    modules = set(json.loads(subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True,
+        timeout=60).stdout))
+    assert {"pymodbus", "aiomqtt", "drivers.modbus._link"} <= modules
+    assert packages(modules) & {"aiohttp", "aiohttp_pydantic", "argon2", "amqtt"} == set()
