@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
 
     add_check_parser(sub)
 
-    demo = sub.add_parser("demo", help="run a simulated site end to end (nothing to install)")
+    demo = sub.add_parser("demo", help="run a simulated site end to end (its own MQTT "
+                                       "broker is the demo extra)")
     demo.add_argument("--duration", type=float, metavar="S",
                       help="stop by itself after S seconds (default: run until Ctrl-C)")
     demo.add_argument("--broker", metavar="mqtt://HOST:PORT",
