@@ -15,6 +15,7 @@ from gateway.config._conditions import (
     uses_quantifiers,
 )
 from gateway.config._detectors import bundled_detector_dirs, expand_detectors
+from gateway.config._lint import MESSAGE_FIELDS, lint
 from gateway.config._loader import bundled_profile_dirs, load_config, load_config_text
 from gateway.config._models import (
     DEFAULT_CATEGORIES,
@@ -82,6 +83,7 @@ __all__ = [
     "MAX_INT_CHARS",
     "MAX_NODES",
     "MAX_SCALAR_CHARS",
+    "MESSAGE_FIELDS",
     "AlarmsConfig",
     "AllCondition",
     "AllDevicesCondition",
@@ -138,6 +140,7 @@ __all__ = [
     "condition_points",
     "durable_state_dir",
     "expand_detectors",
+    "lint",
     "load_config",
     "load_config_text",
     "parse_duration",
