@@ -21,9 +21,6 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from gateway.alarms import alarm_report, journal_path, render_report
-from gateway.config import load_config, parse_duration
-
 __all__ = ["add_alarms_parser", "run_alarms_command"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -69,6 +66,11 @@ def run_alarms_command(args: argparse.Namespace, out: TextIO | None = None) -> i
         from gateway.terminal import run_remote
 
         return run_remote(args, out)
+    # Imported here, not at the top: the parser of every `propgw` command is built from this
+    # module, and `propgw --version` must not load the config models or the alarm stage.
+    from gateway.alarms import alarm_report, journal_path, render_report
+    from gateway.config import load_config, parse_duration
+
     out = out or sys.stdout
     now = time.time()
     try:
@@ -179,6 +181,8 @@ def _positive(text: str) -> float:
 
 
 def _parse_since(text: str, now: float) -> float:
+    from gateway.config import parse_duration
+
     try:
         return now - float(parse_duration(text))
     except ValueError:

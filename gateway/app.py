@@ -41,9 +41,8 @@ from gateway.alarms import AlarmEngine, AlarmEvent
 from gateway.bus import Bus, Overflow
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, durable_state_dir, load_config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, ConfigProblem
 from gateway.health import HealthModel, HealthReport, JournalStatus
-from gateway.http_server import RouteOwner, WebServer, listen_settings
 from gateway.liveness import Liveness
 from gateway.outbox import DeliveryProgress, Outbox, OutboxItem
 from gateway.points import PointStage
@@ -51,7 +50,7 @@ from gateway.readings import LastReadings
 from gateway.reload import driver_inputs, restart_only_changes
 from gateway.sdnotify import notify, notify_reloading
 from gateway.supervisor import Supervisor
-from gateway.upstream import HttpPublisher, PlatformEndpoint, UpstreamPublisher, alarm_message
+from gateway.upstream import UpstreamPublisher, alarm_message
 from gateway.workorders import (
     StatusAnswer,
     WorkOrder,
@@ -62,6 +61,11 @@ from gateway.workorders import (
 
 if TYPE_CHECKING:
     from gateway.console import ConsoleService
+    from gateway.http_server import RouteOwner, WebServer
+    from gateway.upstream import HttpPublisher
+
+# aiohttp (HTTP upstream, the status API and console server) is imported only when the config
+# uses it: a site with MQTT upstream only starts polling sooner (tests/test_startup.py).
 
 __all__ = ["EXIT_FAILING", "Gateway", "Observer", "outbox_path", "wait_for_signals"]
 
@@ -188,6 +192,8 @@ class Gateway:
                 self.upstream = UpstreamPublisher(config, self.clock, self.outbox,
                                                   on_answer=self._on_answer)
             if up.http is not None:
+                from gateway.upstream import HttpPublisher
+
                 self.http = HttpPublisher(up.http, self.clock, self.outbox)
 
     async def run(self, shutdown_trigger: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -330,7 +336,11 @@ class Gateway:
                 if self.config_path is None:
                     log.error("config reload refused: the gateway was not started from a file")
                     return False
-                config = await asyncio.to_thread(load_config, self.config_path)
+                warnings: list[ConfigProblem] = []
+                config = await asyncio.to_thread(load_config, self.config_path,
+                                                 warnings=warnings)
+                for warning in warnings:
+                    log.warning("config %s: %s", self.config_path, warning)
             restart = restart_only_changes(self.config, config)
             if restart:
                 log.error("config reload refused: %s changes %s, which only a restart applies "
@@ -404,15 +414,20 @@ class Gateway:
         return self.health_model.report()
 
     def _build_web_server(self) -> None:
+        up = self.config.upstream
+        console = self.config.console
+        if (up is None or up.status_api is None) and (console is None or not console.enabled):
+            return  # nothing to serve (listen_settings would say None): no aiohttp server
+        from gateway.http_server import WebServer, listen_settings
+        from gateway.upstream import PlatformEndpoint
+
         listen = listen_settings(self.config)
         if listen is None:
             return
         owners: list[RouteOwner] = []
-        up = self.config.upstream
         if up is not None and up.status_api is not None:
             owners.append(PlatformEndpoint(up.status_api.token.get_secret_value(),
                                            self._on_answer, health=self.health))
-        console = self.config.console
         if console is not None and console.enabled:
             # Imported only when the console is on: a gateway without it loads none of it.
             from gateway.console import Backend, ConsoleRoutes, ConsoleService, users_path

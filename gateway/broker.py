@@ -1,7 +1,8 @@
-"""An in-process MQTT broker (amqtt) so ``propgw demo`` needs nothing installed.
+"""An in-process MQTT broker (amqtt) so ``propgw demo`` needs nothing else running.
 
 Production points at mosquitto on the Pi and at the platform's broker; this exists for demos
-and first steps only.
+and first steps only, so amqtt is an optional extra (``pip install 'propgw[demo]'``),
+imported only when a broker is started.
 """
 
 from __future__ import annotations
@@ -10,9 +11,22 @@ import logging
 from types import TracebackType
 from typing import Any, Self
 
-from amqtt.broker import Broker
+__all__ = ["BrokerUnavailable", "EmbeddedBroker", "require_embedded_broker"]
 
-__all__ = ["EmbeddedBroker"]
+INSTALL_HINT = ("the embedded MQTT broker needs the demo extra: pip install 'propgw[demo]' "
+                "(scripts/demo.sh installs it), or give --broker mqtt://HOST:PORT")
+
+
+class BrokerUnavailable(RuntimeError):
+    """amqtt is not installed; the message says how to install it."""
+
+
+def require_embedded_broker() -> None:
+    """Raise :class:`BrokerUnavailable` unless amqtt can be imported."""
+    try:
+        import amqtt.broker  # noqa: F401, PLC0415 - the optional extra, checked on demand
+    except ImportError:
+        raise BrokerUnavailable(INSTALL_HINT) from None
 
 
 class EmbeddedBroker:
@@ -35,6 +49,9 @@ class EmbeddedBroker:
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
                         {"allow_anonymous": True}},
         }
+        require_embedded_broker()
+        from amqtt.broker import Broker  # noqa: PLC0415 - the optional extra
+
         self._broker = Broker(config)
         await self._broker.start()
         return self

@@ -7,25 +7,26 @@ as one line per problem and exit with status 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import io
 import logging
 import os
 import resource
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
 
-from gateway import __version__, logs
-from gateway.config import GatewayConfig, load_config, offline_warnings
-from gateway.errors import ConfigError
+from gateway import __version__
+from gateway.check_cli import add_check_parser, print_summary
 
-__all__ = ["main"]
+# Building the parser (every command, `--version` too) imports only light modules: each
+# command imports what it needs when it runs. tests/test_startup.py holds this line.
+
+__all__ = ["main", "print_summary"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+#: What a shell reports for a process ended by SIGPIPE (128 + 13).
+EXIT_SIGPIPE = 141
 
 log = logging.getLogger("propgw")
 
@@ -35,6 +36,16 @@ _NOFILE_CEILING = 1 << 20
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``propgw`` console script."""
+    try:
+        try:
+            return _dispatch(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not as "Exception ignored" at exit
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if not getattr(args, "command", None):
         _parser().print_help()
@@ -42,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"run": _cmd_run, "check-config": _cmd_check, "demo": _cmd_demo,
                "sim": _cmd_sim, "alarms": _cmd_alarms, "users": _cmd_users,
                "read": _cmd_commission, "watch": _cmd_commission}[args.command]
+    from gateway.errors import ConfigError
+
     try:
         return handler(args)
     except ConfigError as exc:
@@ -49,6 +62,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (``propgw ... | head``): stop quietly, as a Unix
+    tool killed by SIGPIPE would, instead of a traceback. Python ignores SIGPIPE so that a
+    closed socket does not kill the gateway; this is the same for standard output."""
+    # Later flushes (at exit) must not fail again on the dead pipe.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_SIGPIPE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,11 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                      help="override the config's log_level")
 
-    check = sub.add_parser("check-config", help="validate a config file and summarise it; "
-                                                "exit 2 on any mistake")
-    check.add_argument("config", type=Path, metavar="FILE")
+    add_check_parser(sub)
 
-    demo = sub.add_parser("demo", help="run a simulated site end to end (nothing to install)")
+    demo = sub.add_parser("demo", help="run a simulated site end to end (its own MQTT "
+                                       "broker is the demo extra)")
     demo.add_argument("--duration", type=float, metavar="S",
                       help="stop by itself after S seconds (default: run until Ctrl-C)")
     demo.add_argument("--broker", metavar="mqtt://HOST:PORT",
@@ -95,14 +118,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from gateway.app import Gateway  # heavy imports only for the command that needs them
+    import asyncio
 
-    config = load_config(args.config)
+    from gateway import logs
+    from gateway.app import Gateway  # heavy imports only for the command that needs them
+    from gateway.config import load_config
+    from gateway.errors import ConfigProblem
+
+    warnings: list[ConfigProblem] = []
+    config = load_config(args.config, warnings=warnings)
     library_log = logs.configure(args.log_level or config.log_level,
                                  timezone=config.site.timezone)
     # Owner-only by default: the outbox and the alarm journal describe people and places.
     os.umask(0o077)
     log.info("propgw %s starting with %s", __version__, args.config)
+    for warning in warnings:
+        log.warning("config %s: %s", args.config, warning)
     _raise_open_file_limit()
 
     async def go() -> int:
@@ -117,19 +148,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    summary = io.StringIO()
-    print(f"{args.config}: OK", file=summary)
-    print_summary(config, summary)
-    for key, message in offline_warnings(config):
-        print(f"warning: {key}: {message}", file=summary)
-    # Names come from the file: a terminal escape in one is shown, not obeyed.
-    for line in summary.getvalue().removesuffix("\n").split("\n"):
-        print("".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in line))
-    return EXIT_OK
+    from gateway.check_cli import run_check_command
+
+    return run_check_command(args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway import logs
     from gateway.demo import DemoOptions, parse_mqtt_url, run_demo
 
     # The demo prints alarms and work orders itself; their log lines would only repeat them.
@@ -145,6 +172,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"propgw demo: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if options.broker is None:
+        from gateway.broker import BrokerUnavailable, require_embedded_broker
+
+        try:
+            require_embedded_broker()
+        except BrokerUnavailable as exc:
+            print(f"propgw demo: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
     return asyncio.run(run_demo(options))
 
 
@@ -161,6 +196,7 @@ def _cmd_users(args: argparse.Namespace) -> int:
 
 
 def _cmd_commission(args: argparse.Namespace) -> int:
+    from gateway import logs
     from gateway.commission import run_commission_command
 
     # Driver warnings (a link down) would repeat what the command shows itself, and would
@@ -170,45 +206,16 @@ def _cmd_commission(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
+    from gateway import logs
+    from gateway.broker import BrokerUnavailable
     from gateway.sim_cli import run_sim_command
 
     logs.configure("ERROR")
-    return run_sim_command(args)
-
-
-def print_summary(config: GatewayConfig, out: TextIO) -> None:
-    """What the gateway will do with this config: devices, points, polling, rules."""
-    from drivers.modbus import describe_polling
-    from drivers.mqtt import describe_subscriptions
-
-    site = config.site
-    print(f"site {site.id} ({site.name}), gateway {site.gateway_id}", file=out)
-    for broker_id, broker in config.brokers.items():
-        tls = "TLS" if broker.tls else "plain"
-        user = f", user {broker.username}" if broker.username else ""
-        print(f"broker {broker_id}: {broker.host}:{broker.effective_port} MQTT {broker.protocol} "
-              f"{tls}{user}", file=out)
-    if config.upstream:
-        print(f"upstream: broker {config.upstream.broker}, topics "
-              f"{config.upstream.topic_prefix}/{site.id}/..., QoS {config.upstream.qos}",
-              file=out)
-    else:
-        print("upstream: none (alarms and work orders stay on this gateway)", file=out)
-    enabled = [d for d in config.devices if d.enabled]
-    points = sum(len(d.points) for d in enabled)
-    derived = sum(len(d.derived) for d in enabled)
-    print(f"{len(enabled)} device(s) enabled ({len(config.devices) - len(enabled)} disabled), "
-          f"{points} point(s)" + (f" and {derived} derived" if derived else "") + ":", file=out)
-    for line in [*describe_polling(config.devices), *describe_subscriptions(config)]:
-        print(f"  {line}", file=out)
-    for dev in enabled:
-        if dev.derived:
-            print(f"  {dev.id} derives {', '.join(d.name for d in dev.derived)}", file=out)
-    print(f"{len(config.rules)} rule(s):", file=out)
-    for rule in config.rules:
-        targets = [d.id for d in config.rule_devices(rule)]
-        print(f"  {rule.id}: {rule.priority} {rule.category}, on-delay {rule.for_:g}s, "
-              f"devices {', '.join(targets) or 'none'}", file=out)
+    try:
+        return run_sim_command(args)
+    except BrokerUnavailable as exc:
+        print(f"propgw sim: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _raise_open_file_limit() -> None:

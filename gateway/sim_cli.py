@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from simulators.scenario import KINDS
+from simulators.kinds import KINDS
 
 __all__ = ["add_sim_parser", "run_sim_command"]
 

@@ -3,5 +3,5 @@
 # e.g. scripts/demo.sh --duration 60 --upstream mqtt://127.0.0.1:1883
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --demo  # the demo extra: its embedded MQTT broker
 exec .venv/bin/propgw demo "$@"

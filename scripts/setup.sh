@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Sets up propgw on a fresh Debian / Raspberry Pi OS machine: system packages, a virtualenv in
 # .venv, and propgw installed into it (editable). Safe to run again; does only what is missing.
-#   scripts/setup.sh          runtime only (for the demo and production)
-#   scripts/setup.sh --test   plus what the test suite needs (mosquitto, socat, tmux, pytest,
-#                             linters, Debian's chromium and a CJK font for the browser tests)
+#   scripts/setup.sh          runtime only (production)
+#   scripts/setup.sh --demo   plus the demo's embedded MQTT broker (the `demo` extra: amqtt)
+#   scripts/setup.sh --test   plus what the test suite needs (the demo extra, mosquitto, socat,
+#                             tmux, pytest, linters, Debian's chromium and a CJK font for the
+#                             browser tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_test=0
+want_demo=0
 [ "${1:-}" = "--test" ] && want_test=1
+[ "${1:-}" = "--demo" ] && want_demo=1
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -41,7 +45,8 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 extras=""
-[ "$want_test" -eq 1 ] && extras="[test]"
+[ "$want_demo" -eq 1 ] && extras="[demo]"
+[ "$want_test" -eq 1 ] && extras="[test]"  # includes [demo]
 stamp=".venv/.propgw-installed${extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   say "installing propgw${extras} and its dependencies into .venv"

@@ -29,11 +29,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.config import Duration, YamlProblem, parse_yaml, read_limited
+from simulators.kinds import KINDS
 
 __all__ = ["KINDS", "DeviceSpec", "Expectation", "Scenario", "ScenarioError", "Step",
            "library", "load_scenario"]
 
-KINDS = ("elevator", "fire_panel", "access_control", "energy_meter", "water_meter")
 Kind = Literal["elevator", "fire_panel", "access_control", "energy_meter", "water_meter"]
 
 

@@ -163,5 +163,5 @@ def test_check_config_prints_the_warning(tmp_path: Path, capsys: pytest.CaptureF
     site = tmp_path / "site.yaml"
     site.write_text(SITE.format(extra="    offline: never"), encoding="utf-8")
     assert cli.main(["check-config", str(site)]) == 0
-    out = capsys.readouterr().out
-    assert "warning: devices[0].offline: rule access.door-offline" in out
+    err = capsys.readouterr().err
+    assert "warning: devices[0].offline" in err and "rule access.door-offline" in err

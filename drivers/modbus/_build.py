@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from drivers.modbus._link import ModbusDevice, ModbusLink, silent_interval
-from drivers.modbus._plan import plan_device
-from gateway.clock import Clock
+from drivers.modbus._plan import plan_device, silent_interval
 from gateway.config import DeviceConfig, ModbusRtuDevice, ModbusTcpDevice
+
+if TYPE_CHECKING:
+    from drivers.modbus._link import ModbusDevice, ModbusLink
+    from gateway.clock import Clock
+
+# The link module (and with it pymodbus) is imported by the functions that need it:
+# describe_polling serves `propgw check-config`, which must not pay for the protocol library.
 
 __all__ = ["build_modbus_links", "describe_polling"]
 
@@ -28,6 +34,8 @@ def build_modbus_links(devices: Sequence[DeviceConfig], clock: Clock) -> list[Mo
         ValueError: Devices on one serial port disagree on serial settings or unit ids (the
             config loader normally reports this first).
     """
+    from drivers.modbus._link import ModbusLink  # noqa: PLC0415 - see the imports
+
     return [ModbusLink(group, clock) for group in _group(devices).values()]
 
 

@@ -34,7 +34,7 @@ from drivers.modbus._guard import (
     guarded_read,
     survive_undecodable_answers,
 )
-from drivers.modbus._plan import ReadBlock, plan_device
+from drivers.modbus._plan import ReadBlock, plan_device, silent_interval
 from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.config import ModbusPoint, ModbusRtuDevice, ModbusTcpDevice
@@ -59,17 +59,6 @@ ClientFactory = Callable[[], ModbusClient]
 #: (application protocol v1.1b3 §7, codes 0x0A/0x0B): a comm loss, not a bad value.
 _NO_ANSWER_CODES = frozenset({10, 11})
 _FAILED = frozenset({"comm-loss", "bad"})
-
-
-def silent_interval(baudrate: int) -> float:
-    """Modbus RTU t3.5: the silence that must separate two frames on the bus.
-
-    3.5 character times of 11 bits; above 19200 bps the spec fixes it at 1.75 ms
-    (Modbus over serial line v1.02, §2.5.1.1).
-    """
-    if baudrate > 19200:
-        return 0.00175
-    return 3.5 * 11 / baudrate
 
 
 @dataclass(eq=False)

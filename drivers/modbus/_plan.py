@@ -14,7 +14,8 @@ from typing import TypeVar
 
 from gateway.config import ModbusPoint, ModbusRtuDevice, ModbusTcpDevice
 
-__all__ = ["MAX_READ_BITS", "MAX_READ_REGISTERS", "ReadBlock", "plan_device", "plan_reads"]
+__all__ = ["MAX_READ_BITS", "MAX_READ_REGISTERS", "ReadBlock", "plan_device", "plan_reads",
+           "silent_interval"]
 
 #: Modbus application protocol v1.1b3 §6.3/§6.4: at most 125 registers per FC3/FC4 read.
 MAX_READ_REGISTERS = 125
@@ -89,6 +90,17 @@ def plan_reads(
 def plan_device(device: ModbusTcpDevice | ModbusRtuDevice) -> list[ReadBlock]:
     """:func:`plan_reads` for one device's points with its ``max_gap``."""
     return plan_reads(device.points, max_gap=device.max_gap)
+
+
+def silent_interval(baudrate: int) -> float:
+    """Modbus RTU t3.5: the silence that must separate two frames on the bus.
+
+    3.5 character times of 11 bits; above 19200 bps the spec fixes it at 1.75 ms
+    (Modbus over serial line v1.02, §2.5.1.1).
+    """
+    if baudrate > 19200:
+        return 0.00175
+    return 3.5 * 11 / baudrate
 
 
 def _coalesce(table: str, points: list[ModbusPoint], max_gap: int,

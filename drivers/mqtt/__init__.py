@@ -4,10 +4,16 @@ Use :func:`build_mqtt_drivers` to get the drivers a site config asks for; each i
 :class:`~drivers.base.Driver`.
 """
 
-from drivers.mqtt._build import build_mqtt_drivers, describe_subscriptions
-from drivers.mqtt._driver import MALFORMED_LOG_INTERVAL, MqttDriver
-from drivers.mqtt._payload import Decoded, Payload, PointDecoder, compile_path
-from drivers.mqtt._topics import TopicPattern, expand_device_id, is_template
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from drivers.mqtt._build import build_mqtt_drivers, describe_subscriptions
+    from drivers.mqtt._driver import MALFORMED_LOG_INTERVAL, MqttDriver
+    from drivers.mqtt._payload import Decoded, Payload, PointDecoder, compile_path
+    from drivers.mqtt._topics import TopicPattern, expand_device_id, is_template
 
 __all__ = [
     "MALFORMED_LOG_INTERVAL",
@@ -22,3 +28,27 @@ __all__ = [
     "expand_device_id",
     "is_template",
 ]
+
+#: Where each name lives. The submodules load on first use, so that `check-config` can
+#: plan the polling without importing the protocol library (PEP 562).
+_WHERE = {
+    "Decoded": "drivers.mqtt._payload",
+    "MALFORMED_LOG_INTERVAL": "drivers.mqtt._driver",
+    "MqttDriver": "drivers.mqtt._driver",
+    "Payload": "drivers.mqtt._payload",
+    "PointDecoder": "drivers.mqtt._payload",
+    "TopicPattern": "drivers.mqtt._topics",
+    "build_mqtt_drivers": "drivers.mqtt._build",
+    "compile_path": "drivers.mqtt._payload",
+    "describe_subscriptions": "drivers.mqtt._build",
+    "expand_device_id": "drivers.mqtt._topics",
+    "is_template": "drivers.mqtt._topics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from drivers.mqtt._driver import MqttDriver
 from drivers.mqtt._topics import TopicPattern
-from gateway.clock import Clock
 from gateway.config import GatewayConfig, MqttDevice
 from gateway.errors import ConfigError, ConfigProblem
+
+if TYPE_CHECKING:
+    from drivers.mqtt._driver import MqttDriver
+    from gateway.clock import Clock
+
+# The driver (and with it aiomqtt and paho) is imported by build_mqtt_drivers only:
+# describe_subscriptions serves `propgw check-config`, which must not pay for it.
 
 __all__ = ["build_mqtt_drivers", "describe_subscriptions"]
 
@@ -40,6 +46,8 @@ def build_mqtt_drivers(config: GatewayConfig, clock: Clock) -> list[MqttDriver]:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError("config", [ConfigProblem(
             "site.timezone", "unknown IANA time zone", config.site.timezone)]) from None
+    from drivers.mqtt._driver import MqttDriver  # noqa: PLC0415 - see the imports
+
     drivers: list[MqttDriver] = []
     problems: list[ConfigProblem] = []
     for broker_id, broker_cfg in config.brokers.items():

@@ -18,6 +18,7 @@ from gateway.config._conditions import (
 )
 from gateway.config._derived import derived_order, derived_problems
 from gateway.config._detectors import bundled_detector_dirs, expand_detectors
+from gateway.config._lint import MESSAGE_FIELDS, lint
 from gateway.config._loader import bundled_profile_dirs, load_config, load_config_text
 from gateway.config._models import (
     DEFAULT_CATEGORIES,
@@ -92,6 +93,7 @@ __all__ = [
     "MAX_INT_CHARS",
     "MAX_NODES",
     "MAX_SCALAR_CHARS",
+    "MESSAGE_FIELDS",
     "AlarmsConfig",
     "AllCondition",
     "AllDevicesCondition",
@@ -156,6 +158,7 @@ __all__ = [
     "durable_state_dir",
     "edge_holds",
     "expand_detectors",
+    "lint",
     "load_config",
     "load_config_text",
     "map_key",

@@ -92,6 +92,10 @@ class ModbusPoint(_PointBase):
         default="big", description="Byte order inside each 16-bit register.")
     word_order: Literal["big", "little"] = Field(
         default="big", description="Register order of 32/64-bit values: big = high word first.")
+    address_verified: bool = Field(
+        default=False,
+        description="The address is the device's real 0-based address even though it looks "
+                    "like a Modicon reference (40001...); check-config stops warning.")
 
     @field_validator("function", mode="before")
     @classmethod
@@ -195,6 +199,8 @@ class _ModbusDeviceBase(_DeviceBase):
         default=30.0, ge=1,
         description="A silent device is polled at a backed-off rate up to this period.")
     points: list[ModbusPoint] = Field(default_factory=list)
+    address_verified: bool = Field(
+        default=False, description="As a point's address_verified, for every point.")
 
     @model_validator(mode="after")
     def _unique_point_names(self) -> _ModbusDeviceBase:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.config._conditions import CONDITION_TAGS
 from gateway.config._detectors import expand_detectors
+from gateway.config._lint import lint
 from gateway.config._models import GatewayConfig
 from gateway.config._offline import OFFLINE_TAGS
 from gateway.config._yaml import YamlProblem, parse_yaml, read_limited
@@ -36,12 +37,15 @@ _SECRET_KEYS = {"password", "token", "secret", "api_key"}
 _UNION_TAGS = {"modbus-tcp", "modbus-rtu", "mqtt", *CONDITION_TAGS, *OFFLINE_TAGS}
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:
+def load_config(path: str | Path, env: Mapping[str, str] | None = None, *,
+                warnings: list[ConfigProblem] | None = None) -> GatewayConfig:
     """Read and validate a config file.
 
     Args:
         path: The YAML file.
         env: Variables for ``${NAME}`` references; default ``os.environ``.
+        warnings: If given, receives what the file probably gets wrong without being
+            invalid (see :mod:`gateway.config._lint`), located like errors.
 
     Raises:
         ConfigError: with every problem found in the file (and in the profiles it uses).
@@ -55,11 +59,13 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Gatew
         raise ConfigError(str(path), [_yaml_problem(exc)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [ConfigProblem("", f"cannot read file: {exc}")]) from None
-    return load_config_text(text, source=str(path), base_dir=path.parent, env=env)
+    return load_config_text(text, source=str(path), base_dir=path.parent, env=env,
+                            warnings=warnings)
 
 
 def load_config_text(text: str, *, source: str = "<config>", base_dir: Path | None = None,
-                     env: Mapping[str, str] | None = None) -> GatewayConfig:
+                     env: Mapping[str, str] | None = None,
+                     warnings: list[ConfigProblem] | None = None) -> GatewayConfig:
     """Like :func:`load_config`, from text already in memory (tests, ``propgw demo``)."""
     ctx = _Context(source=source, base_dir=base_dir or Path.cwd(),
                    env=os.environ if env is None else env)
@@ -77,6 +83,10 @@ def load_config_text(text: str, *, source: str = "<config>", base_dir: Path | No
         ctx.add_validation_errors(exc, data)
     if ctx.problems:
         raise ConfigError(source, ctx.problems)
+    if warnings is not None:
+        for path, message in lint(config, ctx.address_texts):
+            ctx.problem(path, message)
+        warnings += ctx.problems
     return config
 
 
@@ -99,6 +109,8 @@ class _Context:
     from_profile: dict[str, str] = field(default_factory=dict)
     #: Rules made from detector packs (``rules[12]``) and where they come from.
     from_pack: dict[str, str] = field(default_factory=dict)
+    #: Modbus addresses as written (``00017`` is not ``17``), by key path, for the warnings.
+    address_texts: dict[str, str] = field(default_factory=dict)
 
     def problem(self, path: str, message: str, found: str | None = None) -> None:
         origin = self.from_pack.get(re.sub(r"^(rules\[\d+\]).*", r"\1", path))
@@ -128,6 +140,8 @@ class _Context:
                 key = str(key_node.value)
                 child = f"{path}.{key}" if path else key
                 self.lines[child] = key_node.start_mark.line + 1
+                if key == "address" and isinstance(value_node, yaml.ScalarNode):
+                    self.address_texts[child] = str(value_node.value)
                 self._index_lines(value_node, child)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
@@ -271,6 +285,23 @@ class _Context:
             dev[key] = inherited + own
             for j in range(len(inherited)):
                 self.from_profile[f"{path}.{key}[{j}]"] = profile["_file"]
+            self._shift_points(f"{path}.{key}", len(inherited))
+
+    def _shift_points(self, path: str, by: int) -> None:
+        """The device's own points now come after ``by`` inherited ones: move what is known
+        about them by key path (line numbers, address texts) along."""
+        if not by:
+            return
+        own = re.compile(re.escape(path) + r"\[(\d+)\]")
+
+        def shifted(key: str) -> str:
+            match = own.match(key)
+            if match is None:
+                return key
+            return f"{path}[{int(match.group(1)) + by}]{key[match.end():]}"
+
+        self.lines = {shifted(k): v for k, v in self.lines.items()}
+        self.address_texts = {shifted(k): v for k, v in self.address_texts.items()}
 
     # -- validation errors
 
@@ -310,6 +341,8 @@ class _Context:
                 msg = msg.removeprefix("Value error, ")
                 msg = msg[0].lower() + msg[1:] if msg else msg
                 found = self._shown(path, err.get("input"))
+                if path.endswith(".address"):
+                    msg += _six_digit_reference(err.get("input"))
             for prefix, profile_file in self.from_profile.items():
                 if path == prefix or path.startswith(prefix + "."):
                     msg += f" (point from profile {profile_file})"
@@ -333,6 +366,18 @@ def _yaml_problem(exc: YamlProblem) -> ConfigProblem:
     else:
         where = exc.path
     return ConfigProblem(where, exc.message, exc.found)
+
+
+def _six_digit_reference(value: Any) -> str:
+    """A hint when a Modbus address too large to be one is a 6-digit Modicon reference
+    (400001 = holding register 0, 300001 = input register 0)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return ""
+    for prefix, table in ((400001, "holding"), (300001, "input")):
+        if prefix <= value <= prefix + 65535:
+            return (f"; {value} looks like a 6-digit Modicon reference for {table} register "
+                    f"{value - prefix}: write `address: {value - prefix}, function: {table}`")
+    return ""
 
 
 def _is_profile_path(name: str) -> bool:

@@ -1,9 +1,37 @@
-"""Northbound: the outbox's alarms and work orders to the property-management platform."""
+"""Northbound: the outbox's alarms and work orders to the property-management platform.
 
-from gateway.upstream._contract import AlarmMessage, GatewayStatus, alarm_message
-from gateway.upstream._http import HttpPublisher
-from gateway.upstream._mqtt import AnswerHandler, UpstreamPublisher
-from gateway.upstream._status_api import PlatformEndpoint
+The submodules load on first use (PEP 562): the HTTP publisher and the status API need
+aiohttp, which a site with MQTT upstream only never imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.upstream._contract import AlarmMessage, GatewayStatus, alarm_message
+    from gateway.upstream._http import HttpPublisher
+    from gateway.upstream._mqtt import AnswerHandler, UpstreamPublisher
+    from gateway.upstream._status_api import PlatformEndpoint
 
 __all__ = ["AlarmMessage", "AnswerHandler", "GatewayStatus", "HttpPublisher", "PlatformEndpoint",
            "UpstreamPublisher", "alarm_message"]
+
+_WHERE = {
+    "AlarmMessage": "gateway.upstream._contract",
+    "AnswerHandler": "gateway.upstream._mqtt",
+    "GatewayStatus": "gateway.upstream._contract",
+    "HttpPublisher": "gateway.upstream._http",
+    "PlatformEndpoint": "gateway.upstream._status_api",
+    "UpstreamPublisher": "gateway.upstream._mqtt",
+    "alarm_message": "gateway.upstream._contract",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
