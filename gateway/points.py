@@ -47,12 +47,30 @@ from gateway.devices import DeviceDirectory
 from gateway.expr import FUNCTIONS, Expression, ExpressionError, compile_expression
 from gateway.model import Quality, Reading, Value
 
-__all__ = ["PointStage"]
+__all__ = ["PointStage", "derive_once"]
 
 log = logging.getLogger(__name__)
 
 #: Worse qualities rank higher: a derived value is as bad as its worst input.
 _RANK = {Quality.GOOD: 0, Quality.BAD: 1, Quality.COMM_LOSS: 2}
+
+
+def derive_once(device: DeviceConfig, device_id: str, readings: Iterable[Reading],
+                clock: Clock) -> list[Reading]:
+    """The derived points of ``device`` (as ``device_id``) from one set of readings, as the
+    gateway would publish them after that poll; in dependency order. ``propgw read`` shows
+    them next to the points they come from."""
+    state = _State.build(device)
+    if state is None or not device.derived:
+        return []
+
+    async def discard(_: Reading) -> None:
+        return None
+
+    for reading in readings:
+        state.last[reading.point] = reading
+    state.dirty = set(state.inputs)
+    return PointStage([device], clock, discard)._derive(device_id, state)
 
 
 class PointStage:

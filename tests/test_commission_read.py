@@ -75,6 +75,34 @@ async def test_read_only_the_named_points(tmp_path: Path) -> None:
     assert names == ["volts", "relay"], "config order, only the points asked for"
 
 
+
+DERIVED = """\
+    derived:
+      - {name: alarm_bit, from: state, map: {alarm: 1}, default: 0}
+      - {name: kw_per_volt, expr: "energy / volts"}
+"""
+
+
+async def test_read_shows_derived_points_computed_from_the_poll(tmp_path: Path) -> None:
+    port = free_port()
+    site = write_site(tmp_path / "site.yaml",
+                      f"  - id: M1\n    driver: modbus-tcp\n    host: 127.0.0.1\n"
+                      f"    port: {port}\n    timeout: 0.5s\n" + METER_POINTS + DERIVED)
+    async with SimModbusServer([_meter_unit()], port=port):
+        every = await propgw("read", "-c", str(site), "M1")
+        one = await propgw("read", "-c", str(site), "M1", "kw_per_volt")
+    assert every.rc == EXIT_OK, every
+    derived = every.out.split("\nDERIVED ", 1)[1].splitlines()
+    rows = {line.split()[0]: line for line in derived[1:]}
+    assert " 1 " in rows["alarm_bit"] and "state via map (1 entries, default 0)" in rows["alarm_bit"]
+    assert "53.7938" in rows["kw_per_volt"] and rows["kw_per_volt"].split()[-1] == "good"
+    # Asking for a derived point reads its inputs too, and shows them.
+    assert one.rc == EXIT_OK, one
+    polled = [line.split()[0] for line in one.out.split("\nDERIVED ")[0].splitlines()[2:]]
+    assert polled == ["volts", "energy"]
+    assert "kw_per_volt" in one.out.split("\nDERIVED ")[1] and "alarm_bit" not in one.out
+
+
 async def test_read_a_device_answering_with_an_exception_exits_3(tmp_path: Path) -> None:
     port = free_port()
     site = _meter_site(tmp_path, port)

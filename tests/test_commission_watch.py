@@ -25,7 +25,8 @@ from tests.support import free_port
 def _elevator_site(tmp_path: Path, port: int) -> Path:
     return write_site(tmp_path / "site.yaml",
                       f"  - {{id: E1, driver: modbus-tcp, host: 127.0.0.1, port: {port}, "
-                      "profile: elevator-modbus, poll_interval: 0.2s}\n"
+                      "profile: elevator-modbus, poll_interval: 0.2s, "
+                      "derived: [{name: in_inspection, expr: 'service_mode == 2'}]}\n"
                       f"  - {{id: E2, driver: modbus-tcp, host: 127.0.0.1, port: {port}, "
                       "unit: 9, profile: elevator-modbus, enabled: false}\n")
 
@@ -54,6 +55,7 @@ async def test_watch_prints_one_line_per_change_when_piped(tmp_path: Path) -> No
             await until("E1.run_count = ")  # the first cycle is complete (last point)
             await control(sim.control_port, "E1", "mode", mode="inspection")
             await until("E1.service_mode = 2")
+            await until("E1.in_inspection = true")  # derived as the gateway derives it
             proc.send_signal(signal.SIGINT)
             async with asyncio.timeout(10):
                 _, err = await proc.communicate()
@@ -66,6 +68,7 @@ async def test_watch_prints_one_line_per_change_when_piped(tmp_path: Path) -> No
     # Lines are "HH:MM:SS.mmm device.point = value [unit]".
     points = [line.split()[1] for line in lines]
     assert points.count("E1.service_mode") == 2, lines
+    assert points.count("E1.in_inspection") == 2, lines
     assert points.count("E1.up_limit") == 1, "an unchanged value is not printed again"
     assert not any(p.startswith("E2.") for p in points), "only the device asked for"
     assert any(line.endswith(" E1.car_position = 1 floor\n") for line in lines), lines

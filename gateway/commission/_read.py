@@ -17,6 +17,7 @@ from gateway.commission._rows import PointRow, format_value, printable
 from gateway.commission._select import Selection, UsageError, select_device
 from gateway.commission._table import table
 from gateway.config import (
+    DerivedPoint,
     DeviceConfig,
     GatewayConfig,
     ModbusRtuDevice,
@@ -24,7 +25,8 @@ from gateway.config import (
     MqttDevice,
     load_config,
 )
-from gateway.model import Quality
+from gateway.model import Quality, Reading
+from gateway.points import derive_once
 
 __all__ = ["exit_status", "run_read"]
 
@@ -51,7 +53,8 @@ def run_read(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             print(f"propgw read: {exc}", file=sys.stderr)
             return EXIT_USAGE
         _print_modbus(rows, out)
-        return exit_status(rows)
+        derived = _print_derived(selection, rows, out)
+        return exit_status([*rows, *derived])
     return _read_mqtt(config, selection, args.timeout, out)
 
 
@@ -116,6 +119,8 @@ def _read_mqtt(config: GatewayConfig, selection: Selection, timeout: float,
     if outcome.missing:
         print(f"no message within {timeout:g}s for: {', '.join(outcome.missing)}", file=out)
     rows = [row for m in outcome.messages for row in m.rows]
+    if len({m.device_id for m in outcome.messages}) == 1:
+        rows += _print_derived(selection, rows, out)
     return EXIT_BAD if any(r.quality is Quality.BAD for r in rows) else EXIT_OK
 
 
@@ -135,6 +140,47 @@ def _print_message(message: Message, out: TextIO) -> None:
     for line in table(["POINT", "DECODING", "VALUE", "UNIT", "QUALITY"], cells):
         print("  " + printable(line), file=out)
     out.flush()
+
+
+def _print_derived(selection: Selection, rows: Sequence[PointRow], out: TextIO
+                   ) -> list[PointRow]:
+    """The derived points asked for, computed from ``rows`` as the gateway would."""
+    if not selection.derived or not rows:
+        return []
+    device = selection.device
+    device_id = rows[-1].device
+    clock = SystemClock()
+    now = clock.time()
+    readings = [Reading(device_id, r.point, r.value, r.quality, now, error=r.error)
+                for r in rows]  # in arrival order: the last of a point wins
+    made = {r.point: r for r in derive_once(device, device_id, readings, clock)}
+    by_name = {d.name: d for d in device.derived}
+    shown: list[PointRow] = []
+    for name in selection.derived:
+        reading = made.get(name)
+        spec = by_name[name]
+        shown.append(PointRow(
+            device=device_id, point=name, source=_derivation(spec), decoding="derived", raw="",
+            value=None if reading is None else reading.value,
+            quality=Quality.BAD if reading is None else reading.quality, unit=spec.unit or "",
+            error="an input has no value" if reading is None else reading.error))
+    print(file=out)
+    cells = [[r.point, r.source, format_value(r.value), r.unit, _quality(r)] for r in shown]
+    for line in table(["DERIVED", "FROM", "VALUE", "UNIT", "QUALITY"], cells):
+        print(printable(line), file=out)
+    return shown
+
+
+def _derivation(point: DerivedPoint) -> str:
+    if point.expr is not None:
+        text = point.expr
+    else:
+        text = f"{point.from_}" + (f" bit {point.bit}" if point.bit is not None else "")
+    if point.map is not None:
+        text += f" via map ({len(point.map)} entries"
+        text += f", default {format_value(point.default)})" if point.default is not None \
+            else ")"
+    return text
 
 
 def _quality(row: PointRow) -> str:

@@ -29,12 +29,15 @@ class Selection:
         device: Its config.
         device_id: The id asked for: the config id, or a concrete id of a device whose id is a
             template (``{panel}`` read as ``FACP-1``); None means every concrete id.
-        points: The point names to show, in config order.
+        points: The point names to show, in config order: those asked for, and the inputs
+            of the derived points asked for.
+        derived: The derived points to show, in config order.
     """
 
     device: DeviceConfig
     device_id: str | None
     points: tuple[str, ...]
+    derived: tuple[str, ...] = ()
 
 
 def select_device(config: GatewayConfig, device_id: str, points: Sequence[str]) -> Selection:
@@ -48,15 +51,27 @@ def select_device(config: GatewayConfig, device_id: str, points: Sequence[str]) 
     """
     device, concrete = _find(config, device_id)
     names = [p.name for p in device.points]
-    unknown = [p for p in points if p not in names]
+    derived = {d.name: d for d in device.derived}
+    unknown = [p for p in points if p not in names and p not in derived]
     if unknown:
-        hints = [f"{p!r}{_did_you_mean(p, names)}" for p in unknown]
+        known = [*names, *derived]
+        hints = [f"{p!r}{_did_you_mean(p, known)}" for p in unknown]
         raise UsageError(f"device {device.id} has no point {', '.join(hints)}; its points: "
-                         f"{', '.join(names) or 'none'}")
+                         f"{', '.join(known) or 'none'}")
     if not names:
         raise UsageError(f"device {device.id} has no points to read")
-    wanted = [n for n in names if n in points] if points else names
-    return Selection(device, concrete, tuple(wanted))
+    if not points:
+        return Selection(device, concrete, tuple(names), tuple(derived))
+    asked = set(points)
+    todo = [p for p in points if p in derived]
+    while todo:  # a derived point needs its inputs, which may be derived themselves
+        for name in derived[todo.pop()].inputs():
+            if name not in asked:
+                asked.add(name)
+                if name in derived:
+                    todo.append(name)
+    return Selection(device, concrete, tuple(n for n in names if n in asked),
+                     tuple(n for n in derived if n in asked))
 
 
 def select_devices(config: GatewayConfig, device_ids: Sequence[str]) -> list[DeviceConfig]:

@@ -29,6 +29,7 @@ from gateway.commission._select import UsageError, select_devices
 from gateway.commission._table import table
 from gateway.config import DeviceConfig, GatewayConfig, load_config
 from gateway.model import Quality, Reading, Value
+from gateway.points import PointStage
 
 __all__ = ["MAX_ROWS", "REDRAW_INTERVAL", "LineView", "TableView", "run_watch"]
 
@@ -58,9 +59,11 @@ def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         view = LineView(out, units=_units(devices))
     for device in devices:
         if not is_template(device.id):
-            for point in device.points:
+            for point in [*device.points, *device.derived]:
                 view.expect(device.id, point.name)
-    asyncio.run(_watch(drivers, view, args.duration))
+    # Derived points and expired event values, exactly as the gateway computes them.
+    points = PointStage(watched.devices, clock, view)
+    asyncio.run(_watch(drivers, points, view, args.duration))
     return EXIT_OK
 
 
@@ -168,14 +171,17 @@ class TableView(LineView):
                                        for line in [head, "", *shown]) + "\n")
 
 
-async def _watch(drivers: Sequence[Driver], view: LineView, duration: float | None) -> None:
+async def _watch(drivers: Sequence[Driver], points: PointStage, view: LineView,
+                 duration: float | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(d.run(view), name=f"watch.{d.name}") for d in drivers]
+            tasks = [tg.create_task(d.run(points.publish), name=f"watch.{d.name}")
+                     for d in drivers]
+            tasks.append(tg.create_task(points.run(), name="watch.points"))
             tasks.append(tg.create_task(view.run(), name="watch.view"))
             waits = [asyncio.ensure_future(stop.wait()),
                      asyncio.ensure_future(view.closed.wait())]
@@ -207,5 +213,5 @@ def _units(devices: Sequence[DeviceConfig]) -> dict[tuple[str, str], str]:
     """Units by (device id, point); ``("", point)`` for devices whose id is a template (their
     readings carry concrete ids)."""
     return {("" if is_template(d.id) else d.id, p.name): p.unit
-            for d in devices for p in d.points if p.unit}
+            for d in devices for p in [*d.points, *d.derived] if p.unit}
 
