@@ -160,6 +160,24 @@ async def test_message_interpolates_device_location_and_points(harness: Harness)
     assert event.message_en == "1号梯 at Bldg 2, floor 5: trapped"
 
 
+
+async def test_message_shows_booleans_and_missing_values_as_an_engineer_writes_them(
+        fake_clock: FakeClock) -> None:
+    # A bit or JSON boolean reads true/false (as in the config), never Python's True/False;
+    # a point without a value reads "-", never "None".
+    h = Harness(load_config_text(CONFIG.replace(
+        'en: "{device_name} at {location}: trapped"',
+        'en: "button {alarm_button} fan {fan} lamp {lamp}"')), fake_clock)
+    task = asyncio.create_task(h.engine.run(h.feed))
+    try:
+        await h.send({**TRAPPED, "fan": True, "lamp": None})
+        await h.clock.advance(30)
+        assert h.events[0].message_en == "button 0 fan true lamp -"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 @pytest.mark.parametrize(("config", "level"), [
     pytest.param(load_config_text(CONFIG.replace("priority: P0", f"priority: {p}")), level,
                  id=p)

@@ -419,7 +419,7 @@ devices:
         for task in tasks:
             task.cancel()
     (event,) = announced
-    assert event.message_zh == "E1检修 True/2"
+    assert event.message_zh == "E1检修 true/2"
     assert event.evidence == {"service_mode": 2}
 
 

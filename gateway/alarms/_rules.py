@@ -431,9 +431,14 @@ def _applies(rule: RuleConfig, dev: DeviceConfig) -> bool:
 
 
 def _display(value: Value) -> object:
-    """Float32 registers carry noise digits (236.39999389648438): show what a meter shows."""
+    """A value as the config writes it and a meter shows it: float32 registers carry noise
+    digits (236.39999389648438), booleans read true/false, no value reads "-"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.2f}".rstrip("0").rstrip(".")
+    if value is None:
+        return "-"
     return value
 
 
