@@ -84,6 +84,25 @@ def test_three_mistakes_are_reported_together_with_paths_and_lines() -> None:
     assert "did you mean 'parity'?" in problems[2]
 
 
+
+@pytest.mark.parametrize(("when", "expected"), [
+    ("{comm_loss: true, foo: 1}", "unknown key 'foo'. Expected one of: comm_loss, point"),
+    ("{stale: 10s, pointt: kwh}",
+     "unknown key 'pointt'; did you mean 'point'? Expected one of: point, stale"),
+])
+def test_a_mistyped_key_in_a_condition_lists_that_conditions_keys(when: str,
+                                                                  expected: str) -> None:
+    text = f"""
+site: {{id: s1, name: s, gateway_id: g}}
+devices:
+  - {{id: M1, driver: modbus-tcp, host: 127.0.0.1, points: [{{name: kwh, address: 0}}]}}
+rules:
+  - {{id: r, devices: [M1], category: device_offline, priority: P2, message: {{zh: x, en: x}},
+     when: {when}}}
+"""
+    (problem,) = errors_of(text)
+    assert expected in problem, problem
+
 def test_secrets_from_the_environment_are_never_echoed() -> None:
     text = GOOD.replace("port: 1883, username", "port: \"${MQTT_PORT}\", username")
     problems = errors_of(text, MQTT_PASSWORD="hunter2", MQTT_PORT="not-a-port")

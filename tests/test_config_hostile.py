@@ -84,7 +84,7 @@ CASES: list[tuple[str, str, str]] = [
     ("NUL byte", SITE + "state_dir: a\x00b\n",
      "line 2, column 13: YAML syntax: character #x0000: control characters are not allowed"),
     ("terminal escape in a key", SITE + '"\\x1b[2J\\nx": 1\n',
-     "\\x1b[2J\\nx (line 2): unknown key '\\x1b[2J\\nx' Expected one of:"),
+     "\\x1b[2J\\nx (line 2): unknown key '\\x1b[2J\\nx'. Expected one of:"),
     ("infinite threshold", SITE + "devices:\n  - {id: d, driver: mqtt, stale_after: .inf, "
                                   "points: [{name: p, topic: t}]}\n"
                                   "brokers: {b: {host: h}}\n",

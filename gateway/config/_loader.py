@@ -453,6 +453,14 @@ def _model_for(annotation: Any, node: Any) -> type[BaseModel] | None:
         for cand in candidates:
             if set(node) & {f.alias or n for n, f in cand.model_fields.items()} == set(node):
                 return cand
+        # With a mistyped key, no member has every key: the one sharing the most is meant
+        # ({comm_loss: true, foo: 1} is a comm-loss condition, not a point condition).
+        def shared(cand: type[BaseModel]) -> int:
+            return len(set(node) & {f.alias or n for n, f in cand.model_fields.items()})
+
+        best = max(candidates, key=shared, default=None)
+        if best is not None and shared(best):
+            return best
     return candidates[0] if candidates else None
 
 
@@ -460,5 +468,5 @@ def _suggest(key: str, allowed: list[str]) -> str:
     if not allowed:
         return ""
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else "."
     return f"{hint} Expected one of: {', '.join(sorted(allowed))}"
