@@ -52,7 +52,8 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         return EXIT_CONFIG
     handler = {"run": _cmd_run, "check-config": _cmd_check, "demo": _cmd_demo,
                "sim": _cmd_sim, "alarms": _cmd_alarms, "users": _cmd_users,
-               "read": _cmd_commission, "watch": _cmd_commission}[args.command]
+               "read": _cmd_commission, "watch": _cmd_commission,
+               "example": _cmd_example}[args.command]
     from gateway.errors import ConfigError
 
     try:
@@ -105,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     from gateway.commission import add_commission_parser
 
     add_commission_parser(sub)
+    from gateway.example_cli import add_example_parser
+
+    add_example_parser(sub)
     from gateway.sim_cli import add_sim_parser
 
     add_sim_parser(sub)
@@ -193,6 +197,12 @@ def _cmd_users(args: argparse.Namespace) -> int:
     from gateway.users_cli import run_users_command
 
     return run_users_command(args)
+
+
+def _cmd_example(args: argparse.Namespace) -> int:
+    from gateway.example_cli import run_example_command
+
+    return run_example_command(args)
 
 
 def _cmd_commission(args: argparse.Namespace) -> int:

@@ -102,16 +102,11 @@ A device of the pack's kind must have every point the pack's rules read: `propgw
 names each one missing. If a device cannot provide a point, switch the rules that read it off
 (`- {use: PACK, rules: {RULE: false}}`); the tables below say which rules read which point.
 
-Where the files are: in the source, `config/detectors/` and `config/profiles/` (the example sites
-are in `config/examples/`). In an installed propgw they are inside the package, under
-`gateway/_bundled_config/` in the virtualenv's `site-packages`; on a gateway installed with
-`scripts/install.sh` that is
-`/opt/propgw/current/lib/python3.11/site-packages/gateway/_bundled_config/` (`detectors/`,
-`profiles/`, `examples/`). Any virtualenv's `python` prints its own with
-
-```sh
-@FIND@
-```
+Where the files are: `propgw example` lists them with their folder, `propgw example NAME`
+prints one (`propgw example elevator`, `propgw example elevator-modbus`, `propgw example site >
+site.yaml`) and `propgw example --path NAME` says where it is. In the source they are
+`config/detectors/`, `config/profiles/` and `config/examples/`; in an installed propgw they are
+inside the package, under `gateway/_bundled_config/` in the virtualenv's `site-packages`.
 
 To change a profile or a pack, copy it into a `profiles/` or `detectors/` folder next to the
 site file: a file there wins over the bundled one of the same name.

@@ -157,6 +157,18 @@ def test_files_and_modes(install: Install) -> None:
         (REPO / "config/examples/site.yaml").read_text()
 
 
+
+def test_the_installed_release_prints_the_shipped_example_site(install: Install) -> None:
+    # A wheel user (the release is a non-editable install) finds the example without
+    # knowing where site-packages is.
+    propgw = install.root / PREFIX.lstrip("/") / "current/bin/propgw"
+    shown = subprocess.run([str(propgw), "example", "site"], capture_output=True, text=True,
+                           timeout=60, check=True)
+    assert shown.stdout == (REPO / "config/examples/site.yaml").read_text()
+    where = subprocess.run([str(propgw), "example", "--path"], capture_output=True, text=True,
+                           timeout=60, check=True).stdout.strip()
+    assert where.endswith("site-packages/gateway/_bundled_config"), where
+
 def test_the_unit_runs_the_current_release_from_the_prefix(install: Install,
                                                            tmp_path: Path) -> None:
     unit = (install.root / "etc/systemd/system/propgw.service").read_text()
