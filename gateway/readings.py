@@ -14,6 +14,9 @@ Memory: bounded by ``max_points``. A reading of a point not seen before, once th
 reached, evicts the point updated longest ago (a device that went away, a templated MQTT device
 id that appeared once); a device goes with its last point. Evictions are counted and logged once.
 
+At DEBUG level every change of a point's value or quality is logged (``E1.car_status = 0
+(good)``): ``propgw run --log-level DEBUG`` shows what the gateway reads.
+
 Durability: none on purpose. It is rebuilt from the live feed within one poll cycle of a restart.
 
 Failure: nothing here can fail; :meth:`LastReadings.run` only updates dictionaries, and ends
@@ -148,7 +151,15 @@ class LastReadings:
         dev = self._devices.get(reading.device)
         if dev is None:
             dev = self._devices[reading.device] = _Device()
+        before = dev.points.get(reading.point)
         dev.points[reading.point] = reading
+        if log.isEnabledFor(logging.DEBUG) and (
+                before is None or (before.value, before.quality, before.error)
+                != (reading.value, reading.quality, reading.error)):
+            # What the gateway reads, at --log-level DEBUG: each change, not each poll.
+            why = f": {reading.error}" if reading.error else ""
+            log.debug("%s.%s = %r (%s%s)", reading.device, reading.point, reading.value,
+                      reading.quality.value, why)
         dev.readings += 1
         dev.by_quality[reading.quality] += 1
         if dev.last_received is None or reading.received_ts > dev.last_received:

@@ -143,3 +143,21 @@ async def test_the_snapshot_is_strict_json_even_for_values_that_are_not_numbers(
 def test_an_impossible_bound_is_refused() -> None:
     with pytest.raises(ValueError, match="max_points"):
         LastReadings(max_points=0)
+
+
+async def test_at_debug_level_each_change_of_a_point_is_logged_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # `propgw run --log-level DEBUG` shows what the gateway reads: each change, not each poll.
+    bus = Bus()
+    sub = bus.subscribe("readings", maxsize=100, overflow=Overflow.DROP_OLDEST)
+    view = LastReadings()
+    caplog.set_level(logging.DEBUG, logger="gateway.readings")
+    async with running(view, sub):
+        await publish(bus, sub, [
+            reading("E1", "floor", 3, T0), reading("E1", "floor", 3, T0 + 1),
+            reading("E1", "floor", 4, T0 + 2),
+            reading("E1", "floor", None, T0 + 3, quality=Quality.COMM_LOSS, error="timed out"),
+            reading("E1", "floor", None, T0 + 4, quality=Quality.COMM_LOSS, error="timed out"),
+        ])
+    assert [r.getMessage() for r in caplog.records if r.name == "gateway.readings"] == [
+        "E1.floor = 3 (good)", "E1.floor = 4 (good)", "E1.floor = None (comm-loss: timed out)"]
