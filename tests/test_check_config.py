@@ -63,7 +63,7 @@ def propgw(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 def test_a_4xxxx_holding_address_is_a_warning_with_the_fix() -> None:
     found = warnings_of(with_point("{name: setpoint, address: 40001}"))
     assert len(found) == 1, found
-    assert found[0].startswith("devices[0].points[17].address (line 13): address 40001 looks "
+    assert found[0].startswith("devices[0].points[0].address (line 13): address 40001 looks "
                                "like a Modicon reference")
     assert "for holding register 0; write `address: 0`." in found[0]
     assert "address_verified: true" in found[0]
@@ -169,7 +169,7 @@ def test_check_config_prints_warnings_on_stderr_and_fails_only_with_strict(
     plain = propgw("check-config", str(site))
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.startswith(f"{site}: OK\n")
-    assert "warning: devices[0].points[17].address (line 13): address 40001" in plain.stderr
+    assert "warning: devices[0].points[0].address (line 13): address 40001" in plain.stderr
     assert plain.stderr.endswith(f"{site}: 1 warning\n")
     strict = propgw("check-config", "--strict", "-c", str(site))
     assert strict.returncode == 2
@@ -262,7 +262,7 @@ def test_a_six_digit_reference_is_an_error_with_the_fix() -> None:
     with pytest.raises(ConfigError) as info:
         load_config_text(with_point("{name: setpoint, address: 400010}"), env={})
     (problem,) = info.value.problems
-    assert problem.path == "devices[0].points[17].address (line 13)"
+    assert problem.path == "devices[0].points[0].address (line 13)"
     assert problem.message.endswith("; 400010 looks like a 6-digit Modicon reference for "
                                     "holding register 9: write `address: 9, function: "
                                     "holding`"), problem.message

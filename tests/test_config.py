@@ -263,3 +263,22 @@ def test_a_misspelt_time_zone_is_refused_with_a_suggestion() -> None:
     with pytest.raises(ConfigError) as info:
         load_config_text("site: {id: s, name: n, gateway_id: g, timezone: Asia/Shangai}\n")
     assert "did you mean 'Asia/Shanghai'" in info.value.render()
+
+
+def test_a_mistake_in_a_devices_own_point_is_counted_among_its_own_points() -> None:
+    # The profile's points are merged in front of the device's own: the error must still
+    # name the point as the file numbers it, with its line.
+    text = """
+site: {id: s1, name: s, gateway_id: g}
+devices:
+  - id: E1
+    driver: modbus-tcp
+    host: 127.0.0.1
+    profile: elevator-modbus
+    points:
+      - {name: extra_a, address: 100}
+      - {name: extra_b, address: 101, type: float33}
+"""
+    (problem,) = errors_of(text)
+    assert problem.startswith("devices[0].points[1].type (line 10): "), problem
+    assert "found: 'float33'" in problem

@@ -111,12 +111,15 @@ class _Context:
     from_pack: dict[str, str] = field(default_factory=dict)
     #: Modbus addresses as written (``00017`` is not ``17``), by key path, for the warnings.
     address_texts: dict[str, str] = field(default_factory=dict)
+    #: Lists with inherited profile items merged in front (``devices[0].points``): how many.
+    inherited: dict[str, int] = field(default_factory=dict)
 
     def problem(self, path: str, message: str, found: str | None = None) -> None:
         origin = self.from_pack.get(re.sub(r"^(rules\[\d+\]).*", r"\1", path))
         if origin is not None:
             message += f" (in the rule from {origin})"
         line = self._line_of(path)
+        path = self.shown_path(path)
         where = f"{path} (line {line})" if line is not None and path else path
         # Messages may quote what the file says, which may be 10,000 characters long.
         self.problems.append(ConfigProblem(_clip(where), _clip(message),
@@ -302,6 +305,17 @@ class _Context:
 
         self.lines = {shifted(k): v for k, v in self.lines.items()}
         self.address_texts = {shifted(k): v for k, v in self.address_texts.items()}
+        self.inherited[path] = by
+
+    def shown_path(self, path: str) -> str:
+        """``path`` as the file has it: a device's own point is counted among the device's
+        own, not after the profile's points merged in front of it (``points[1]``, not
+        ``points[19]``)."""
+        for prefix, by in self.inherited.items():
+            match = re.match(re.escape(prefix) + r"\[(\d+)\]", path)
+            if match is not None and int(match.group(1)) >= by:
+                return f"{prefix}[{int(match.group(1)) - by}]{path[match.end():]}"
+        return path
 
     # -- validation errors
 
