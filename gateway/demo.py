@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from gateway.alarms import AlarmEvent, AlarmState
+from gateway.alarms import AlarmEvent, AlarmState, Transition
 from gateway.app import Gateway, wait_for_signals
 from gateway.broker import EmbeddedBroker
 from gateway.bus import Overflow, Subscription
@@ -242,7 +242,9 @@ class _Printer:
 
     def alarm(self, event: AlarmEvent) -> None:
         self.alarms += 1
-        verb = "ALARM" if event.state is AlarmState.ACTIVE else "CLEARED"
+        verb = ("ALARM" if event.state is AlarmState.ACTIVE else "LATCHED" if event.latched
+                else f"RESET by {event.actor}" if event.transition is Transition.RESET
+                else "CLEARED")
         self._emit(verb, f"{event.priority} {event.category} on {event.device}: "
                          f"{event.message_zh}")
         self._emit("", f"{' ' * len(event.priority)} {event.message_en}")

@@ -129,7 +129,8 @@ class _Collector:
     def alarm(self, event: AlarmEvent) -> None:
         t = self.clock.monotonic() - self.site.t0
         self.result.alarms.append((t, event))
-        verb = "ALARM" if event.state is AlarmState.ACTIVE else "cleared"
+        verb = ("ALARM" if event.state is AlarmState.ACTIVE else "latched" if event.latched
+                else "cleared")
         self.say(f"[{t:6.1f}s] {verb} {event.priority} {event.category} on {event.device}: "
                  f"{event.message_en}")
 
