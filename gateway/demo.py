@@ -39,11 +39,13 @@ from gateway.workorders import WorkOrder
 from simulators.scenario import load_scenario
 from simulators.site import SimSite, free_port
 
-__all__ = ["DEMO_SCENARIO", "DemoOptions", "parse_mqtt_url", "run_demo"]
+__all__ = ["DEMO_POLL_INTERVAL", "DEMO_SCENARIO", "DemoOptions", "parse_mqtt_url", "run_demo"]
 
 #: The library scenario the demo plays (simulators/scenarios/demo-site.yaml); its expect:
 #: section is checked in the test suite like every other scenario.
 DEMO_SCENARIO = "demo-site"
+#: Seconds between polls of the demo's Modbus devices.
+DEMO_POLL_INTERVAL = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,8 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
                 say.service(f"{site.sims[device].kind} simulator {device}",
                             f"{verb} {endpoint.url}")
             text = gateway_config_yaml(scenario, site.endpoints, broker=device_broker,
-                                       upstream=upstream, state_dir=state, poll_interval=1.0)
+                                       upstream=upstream, state_dir=state,
+                                       poll_interval=DEMO_POLL_INTERVAL)
             console_port = free_port()
             text += f"console: {{port: {console_port}}}   # the operator console, on loopback\n"
             config_file = Path(state) / "site.yaml"
