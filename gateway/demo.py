@@ -259,7 +259,8 @@ class _Printer:
         located = any((where.building, where.floor, where.zone, where.room))
         zh = f"（{format_location(where, 'zh-CN')}）" if located else ""
         en = f" ({format_location(where, 'en')})" if located else ""
-        self._emit("WORK ORDER", f"{order.id} #{order.seq} {order.status} {order.priority} "
+        what = order.event if order.event == order.status else f"{order.event} ({order.status})"
+        self._emit("WORK ORDER", f"{order.id} #{order.seq} {what} {order.priority} "
                                  f"{order.title.zh}{zh} / {order.title.en}{en}; respond by "
                                  f"{respond_by:%H:%M:%S}")
 
