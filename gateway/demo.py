@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from gateway.alarms import AlarmEvent, AlarmState
+from gateway.alarms import AlarmEvent, AlarmState, Transition
 from gateway.app import Gateway, wait_for_signals
 from gateway.broker import EmbeddedBroker
 from gateway.bus import Overflow, Subscription
@@ -39,11 +39,13 @@ from gateway.workorders import WorkOrder
 from simulators.scenario import load_scenario
 from simulators.site import SimSite, free_port
 
-__all__ = ["DEMO_SCENARIO", "DemoOptions", "parse_mqtt_url", "run_demo"]
+__all__ = ["DEMO_POLL_INTERVAL", "DEMO_SCENARIO", "DemoOptions", "parse_mqtt_url", "run_demo"]
 
 #: The library scenario the demo plays (simulators/scenarios/demo-site.yaml); its expect:
 #: section is checked in the test suite like every other scenario.
 DEMO_SCENARIO = "demo-site"
+#: Seconds between polls of the demo's Modbus devices.
+DEMO_POLL_INTERVAL = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,8 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
                 say.service(f"{site.sims[device].kind} simulator {device}",
                             f"{verb} {endpoint.url}")
             text = gateway_config_yaml(scenario, site.endpoints, broker=device_broker,
-                                       upstream=upstream, state_dir=state, poll_interval=1.0)
+                                       upstream=upstream, state_dir=state,
+                                       poll_interval=DEMO_POLL_INTERVAL)
             console_port = free_port()
             text += f"console: {{port: {console_port}}}   # the operator console, on loopback\n"
             config_file = Path(state) / "site.yaml"
@@ -242,7 +245,9 @@ class _Printer:
 
     def alarm(self, event: AlarmEvent) -> None:
         self.alarms += 1
-        verb = "ALARM" if event.state is AlarmState.ACTIVE else "CLEARED"
+        verb = ("ALARM" if event.state is AlarmState.ACTIVE else "LATCHED" if event.latched
+                else f"RESET by {event.actor}" if event.transition is Transition.RESET
+                else "CLEARED")
         self._emit(verb, f"{event.priority} {event.category} on {event.device}: "
                          f"{event.message_zh}")
         self._emit("", f"{' ' * len(event.priority)} {event.message_en}")
@@ -254,7 +259,8 @@ class _Printer:
         located = any((where.building, where.floor, where.zone, where.room))
         zh = f"（{format_location(where, 'zh-CN')}）" if located else ""
         en = f" ({format_location(where, 'en')})" if located else ""
-        self._emit("WORK ORDER", f"{order.id} #{order.seq} {order.status} {order.priority} "
+        what = order.event if order.event == order.status else f"{order.event} ({order.status})"
+        self._emit("WORK ORDER", f"{order.id} #{order.seq} {what} {order.priority} "
                                  f"{order.title.zh}{zh} / {order.title.en}{en}; respond by "
                                  f"{respond_by:%H:%M:%S}")
 

@@ -91,7 +91,8 @@ def gateway_config_yaml(scenario: Scenario, endpoints: dict[str, Endpoint], *,
 
 async def run_scenario(scenario: Scenario, *, speed: float = 10.0,
                        broker: tuple[str, int] | None = None,
-                       on_line: Callable[[str], None] | None = None) -> ScenarioResult:
+                       on_line: Callable[[str], None] | None = None,
+                       poll_interval: float = 0.5) -> ScenarioResult:
     """Play ``scenario`` against a real gateway; returns the alarms and the verdict."""
     say = on_line or (lambda text: None)
     clock = ScaledClock(speed, start_wall=_start_wall(scenario))
@@ -104,7 +105,8 @@ async def run_scenario(scenario: Scenario, *, speed: float = 10.0,
         site = await stack.enter_async_context(SimSite(
             scenario, clock=clock, broker=broker,
             on_event=lambda t, text: say(f"[{t:6.1f}s] {text}")))
-        config = gateway_config(scenario, site.endpoints, broker=broker)
+        config = gateway_config(scenario, site.endpoints, broker=broker,
+                                poll_interval=poll_interval)
         observer = _Collector(result, site, clock, say)
         gateway = Gateway(config, clock=clock, observers=[observer])
         done = asyncio.Event()
@@ -129,7 +131,8 @@ class _Collector:
     def alarm(self, event: AlarmEvent) -> None:
         t = self.clock.monotonic() - self.site.t0
         self.result.alarms.append((t, event))
-        verb = "ALARM" if event.state is AlarmState.ACTIVE else "cleared"
+        verb = ("ALARM" if event.state is AlarmState.ACTIVE else "latched" if event.latched
+                else "cleared")
         self.say(f"[{t:6.1f}s] {verb} {event.priority} {event.category} on {event.device}: "
                  f"{event.message_en}")
 

@@ -2,7 +2,14 @@
 
 The car moves between floors at a realistic speed, opens and closes its doors, knows whether it
 is in the door (unlocking) zone, carries passengers, and can be made to misbehave: stop between
-floors, lose power, go into inspection or fire recall, have its alarm button pressed.
+floors, lose power, go into inspection or fire recall, have its alarm button pressed, have doors
+that will not open.
+
+A request to open the doors (the in-car door-open button, or the car arriving at a called floor)
+is served at once by healthy doors; with a door fault the doors stay shut, the request stays
+registered (``door_open_request``) and after ``door_open_limit_s`` the controller reports fault
+03 (door fails to open). A passenger waiting in a parked car with closed doors asks for nothing
+and so is not shown as trapped.
 
 Register map (holding registers, function code 3, 0-based addresses). This table is the
 documented map; ``config/profiles/elevator-modbus.yaml`` is the gateway's copy of it and a test
@@ -45,6 +52,8 @@ REGISTER_MAP: dict[str, tuple[int, str, str]] = {
     "event_code": (11, "uint16", "last event, national-style code (40-47 modes, 90 alarm)"),
     "car_speed": (12, "float32", "m/s, signed: + up, - down"),
     "run_count": (14, "uint32", "trips since commissioning"),
+    "door_open_request": (16, "uint16", "1 while a request to open the doors (door-open button, "
+                                        "or a call answered at this floor) is not yet served"),
 }
 
 #: status_bits (register 9): name -> bit (0 = least significant).
@@ -59,6 +68,8 @@ _FLOOR_HEIGHT_M = 3.0
 #: ±0.2 m of the sill counts as the door zone (EN 81-20 unlocking zone; the size is UNVERIFIED,
 #: see docs/facility-rules.md#elevator-signals).
 _DOOR_ZONE_FLOORS = 0.2 / _FLOOR_HEIGHT_M
+#: National-style fault 03 (docs/facility-rules.md#elevator-codes).
+_FAULT_DOOR_FAILS_TO_OPEN = 3
 
 
 class ServiceMode(enum.IntEnum):
@@ -88,6 +99,8 @@ class ElevatorModel:
     speed_floors_per_s: float = 0.5  # ≈1.5 m/s with 3 m floors
     door_move_s: float = 2.0
     door_hold_s: float = 4.0
+    #: How long the controller tries to open faulty doors before it reports fault 03.
+    door_open_limit_s: float = 10.0
     position: float = 1.0
     target: int | None = None
     door: DoorState = DoorState.CLOSED
@@ -101,6 +114,11 @@ class ElevatorModel:
     event_code: int = 0
     run_count: int = 0
     calls: list[int] = field(default_factory=list)
+    #: The door operator is broken: the doors do not open when asked to.
+    door_fault: bool = False
+    #: A request to open the doors is registered and not yet served.
+    door_request: bool = False
+    door_request_s: float = 0.0
 
     # -- commands
 
@@ -121,16 +139,39 @@ class ElevatorModel:
         self.fault_code = 4  # national-style 04: stopped outside the unlocking zone
 
     def stop_at_floor(self) -> None:
-        """Stops dead at the nearest floor and keeps its doors shut (trapped at a floor)."""
+        """Stops at the nearest floor and its doors fail to open (trapped at a floor): the
+        controller's own request to open them stays unserved, fault 03 follows."""
         self.position = float(round(self.position))
-        self.halted, self.target = True, None
+        self.target = None
         self.calls.clear()
         self.door, self.door_timer = DoorState.CLOSED, 0.0
-        self.fault_code = 2  # door fails to open
+        self.door_fault = True
+        self.request_door_open()
+
+    def set_door_fault(self, broken: bool) -> None:
+        """Break (or mend) the door operator; a broken one leaves the doors shut when asked."""
+        self.door_fault = broken
+        if not broken and self.fault_code == _FAULT_DOOR_FAILS_TO_OPEN:
+            self.fault_code = 0
+
+    def request_door_open(self) -> bool:
+        """The door-open button, or the car answering a call at this floor: open the doors.
+
+        Returns False when there is nothing to ask (the car is running, or outside the door
+        zone, where doors do not open)."""
+        if self.moving or not self.in_door_zone:
+            return False
+        if self.door is DoorState.CLOSING:  # a door-open button re-opens closing doors
+            self.door, self.door_timer = DoorState.OPENING, self.door_move_s - self.door_timer
+        elif self.door is DoorState.OPEN:
+            self.door_timer = 0.0  # holds them open a little longer
+        elif self.door is DoorState.CLOSED and not self.door_request:
+            self.door_request, self.door_request_s = True, 0.0
+        return True
 
     def recover(self) -> None:
-        """A technician resets the controller."""
-        self.halted, self.fault_code = False, 0
+        """A technician resets the controller (and mends the doors)."""
+        self.halted, self.fault_code, self.door_fault = False, 0, False
         if not self.in_door_zone:
             self.call(max(self.lowest, min(self.highest, round(self.position))))
 
@@ -185,6 +226,9 @@ class ElevatorModel:
         if self.door is not DoorState.CLOSED:
             self._step_door(dt)
             return
+        if self.door_request:
+            self._serve_door_request(dt)
+            return
         if self.target is None and self.calls:
             self.target = self.calls.pop(0)
             if self.target != round(self.position) or not self.in_door_zone:
@@ -196,9 +240,19 @@ class ElevatorModel:
         if abs(distance) <= travel:
             self.position = float(self.target)
             self.target = None
-            self.door, self.door_timer = DoorState.OPENING, 0.0
+            self.request_door_open()
         else:
             self.position += travel if distance > 0 else -travel
+
+    def _serve_door_request(self, dt: float) -> None:
+        """Open the doors, or keep trying while they are broken (the car waits meanwhile)."""
+        if not self.door_fault:
+            self.door_request, self.door_request_s = False, 0.0
+            self.door, self.door_timer = DoorState.OPENING, 0.0
+            return
+        self.door_request_s += dt
+        if self.door_request_s >= self.door_open_limit_s and self.fault_code == 0:
+            self.fault_code = _FAULT_DOOR_FAILS_TO_OPEN
 
     def _step_door(self, dt: float) -> None:
         self.door_timer += dt
@@ -226,6 +280,7 @@ class ElevatorModel:
             "event_code": self.event_code,
             "car_speed": self.speed_m_s,
             "run_count": self.run_count,
+            "door_open_request": 1 if self.door_request else 0,
         }
         out: dict[int, int] = {}
         for name, (address, type_name, _) in REGISTER_MAP.items():
@@ -303,7 +358,19 @@ class ElevatorSim:
     def _do_stop_at_floor(self, params: Mapping[str, Any]) -> str:
         self.traffic = False
         self.model.stop_at_floor()
-        return f"stopped at floor {round(self.model.position)} with doors shut"
+        return f"stopped at floor {round(self.model.position)}; its doors do not open"
+
+    def _do_press_door_open(self, params: Mapping[str, Any]) -> str:
+        if not self.model.request_door_open():
+            return "door-open button pressed; nothing happens outside a floor's door zone"
+        if self.model.door_fault:
+            return "door-open button pressed; the doors do not open"
+        return "door-open button pressed"
+
+    def _do_door_fault(self, params: Mapping[str, Any]) -> str:
+        broken = bool(params.get("active", True))
+        self.model.set_door_fault(broken)
+        return "door fault: the doors will not open" if broken else "door fault cleared"
 
     def _do_recover(self, params: Mapping[str, Any]) -> str:
         self.model.recover()
@@ -335,6 +402,8 @@ class ElevatorSim:
             raise ActionError("door state must be open or closed")
         self.model.door = DoorState.OPEN if state == "open" else DoorState.CLOSED
         self.model.door_timer = -float(params.get("hold", 0))
+        if state == "open":
+            self.model.door_request = False
         return f"door {state}"
 
     def _do_move_with_doors_open(self, params: Mapping[str, Any]) -> str:
@@ -351,6 +420,7 @@ class ElevatorSim:
                 "in_door_zone": m.in_door_zone, "occupied": m.occupied,
                 "alarm_button": m.alarm_button, "mode": m.mode.name.lower(),
                 "power_ok": m.power_ok, "fault_code": m.fault_code,
+                "door_fault": m.door_fault, "door_open_request": m.door_request,
                 "faults": fault_state(self.unit)}
 
     def _publish(self) -> None:
@@ -366,7 +436,8 @@ class ElevatorSim:
             self.model.step(now - last)
             last = now
             if self.traffic and not self.model.halted and not self.model.calls \
-                    and self.model.target is None and self.model.door is DoorState.CLOSED:
+                    and self.model.target is None and self.model.door is DoorState.CLOSED \
+                    and not self.model.door_request:
                 self.model.occupied = self._rng.random() < 0.7
                 self.model.call(self._rng.randint(self.model.lowest, self.model.highest))
             self._publish()
@@ -384,7 +455,12 @@ _ACTIONS = [
            {"enabled": "true|false (default true)"}),
     Action("stop_between_floors", "controller trip: car stops outside the door zone, doors "
                                   "closed (fault 04)"),
-    Action("stop_at_floor", "car stops at a floor and its doors do not open (fault 02)"),
+    Action("stop_at_floor", "car stops at a floor and its doors do not open (fault 03 after "
+                            "the controller's retries)"),
+    Action("press_door_open", "a passenger presses the door-open button (served at once by "
+                              "healthy doors)"),
+    Action("door_fault", "the door operator fails: doors stay shut when asked to open",
+           {"active": "true|false (default true)"}),
     Action("recover", "technician resets the controller"),
     Action("press_alarm", "in-car alarm button", {"pressed": "true|false (default true)"}),
     Action("mode", "service mode", {"mode": "normal, inspection, out_of_service, fire_recall, "

@@ -104,9 +104,13 @@ async def test_latching_alarm_returns_to_latched_and_needs_ack_then_reset(rig: R
         await rig.actions.reset(LEAK, actor="op")
     await rig.actions.acknowledge(LEAK, actor="op")
     assert rig.state(LEAK) is S.LATCHED and rig.record(LEAK).acked
+    assert rig.announced[-1].latched, "the end of the condition is marked latched"
     [reset] = await rig.actions.reset(LEAK, actor="op", reason="valve closed")
     assert (reset.transition, reset.lifecycle, reset.reason) == (T.RESET, S.NORMAL,
                                                                   "valve closed")
+    assert rig.said(LEAK)[-1] == ("reset", CLEARED) and not reset.latched, \
+        "the reset is announced: it is what clears a latching alarm's work order"
+    assert rig.announced[-1].actor == "op"
     await rig.clock.advance(7200)
     assert rig.state(LEAK) is S.NORMAL
 

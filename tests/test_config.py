@@ -196,7 +196,7 @@ def test_profiles_merge_points_and_devices_can_override(tmp_path: Path) -> None:
     m1, m2 = config.devices
     assert m1.kind == "energy_meter"
     assert [(p.name, p.address) for p in m1.points] == [("v", 0), ("i", 8)]
-    assert m2.kind == "elevator" and len(m2.points) == 17
+    assert m2.kind == "elevator" and len(m2.points) == 18
 
 
 def test_unknown_profile_lists_the_known_ones(tmp_path: Path) -> None:

@@ -12,6 +12,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.alarms import AlarmState
+from gateway.demo import DEMO_POLL_INTERVAL, DEMO_SCENARIO
+from gateway.simrun import run_scenario
+from simulators.scenario import load_scenario
+from tests.support import Mosquitto
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -52,3 +58,27 @@ async def test_the_demo_prints_a_console_that_lets_its_operator_in() -> None:
             async with asyncio.timeout(15):
                 await proc.communicate()
     assert proc.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [None, 5])
+async def test_ten_minutes_of_the_demo_raise_only_the_alarms_its_narration_announces(
+        mosquitto: Mosquitto, seed: int | None) -> None:
+    """The demo's scenario, then its devices running on (random traffic, as `propgw demo`
+    leaves them), for ten scenario minutes on an accelerated clock, with the demo's own seed
+    and another: every alarm raised must be one its narration announces (its expect.alarms),
+    each once, and nothing may be raised or cleared once the story is over."""
+    scenario = load_scenario(DEMO_SCENARIO)
+    minutes = scenario.model_copy(update={"duration": 610.0,
+                                          "seed": scenario.seed if seed is None else seed})
+    lines: list[str] = []
+    result = await run_scenario(minutes, speed=30, broker=("127.0.0.1", mosquitto.port),
+                                on_line=lines.append, poll_interval=DEMO_POLL_INTERVAL)
+    transcript = "\n".join(lines)
+    assert result.passed, "\n".join(result.failures) + "\n" + transcript
+    raised = [(e.rule_id, e.device, e.priority) for _, e in result.alarms
+              if e.state is AlarmState.ACTIVE]
+    announced = [(want.rule, want.device, want.priority) for want in scenario.expect.alarms]
+    assert sorted(raised) == sorted(announced), transcript
+    assert any("walks out" in line for line in lines), "the passenger leaves E1 at the end"
+    assert max(t for t, _ in result.alarms) < 90, transcript

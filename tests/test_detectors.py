@@ -220,7 +220,8 @@ STOPPED_AT_FLOOR = {**NORMAL_CAR, "car_status": 0, "door_zone": 1, "passenger_st
     ("E1", {**STOPPED_AT_FLOOR, "door_status": 2}, 121, "elevator.door-open-too-long", "P2"),
     ("E1", {**NORMAL_CAR, "car_status": 0, "door_zone": 2, "passenger_status": 2}, 61,
      "elevator.stopped-outside-door-zone", "P1"),
-    ("E1", {**STOPPED_AT_FLOOR, "passenger_status": 1}, 61, "elevator.trapped-at-floor", "P0"),
+    ("E1", {**STOPPED_AT_FLOOR, "passenger_status": 1, "door_open_request": 1}, 31,
+     "elevator.trapped-at-floor", "P0"),
     ("E1", {**STOPPED_AT_FLOOR, "alarm_button": 1}, 11, "elevator.alarm-button-at-floor", "P0"),
     ("E1", {**STOPPED_AT_FLOOR, "power_status": 2}, 1, "elevator.power-lost", "P1"),
     ("E1", {**NORMAL_CAR, "door_zone": 1, "door_status": 2}, 2,
@@ -246,6 +247,31 @@ async def test_each_detector_fires_with_its_priority(  # noqa: PLR0917  # pytest
     await site.poll(device, values, seconds)
     fired = {e.rule_id: e.priority for e in site.active()}
     assert fired.get(rule) == priority, fired
+
+
+async def test_a_passenger_waiting_in_a_parked_car_is_not_trapped(site: Site) -> None:
+    # Stopped at a floor, doors closed, someone inside, nobody asking for the doors: a person
+    # waiting (or the end of the demo, after the technician freed E1), not an entrapment.
+    parked = {**STOPPED_AT_FLOOR, "passenger_status": 1, "door_open_request": 0,
+              "fault_code": 0}
+    await site.poll("E1", parked, 600, every=2)
+    assert site.active(device="E1") == []
+    # The passenger presses door-open and healthy doors open at once: still nothing.
+    await site.poll("E1", {**parked, "door_open_request": 1}, 1)
+    await site.poll("E1", {**parked, "door_status": 2}, 5)
+    assert site.active(device="E1") == []
+
+
+@pytest.mark.parametrize("evidence", [{"door_open_request": 1}, {"fault_code": 3}])
+async def test_doors_that_fail_to_open_trap_the_passenger_at_a_floor(
+        site: Site, evidence: dict[str, Value]) -> None:
+    shut_in = {**STOPPED_AT_FLOOR, "passenger_status": 1, "door_open_request": 0,
+               "fault_code": 0, **evidence}
+    await site.poll("E1", shut_in, 29)
+    assert site.active(device="E1") == [], "30 s from the unserved request"
+    await site.poll("E1", shut_in, 2)
+    assert [(e.rule_id, e.priority) for e in site.active(device="E1")] == [
+        ("elevator.trapped-at-floor", "P0")]
 
 
 async def test_door_cycling_counts_within_one_stop(site: Site) -> None:

@@ -74,6 +74,7 @@ async def test_every_profile_point_decodes_to_the_simulated_value() -> None:
     sim.model.occupied = True
     sim.model.run_count = 123_456
     sim.model.fault_code = 4
+    sim.model.door_request = True
     sim.apply("press_alarm", {})
     sim.apply("mode", {"mode": "fire_recall"})
     sim.refresh()
@@ -86,6 +87,7 @@ async def test_every_profile_point_decodes_to_the_simulated_value() -> None:
         "power_status": 1, "alarm_button": 1, "up_limit": False, "down_limit": False,
         "safety_circuit_open": False, "door_lock_open": False, "fault_code": 4,
         "event_code": 44, "car_speed": pytest.approx(1.5), "run_count": 123_456,
+        "door_open_request": 1,
     }
 
 
@@ -143,6 +145,54 @@ async def test_fault_injection_reaches_the_gateway_as_quality(
         assert first.quality in (Quality.BAD, Quality.COMM_LOSS)
     if error is not None:
         assert first.error is not None and error in first.error
+
+
+def _run(sim: ElevatorSim, seconds: float, tick: float = 0.1) -> None:
+    for _ in range(round(seconds / tick)):
+        sim.model.step(tick)
+    sim.refresh()
+
+
+def _reg(sim: ElevatorSim, name: str) -> int:
+    return sim.unit.holding[REGISTER_MAP[name][0]]
+
+
+def test_a_passenger_waiting_in_a_parked_car_asks_nothing_until_door_open_is_pressed() -> None:
+    sim = ElevatorSim("E1", traffic=False)
+    sim.apply("board", {})
+    _run(sim, 120)
+    assert (_reg(sim, "door_status"), _reg(sim, "door_open_request")) == (1, 0)
+    assert sim.apply("press_door_open", {}) == "E1: door-open button pressed"
+    _run(sim, 0.5)
+    assert (_reg(sim, "door_status"), _reg(sim, "door_open_request")) == (2, 0), \
+        "healthy doors serve the request at once"
+
+
+def test_a_door_fault_leaves_the_request_unserved_and_reports_fault_03() -> None:
+    sim = ElevatorSim("E1", traffic=False)
+    sim.apply("board", {})
+    sim.apply("door_fault", {})
+    assert sim.apply("press_door_open", {}).endswith("the doors do not open")
+    _run(sim, 5)
+    assert (_reg(sim, "door_status"), _reg(sim, "door_open_request"),
+            _reg(sim, "fault_code")) == (1, 1, 0)
+    _run(sim, 6)  # past the controller's 10 s door-open limit
+    assert (_reg(sim, "door_status"), _reg(sim, "fault_code")) == (1, 3)
+    sim.apply("recover", {})
+    _run(sim, 0.5)
+    assert (_reg(sim, "door_status"), _reg(sim, "door_open_request"),
+            _reg(sim, "fault_code")) == (2, 0, 0), "the technician mends the doors; they open"
+
+
+def test_a_called_car_with_broken_doors_stays_shut_at_the_floor() -> None:
+    sim = ElevatorSim("E1", traffic=False)
+    sim.apply("door_fault", {})
+    sim.apply("call", {"floor": 3})
+    _run(sim, 20)
+    assert (_reg(sim, "car_position"), _reg(sim, "car_status"), _reg(sim, "door_status"),
+            _reg(sim, "door_open_request"), _reg(sim, "fault_code")) == (3, 0, 1, 1, 3)
+    sim.apply("stop_between_floors", {})
+    assert sim.apply("press_door_open", {}).endswith("outside a floor's door zone")
 
 
 def test_unknown_actions_and_bad_parameters_are_explained() -> None:

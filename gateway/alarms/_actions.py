@@ -4,7 +4,8 @@ and either journaled (fsynced) and applied, or refused with :class:`AlarmActionR
 ISA-18.2 / OPC UA Part 9 rules enforced here:
 
 * **acknowledge** needs an unacknowledged alarm (active, returned or latched);
-* **reset** needs a latched alarm that has been acknowledged;
+* **reset** needs a latched alarm that has been acknowledged; it is announced (state CLEARED,
+  with the operator as ``actor``) when consumers were shown the alarm;
 * **shelve** needs a reason and a duration up to ``alarms.shelve_max``; one-shot shelving (until
   the next return to normal, and at most ``shelve_max``) needs an active alarm. **Life-safety
   (P0) alarms cannot be shelved**, and an out-of-service alarm cannot be shelved;
@@ -73,7 +74,9 @@ class AlarmActions:
             if not rec.acked:
                 _reject("reset", rec, "acknowledge the alarm before resetting it")
             rec.latched = False
-            txn.emit(rec, Transition.RESET, actor=actor, reason=reason)
+            # Consumers that were shown the alarm learn here that a person ended it: for a
+            # latching alarm this, not the end of its condition, clears the work order.
+            txn.emit(rec, Transition.RESET, actor=actor, reason=reason, announce=rec.shown)
 
         return await self._book.operate("reset", alarm_id, apply)
 

@@ -120,6 +120,9 @@ class AlarmEvent:
     announced: bool = False
     #: Position in the alarm journal (0 when not journaled).
     seq: int = 0
+    #: A latching rule's alarm whose condition ended: it stays in alarm until an operator
+    #: resets it (work orders are not cleared before that, see the RESET transition).
+    latched: bool = False
 
     @property
     def life_safety(self) -> bool:

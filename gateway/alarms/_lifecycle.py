@@ -25,8 +25,11 @@ What consumers (the sink) receive: an event with ``state`` ACTIVE when an alarm 
 shown to people (a new or re-activated incident, a re-alarm, or its condition still active when
 shelving, suppression, out-of-service, chatter or flood grouping ends), and one with ``state``
 CLEARED when its condition ends *after* they received ACTIVE for it (so an order opened is
-always told the condition ended, even if the alarm was shelved meanwhile). Acknowledgement,
-shelving, comments and the like are journaled and go to the listener only.
+always told the condition ended, even if the alarm was shelved meanwhile). For a latching rule
+that CLEARED carries ``latched=True`` (the alarm stays in alarm), and an operator's reset of the
+latch is announced as well (transition RESET, state CLEARED, ``actor`` the operator): the work
+order clears only then. Acknowledgement, shelving, comments and the like are journaled and go
+to the listener only.
 
 If the journal cannot be written (disk full), alarms from rule evaluation are still announced
 (a full disk must not silence a fire alarm) and the failure is logged at ERROR once; operator

@@ -170,7 +170,7 @@ class AlarmRecord:
             occurrences=max(self.occurrences, 1), actor=actor, reason=reason,
             chattering=self.chattering,
             flood_group=flood_group if flood_group is not None else self.flood_group,
-            announced=announced)
+            announced=announced, latched=self.latched)
 
     # -- persistence
 

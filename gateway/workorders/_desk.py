@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from gateway.aio import first_of
-from gateway.alarms import AlarmEvent, AlarmState
+from gateway.alarms import AlarmEvent, AlarmState, Transition
 from gateway.clock import Clock
 from gateway.config import DEFAULT_PRIORITY_POLICIES, ResponsePolicy, SiteConfig, WorkOrdersConfig
 from gateway.errors import StatusRefused
@@ -158,13 +158,23 @@ class WorkOrderDesk:
             else:
                 if current is None or not current.order.alarm_active:
                     return None
+                if event.latched:
+                    # A latching alarm (unintended car movement) stays in alarm after its
+                    # condition ends, until a person resets it: the order does not clear yet.
+                    log.info("work order %s: alarm %s ended and is latched until an operator "
+                             "resets it", current.order.id, event.alarm_id)
+                    return None
                 current.active_alarms.discard(event.alarm_id)
                 if current.active_alarms:
                     return None  # another alarm of the incident still holds
                 status = "alarm_cleared" if current.order.status == "open" else \
                     current.order.status
+                reset: dict[str, object] = {}
+                if event.transition is Transition.RESET:
+                    reset = {"alarm_reset_by": event.actor,
+                             "alarm_reset_note": event.reason or None}
                 order = self._update(current, "alarm_cleared", _iso(event.ts), status=status,
-                                     alarm_active=False, evidence=event.evidence)
+                                     alarm_active=False, evidence=event.evidence, **reset)
             await self._emit(order)
             if order.seq == 1:
                 # Logged once the sink has it (on disk, when the sink is the outbox).
@@ -172,7 +182,8 @@ class WorkOrderDesk:
                         "by %s): %s", order.id, order.priority, order.category,
                         order.respond_by, order.title.en, extra={"priority": order.priority})
             else:
-                log.info("work order %s: alarm %s cleared", order.id, event.alarm_id)
+                log.info("work order %s: alarm %s cleared%s", order.id, event.alarm_id,
+                         f" (reset by {order.alarm_reset_by})" if order.alarm_reset_by else "")
             return order
 
     async def apply_status(self, order_id: str, answer: StatusAnswer) -> WorkOrder | None:

@@ -105,7 +105,8 @@ class WorkOrder(_Frozen):
     event: WorkOrderEvent = Field(default="raised",
                                   description="What this update is about.")
     alarm_active: bool = Field(default=True,
-                               description="False once the alarm has returned to normal.")
+                               description="False once the alarm has returned to normal (for "
+                                           "a latching alarm: once an operator reset it).")
     title: Bilingual
     description: Bilingual
     location: WorkOrderLocation
@@ -135,6 +136,13 @@ class WorkOrder(_Frozen):
         description="Other alarms of the same device and category that joined this order "
                     "while it was open (e.g. the alarm button during an entrapment): one "
                     "real-world incident, one work order.")
+    alarm_reset_by: str | None = Field(
+        default=None, max_length=200,
+        description="Set on the alarm_cleared update of a latching alarm (e.g. unintended car "
+                    "movement): the operator who reset it. Such an alarm does not clear when "
+                    "its condition ends; a person has to reset it.")
+    alarm_reset_note: str | None = Field(default=None, max_length=2000,
+                                         description="The operator's reason for the reset.")
     related_to: str | None = Field(
         default=None, description="Id of an earlier, still open work order of the same alarm "
                                   "(e.g. one raised before the gateway restarted).")
