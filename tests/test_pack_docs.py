@@ -73,12 +73,12 @@ def test_a_changed_pack_or_profile_makes_the_check_fail_and_shows_up(tmp_path: P
     shutil.copytree(REPO / "config", config)
     profile = config / "profiles" / "elevator-modbus.yaml"
     profile.write_text(profile.read_text(encoding="utf-8") + (
-        '  - {name: door_open_request, address: 15, function: holding, type: uint16, '
+        '  - {name: door_hold_request, address: 45, function: holding, type: uint16, '
         'description: "0 none, 1 requested"}\n'), encoding="utf-8")
     pack = config / "detectors" / "elevator.yaml"
     pack.write_text(pack.read_text(encoding="utf-8") + (
         "\n  - id: door-request-unserved\n    category: elevator_entrapment\n    priority: P0\n"
-        "    for: 20s\n    when: {point: door_open_request, eq: 1, while_new: {point: x}}\n"
+        "    for: 20s\n    when: {point: door_hold_request, eq: 1, while_new: {point: x}}\n"
         "    message: {zh: 门, en: door}\n"), encoding="utf-8")
     page = tmp_path / "packs.md"
     shutil.copy(PAGE, page)
@@ -87,8 +87,8 @@ def test_a_changed_pack_or_profile_makes_the_check_fail_and_shows_up(tmp_path: P
     assert "out of date: run scripts/pack_docs.py" in stale.stderr
     assert _script("--config", str(config), "--output", str(page)).returncode == 0
     text = page.read_text(encoding="utf-8")
-    assert re.search(r"^\| `door_open_request` \| holding 15 \(0x000F\) \| uint16 \|  \| "
+    assert re.search(r"^\| `door_hold_request` \| holding 45 \(0x002D\) \| uint16 \|  \| "
                      r"0 none, 1 requested \| `door-request-unserved` \|$", text, re.MULTILINE)
     # A condition form the script does not know is shown as written, never dropped.
-    assert "When: `{point: door_open_request, eq: 1, while_new: {point: x}}`, for `20s`" in text
+    assert "When: `{point: door_hold_request, eq: 1, while_new: {point: x}}`, for `20s`" in text
     assert _script("--check", "--config", str(config), "--output", str(page)).returncode == 0
