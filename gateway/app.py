@@ -60,6 +60,7 @@ from gateway.workorders import (
 )
 
 if TYPE_CHECKING:
+    from gateway.accounting import Accounting
     from gateway.console import ConsoleService
     from gateway.http_server import RouteOwner, WebServer
     from gateway.upstream import HttpPublisher
@@ -152,6 +153,18 @@ class Gateway:
         self.readings = LastReadings()
         self._readings_feed = self.bus.subscribe("readings", maxsize=1000,
                                                  overflow=Overflow.DROP_OLDEST)
+        #: Consumption per interval, when the config has an accounting: section.
+        self.accounting: Accounting | None = None
+        self._accounting_feed = None
+        if config.accounting is not None and config.accounting.enabled:
+            from gateway.accounting import Accounting, accounting_path
+
+            self.accounting = Accounting(config, self.clock, self.bus.publish,
+                                         path=accounting_path(config))
+            # Drop-oldest: a stage that reads from and publishes to the bus must never wait
+            # on its own queue, and a dropped register reading costs only resolution.
+            self._accounting_feed = self.bus.subscribe("accounting", maxsize=10_000,
+                                                       overflow=Overflow.DROP_OLDEST)
         self.supervisor = Supervisor(self.clock)
         progress: dict[str, DeliveryProgress] = {}
         if self.upstream is not None:
@@ -221,6 +234,9 @@ class Gateway:
                 ("workorders", self.desk.run),
                 ("readings", lambda: self.readings.run(self._readings_feed)),
             ]
+            if self.accounting is not None and self._accounting_feed is not None:
+                accounting, feed = self.accounting, self._accounting_feed
+                stages.append(("accounting", lambda: accounting.run(feed)))
             if self.upstream is not None:
                 stages.append(("upstream", self.upstream.run))
             if self.http is not None:

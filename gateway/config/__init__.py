@@ -23,6 +23,7 @@ from gateway.config._loader import bundled_profile_dirs, load_config, load_confi
 from gateway.config._models import (
     DEFAULT_CATEGORIES,
     DEFAULT_PRIORITY_POLICIES,
+    AccountingConfig,
     AlarmsConfig,
     AllCondition,
     AnyCondition,
@@ -94,6 +95,7 @@ __all__ = [
     "MAX_NODES",
     "MAX_SCALAR_CHARS",
     "MESSAGE_FIELDS",
+    "AccountingConfig",
     "AlarmsConfig",
     "AllCondition",
     "AllDevicesCondition",

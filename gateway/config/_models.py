@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config._accounting import AccountingConfig
 from gateway.config._alarms import (
     AlarmsConfig,
     ChatterConfig,
@@ -67,6 +68,7 @@ from gateway.config._types import StrictModel as _Model
 __all__ = [
     "DEFAULT_CATEGORIES",
     "DEFAULT_PRIORITY_POLICIES",
+    "AccountingConfig",
     "AlarmsConfig",
     "AllCondition",
     "AnyCondition",
@@ -132,6 +134,9 @@ class GatewayConfig(_Model):
     health: HealthConfig = HealthConfig()
     console: ConsoleConfig | None = Field(
         default=None, description="The operator console; off unless this section is given.")
+    accounting: AccountingConfig | None = Field(
+        default=None, description="Energy and water consumption per interval; off unless "
+                                  "this section is given.")
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -222,11 +227,18 @@ class GatewayConfig(_Model):
                 if dev_id not in by_id:
                     problems.append(f"rules[{i}].devices: unknown device {dev_id!r}")
             for dev in self.rule_devices(rule):
-                missing = rule.points() - dev.point_names()
+                missing = rule.points() - self.points_of(dev)
                 if missing:
                     problems.append(f"rules[{i}].when: device {dev.id!r} has no point(s) "
                                     f"{', '.join(sorted(missing))} (rule {rule.id})")
         return problems
+
+    def points_of(self, dev: DeviceConfig) -> set[str]:
+        """Every point of a device a rule may read: its own, derived and accounting points."""
+        names = dev.point_names()
+        if self.accounting is not None:
+            names |= self.accounting.points_for(names)
+        return names
 
     def device_brokers(self) -> set[str]:
         """Broker ids other than the upstream one."""
