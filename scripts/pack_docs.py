@@ -144,8 +144,12 @@ def _pack(pack: dict[str, Any], profiles: list[dict[str, Any]]) -> list[str]:
     codes = _meanings(profiles)
     for rule in pack.get("rules") or []:
         out.extend(_rule(rule, codes))
-        for point in sorted(set(_points(rule.get("when")))):
-            readers.setdefault(point, []).append(rule["id"])
+        variant = rule.get("with_accounting") or {}
+        for name in sorted(set(_points(rule.get("when"))) | set(_points(variant.get("when")))):
+            # An accounting interval point (import_kwh_hour) is read from its register.
+            point = name.removesuffix("_hour").removesuffix("_day")
+            if rule["id"] not in readers.get(point, []):
+                readers.setdefault(point, []).append(rule["id"])
     out.append("")
     for profile in profiles:
         out.extend(_profile(profile, readers))
@@ -172,14 +176,29 @@ def _rule(rule: dict[str, Any], codes: dict[str, dict[str, str]]) -> list[str]:
     if rule.get("latching") is True:
         extras.append("latching: stays raised until an operator resets it, even after the "
                       "condition has ended")
+    if rule.get("needs_accounting") is True:
+        extras.append("only with [accounting](energy.md) on (an `accounting:` section): it "
+                      "reads consumption per hour")
     known = {"id", "category", "priority", "kind", "when", "for", "clear_for", "group_by",
-             "work_order", "message", "latching"}
+             "work_order", "message", "latching", "with_accounting", "needs_accounting"}
     extras.extend(f"`{key}: {_scalar(value)}`" for key, value in rule.items() if key not in known)
     if extras:
         out.append(f"  - {'; '.join(extras)[:1].upper()}{'; '.join(extras)[1:]}")
     message = rule.get("message") or {}
     if isinstance(message, dict) and message.get("en"):
         out.append(f"  - Message: {_cell(message['en'])} / {_cell(message.get('zh', ''))}")
+    variant = rule.get("with_accounting")
+    if isinstance(variant, dict):
+        when = variant.get("when", rule.get("when"))
+        text = f"  - With [accounting](energy.md) on: {_condition(when, codes)}"
+        delay = variant.get("for", rule.get("for"))
+        if delay and _code(delay) not in ("`0s`", "`0`"):
+            text += f", for {_code(delay)}"
+        out.append(text)
+        message = variant.get("message") or {}
+        if isinstance(message, dict) and message.get("en"):
+            out.append(f"    - Message: {_cell(message['en'])} / "
+                       f"{_cell(message.get('zh', ''))}")
     return out
 
 
@@ -298,7 +317,9 @@ def _condition(cond: Any, codes: dict[str, dict[str, str]], nested: bool = False
         if cond.get("min_excess"):
             text += f" and by at least {v(cond['min_excess'])}"
         if cond.get("during"):
-            text += f" (learned {_window(cond['during'])})"
+            judged = ", and only readings of that time are judged" if cond.get("only_during") \
+                else ""
+            text += f" (learned {_window(cond['during'])}{judged})"
         return text
     if point is not None:
         parts = []

@@ -22,8 +22,8 @@ INTERNAL = {"gateway.outbox._store", "gateway.alarms._lifecycle.Txn",
             "gateway.alarms._lifecycle_state.event_to_json"}
 
 PACKAGES = ["gateway.config", "gateway.alarms", "gateway.workorders", "gateway.upstream",
-            "gateway.outbox", "gateway.console", "gateway.terminal", "drivers.modbus",
-            "drivers.mqtt"]
+            "gateway.outbox", "gateway.console", "gateway.terminal", "gateway.accounting",
+            "drivers.modbus", "drivers.mqtt"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -388,6 +388,7 @@ class _Baseline(Node):
         self.point, self.factor, self.excess = cond.point, cond.above_baseline, cond.min_excess
         self.learn, self.min_samples = cond.learn, cond.min_samples
         self.window = _Schedule(ScheduleCondition(schedule=cond.during)) if cond.during else None
+        self.only_during = cond.only_during
         self.baseline: float | None = None
         self.samples = 0
         self.last_mono: float | None = None
@@ -412,6 +413,9 @@ class _Baseline(Node):
     def evaluate(self, ctx: Context) -> bool | None:
         self.tz = ctx.tz
         reading = ctx.values.get(self.point)
+        if reading is not None and self.only_during and self.window is not None \
+                and not self.window.inside(reading.received_ts, ctx.tz):
+            return False
         if reading is None or not reading.good or self.baseline is None \
                 or self.samples < self.min_samples:
             return None

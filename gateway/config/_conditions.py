@@ -187,6 +187,17 @@ class BaselineCondition(_Model):
     min_samples: int = Field(default=30, ge=1,
                              description="unknown until this many readings were learned")
     during: ScheduleWindow | None = None
+    only_during: bool = Field(
+        default=False,
+        description="with during: judge only readings taken inside the window (outside it "
+                    "the condition is false), e.g. hourly consumption, stamped with the start "
+                    "of its hour, is compared with the nights only for the night hours")
+
+    @model_validator(mode="after")
+    def _window_given(self) -> BaselineCondition:
+        if self.only_during and self.during is None:
+            raise ValueError("only_during goes with during: {from, to}")
+        return self
 
 
 class AllDevicesCondition(_Model):

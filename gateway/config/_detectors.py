@@ -14,6 +14,12 @@ and the loader turns that into ordinary ``rules:`` entries (ids prefixed with th
 e.g. ``elevator.trapped-between-floors``, or with ``as:``) before validation. In a pack, a
 value written as ``$name`` is replaced by the parameter ``name``.
 
+A pack rule may depend on the site's energy accounting (``accounting:``, docs/energy.md),
+which makes consumption per hour (``import_kwh_hour``, ...) a point of every meter:
+``with_accounting: {...}`` replaces the keys it names when the site has accounting on (as a
+site override would), and ``needs_accounting: true`` leaves the rule out when it has not.
+The pack can thus judge hourly consumption where it exists and instantaneous power elsewhere.
+
 A rule override replaces the keys it names, whole (a ``when`` is never merged with the
 pack's: a half-merged condition tree would be a guess), except ``message``, which is merged
 per language; ``$name`` works in overrides too; the id cannot change; ``devices`` in an
@@ -70,6 +76,7 @@ def expand_detectors(data: dict[str, Any], base_dir: Path, problem: Problem,
     kinds = {d.get("kind") for d in devices if isinstance(d, dict)
              and isinstance(d.get("kind"), str)} if isinstance(devices, list) else set()
     prefixes: dict[str, str] = {}
+    accounting = _accounting_on(data.get("accounting"))
     for i, entry in enumerate(entries):
         path = f"detectors[{i}]"
         use = entry if isinstance(entry, str) else entry.get("use") \
@@ -94,7 +101,8 @@ def expand_detectors(data: dict[str, Any], base_dir: Path, problem: Problem,
         if pack is not None:
             # A pack covers a whole facility system; its rules for kinds this site does not
             # have (no water meters, say) are left out rather than reported as errors.
-            for rule in _expand(pack, use, options, prefix=prefix, path=path, problem=problem):
+            for rule in _expand(pack, use, options, prefix=prefix, path=path, problem=problem,
+                                accounting=accounting):
                 if "devices" in rule or _text(rule.get("kind")) in kinds:
                     if origins is not None:
                         origins[f"rules[{len(rules)}]"] = (
@@ -163,7 +171,7 @@ def _load_pack(name: str, base_dir: Path, path: str, problem: Problem) -> dict[s
 
 
 def _expand(pack: dict[str, Any], name: str, options: dict[str, Any], *, prefix: str,
-            path: str, problem: Problem) -> list[dict[str, Any]]:
+            path: str, problem: Problem, accounting: bool) -> list[dict[str, Any]]:
     params = dict(pack.get("params") or {})
     overrides: dict[Any, Any] = options.get("params") or {}
     unknown = set(overrides) - set(params)
@@ -184,6 +192,11 @@ def _expand(pack: dict[str, Any], name: str, options: dict[str, Any], *, prefix:
         if switch is False:
             continue
         rule = _substitute(raw, params)
+        with_accounting = rule.pop("with_accounting", None)
+        if rule.pop("needs_accounting", False) is True and not accounting:
+            continue
+        if accounting and isinstance(with_accounting, dict):
+            _override(rule, with_accounting)
         rule["id"] = f"{prefix}.{rule.get('id')}"
         if "devices" in options:
             rule.pop("kind", None)
@@ -196,6 +209,12 @@ def _expand(pack: dict[str, Any], name: str, options: dict[str, Any], *, prefix:
             _override(rule, _substitute(switch, params))
         out.append(rule)
     return out
+
+
+def _accounting_on(section: Any) -> bool:
+    """Whether the raw ``accounting:`` value turns accounting on: a mapping (``{}`` too)
+    without ``enabled: false``; no section, or null, is off."""
+    return isinstance(section, dict) and section.get("enabled", True) is not False
 
 
 def _override(rule: dict[str, Any], changes: dict[str, Any]) -> None:
