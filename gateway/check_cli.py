@@ -70,6 +70,23 @@ def run_check_command(args: argparse.Namespace, out: TextIO | None = None,
     return EXIT_CONFIG if warnings and args.strict else EXIT_OK
 
 
+def _print_accounting(config: GatewayConfig, out: TextIO) -> None:
+    acct = config.accounting
+    if acct is None or not acct.enabled:
+        return
+    meters = [(d.id, sorted(set(acct.counters) & d.point_names()))
+              for d in config.devices if d.enabled]
+    meters = [(dev, points) for dev, points in meters if points]
+    buildings = sorted({d.location.building for d in config.devices
+                        if d.enabled and d.location.building
+                        and set(acct.counters) & d.point_names()})
+    print(f"accounting: {len(meters)} meter(s), per {' and '.join(acct.periods)} "
+          f"({config.site.timezone}); buildings: "
+          f"{', '.join(f'building.{b}' for b in buildings) or 'none'}", file=out)
+    for dev, points in meters:
+        print(f"  {dev}: {', '.join(points)}", file=out)
+
+
 def print_summary(config: GatewayConfig, out: TextIO, *, verbose: bool = False) -> None:
     """What the gateway will do with this config: devices, points, polling, rules."""
     from drivers.modbus import describe_polling
@@ -98,6 +115,7 @@ def print_summary(config: GatewayConfig, out: TextIO, *, verbose: bool = False) 
     for dev in enabled:
         if dev.derived:
             print(f"  {dev.id} derives {', '.join(d.name for d in dev.derived)}", file=out)
+    _print_accounting(config, out)
     print(f"{len(config.rules)} rule(s):", file=out)
     for rule in config.rules:
         targets = [d.id for d in config.rule_devices(rule)]

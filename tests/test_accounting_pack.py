@@ -141,3 +141,6 @@ async def test_an_abnormal_night_hour_raises_the_pack_rules(fake_clock: FakeCloc
     assert raised("energy.water-night-use") == ["03-08 01:00"]
     assert cleared("energy.water-night-use") == ["03-08 07:00"]
     assert raised("energy.water-leak") == []
+    message = next(e.message_en for e in events if e.rule_id == "energy.night-consumption")
+    assert message == "M1 (Bldg A) abnormal night consumption: 3 kWh in one hour, well above " \
+                      "previous nights", message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.config._types import Duration, Identifier
 from gateway.config._types import StrictModel as _Model
@@ -62,6 +62,14 @@ class AccountingConfig(_Model):
         if bad:
             raise ValueError(f"limits must be > 0 (see {', '.join(bad)})")
         return value
+
+    @model_validator(mode="after")
+    def _limits_for_counters(self) -> AccountingConfig:
+        unknown = sorted(set(self.max_per_hour) - set(self.counters))
+        if unknown:
+            raise ValueError(f"max_per_hour: {', '.join(unknown)} is not in counters "
+                             f"({', '.join(self.counters)})")
+        return self
 
     def points_for(self, point_names: set[str]) -> set[str]:
         """The interval points accounting adds to a device with these points."""

@@ -122,8 +122,8 @@ def _placeholders(config: GatewayConfig, rule: RuleConfig, path: str) -> list[tu
     if not devices:
         return []
     # A group rule's message is rendered for the group, which has no point values.
-    known = {d.id: MESSAGE_FIELDS | ({p.name for p in [*d.points, *d.derived]}
-                                     if rule.group_by is None else set()) for d in devices}
+    known = {d.id: MESSAGE_FIELDS | (config.points_of(d) if rule.group_by is None else set())
+             for d in devices}
     everything = set().union(*known.values())
     found = []
     for lang in ("zh", "en"):
