@@ -387,6 +387,8 @@ class Gateway:
             await self._stop_stage(name)
         try:
             self.points.reconfigure(config.devices)
+            if self.accounting is not None:
+                self.accounting.reconfigure(config)
             engine = await self.engine.reconfigure(config)
         except Exception:
             # A bug, not a config mistake (the config was checked): the links must still come

@@ -285,6 +285,7 @@ async def run_until(gateway: Gateway, clock: FakeClock, meters: Meters, end: flo
         await polled(gateway, clock)
 
 
+@pytest.mark.slow  # 3-6 s: 100 Modbus polls of two meters through the whole gateway
 async def test_hours_and_days_through_the_gateway_across_reset_swap_restart_and_midnight(
         tmp_path: Path) -> None:
     clock = FakeClock(wall_offset=START)
@@ -329,3 +330,22 @@ async def test_hours_and_days_through_the_gateway_across_reset_swap_restart_and_
     # The console (the last reading of every point) shows them like any point.
     last = gateway.readings.snapshot("building.A")["devices"]["building.A"]["last"]
     assert last["import_kwh_hour"]["value"] == pytest.approx(2.0, abs=1e-4)
+
+
+async def test_a_reload_keeps_counting_and_follows_new_meters_and_buildings(
+        tmp_path: Path, fake_clock: FakeClock) -> None:
+    moved = SITE.replace("profile: eastron-sdm630, location: {{building: A}}",
+                         "profile: eastron-sdm630, location: {{building: B}}").replace(
+        "  - {{id: M3,", "  - {{id: M9, kind: energy_meter, driver: modbus-tcp, host: 127.0.0.1, "
+                        "port: 1502, unit: 9, profile: chint-dtsu666}}\n  - {{id: M3,")
+    async with Rig(config(tmp_path), fake_clock, None) as rig:
+        t = at("2026-03-01 10:00")
+        await rig.read("M1", "import_kwh", t, 0.0)
+        await rig.read("M1", "import_kwh", t + 1800, 1.0)
+        rig.stage.reconfigure(load_config_text(moved.format(state_dir=tmp_path)))
+        await rig.read("M9", "import_kwh", t + 1800, 50.0)
+        await rig.read("M1", "import_kwh", t + 3600, 2.0)
+        await rig.read("M9", "import_kwh", t + 3600, 51.0)
+        got = rig.published()
+    assert got == {("M1", "import_kwh_hour", "03-01 10:00"): 2.0,
+                   ("building.B", "import_kwh_hour", "03-01 10:00"): 2.0}

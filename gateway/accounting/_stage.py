@@ -106,17 +106,26 @@ class Accounting:
         #: Interval readings published; register steps taken as restarts, jumps and gaps.
         self.published = 0
         self.steps = 0
+        self.reconfigure(config)
+
+    def reconfigure(self, config: GatewayConfig) -> None:
+        """Take the devices of a reloaded config: new meters are accounted from their next
+        reading, removed ones forgotten, the others carry on; buildings follow locations."""
+        accounts: dict[PointKey, CounterAccount] = {}
+        self._building, self._members = {}, {}
         counters = set(self.settings.counters)
         for dev in config.devices:
             if not dev.enabled:
                 continue
             for point in sorted(counters & dev.point_names()):
-                self.accounts[PointKey(dev.id, point)] = CounterAccount(
+                key = PointKey(dev.id, point)
+                accounts[key] = self.accounts.get(key) or CounterAccount(
                     self.settings.periods, self.tz, max_gap=self.settings.max_gap,
                     max_per_hour=self.settings.max_per_hour.get(point))
                 if dev.location.building:
                     self._building[dev.id] = dev.location.building
                     self._members.setdefault((dev.location.building, point), set()).add(dev.id)
+        self.accounts = accounts
 
     async def run(self, feed: Subscription) -> None:
         """Account every reading of ``feed`` until cancelled; saves the state on the way out."""
