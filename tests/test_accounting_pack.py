@@ -61,6 +61,7 @@ def test_without_accounting_the_pack_is_unchanged(accounting: str) -> None:
     assert night is not None and night.for_ == 1800
     assert "power_total" in str(night.when) and "import_kwh_hour" not in str(night.when)
     assert rule(off, "energy.water-night-use") is None
+    assert rule(off, "energy.water-every-hour") is None
 
 
 def test_a_rule_on_an_hour_point_needs_accounting_of_that_register() -> None:
@@ -141,6 +142,9 @@ async def test_an_abnormal_night_hour_raises_the_pack_rules(fake_clock: FakeCloc
     assert raised("energy.water-night-use") == ["03-08 01:00"]
     assert cleared("energy.water-night-use") == ["03-08 07:00"]
     assert raised("energy.water-leak") == []
+    # Water in every hour from 03-07 06:00 (the day) through the leaking night: the hour
+    # 06:00-07:00 came at 07:00, and 23.5 h later 24 hours in a row have had water.
+    assert raised("energy.water-every-hour") == ["03-08 06:30"]
     message = next(e.message_en for e in events if e.rule_id == "energy.night-consumption")
     assert message == "M1 (Bldg A) abnormal night consumption: 3 kWh in one hour, well above " \
                       "previous nights", message
