@@ -349,3 +349,14 @@ async def test_a_reload_keeps_counting_and_follows_new_meters_and_buildings(
         got = rig.published()
     assert got == {("M1", "import_kwh_hour", "03-01 10:00"): 2.0,
                    ("building.B", "import_kwh_hour", "03-01 10:00"): 2.0}
+
+
+def test_a_reload_refuses_changes_to_the_accounting_section(tmp_path: Path) -> None:
+    from gateway.reload import restart_only_changes
+
+    old = config(tmp_path)
+    new = load_config_text(SITE.format(state_dir=tmp_path).replace(
+        "accounting: {}", "accounting: {max_gap: 2d}"))
+    assert restart_only_changes(old, new) == ["accounting.max_gap"]
+    moved = load_config_text(SITE.format(state_dir=tmp_path).replace("building: A", "building: B"))
+    assert restart_only_changes(old, moved) == []

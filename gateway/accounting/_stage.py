@@ -19,8 +19,8 @@ costs nothing but resolution (the next one carries the same total), and a stage 
 reads from and writes to the bus must never wait on itself.
 
 State (the last register value and the open intervals of every meter, the building sums not
-yet complete) is kept in ``state_dir/accounting-<site>-<gateway>.json``, written at every
-closed interval, at least every ``save_every`` while readings arrive, and on the way out. A
+yet complete) is kept in ``state_dir/accounting-<site>-<gateway>.json``, written a moment
+after intervals close, at least every ``save_every`` while readings arrive, and on the way out. A
 restart carries on from it: the silence is apportioned like any other, so no hour is lost or
 counted twice. A crash loses at most the state since the last write; the intervals closed in
 that time are published again with the same values and timestamps.
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 #: Device id prefix of the virtual per-building devices: ``building.<name>``.
 BUILDING_PREFIX = "building."
 _STATE_VERSION = 1
+#: After an interval closes, the state is written on the first reading this much later.
+_CLOSE_SAVE_DELAY = 2.0
 #: Shutdown waits this long for the state file to be written.
 _SAVE_TIMEOUT = 5.0
 
@@ -157,11 +159,16 @@ class Accounting:
         if closed:
             for interval in closed:
                 await self._close(reading.key, interval)
-            await self.save()
+            # Soon, not at once: every meter closes its hour within one poll of the others,
+            # and one write covers them all.
+            self._next_save = min(self._next_save, self.clock.monotonic() + _CLOSE_SAVE_DELAY)
 
     async def load(self) -> None:
         """Carry on from the state file, if there is one."""
         if self.path is None:
+            log.warning("accounting: no state_dir configured: the last register values are "
+                        "kept in memory, and after a restart the first interval of each meter "
+                        "is not published")
             return
         try:
             state = await asyncio.to_thread(_read, self.path)

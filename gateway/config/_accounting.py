@@ -46,7 +46,7 @@ class AccountingConfig(_Model):
     save_every: Duration = Field(
         default=60.0, ge=1, le=3600,
         description="The state file (last register values, open intervals) is written at "
-                    "least this often while readings arrive, and at every closed interval.")
+                    "least this often while readings arrive, and soon after intervals close.")
 
     @field_validator("counters", "periods")
     @classmethod
