@@ -360,3 +360,33 @@ def test_a_reload_refuses_changes_to_the_accounting_section(tmp_path: Path) -> N
     assert restart_only_changes(old, new) == ["accounting.max_gap"]
     moved = load_config_text(SITE.format(state_dir=tmp_path).replace("building: A", "building: B"))
     assert restart_only_changes(old, moved) == []
+
+
+async def test_after_a_crash_intervals_come_again_and_the_latest_values_add_up(
+        tmp_path: Path, fake_clock: FakeClock) -> None:
+    path = tmp_path / "accounting.json"
+    cfg = config(tmp_path)
+    t = at("2026-03-01 23:00")
+    # 10 kWh from 23:00 to 23:50, then 1 kWh an hour: not linear, so re-apportioning shows.
+    values = {i: (10.0 * i / 5 if i <= 5 else 10.0 + (i - 5) / 6) for i in range(19)}
+
+    async def feed(rig: Rig, steps: range) -> None:
+        for i in steps:
+            await rig.read("M1", "import_kwh", t + i * 600, values[i])
+            await fake_clock.advance(600)
+
+    async with Rig(cfg, fake_clock, path) as first:
+        await feed(first, range(4))  # to 23:30; the state is written (save_every 60 s)
+        kept = path.read_bytes()
+        await feed(first, range(4, 10))  # to 00:30: hour 23 published
+        before = first.published()
+    path.write_bytes(kept)  # the process died: its last writes are gone
+    async with Rig(cfg, fake_clock, path) as second:
+        await feed(second, range(13, 19))  # 01:10 to 02:00
+        after = second.published()
+    assert before[("M1", "import_kwh_hour", "03-01 23:00")] == pytest.approx(10 + 1 / 6)
+    assert ("M1", "import_kwh_hour", "03-01 23:00") in after, "published again"
+    latest = {**before, **after}
+    hours = [v for k, v in latest.items() if k[:2] == ("M1", "import_kwh_hour")]
+    assert len(hours) == 3
+    assert sum(hours) == pytest.approx(values[18] - values[0])

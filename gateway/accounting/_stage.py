@@ -23,7 +23,8 @@ yet complete) is kept in ``state_dir/accounting-<site>-<gateway>.json``, written
 after intervals close, at least every ``save_every`` while readings arrive, and on the way out. A
 restart carries on from it: the silence is apportioned like any other, so no hour is lost or
 counted twice. A crash loses at most the state since the last write; the intervals closed in
-that time are published again with the same values and timestamps.
+that time are published again with the same timestamps (their values apportioned anew, the
+meter's total still exact), and a time series keeps the latest.
 """
 
 from __future__ import annotations
