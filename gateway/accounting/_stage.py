@@ -202,7 +202,7 @@ class Accounting:
                  "buildings": [[b, pt, per, start, p.total, sorted(p.done), p.complete]
                                for (b, pt, per, start), p in self._pending.items()]}
         try:
-            await asyncio.to_thread(_write, self.path, state)
+            await _in_thread(_write, self.path, state)
         except OSError as exc:
             self._dirty = True
             log.warning("accounting: state file %s cannot be written: %s", self.path, exc)
@@ -259,6 +259,21 @@ class Accounting:
             log.warning("accounting: %s jumped from %g to %g in %.0f s, more than max_per_hour "
                         "allows: taken as a replaced meter; counting carries on from %g", key,
                         step.before, step.after, step.seconds, step.after)
+
+
+async def _in_thread(write: Callable[[Path, dict[str, Any]], None], path: Path,
+                     state: dict[str, Any]) -> None:
+    """Run ``write`` in a worker thread and wait for it even when cancelled: a thread cannot be
+    stopped, and one still writing after the stage stopped would race the next writer."""
+    task = asyncio.ensure_future(asyncio.to_thread(write, path, state))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task], timeout=_SAVE_TIMEOUT)
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.warning("accounting: the state file could not be written: %s",
+                        task.exception())
+        raise
 
 
 def _read(path: Path) -> dict[str, Any] | None:
