@@ -204,7 +204,7 @@ class TelemetryStage:
             sent_at=_iso(now),
             points=[_point(r) for r in reports])
         return OutboxItem(kind="telemetry", channel=f"{CHANNEL}/{device_id}", key=message_id,
-                          payload=message.model_dump_json(exclude_none=True).encode())
+                          payload=message.model_dump_json().encode())
 
 
 def _point(report: Report) -> TelemetryPoint:
