@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +42,7 @@ devices:
     points: [{{name: state, topic: "acs/{{door}}/state"}}]
 """
 UPSTREAM = "upstream: {broker: platform, topic_prefix: pm}"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def load(telemetry: str, upstream: str = UPSTREAM) -> GatewayConfig:
@@ -149,3 +152,42 @@ def test_check_config_says_what_telemetry_sends() -> None:
     out = io.StringIO()
     print_summary(load(""), out)
     assert "telemetry: off (no readings go upstream)" in out.getvalue()
+
+
+def test_the_documented_example_loads() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## telemetry\n"):doc.index("## A complete example")]
+    [block] = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    config = load_config_text(DOC_SITE + block)
+    assert config.telemetry is not None
+    selection = Selection(config.telemetry, config.devices)
+    energy = selection.spec("M1", "active_energy")
+    power = selection.spec("M1", "active_power")
+    car = selection.spec("B1-L1", "car_position")
+    assert energy is not None
+    assert power is not None
+    assert car is not None
+    assert energy.policy.deadband_percent == 0
+    assert (power.policy.deadband, power.policy.deadband_percent) == (0.5, 2.0)
+    assert car.policy.min_interval == 2
+    assert selection.spec("door-D1", "state") is not None
+    assert selection.spec("door-D1", "battery") is None
+    assert selection.spec("M1", "energy_raw") is None
+
+
+DOC_SITE = """
+site: {id: s1, name: x, gateway_id: gw1}
+brokers: {platform: {host: 127.0.0.1}}
+upstream: {broker: platform}
+devices:
+  - {id: M1, kind: energy_meter, driver: modbus-tcp, host: 127.0.0.1,
+     points: [{name: active_energy, address: 0, type: float32},
+              {name: active_power, address: 2, type: float32},
+              {name: energy_raw, address: 4, type: uint32}]}
+  - {id: W1, kind: water_meter, driver: modbus-tcp, host: 127.0.0.2,
+     points: [{name: volume, address: 0, type: float32}]}
+  - {id: B1-L1, kind: elevator, driver: modbus-tcp, host: 127.0.0.3,
+     points: [{name: car_position, address: 0, type: int16}]}
+  - {id: "door-{door}", kind: access_door, driver: mqtt, broker: platform,
+     points: [{name: state, topic: "acs/{door}/state"}, {name: battery, topic: "acs/{door}/bat"}]}
+"""
