@@ -23,9 +23,7 @@ from gateway.clock import FakeClock
 from gateway.config import load_config_text
 from gateway.upstream import TelemetryMessage
 from gateway.upstream.schema import upstream_schema
-from tests.support import Mosquitto
-
-pytestmark = pytest.mark.mosquitto
+from tests.support import Mosquitto, free_port
 
 SITE = """
 site: {{id: s1, name: 测试小区, gateway_id: gw1}}
@@ -113,6 +111,7 @@ def by_device(messages: list[TelemetryMessage]) -> dict[str, dict[str, tuple[Any
     return out
 
 
+@pytest.mark.mosquitto
 async def test_readings_reach_the_platform_by_exception_and_validate(
         mosquitto: Mosquitto, fake_clock: FakeClock) -> None:
     platform = Platform()
@@ -161,3 +160,60 @@ async def test_readings_reach_the_platform_by_exception_and_validate(
         health = gateway.health()
         assert health["telemetry"]["reported"] == 7
         assert health["telemetry"]["shed"] == 0
+
+
+async def test_telemetry_is_posted_to_the_telemetry_url(fake_clock: FakeClock) -> None:
+    """HTTP: the stage's messages go to upstream.http.telemetry_url, keyed by their id."""
+    from aiohttp import web
+
+    from gateway.bus import Bus, Overflow
+    from gateway.model import Quality, Reading
+    from gateway.outbox import Outbox
+    from gateway.telemetry import TelemetryStage
+    from gateway.upstream import HttpPublisher
+
+    got: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append((request.path, request.headers["Idempotency-Key"], await request.json()))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/api/{what}", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        config = load_config_text(f"""
+site: {{id: s1, name: x, gateway_id: gw1}}
+upstream:
+  http: {{url: "http://127.0.0.1:{port}/api/work-orders",
+          telemetry_url: "http://127.0.0.1:{port}/api/telemetry"}}
+telemetry: {{}}
+devices:
+  - {{id: M1, kind: energy_meter, driver: modbus-tcp, host: 127.0.0.1,
+     points: [{{name: power, address: 0, type: float32, unit: kW}}]}}
+""")
+        assert config.upstream is not None
+        assert config.upstream.http is not None
+        bus = Bus()
+        feed = bus.subscribe("telemetry", overflow=Overflow.DROP_OLDEST)
+        async with Outbox(None, targets={"http": {"work-orders", "telemetry"}},
+                          clock=fake_clock) as outbox:
+            stage = TelemetryStage(config, fake_clock, outbox, feed)
+            http = HttpPublisher(config.upstream.http, fake_clock, outbox)
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(stage.run()), tg.create_task(http.run())]
+                await bus.publish(Reading("M1", "power", 4.5, Quality.GOOD, fake_clock.time()))
+                await fake_clock.advance(1)
+                await until(lambda: len(got) == 1, fake_clock)
+                for task in tasks:
+                    task.cancel()
+        [(path, key, body)] = got
+        assert path == "/api/telemetry"
+        jsonschema_rs.validator_for(upstream_schema()).validate(body)
+        assert key == body["id"]
+        assert body["points"][0]["value"] == 4.5
+    finally:
+        await runner.cleanup()
