@@ -265,3 +265,19 @@ async def test_a_disabled_section_sends_nothing(telemetry: str) -> None:
     gateway = Gateway(config(telemetry))
     assert gateway.telemetry is None
     assert all(s.name != "telemetry" for s in gateway.bus.subscriptions)
+
+
+async def test_a_reload_with_a_new_device_reports_it(fake_clock: FakeClock) -> None:
+    async with rig(config(), fake_clock) as r:
+        await r.read("M3", "power", 1.0)
+        await r.advance(1)
+        assert await r.sent() == []
+        grown = SITE.format(telemetry=DEFAULT) + """
+  - {id: M3, kind: energy_meter, driver: modbus-tcp, host: 127.0.0.9,
+     points: [{name: power, address: 0, type: float32}]}
+"""
+        r.stage.reconfigure(load_config_text(grown))
+        await r.read("M3", "power", 1.0)
+        await r.advance(1)
+        [msg] = await r.sent()
+        assert points(msg) == {"power": (1.0, "good", "first")}

@@ -19,6 +19,7 @@ import jsonschema_rs
 import pytest
 
 from gateway.app import Gateway
+from gateway.bus import Overflow
 from gateway.clock import FakeClock
 from gateway.config import load_config_text
 from gateway.upstream import TelemetryMessage
@@ -118,6 +119,8 @@ async def test_readings_reach_the_platform_by_exception_and_validate(
     async with (running(mosquitto.port, fake_clock) as gateway,
                 aiomqtt.Client("127.0.0.1", mosquitto.port) as client):
         assert gateway.telemetry is not None
+        [feed] = [s for s in gateway.bus.subscriptions if s.name == "telemetry"]
+        assert feed.overflow is Overflow.DROP_OLDEST, "telemetry must never slow alarms"
         await client.subscribe("pm/s1/telemetry/#", qos=1)
         async with asyncio.TaskGroup() as tg:
             listener = tg.create_task(platform.listen(client))
@@ -166,7 +169,7 @@ async def test_telemetry_is_posted_to_the_telemetry_url(fake_clock: FakeClock) -
     """HTTP: the stage's messages go to upstream.http.telemetry_url, keyed by their id."""
     from aiohttp import web
 
-    from gateway.bus import Bus, Overflow
+    from gateway.bus import Bus
     from gateway.model import Quality, Reading
     from gateway.outbox import Outbox
     from gateway.telemetry import TelemetryStage
