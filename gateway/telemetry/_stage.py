@@ -159,7 +159,9 @@ class TelemetryStage:
             if now + 1e-9 >= tick:
                 for report in self._rbe.due(now):
                     spec = self._selection.spec(report.reading.device, report.reading.point)
-                    if spec is not None:  # still selected after a reload
+                    if spec is None:  # no longer selected after a reload
+                        self._rbe.forget(report.reading.key)
+                    else:
                         self._add(spec.device, report)
                 while tick <= now + 1e-9:
                     tick += every
