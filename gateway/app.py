@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from gateway.accounting import Accounting
     from gateway.console import ConsoleService
     from gateway.http_server import RouteOwner, WebServer
+    from gateway.telemetry import TelemetryStage
     from gateway.upstream import HttpPublisher
 
 # aiohttp (HTTP upstream, the status API and console server) is imported only when the config
@@ -165,6 +167,15 @@ class Gateway:
             # on its own queue, and a dropped register reading costs only resolution.
             self._accounting_feed = self.bus.subscribe("accounting", maxsize=10_000,
                                                        overflow=Overflow.DROP_OLDEST)
+        #: Readings upstream by exception (``telemetry:``); its feed drops, never blocks.
+        self.telemetry: TelemetryStage | None = None
+        if config.telemetry is not None and config.telemetry.enabled and self.outbox is not None:
+            from gateway.telemetry import TelemetryStage
+
+            self.telemetry = TelemetryStage(
+                config, self.clock, self.outbox,
+                self.bus.subscribe("telemetry", maxsize=config.telemetry.queue,
+                                   overflow=Overflow.DROP_OLDEST))
         self.supervisor = Supervisor(self.clock)
         progress: dict[str, DeliveryProgress] = {}
         if self.upstream is not None:
@@ -192,7 +203,8 @@ class Gateway:
                 targets["mqtt"] = _MQTT_CHANNELS
             if up.http is not None:
                 targets["http"] = frozenset(
-                    {"work-orders", *(["alarms"] if up.http.alarms_url else [])})
+                    {"work-orders", *(["alarms"] if up.http.alarms_url else []),
+                     *(["telemetry"] if up.http.telemetry_url else [])})
             path = outbox_path(config)
             if path is None:
                 log.warning("no state_dir configured: the outbox is in memory, and work orders "
@@ -237,6 +249,8 @@ class Gateway:
             if self.accounting is not None and self._accounting_feed is not None:
                 accounting, feed = self.accounting, self._accounting_feed
                 stages.append(("accounting", lambda: accounting.run(feed)))
+            if self.telemetry is not None:
+                stages.append(("telemetry", self.telemetry.run))
             if self.upstream is not None:
                 stages.append(("upstream", self.upstream.run))
             if self.http is not None:
@@ -389,6 +403,8 @@ class Gateway:
             self.points.reconfigure(config.devices)
             if self.accounting is not None:
                 self.accounting.reconfigure(config)
+            if self.telemetry is not None:
+                self.telemetry.reconfigure(config)
             engine = await self.engine.reconfigure(config)
         except Exception:
             # A bug, not a config mistake (the config was checked): the links must still come
@@ -425,6 +441,8 @@ class Gateway:
         if self.http is not None:
             out["http"] = {"sent": self.http.sent, "retries": self.http.retries,
                            "last_error": self.http.last_error}
+        if self.telemetry is not None:
+            out["telemetry"] = dataclasses.asdict(self.telemetry.stats())
         return out
 
     def health_report(self) -> HealthReport:
