@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from gateway.config._accounting import DEFAULT_COUNTERS
+from gateway.config import DEFAULT_COUNTERS
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "docs" / "grafana"

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config._accounting import Period
+from gateway.config import Period
 
 __all__ = ["Closed", "CounterAccount", "Step", "interval_of"]
 

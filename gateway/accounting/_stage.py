@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.accounting._counter import Closed, CounterAccount, Step
+from gateway.accounting._virtual import BUILDING_PREFIX
 from gateway.alarms import site_zone
 from gateway.bus import Subscription
 from gateway.clock import Clock
@@ -47,12 +48,10 @@ from gateway.config import AccountingConfig, GatewayConfig, durable_state_dir
 from gateway.model import PointKey, Quality, Reading
 from gateway.statefiles import prepare
 
-__all__ = ["BUILDING_PREFIX", "Accounting", "accounting_path"]
+__all__ = ["Accounting", "accounting_path"]
 
 log = logging.getLogger(__name__)
 
-#: Device id prefix of the virtual per-building devices: ``building.<name>``.
-BUILDING_PREFIX = "building."
 _STATE_VERSION = 1
 #: After an interval closes, the state is written on the first reading this much later.
 _CLOSE_SAVE_DELAY = 2.0

@@ -1,5 +1,6 @@
 """Site configuration: pydantic models and the loader that turns YAML into them."""
 
+from gateway.config._accounting import BUILDING_KIND, BUILDING_PREFIX, DEFAULT_COUNTERS, Period
 from gateway.config._conditions import (
     ALL_POINTS,
     AllDevicesCondition,
@@ -91,7 +92,10 @@ from gateway.config._yaml import (
 
 __all__ = [
     "ALL_POINTS",
+    "BUILDING_KIND",
+    "BUILDING_PREFIX",
     "DEFAULT_CATEGORIES",
+    "DEFAULT_COUNTERS",
     "DEFAULT_PRIORITY_POLICIES",
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
@@ -139,6 +143,7 @@ __all__ = [
     "OfflinePolicy",
     "OfflineSetting",
     "OutboxConfig",
+    "Period",
     "PointCondition",
     "PointSelector",
     "Priority",

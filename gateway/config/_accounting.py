@@ -9,7 +9,12 @@ from pydantic import Field, field_validator, model_validator
 from gateway.config._types import Duration, Identifier
 from gateway.config._types import StrictModel as _Model
 
-__all__ = ["DEFAULT_COUNTERS", "AccountingConfig", "Period"]
+__all__ = ["BUILDING_KIND", "BUILDING_PREFIX", "DEFAULT_COUNTERS", "AccountingConfig", "Period"]
+
+#: Device id prefix of accounting's virtual per-building devices: ``building.<name>``.
+BUILDING_PREFIX = "building."
+#: The ``kind`` of those devices.
+BUILDING_KIND = "building"
 
 #: The bundled meter profiles' cumulative registers: kWh imported (eastron-sdm630,
 #: chint-dtsu666) and exported (eastron-sdm630), and m³ of water (water-meter-modbus).

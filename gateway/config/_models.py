@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config._accounting import AccountingConfig
+from gateway.config._accounting import BUILDING_KIND, BUILDING_PREFIX, AccountingConfig
 from gateway.config._alarms import (
     AlarmsConfig,
     ChatterConfig,
@@ -265,6 +265,10 @@ class GatewayConfig(_Model):
                             "upstream.http.telemetry_url")
         kinds = {d.kind for d in self.devices}
         ids = {d.id for d in self.devices}
+        buildings = self.accounted_buildings()
+        if buildings:  # accounting's virtual devices publish readings too
+            kinds.add(BUILDING_KIND)
+            ids |= {BUILDING_PREFIX + b for b in buildings}
         groups: list[tuple[str, list[PointSelector]]] = [
             ("include", tele.include), ("exclude", tele.exclude),
             ("overrides", list(tele.overrides))]
@@ -285,6 +289,14 @@ class GatewayConfig(_Model):
                                 f"({merged['min_interval']:g}s) is longer than max_interval "
                                 f"({merged['max_interval']:g}s)")
         return problems
+
+    def accounted_buildings(self) -> set[str]:
+        """Buildings that get accounting totals (``building.<name>`` devices)."""
+        acct = self.accounting
+        if acct is None or not acct.enabled:
+            return set()
+        return {d.location.building for d in self.devices if d.enabled and d.location.building
+                and acct.points_for(d.point_names())}
 
     def device_brokers(self) -> set[str]:
         """Broker ids other than the upstream one."""

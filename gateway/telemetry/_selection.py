@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -33,6 +33,9 @@ class PointSpec:
     policy: ReportPolicy
     unit: str | None
     device: DeviceConfig
+    #: An accounting interval point (``import_kwh_hour``): every reading is a new interval,
+    #: sent as it comes, never held back by a deadband or a minimum interval.
+    interval: bool = False
 
 
 class Selection:
@@ -44,9 +47,15 @@ class Selection:
     Answers are cached; the cache is bounded (cleared when full).
     """
 
-    def __init__(self, cfg: TelemetryConfig, devices: Sequence[DeviceConfig]) -> None:
+    def __init__(self, cfg: TelemetryConfig, devices: Sequence[DeviceConfig], *,
+                 virtual: Mapping[str, DeviceConfig] | None = None,
+                 extra_points: Mapping[str, Mapping[str, str | None]] | None = None) -> None:
         self._cfg = cfg
         self._directory = DeviceDirectory(devices)
+        #: Devices that are not in the config but publish readings (accounting's buildings),
+        #: and points a device has beyond its own, with their units (accounting's intervals).
+        self._virtual = dict(virtual or {})
+        self._extra = dict(extra_points or {})
         self._cache: dict[PointKey, PointSpec | None] = {}
 
     def spec(self, device_id: str, point: str) -> PointSpec | None:
@@ -59,8 +68,9 @@ class Selection:
         return found
 
     def _resolve(self, device_id: str, point: str) -> PointSpec | None:
-        device = self._directory.get(device_id)
-        if device is None or point not in device.point_names():
+        device = self._directory.get(device_id) or self._virtual.get(device_id)
+        if device is None or (point not in device.point_names()
+                              and point not in self._extra.get(device_id, ())):
             return None
         if not any(_matches(sel, device_id, device.kind, point) for sel in self._cfg.include):
             return None
@@ -71,6 +81,9 @@ class Selection:
             if _matches(override, device_id, device.kind, point):
                 fields.update(override.policy_fields())
         policy = ReportPolicy.model_construct(**fields)
+        extra = self._extra.get(device_id, {})
+        if point in extra:
+            return PointSpec(policy, extra[point], device, interval=True)
         return PointSpec(policy, _unit(device, point), device)
 
 

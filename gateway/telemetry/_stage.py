@@ -23,6 +23,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+from gateway.accounting import accounted_points, building_devices
 from gateway.aio import first_of, task_group
 from gateway.bus import Subscription
 from gateway.clock import Clock
@@ -92,7 +93,7 @@ class TelemetryStage:
         self._clock = clock
         self._outbox = outbox
         self._feed = feed
-        self._selection = Selection(self._cfg, config.devices)
+        self._selection = _selection(self._cfg, config)
         self._rbe = ReportByException()
         #: Points due, per concrete device id: (device config, point -> report).
         self._batches: dict[str, tuple[DeviceConfig, dict[str, Report]]] = {}
@@ -114,7 +115,7 @@ class TelemetryStage:
 
     def reconfigure(self, config: GatewayConfig) -> None:
         """Take the devices of a reloaded config (the telemetry section is restart-only)."""
-        self._selection = Selection(self._cfg, config.devices)
+        self._selection = _selection(self._cfg, config)
 
     async def run(self) -> None:
         """Read, report and send until cancelled."""
@@ -135,15 +136,21 @@ class TelemetryStage:
         if spec is None:
             self._not_selected += 1
             return
+        if spec.interval:
+            # Each reading is its own interval (several may come at once after a silence):
+            # all are sent, keyed by their start so none replaces another in the batch.
+            self._add(spec.device, Report(reading, "change", spec.unit),
+                      key=f"{reading.point}@{reading.received_ts}")
+            return
         report = self._rbe.offer(reading, spec.policy, self._clock.monotonic(), spec.unit)
         if report is not None:
             self._add(spec.device, report)
 
-    def _add(self, device: DeviceConfig, report: Report) -> None:
+    def _add(self, device: DeviceConfig, report: Report, key: str | None = None) -> None:
         entry = self._batches.get(report.reading.device)
         if entry is None:
             entry = self._batches[report.reading.device] = (device, {})
-        entry[1][report.reading.point] = report
+        entry[1][key or report.reading.point] = report
         if len(entry[1]) >= self._cfg.max_points_per_message:
             self._full.set()
 
@@ -225,3 +232,9 @@ def _json_value(value: Value) -> Value:
 
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _selection(cfg: TelemetryConfig, config: GatewayConfig) -> Selection:
+    """The site's devices, with what accounting adds: interval points and building devices."""
+    return Selection(cfg, config.devices, virtual=building_devices(config),
+                     extra_points=accounted_points(config))
