@@ -443,6 +443,11 @@ class Gateway:
                            "last_error": self.http.last_error}
         if self.telemetry is not None:
             out["telemetry"] = dataclasses.asdict(self.telemetry.stats())
+        if self.accounting is not None and self._accounting_feed is not None:
+            out["accounting"] = {"meters": len(self.accounting.accounts),
+                                 "published": self.accounting.published,
+                                 "steps": self.accounting.steps,
+                                 "dropped": self._accounting_feed.dropped}
         return out
 
     def health_report(self) -> HealthReport:

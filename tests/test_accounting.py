@@ -390,3 +390,12 @@ async def test_after_a_crash_intervals_come_again_and_the_latest_values_add_up(
     hours = [v for k, v in latest.items() if k[:2] == ("M1", "import_kwh_hour")]
     assert len(hours) == 3
     assert sum(hours) == pytest.approx(values[18] - values[0])
+
+
+def test_the_health_counts_accounting(tmp_path: Path) -> None:
+    gateway = Gateway(config(tmp_path), clock=FakeClock())
+    assert gateway.health()["accounting"] == {"meters": 5, "published": 0, "steps": 0,
+                                              "dropped": 0}
+    plain = Gateway(load_config_text(SITE.format(state_dir=tmp_path).replace(
+        "accounting: {}\n", "")), clock=FakeClock())
+    assert "accounting" not in plain.health() and plain.accounting is None
