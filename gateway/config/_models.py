@@ -43,6 +43,7 @@ from gateway.config._devices import (
     placeholders,
 )
 from gateway.config._health import HealthConfig
+from gateway.config._influx import InfluxBufferConfig, InfluxConfig
 from gateway.config._northbound import (
     DEFAULT_CATEGORIES,
     DEFAULT_PRIORITY_POLICIES,
@@ -86,6 +87,8 @@ __all__ = [
     "HttpTimeouts",
     "HttpTlsConfig",
     "HttpUpstreamConfig",
+    "InfluxBufferConfig",
+    "InfluxConfig",
     "JournalConfig",
     "Location",
     "LoginLimits",
@@ -132,6 +135,8 @@ class GatewayConfig(_Model):
     health: HealthConfig = HealthConfig()
     console: ConsoleConfig | None = Field(
         default=None, description="The operator console; off unless this section is given.")
+    influxdb: InfluxConfig | None = Field(
+        default=None, description="Readings into InfluxDB as history; off unless given.")
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
