@@ -11,7 +11,6 @@ that InfluxDB accepted (to prove "exactly once") and can be told to answer a sta
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -199,7 +198,7 @@ class V2Shim:
                                           headers=headers) as resp:
                 text = await resp.read()
                 status = resp.status
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self.statuses.append(503)
             return web.json_response({"code": "unavailable", "message": str(exc)}, status=503)
         if 200 <= status < 300:
