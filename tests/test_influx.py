@@ -14,9 +14,11 @@ import pytest
 from gateway.app import Gateway
 from gateway.bus import Bus, Overflow
 from gateway.clock import Clock, FakeClock, SystemClock
-from gateway.config import GatewayConfig, load_config_text
+from gateway.config import GatewayConfig, HealthConfig, load_config_text
+from gateway.health import HealthModel
 from gateway.influx import InfluxWriter
 from gateway.model import Quality, Reading
+from gateway.supervisor import Supervisor
 from tests.influx_support import InfluxD, V2Shim, influxd_binary
 from tests.support import Mosquitto
 
@@ -146,7 +148,8 @@ async def test_influxdb_down_and_back_every_point_arrives_exactly_once(
     cfg = config(shim.url, tmp_path, influx="batch_size: 20\n  batch_interval: 50ms")
     bus = Bus()
     sub = bus.subscribe("influxdb", maxsize=10_000, overflow=Overflow.DROP_OLDEST)
-    writer = InfluxWriter(cfg, SystemClock(), buffer_path=tmp_path / "buf.sqlite3")
+    clock = SystemClock()
+    writer = InfluxWriter(cfg, clock, buffer_path=tmp_path / "buf.sqlite3")
     task = asyncio.create_task(writer.run(sub))
     try:
         await feed(bus, range(0, 200))
@@ -160,6 +163,11 @@ async def test_influxdb_down_and_back_every_point_arrives_exactly_once(
         await feed(bus, range(500, 600))  # more while it is down
         down = writer.status()
         assert down.written == 200 and down.dropped == 0
+        health = HealthModel(HealthConfig(), clock, Supervisor(clock), influx=writer.status)
+        report = health.report()
+        assert report.status == "degraded", "history down: degraded, never failing"
+        assert [r.code for r in report.reasons] == ["influxdb_down"]
+        assert report.detail["influxdb"]["buffered"] == down.buffered
         # Back: same data directory, same ports.
         await asyncio.to_thread(influxd.start)
         shim = V2Shim(influxd.url, port=shim.port, accepted_lines=shim.accepted_lines,
@@ -172,6 +180,7 @@ async def test_influxdb_down_and_back_every_point_arrives_exactly_once(
         assert await values_in(influxd) == [float(i) for i in range(700)], "none lost"
         assert len(shim.accepted_lines) == 700, "each line accepted once: no duplicates"
         assert len(set(shim.accepted_lines)) == 700
+        assert health.report().status == "ok"
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
