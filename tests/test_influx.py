@@ -265,3 +265,28 @@ async def test_batches_seal_by_interval_on_the_clock(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_stop_keeps_unsent_readings_in_the_buffer_file_for_the_next_start(
+        influxd: InfluxD, shim: V2Shim, tmp_path: Path) -> None:
+    cfg = config(shim.url, tmp_path, influx="batch_size: 1000\n  batch_interval: 60s")
+    path = tmp_path / "buf.sqlite3"
+    bus = Bus()
+    sub = bus.subscribe("influxdb", maxsize=1000, overflow=Overflow.DROP_OLDEST)
+    first = InfluxWriter(cfg, SystemClock(), buffer_path=path)
+    task = asyncio.create_task(first.run(sub))
+    await feed(bus, range(7), step=0)
+    await until(lambda: sub.delivered == 7, "collected")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert shim.statuses == [], "nothing was due yet"
+    assert first.status().buffered == 7, "saved on the way out"
+
+    second = InfluxWriter(cfg, SystemClock(), buffer_path=path)
+    task = asyncio.create_task(second.run(bus.subscribe("again", maxsize=10)))
+    try:
+        await until(lambda: second.status().written == 7, "sent after the restart")
+        assert await values_in(influxd) == [float(i) for i in range(7)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

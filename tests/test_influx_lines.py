@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from gateway.config import InfluxConfig
+from gateway.check_cli import print_summary
+from gateway.config import InfluxConfig, load_config_text
 from gateway.influx import Batch, DeviceTags, DiskBuffer, LineEncoder
 from gateway.model import Quality, Reading
 
@@ -104,3 +106,16 @@ def test_config_checks_url_and_buffer_against_batch_size() -> None:
     with pytest.raises(ValidationError, match="at least batch_size"):
         InfluxConfig.model_validate({"url": "http://i:1", "bucket": "b", "batch_size": 100,
                                      "buffer": {"max_points": 10}})
+
+
+def test_check_config_summarises_the_section_without_the_token() -> None:
+    config = load_config_text("""
+site: {id: s, name: n, gateway_id: g}
+influxdb: {url: "http://influx:8086", bucket: "db/autogen", token: "${T}", batch_size: 200}
+""", env={"T": "secret-token-value"})
+    out = io.StringIO()
+    print_summary(config, out)
+    text = out.getvalue()
+    assert ("influxdb: http://influx:8086 bucket db/autogen, batches of 200 or every 1 s, "
+            "buffer up to 500000 points") in text
+    assert "secret-token-value" not in text
