@@ -290,3 +290,22 @@ async def test_a_stop_keeps_unsent_readings_in_the_buffer_file_for_the_next_star
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_unreadable_buffer_file_is_moved_aside_and_writing_goes_on(
+        influxd: InfluxD, shim: V2Shim, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = config(shim.url, tmp_path, influx="batch_interval: 50ms")
+    path = tmp_path / "buf.sqlite3"
+    await asyncio.to_thread(path.write_bytes, b"this is not an SQLite file " * 100)
+    bus = Bus()
+    writer = InfluxWriter(cfg, SystemClock(), buffer_path=path)
+    task = asyncio.create_task(writer.run(bus.subscribe("influxdb", maxsize=100)))
+    try:
+        await feed(bus, range(3), step=0)
+        await until(lambda: writer.status().written == 3, "written with a fresh buffer")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    moved = await asyncio.to_thread(lambda: list(tmp_path.glob("buf.sqlite3.unreadable-*")))
+    assert len(moved) == 1
+    assert "is unreadable" in caplog.text

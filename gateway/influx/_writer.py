@@ -35,6 +35,7 @@ import collections
 import contextlib
 import importlib
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ from gateway.config import GatewayConfig, InfluxConfig
 from gateway.influx._buffer import Batch, DiskBuffer
 from gateway.influx._errors import WriteError
 from gateway.influx._lines import DeviceTags, LineEncoder
+from gateway.statefiles import is_unreadable, quarantine
 
 if TYPE_CHECKING:
     from gateway.influx._transport import Transport
@@ -151,7 +153,7 @@ class InfluxWriter:
     async def run(self, feed: Subscription) -> None:
         """Collect and write until cancelled; what is unsent then stays in the buffer."""
         self._feed = feed
-        self._seq = await asyncio.to_thread(self.buffer.open)
+        self._seq = await self._open_buffer()
         if self.buffer.points:
             log.info("influxdb: %d point(s) in %d batch(es) left in the buffer from before; "
                      "sending them first", self.buffer.points, self.buffer.batches)
@@ -165,6 +167,22 @@ class InfluxWriter:
                 tg.create_task(self._send_loop(transport), name="influxdb.send")
         finally:
             await self._save_unsent()
+
+    async def _open_buffer(self) -> int:
+        """Open the buffer file; an unreadable one is moved aside (history is not worth a
+        gateway that cannot start) and a fresh one begun."""
+        unreadable: sqlite3.DatabaseError | None = None
+        try:
+            return await asyncio.to_thread(self.buffer.open)
+        except sqlite3.DatabaseError as exc:
+            if self.buffer.path is None or not is_unreadable(exc):
+                raise
+            unreadable = exc
+        path = self.buffer.path
+        moved = await asyncio.to_thread(quarantine, path, self._clock.time())
+        log.error("influxdb: the buffer file %s is unreadable (%s); moved to %s, starting an "
+                  "empty one", path, unreadable, moved)
+        return await asyncio.to_thread(self.buffer.open)
 
     # -- collector
 
@@ -190,8 +208,17 @@ class InfluxWriter:
         self._wake.set()
 
     async def _keep(self, batch: Batch) -> None:
-        """Into the buffer, counting (and once per outage logging) what it drops."""
-        dropped = await asyncio.to_thread(self.buffer.push, batch)
+        """Into the buffer, counting (and once per outage logging) what it drops. A buffer
+        that cannot be written (disk full) drops the batch: history must not stop the stage."""
+        try:
+            dropped = await asyncio.to_thread(self.buffer.push, batch)
+        except sqlite3.Error as exc:
+            dropped = batch.points
+            self._last_error = f"cannot write the buffer {self.buffer.path}: {exc}"
+            if not self._outage_drops_logged:
+                log.warning("influxdb: %s; dropping points (counted, logged once per outage)",
+                            self._last_error)
+            self._outage_drops_logged = True
         if dropped:
             self._dropped += dropped
             if not self._outage_drops_logged:
@@ -230,6 +257,8 @@ class InfluxWriter:
         from_buffer = self.buffer.batches > 0
         batch = (await asyncio.to_thread(self.buffer.oldest)) if from_buffer else None
         if batch is None:
+            if not self._ready:
+                return
             from_buffer = False
             batch = self._ready.popleft()
         try:
