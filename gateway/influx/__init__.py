@@ -7,6 +7,7 @@ without an ``influxdb:`` section never loads it.
 """
 
 from gateway.influx._buffer import Batch, DiskBuffer
+from gateway.influx._errors import WriteError
 from gateway.influx._lines import MEASUREMENT, DeviceTags, LineEncoder, escape_tag
 from gateway.influx._writer import READY_BATCHES, InfluxState, InfluxStatus, InfluxWriter
 
@@ -20,5 +21,6 @@ __all__ = [
     "InfluxStatus",
     "InfluxWriter",
     "LineEncoder",
+    "WriteError",
     "escape_tag",
 ]
