@@ -11,6 +11,7 @@ that InfluxDB accepted (to prove "exactly once") and can be told to answer a sta
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -156,6 +157,8 @@ class V2Shim:
     accepted_lines: list[bytes] = field(default_factory=list)
     #: Every status answered, in order.
     statuses: list[int] = field(default_factory=list)
+    #: Content-Encoding of every request ("" for none).
+    encodings: list[str] = field(default_factory=list)
     #: When set, answer this (status, JSON message) instead of forwarding.
     force: tuple[int, str] | None = None
     _runner: web.AppRunner | None = None
@@ -169,7 +172,8 @@ class V2Shim:
         app = web.Application()
         app.router.add_post("/api/v2/write", self._write)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        self._runner = web.AppRunner(app, access_log=None)
+        # auto_decompress=False: a gzip body is passed on as it came (InfluxDB unpacks it).
+        self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
@@ -181,6 +185,8 @@ class V2Shim:
 
     async def _write(self, request: web.Request) -> web.Response:
         body = await request.read()
+        encoding = request.headers.get("Content-Encoding", "")
+        self.encodings.append(encoding)
         if self.force is not None:
             status, message = self.force
             self.statuses.append(status)
@@ -202,7 +208,8 @@ class V2Shim:
             self.statuses.append(503)
             return web.json_response({"code": "unavailable", "message": str(exc)}, status=503)
         if 200 <= status < 300:
-            self.accepted_lines += [line for line in body.split(b"\n") if line]
+            plain = gzip.decompress(body) if encoding == "gzip" else body
+            self.accepted_lines += [line for line in plain.split(b"\n") if line]
         self.statuses.append(status)
         return web.Response(status=status, body=text,
                             content_type="application/json" if text else None)

@@ -50,14 +50,15 @@ async def shim(influxd: InfluxD) -> AsyncIterator[V2Shim]:
         await proxy.stop()
 
 
-def config(url: str, tmp_path: Path, extra: str = "", influx: str = "") -> GatewayConfig:
+def config(url: str, tmp_path: Path, extra: str = "", influx: str = "",
+           bucket: str = DB) -> GatewayConfig:
     return load_config_text(f"""
 site: {{id: sun, name: 阳光花园, gateway_id: gw1}}
 state_dir: {tmp_path / "state"}
 influxdb:
   url: {url}
   org: ignored-by-1.x
-  bucket: {DB}
+  bucket: {bucket}
   token: ${{INFLUX_TOKEN}}
   precision: us
   retry_max: 0.3
@@ -88,7 +89,7 @@ async def count_points(server: InfluxD) -> int:
 @pytest.mark.mosquitto
 async def test_readings_through_the_gateway_land_in_influxdb_with_their_tags(
         mosquitto: Mosquitto, influxd: InfluxD, shim: V2Shim, tmp_path: Path) -> None:
-    cfg = config(shim.url, tmp_path, influx="batch_interval: 100ms", extra=f"""
+    cfg = config(shim.url, tmp_path, influx="batch_interval: 100ms\n  gzip: true", extra=f"""
 brokers:
   devices: {{host: 127.0.0.1, port: {mosquitto.port}}}
 devices:
@@ -126,6 +127,8 @@ devices:
     assert health["influxdb"]["state"] == "up" and health["influxdb"]["written"] >= 3
     assert not [r for r in health["reasons"] if r["code"].startswith("influxdb")]
     assert all(s == 204 for s in shim.statuses)
+    assert set(shim.encodings) == {"gzip"}, "gzip: true compresses every write"
+    assert len(shim.accepted_lines) == 3
 
 
 async def feed(bus: Bus, values: range, step: float = 0.002, clock: Clock | None = None,
@@ -228,6 +231,7 @@ async def test_bad_batches_are_dropped_and_a_bad_token_is_retried_slowly(
         await asyncio.sleep(0.5)  # retry_max is 0.3 s: a retry would show by now
         assert shim.statuses == [400, 400], "a refused batch is never sent again"
         assert writer.status().buffered == 0
+        assert "answered 400 unable to parse" in caplog.text
         assert "refused and is dropped" in caplog.text
 
         shim.force = (401, "unauthorized access")
@@ -309,3 +313,22 @@ async def test_an_unreadable_buffer_file_is_moved_aside_and_writing_goes_on(
     moved = await asyncio.to_thread(lambda: list(tmp_path.glob("buf.sqlite3.unreadable-*")))
     assert len(moved) == 1
     assert "is unreadable" in caplog.text
+
+
+async def test_a_missing_database_is_refused_by_the_real_server_and_kept(
+        influxd: InfluxD, shim: V2Shim, tmp_path: Path) -> None:
+    cfg = config(shim.url, tmp_path, influx="batch_interval: 50ms", bucket="nosuchdb")
+    bus = Bus()
+    writer = InfluxWriter(cfg, SystemClock(), buffer_path=None)
+    task = asyncio.create_task(writer.run(bus.subscribe("influxdb", maxsize=100)))
+    try:
+        await feed(bus, range(4), step=0)
+        await until(lambda: writer.status().state == "refused", "refused")
+        status = writer.status()
+        assert status.buffered == 4 and status.rejected == 0, "kept for when the bucket exists"
+        assert 'answered 404 database not found: "nosuchdb"' in (status.last_error or "")
+        await asyncio.to_thread(influxd.create_db, "nosuchdb")
+        await until(lambda: writer.status().written == 4, "written once the database exists")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -51,6 +51,9 @@ class InfluxConfig(_Model):
                                          "in production.")
     ca_file: str | None = Field(default=None, description="CA bundle (PEM); default the "
                                                           "system's.")
+    gzip: bool = Field(default=False,
+                       description="Compress write requests (about 10x less traffic; costs "
+                                   "CPU on the gateway). For a server across a slow uplink.")
     queue: int = Field(default=10_000, ge=100, le=1_000_000,
                        description="Readings waiting to be batched; beyond it the oldest are "
                                    "dropped (the alarm path is never slowed).")

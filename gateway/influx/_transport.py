@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,13 +46,27 @@ class Transport:
             raise WriteError(0, f"no answer from {cfg.url} within {cfg.timeout:g} s") from None
         except ApiException as exc:
             status = int(exc.status or 0)
-            detail = str(getattr(exc, "message", None) or exc.reason or "").strip()
+            detail = _detail(getattr(exc, "message", None) or exc.reason)
             raise WriteError(status, f"{cfg.url} answered {status} {detail}".rstrip()) from None
         except (ClientError, OSError, InfluxDBError) as exc:
             raise WriteError(0, f"cannot reach {cfg.url}: {exc or type(exc).__name__}"
                              ) from None
         if not ok:
             raise WriteError(0, f"{cfg.url} did not confirm the write")
+
+
+def _detail(message: object) -> str:
+    """The server's reason in one short line: 2.x sends ``{"message": ...}`` (the client takes
+    it out), 1.x ``{"error": ...}``, which reaches us as raw bytes."""
+    if isinstance(message, bytes):
+        text = message.decode("utf-8", "replace")
+        with contextlib.suppress(ValueError, AttributeError):
+            parsed = json.loads(text)
+            text = str(parsed.get("error") or parsed.get("message") or text)
+    else:
+        text = "" if message is None else str(message)
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 @contextlib.asynccontextmanager
@@ -63,5 +78,6 @@ async def open_transport(cfg: InfluxConfig) -> AsyncIterator[Transport]:
     token = cfg.token.get_secret_value() if cfg.token is not None else ""
     # The client's own deadline is a little longer than ours, so ours (naming the cause) fires.
     async with InfluxDBClientAsync(url=cfg.url, token=token, org=cfg.org,
-                                   timeout=int((cfg.timeout + 1) * 1000), **kwargs) as client:
+                                   timeout=int((cfg.timeout + 1) * 1000), enable_gzip=cfg.gzip,
+                                   **kwargs) as client:
         yield Transport(cfg, client.write_api())
