@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from gateway.bus import Bus
 from gateway.check_cli import print_summary
+from gateway.clock import SystemClock
 from gateway.config import InfluxConfig, load_config_text
-from gateway.influx import Batch, DeviceTags, DiskBuffer, LineEncoder
+from gateway.influx import Batch, DeviceTags, DiskBuffer, InfluxWriter, LineEncoder
 from gateway.model import Quality, Reading
 
 TS = 1_767_225_600.123
@@ -119,3 +122,43 @@ influxdb: {url: "http://influx:8086", bucket: "db/autogen", token: "${T}", batch
     assert ("influxdb: http://influx:8086 bucket db/autogen, batches of 200 or every 1 s, "
             "buffer up to 500000 points") in text
     assert "secret-token-value" not in text
+
+
+async def test_a_write_cut_short_by_a_stop_is_kept_in_the_buffer(tmp_path: Path) -> None:
+    """A server that takes the request and never answers: the batch in flight when the stage
+    stops must not be lost."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def black_hole(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(black_hole, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = load_config_text(f"""
+site: {{id: s, name: n, gateway_id: g}}
+influxdb: {{url: "http://127.0.0.1:{port}", bucket: b, batch_interval: 10ms, timeout: 30s}}
+""")
+    bus = Bus()
+    sub = bus.subscribe("influxdb", maxsize=100)
+    writer = InfluxWriter(config, SystemClock(), buffer_path=tmp_path / "buf.sqlite3")
+    task = asyncio.create_task(writer.run(sub))
+    try:
+        for i in range(5):
+            await bus.publish(Reading("M1", "kwh", float(i), Quality.GOOD, TS + i))
+        async with asyncio.timeout(10):
+            while not held:  # the request reached the server
+                await asyncio.sleep(0.01)
+        assert writer.status().buffered == 0, "in flight, not yet buffered"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for w in held:
+            w.close()
+        server.close()
+        await server.wait_closed()
+    assert writer.status().buffered == 5
+    again = DiskBuffer(tmp_path / "buf.sqlite3", max_points=100, max_bytes=100_000)
+    again.open()
+    kept = again.oldest()
+    again.close()
+    assert kept is not None and kept.points == 5 and kept.lines.count(b"\n") == 4

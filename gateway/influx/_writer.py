@@ -128,6 +128,8 @@ class InfluxWriter:
         self._pending: list[str] = []
         self._pending_since = 0.0
         self._ready: collections.deque[Batch] = collections.deque()
+        #: A batch taken from ``_ready`` whose write has not ended (saved on shutdown).
+        self._in_flight: Batch | None = None
         self._seq = 1
         self._wake = asyncio.Event()
         self._retry_at = 0.0
@@ -260,12 +262,15 @@ class InfluxWriter:
             if not self._ready:
                 return
             from_buffer = False
-            batch = self._ready.popleft()
+            batch = self._in_flight = self._ready.popleft()
         try:
             await transport.write(batch.lines)
         except WriteError as exc:
             await self._failed(batch, exc, from_buffer)
+            self._in_flight = None
             return
+        # (Not in a finally: a stop during the write leaves it for _save_unsent.)
+        self._in_flight = None
         if from_buffer:
             await asyncio.to_thread(self.buffer.remove, batch)
         self._written += batch.points
@@ -308,15 +313,22 @@ class InfluxWriter:
     # -- shutdown
 
     async def _save_unsent(self) -> None:
-        """Move collected and sealed but unsent batches into the buffer, then close it."""
+        """Move collected and sealed but unsent batches (and one whose write was cut short:
+        it may be sent twice, which InfluxDB absorbs) into the buffer, then close it."""
         self._seal()
-        batches = list(self._ready)
+        batches = ([self._in_flight] if self._in_flight is not None else []) + list(self._ready)
+        self._in_flight = None
         self._ready.clear()
 
         def save() -> None:
-            for batch in batches:
-                self._dropped += self.buffer.push(batch)
-            self.buffer.close()
+            try:
+                for batch in batches:
+                    self._dropped += self.buffer.push(batch)
+            except sqlite3.Error as exc:
+                log.warning("influxdb: unsent readings could not be saved in %s: %s",
+                            self.buffer.path, exc)
+            finally:
+                self.buffer.close()
 
         started = time.monotonic()
         worker = asyncio.ensure_future(asyncio.to_thread(save))
