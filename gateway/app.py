@@ -39,11 +39,12 @@ from drivers.modbus import build_modbus_links
 from drivers.mqtt import build_mqtt_drivers
 from gateway.aio import first_of
 from gateway.alarms import AlarmEngine, AlarmEvent
-from gateway.bus import Bus, Overflow
+from gateway.bus import Bus, Overflow, Subscription
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, durable_state_dir, load_config
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.health import HealthModel, HealthReport, JournalStatus
+from gateway.influx import InfluxWriter
 from gateway.liveness import Liveness
 from gateway.outbox import DeliveryProgress, Outbox, OutboxItem
 from gateway.points import PointStage
@@ -70,7 +71,8 @@ if TYPE_CHECKING:
 # aiohttp (HTTP upstream, the status API and console server) is imported only when the config
 # uses it: a site with MQTT upstream only starts polling sooner (tests/test_startup.py).
 
-__all__ = ["EXIT_FAILING", "Gateway", "Observer", "outbox_path", "wait_for_signals"]
+__all__ = ["EXIT_FAILING", "Gateway", "Observer", "influx_buffer_path", "outbox_path",
+           "wait_for_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,15 @@ def outbox_path(config: GatewayConfig, env: Mapping[str, str] | None = None) -> 
     if state_dir is None:
         return None
     return state_dir / f"outbox-{config.site.id}-{config.site.gateway_id}.sqlite3"
+
+
+def influx_buffer_path(config: GatewayConfig, env: Mapping[str, str] | None = None
+                       ) -> Path | None:
+    """Where batches wait while InfluxDB is away; None: in memory (no durable state dir)."""
+    state_dir = durable_state_dir(config, env)
+    if state_dir is None:
+        return None
+    return state_dir / f"influx-buffer-{config.site.id}-{config.site.gateway_id}.sqlite3"
 
 
 class Gateway:
@@ -156,17 +167,17 @@ class Gateway:
         self._readings_feed = self.bus.subscribe("readings", maxsize=1000,
                                                  overflow=Overflow.DROP_OLDEST)
         #: Consumption per interval, when the config has an accounting: section.
-        self.accounting: Accounting | None = None
-        self._accounting_feed = None
-        if config.accounting is not None and config.accounting.enabled:
-            from gateway.accounting import Accounting, accounting_path
-
-            self.accounting = Accounting(config, self.clock, self.bus.publish,
-                                         path=accounting_path(config))
-            # Drop-oldest: a stage that reads from and publishes to the bus must never wait
-            # on its own queue, and a dropped register reading costs only resolution.
-            self._accounting_feed = self.bus.subscribe("accounting", maxsize=10_000,
-                                                       overflow=Overflow.DROP_OLDEST)
+        self.accounting, self._accounting_feed = self._build_accounting(config)
+        #: Readings into InfluxDB (history), when configured; never in the alarm path.
+        self.influx: InfluxWriter | None = None
+        self._influx_feed: Subscription | None = None
+        if config.influxdb is not None:
+            if influx_buffer_path(config) is None:
+                log.warning("no state_dir configured: readings waiting for InfluxDB are kept "
+                            "in memory and lost if the gateway stops")
+            self.influx = InfluxWriter(config, self.clock, buffer_path=influx_buffer_path(config))
+            self._influx_feed = self.bus.subscribe("influxdb", maxsize=config.influxdb.queue,
+                                                   overflow=Overflow.DROP_OLDEST)
         #: Readings upstream by exception (``telemetry:``); its feed drops, never blocks.
         self.telemetry: TelemetryStage | None = None
         if config.telemetry is not None and config.telemetry.enabled and self.outbox is not None:
@@ -185,7 +196,8 @@ class Gateway:
         self.health_model = HealthModel(
             config.health, self.clock, self.supervisor, outbox=self.outbox, targets=progress,
             drivers=self.drivers, alarm_feed=self._alarm_feed, journal=self._journal_status,
-            worklog=self.worklog.health)
+            worklog=self.worklog.health,
+            influx=self.influx.status if self.influx is not None else None)
         self.liveness = Liveness(self.health_model, self.clock, on_failing=self._failing,
                                  interval=config.health.check_every)
         self._build_web_server()
@@ -193,6 +205,17 @@ class Gateway:
         self.exit_code = 0
         self._give_up = asyncio.Event()
         self.started = asyncio.Event()
+
+    def _build_accounting(self, config: GatewayConfig
+                          ) -> tuple[Accounting | None, Subscription | None]:
+        if config.accounting is None or not config.accounting.enabled:
+            return None, None
+        from gateway.accounting import Accounting, accounting_path
+
+        # Drop-oldest: a stage that reads from and publishes to the bus must never wait on
+        # its own queue, and a dropped register reading costs only resolution.
+        return (Accounting(config, self.clock, self.bus.publish, path=accounting_path(config)),
+                self.bus.subscribe("accounting", maxsize=10_000, overflow=Overflow.DROP_OLDEST))
 
     def _build_upstream(self, config: GatewayConfig) -> None:
         """The outbox and the publishers that drain it, when an upstream is configured."""
@@ -257,6 +280,9 @@ class Gateway:
                 stages.append(("upstream-http", self.http.run))
             if self.web is not None:
                 stages.append(("http", self.web.run))
+            if self.influx is not None and self._influx_feed is not None:
+                influx, feed = self.influx, self._influx_feed
+                stages.append(("influxdb", lambda: influx.run(feed)))
             stages.append(("liveness", self.liveness.run))
             if self.config_path is not None:
                 stages.append(("reload", self._reloader))

@@ -106,6 +106,11 @@ def print_summary(config: GatewayConfig, out: TextIO, *, verbose: bool = False) 
     else:
         print("upstream: none (alarms and work orders stay on this gateway)", file=out)
     _print_telemetry(config, out)
+    if config.influxdb:
+        flux = config.influxdb
+        print(f"influxdb: {flux.url} bucket {flux.bucket}, batches of {flux.batch_size} or "
+              f"every {flux.batch_interval:g} s, buffer up to {flux.buffer.max_points} points",
+              file=out)
     enabled = [d for d in config.devices if d.enabled]
     points = sum(len(d.points) for d in enabled)
     derived = sum(len(d.derived) for d in enabled)

@@ -26,6 +26,7 @@ from drivers.base import Driver
 from gateway.bus import Subscription
 from gateway.clock import Clock
 from gateway.config import HealthConfig
+from gateway.influx import InfluxStatus
 from gateway.outbox import DeliveryProgress, Outbox
 from gateway.supervisor import Supervisor
 from gateway.workorders import WorkOrderLogHealth
@@ -51,7 +52,8 @@ class Reason:
         code: Stable, machine-readable: ``stage_restarting``, ``stage_crash_loop``,
             ``upstream_down``, ``messages_waiting``, ``stalled``, ``storage_error``,
             ``not_durable``, ``state_replaced``, ``parked``, ``outbox_over_bound``,
-            ``journal_error``, ``worklog_error``, ``comm_loss``, ``alarm_backlog_stalled``.
+            ``journal_error``, ``worklog_error``, ``comm_loss``, ``alarm_backlog_stalled``,
+            ``influxdb_down``, ``influxdb_buffering``.
         message: For people (English), e.g. ``3 message(s) waiting for mqtt, oldest 45 s``.
         fatal: The gateway is failing, not merely degraded.
     """
@@ -120,7 +122,8 @@ class HealthModel:
                  drivers: Sequence[Driver] = (),
                  alarm_feed: Subscription | None = None,
                  journal: Callable[[], JournalStatus] | None = None,
-                 worklog: Callable[[], WorkOrderLogHealth] | None = None) -> None:
+                 worklog: Callable[[], WorkOrderLogHealth] | None = None,
+                 influx: Callable[[], InfluxStatus] | None = None) -> None:
         self._cfg = cfg
         self._clock = clock
         self._supervisor = supervisor
@@ -130,6 +133,7 @@ class HealthModel:
         self._alarm_feed = alarm_feed
         self._journal = journal
         self._worklog = worklog
+        self._influx = influx
         self._feed_seen: tuple[int, float] | None = None
 
     def set_drivers(self, drivers: Sequence[Driver]) -> None:
@@ -151,6 +155,8 @@ class HealthModel:
         if self._worklog is not None:
             detail["worklog"] = self._worklog_detail(reasons)
         detail["devices"] = self._devices(reasons)
+        if self._influx is not None:
+            detail["influxdb"] = self._influx_detail(reasons)
         if self._alarm_feed is not None:
             detail["alarm_feed"] = self._feed(now, reasons)
         status: Status = ("failing" if any(r.fatal for r in reasons)
@@ -252,6 +258,19 @@ class HealthModel:
             reasons.append(Reason("state_replaced", f"the work-order history was unreadable at "
                                                     f"start and was moved to {w.replaced}"))
         return {**asdict(w), "ok": w.ok}
+
+    def _influx_detail(self, reasons: list[Reason]) -> dict[str, Any]:
+        """History only: never fatal, since no alarm or work order depends on it."""
+        assert self._influx is not None
+        s = self._influx()
+        if s.state in ("down", "refused"):
+            reasons.append(Reason("influxdb_down", f"InfluxDB not taking writes: {s.last_error}; "
+                                                   f"{s.buffered} point(s) buffered, "
+                                                   f"{s.dropped} dropped"))
+        elif s.buffered:
+            reasons.append(Reason("influxdb_buffering", f"{s.buffered} point(s) wait for "
+                                                        f"InfluxDB"))
+        return asdict(s)
 
     def _devices(self, reasons: list[Reason]) -> dict[str, Any]:
         out: dict[str, Any] = {}

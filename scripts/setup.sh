@@ -4,7 +4,7 @@
 #   scripts/setup.sh          runtime only (production)
 #   scripts/setup.sh --demo   plus the demo's embedded MQTT broker (the `demo` extra: amqtt)
 #   scripts/setup.sh --test   plus what the test suite needs (the demo extra, mosquitto, socat,
-#                             tmux, pytest, linters, Debian's chromium and a CJK font for the
+#                             tmux, influxdb, pytest, linters, Debian's chromium and a CJK font for the
 #                             browser tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,8 @@ if [ "$want_test" -eq 1 ]; then
   command -v socat >/dev/null 2>&1 || missing+=(socat)
   # tmux: a real terminal for the tests of `propgw alarms watch` and of password prompts.
   command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+  # influxdb (1.6.7 in Debian 12): a real engine for the InfluxDB tests (tests/influx_support.py).
+  command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || missing+=(influxdb)
   # The browser tests drive Debian's chromium (Playwright's own browser download cannot work
   # here); a small CJK font so Chinese text renders as glyphs in their screenshots, not boxes.
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)

@@ -1,13 +1,11 @@
 """Every query of the shipped Grafana dashboard runs on a real InfluxDB engine (Debian's
-``influxdb`` 1.6.7, started on a free loopback port with a throw-away data dir) against
+``influxdb`` 1.6.7, tests/influx_support.py: a free loopback port, a throw-away data dir) against
 readings shaped as propgw writes them, and returns data: the InfluxQL is valid, the tags and
 fields it filters on are the right kind (tag or field), and the point names match."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -17,36 +15,17 @@ from typing import Any
 
 import pytest
 
-from simulators.site import free_port
+from tests.influx_support import InfluxD, influxd_binary
 
 REPO = Path(__file__).resolve().parents[1]
-INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 
-pytestmark = pytest.mark.skipif(not Path(INFLUXD).exists(),
-                                reason="Debian's influxdb package is not installed")
-
-CONF = """
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc}"
-[meta]
-  dir = "{tmp}/meta"
-[data]
-  dir = "{tmp}/data"
-  wal-dir = "{tmp}/wal"
-  query-log-enabled = false
-[http]
-  bind-address = "127.0.0.1:{http}"
-  log-enabled = false
-[monitor]
-  store-enabled = false
-[continuous_queries]
-  enabled = false
-"""
+pytestmark = pytest.mark.skipif(influxd_binary() is None,
+                                reason="influxd missing: scripts/setup.sh --test installs it")
 
 
 class Influx:
-    def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
+    def __init__(self, url: str) -> None:
+        self.url = url
 
     def call(self, path: str, params: dict[str, str], body: bytes | None = None) -> Any:
         url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
@@ -58,28 +37,13 @@ class Influx:
 
 @pytest.fixture
 def influx(tmp_path: Path) -> Iterator[Influx]:
-    http = free_port()
-    conf = tmp_path / "influxdb.conf"
-    conf.write_text(CONF.format(tmp=tmp_path, rpc=free_port(), http=http))
-    log = (tmp_path / "influxd.log").open("wb")
-    proc = subprocess.Popen([INFLUXD, "-config", str(conf)], stdout=log, stderr=log)
+    server = InfluxD(tmp_path / "influxd")
+    server.start()
     try:
-        server = Influx(http)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                server.call("/ping", {})
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        server.call("/query", {"q": "CREATE DATABASE propgw"}, b"")
-        yield server
+        server.create_db("propgw")
+        yield Influx(server.url)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+        server.stop()
 
 
 def line(device: str, point: str, ts: float, *, value: float | None, quality: str = "good",

@@ -26,7 +26,7 @@ print(json.dumps(sorted(sys.modules)))
 #: The protocol, broker, HTTP and demo libraries: only `run`, `demo`, `sim` and the console
 #: need them.
 HEAVY = ("pymodbus", "serial", "aiomqtt", "paho", "aiohttp", "aiohttp_pydantic", "amqtt",
-         "argon2", "multidict", "yarl")
+         "argon2", "multidict", "yarl", "influxdb_client", "reactivex")
 
 
 def loaded(*argv: str) -> set[str]:

@@ -44,6 +44,7 @@ from gateway.config._devices import (
     placeholders,
 )
 from gateway.config._health import HealthConfig
+from gateway.config._influx import InfluxBufferConfig, InfluxConfig
 from gateway.config._northbound import (
     DEFAULT_CATEGORIES,
     DEFAULT_PRIORITY_POLICIES,
@@ -94,6 +95,8 @@ __all__ = [
     "HttpTimeouts",
     "HttpTlsConfig",
     "HttpUpstreamConfig",
+    "InfluxBufferConfig",
+    "InfluxConfig",
     "JournalConfig",
     "Location",
     "LoginLimits",
@@ -147,6 +150,8 @@ class GatewayConfig(_Model):
     accounting: AccountingConfig | None = Field(
         default=None, description="Energy and water consumption per interval; off unless "
                                   "this section is given.")
+    influxdb: InfluxConfig | None = Field(
+        default=None, description="Readings into InfluxDB as history; off unless given.")
     telemetry: TelemetryConfig | None = Field(
         default=None, description="Readings upstream by exception; off unless given.")
     devices: list[DeviceConfig] = Field(default_factory=list)
