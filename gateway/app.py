@@ -40,7 +40,7 @@ from gateway.aio import first_of
 from gateway.alarms import AlarmEngine, AlarmEvent
 from gateway.bus import Bus, Overflow
 from gateway.clock import Clock, SystemClock
-from gateway.config import GatewayConfig, durable_state_dir, load_config
+from gateway.config import GatewayConfig, MetricsConfig, durable_state_dir, load_config
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.health import HealthModel, HealthReport, JournalStatus
 from gateway.liveness import Liveness
@@ -62,6 +62,7 @@ from gateway.workorders import (
 if TYPE_CHECKING:
     from gateway.console import ConsoleService
     from gateway.http_server import RouteOwner, WebServer
+    from gateway.metrics import GatewayCollector, LoopLagSampler
     from gateway.upstream import HttpPublisher
 
 # aiohttp (HTTP upstream, the status API and console server) is imported only when the config
@@ -141,6 +142,9 @@ class Gateway:
         self.http: HttpPublisher | None = None
         self.web: WebServer | None = None
         self.console: ConsoleService | None = None
+        #: The /metrics collector (``metrics:`` on); other stages add their sources to it.
+        self.metrics: GatewayCollector | None = None
+        self.loop_lag: LoopLagSampler | None = None
         self._build_upstream(config)
         self.engine = AlarmEngine(config, self.clock, self._on_alarm,
                                   listener=self._on_alarm_event)
@@ -158,6 +162,7 @@ class Gateway:
             progress["mqtt"] = self.upstream.progress
         if self.http is not None:
             progress["http"] = self.http.progress
+        self._progress = progress
         self.health_model = HealthModel(
             config.health, self.clock, self.supervisor, outbox=self.outbox, targets=progress,
             drivers=self.drivers, alarm_feed=self._alarm_feed, journal=self._journal_status,
@@ -227,6 +232,8 @@ class Gateway:
                 stages.append(("upstream-http", self.http.run))
             if self.web is not None:
                 stages.append(("http", self.web.run))
+            if self.loop_lag is not None:
+                stages.append(("loop-lag", self.loop_lag.run))
             stages.append(("liveness", self.liveness.run))
             if self.config_path is not None:
                 stages.append(("reload", self._reloader))
@@ -416,7 +423,9 @@ class Gateway:
     def _build_web_server(self) -> None:
         up = self.config.upstream
         console = self.config.console
-        if (up is None or up.status_api is None) and (console is None or not console.enabled):
+        metrics = self.config.metrics
+        if (up is None or up.status_api is None) and (console is None or not console.enabled) \
+                and (metrics is None or not metrics.enabled):
             return  # nothing to serve (listen_settings would say None): no aiohttp server
         from gateway.http_server import WebServer, listen_settings
         from gateway.upstream import PlatformEndpoint
@@ -438,10 +447,48 @@ class Gateway:
                 readings=self.readings, links=lambda: [d.health() for d in self.drivers],
                 health=self.health_report, on_answer=self._on_answer), users_path(self.config))
             owners.append(ConsoleRoutes(self.console))
+        if metrics is not None and metrics.enabled:
+            owners.append(self._build_metrics(metrics))
         service = self.console
         self.web = WebServer(listen, owners=owners, health=self.health_report,
                              on_start=service.open if service else None,
                              on_stop=service.close if service else None)
+
+    def _build_metrics(self, cfg: MetricsConfig) -> RouteOwner:
+        """The collector with every built-in source, and its route. A stage added later
+        joins with ``gateway.metrics.add(name, source)`` (see :mod:`gateway.metrics`)."""
+        from prometheus_client import ProcessCollector
+
+        from gateway import __version__
+        from gateway.metrics import (
+            GatewayCollector,
+            LoopLagSampler,
+            MetricsRoutes,
+            alarm_metrics,
+            build_info,
+            bus_metrics,
+            health_metrics,
+            link_metrics,
+            outbox_metrics,
+            upstream_metrics,
+        )
+
+        collector = GatewayCollector()
+        collector.add("build", build_info(__version__))
+        collector.add("links", link_metrics(lambda: self.drivers))
+        collector.add("bus", bus_metrics(self.bus))
+        collector.add("alarms", alarm_metrics(self.engine.book))
+        if self.outbox is not None:
+            collector.add("outbox", outbox_metrics(self.outbox, self._progress, self.clock))
+        collector.add("upstream", upstream_metrics(self._progress))
+        collector.add("health", health_metrics(self.health_report, self.supervisor))
+        self.loop_lag = LoopLagSampler(cfg.loop_lag_interval)
+        collector.add("loop", self.loop_lag.metrics)
+        # process_* (CPU seconds, resident memory, open files) from /proc, standard names.
+        ProcessCollector(registry=collector.registry)
+        self.metrics = collector
+        token = cfg.token.get_secret_value() if cfg.token is not None else None
+        return MetricsRoutes(collector, allow=cfg.allow, token=token)
 
     async def _on_alarm_event(self, event: AlarmEvent) -> None:
         if self.console is not None:

@@ -26,6 +26,8 @@ if [ "$want_test" -eq 1 ]; then
   command -v socat >/dev/null 2>&1 || missing+=(socat)
   # tmux: a real terminal for the tests of `propgw alarms watch` and of password prompts.
   command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+  # prometheus: a real Prometheus server scrapes the gateway's /metrics in the tests.
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   # The browser tests drive Debian's chromium (Playwright's own browser download cannot work
   # here); a small CJK font so Chinese text renders as glyphs in their screenshots, not boxes.
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)

@@ -1,0 +1,225 @@
+"""The gateway's built-in metric sources: each reads one kind of live object at scrape time.
+
+Every function returns a :data:`~gateway.metrics.MetricSource` (a callable building metric
+families now). Objects that a config reload replaces (the drivers) are passed as getters.
+The names, labels and meaning of every metric are listed in ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.metrics_core import Metric
+
+from drivers.base import Driver
+from gateway.alarms import AlarmBook, LifecycleState
+from gateway.bus import Bus
+from gateway.clock import Clock
+from gateway.health import HealthReport
+from gateway.histogram import Histogram
+from gateway.metrics._collector import MetricSource
+from gateway.outbox import DeliveryProgress, Outbox
+from gateway.supervisor import Supervisor
+
+__all__ = [
+    "COMM_LOSS_STATES",
+    "PRIORITIES",
+    "alarm_metrics",
+    "build_info",
+    "bus_metrics",
+    "health_metrics",
+    "histogram_family",
+    "link_metrics",
+    "outbox_metrics",
+    "upstream_metrics",
+]
+
+#: Device states that mean the device is not answering at all.
+COMM_LOSS_STATES = frozenset({"comm-loss", "link-down", "backoff"})
+#: Every alarm priority, so that a priority without alarms shows 0 rather than no series.
+PRIORITIES = ("P0", "P1", "P2", "P3")
+_STATUSES = ("ok", "degraded", "failing")
+
+
+def build_info(version: str) -> MetricSource:
+    """``propgw_build_info``: constant 1, with the version as labels."""
+    def source() -> Iterable[Metric]:
+        info = GaugeMetricFamily("propgw_build_info", "Always 1; the labels say which propgw "
+                                 "and Python run.", labels=["version", "python"])
+        info.add_metric([version, platform.python_version()], 1)
+        return [info]
+    return source
+
+
+def link_metrics(drivers: Callable[[], Sequence[Driver]]) -> MetricSource:
+    """Readings, events, state and devices of every device link (Modbus, MQTT)."""
+    def source() -> Iterable[Metric]:
+        readings = CounterMetricFamily(
+            "propgw_readings", "Readings a device link produced (good, bad and comm-loss), by "
+            "link; rate() gives readings per second.", labels=["link"])
+        events = CounterMetricFamily(
+            "propgw_link_events", "What a device link counted besides readings (requests, "
+            "timeouts, retries, connects, messages, malformed...), by link and event.",
+            labels=["link", "event"])
+        up = GaugeMetricFamily("propgw_link_up", "1 while the device link is connected.",
+                               labels=["link"])
+        devices = GaugeMetricFamily("propgw_devices", "Devices per link and state (ok, bad, "
+                                    "comm-loss, link-down, backoff, starting).",
+                                    labels=["link", "state"])
+        lost = GaugeMetricFamily("propgw_devices_comm_loss", "Devices that do not answer at "
+                                 "all (comm-loss, link-down, backoff), by link.",
+                                 labels=["link"])
+        latency = HistogramMetricFamily(
+            "propgw_modbus_request_duration_seconds", "Time from a Modbus read request to its "
+            "answer, by link (bus); timeouts are not observed but counted in "
+            "propgw_link_events_total{event=\"timeouts\"}.", labels=["link"], unit="seconds")
+        for driver in drivers():
+            h = driver.health()
+            readings.add_metric([h.link], h.counters.get("readings", 0))
+            for event, n in sorted(h.counters.items()):
+                if event != "readings":
+                    events.add_metric([h.link, event], n)
+            up.add_metric([h.link], 1 if h.state == "connected" else 0)
+            for state, n in sorted(Counter(h.devices.values()).items()):
+                devices.add_metric([h.link, state], n)
+            lost.add_metric([h.link], sum(1 for s in h.devices.values()
+                                          if s in COMM_LOSS_STATES))
+            hist = getattr(driver, "request_latency", None)
+            if isinstance(hist, Histogram):
+                _add_histogram(latency, [h.link], hist)
+        return [readings, events, up, devices, lost, latency]
+    return source
+
+
+def bus_metrics(bus: Bus) -> MetricSource:
+    """Readings through the bus and each subscription's queue, deliveries and drops."""
+    def source() -> Iterable[Metric]:
+        published = CounterMetricFamily("propgw_bus_published", "Readings published on the "
+                                        "bus (after derived points joined).")
+        published.add_metric([], bus.published)
+        depth = GaugeMetricFamily("propgw_bus_queue_depth", "Readings waiting in a "
+                                  "subscription's queue.", labels=["subscription"])
+        capacity = GaugeMetricFamily("propgw_bus_queue_capacity", "The bound of a "
+                                     "subscription's queue.", labels=["subscription"])
+        delivered = CounterMetricFamily("propgw_bus_delivered", "Readings a subscriber took.",
+                                        labels=["subscription"])
+        dropped = CounterMetricFamily("propgw_bus_dropped", "Readings shed because a "
+                                      "drop-oldest subscriber was not keeping up.",
+                                      labels=["subscription"])
+        for sub in bus.subscriptions:
+            depth.add_metric([sub.name], sub.queue.qsize())
+            capacity.add_metric([sub.name], sub.queue.maxsize)
+            delivered.add_metric([sub.name], sub.delivered)
+            dropped.add_metric([sub.name], sub.dropped)
+        return [published, depth, capacity, delivered, dropped]
+    return source
+
+
+def alarm_metrics(book: AlarmBook) -> MetricSource:
+    """Alarms the book knows, by lifecycle state and priority (every pair, zeros included)."""
+    def source() -> Iterable[Metric]:
+        counts = Counter((rec.lifecycle.value, rec.priority) for rec in book.records())
+        alarms = GaugeMetricFamily("propgw_alarms", "Alarms by ISA-18.2 lifecycle state and "
+                                   "priority.", labels=["state", "priority"])
+        priorities = sorted({*PRIORITIES, *(p for _, p in counts)})
+        for state in LifecycleState:
+            for priority in priorities:
+                alarms.add_metric([state.value, priority], counts.get((state.value, priority),
+                                                                      0))
+        return [alarms]
+    return source
+
+
+def outbox_metrics(outbox: Outbox, targets: Iterable[str], clock: Clock) -> MetricSource:
+    """Depth and oldest age per target, parked messages, shedding and the bound."""
+    names = sorted(targets)
+
+    def source() -> Iterable[Metric]:
+        now = clock.monotonic()
+        h = outbox.health()
+        pending = GaugeMetricFamily("propgw_outbox_pending_messages", "Messages waiting for "
+                                    "delivery to a target.", labels=["target"])
+        oldest = GaugeMetricFamily(
+            "propgw_outbox_oldest_pending_age_seconds", "Age of the oldest message waiting "
+            "for a target; 0 when none waits.", labels=["target"], unit="seconds")
+        parked = GaugeMetricFamily("propgw_outbox_parked_messages", "Messages a target refused "
+                                   "for good (HTTP 4xx); a person must look.", labels=["target"])
+        for name in names:
+            pending.add_metric([name], outbox.pending(name))
+            env = outbox.oldest_pending(name)
+            oldest.add_metric([name], 0.0 if env is None else max(0.0, now - env.queued))
+            parked.add_metric([name], h.parked.get(name, 0))
+        shed = CounterMetricFamily("propgw_outbox_shed", "Messages shed because the outbox was "
+                                   "full (telemetry first, then non-life-safety alarms).")
+        shed.add_metric([], h.shed)
+        over = GaugeMetricFamily("propgw_outbox_over_bound", "1 while the outbox holds more "
+                                 "than its bound (only work orders and P0 alarms are left).")
+        over.add_metric([], 1 if h.over_bound else 0)
+        durable = GaugeMetricFamily("propgw_outbox_durable", "1 when the outbox is on disk; 0 "
+                                    "when in memory only.")
+        durable.add_metric([], 1 if h.durable and h.storage_error is None else 0)
+        return [pending, oldest, parked, shed, over, durable]
+    return source
+
+
+def upstream_metrics(targets: Mapping[str, DeliveryProgress]) -> MetricSource:
+    """Link state and deliveries per upstream target (mqtt, http)."""
+    def source() -> Iterable[Metric]:
+        up = GaugeMetricFamily(
+            "propgw_upstream_up", "1 while the upstream target is reachable: the MQTT session "
+            "is connected; for HTTP, the last attempt did not fail.", labels=["target"])
+        sent = CounterMetricFamily("propgw_upstream_sent", "Messages delivered to the target.",
+                                   labels=["target"])
+        for name, progress in sorted(targets.items()):
+            ok = progress.connected if progress.connected is not None \
+                else progress.last_error is None
+            up.add_metric([name], 1 if ok else 0)
+            sent.add_metric([name], progress.sent)
+        return [up, sent]
+    return source
+
+
+def health_metrics(report: Callable[[], HealthReport], supervisor: Supervisor) -> MetricSource:
+    """The health status (one-hot, as /healthz says it) and each stage's restarts."""
+    def source() -> Iterable[Metric]:
+        now = report()
+        status = GaugeMetricFamily("propgw_health_status", "1 for the gateway's current health "
+                                   "status (ok, degraded, failing), 0 for the others.",
+                                   labels=["status"])
+        for name in _STATUSES:
+            status.add_metric([name], 1 if now.status == name else 0)
+        reasons = GaugeMetricFamily("propgw_health_reasons", "Reasons the health is not ok, "
+                                    "by code.", labels=["code"])
+        for code, n in sorted(Counter(r.code for r in now.reasons).items()):
+            reasons.add_metric([code], n)
+        restarts = CounterMetricFamily("propgw_stage_restarts", "Times a supervised stage "
+                                       "crashed and was restarted.", labels=["stage"])
+        for st in supervisor.stages():
+            restarts.add_metric([st.name], st.restarts)
+        return [status, reasons, restarts]
+    return source
+
+
+def histogram_family(name: str, documentation: str, hist: Histogram) -> HistogramMetricFamily:
+    """A label-less histogram family from a :class:`~gateway.histogram.Histogram`."""
+    family = HistogramMetricFamily(name, documentation, unit="seconds")
+    _add_histogram(family, [], hist)
+    return family
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: list[str], hist: Histogram) -> None:
+    buckets = [("+Inf" if math.isinf(bound) else _le(bound), float(n))
+               for bound, n in hist.cumulative()]
+    family.add_metric(labels, buckets, hist.sum)
+
+
+def _le(bound: float) -> str:
+    return repr(bound)
