@@ -308,3 +308,36 @@ def test_metrics_rides_on_the_console_server_and_says_where_to_set_the_port() ->
         "server: /metrics is served there (set them under console:)" in str(err.value)
     with pytest.raises(ConfigError, match="at least 16 characters"):
         load_config_text(SITE + "metrics: {token: short}\n")
+
+
+async def test_metrics_is_served_next_to_the_console_and_the_console_is_untouched(
+        tmp_path: Path) -> None:
+    config = load_config_text(SITE + f"state_dir: {tmp_path}\nconsole: {{port: 0}}\n"
+                                     "metrics: {}\n")
+    gateway = Gateway(config)
+    assert gateway.web is not None and gateway.web.listen.name == "console"
+    task = asyncio.create_task(gateway.web.run(), name="web")
+    try:
+        await asyncio.wait_for(gateway.web.serving.wait(), 5)
+        base = f"http://127.0.0.1:{gateway.web.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/metrics") as response:
+                assert response.status == 200
+                assert "propgw_alarms{" in await response.text()
+            async with http.get(f"{base}/api/v1/alarms") as response:
+                assert response.status == 401, "the console's routes still need a login"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_check_config_says_where_metrics_answer_and_to_whom() -> None:
+    import io
+
+    from gateway.check_cli import print_summary
+
+    out = io.StringIO()
+    print_summary(load_config_text(SITE + "metrics: {allow: [10.0.0.5/32], token: " + TOKEN
+                                   + "}\n"), out)
+    assert "metrics: http://127.0.0.1:9480/metrics for 10.0.0.5/32, bearer token\n" \
+        in out.getvalue()
