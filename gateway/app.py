@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from gateway.console import ConsoleService
     from gateway.http_server import RouteOwner, WebServer
     from gateway.metrics import GatewayCollector, LoopLagSampler
+    from gateway.telemetry import TelemetryStage
     from gateway.upstream import HttpPublisher
 
 # aiohttp (HTTP upstream, the status API and console server) is imported only when the config
@@ -156,6 +158,15 @@ class Gateway:
         self.readings = LastReadings()
         self._readings_feed = self.bus.subscribe("readings", maxsize=1000,
                                                  overflow=Overflow.DROP_OLDEST)
+        #: Readings upstream by exception (``telemetry:``); its feed drops, never blocks.
+        self.telemetry: TelemetryStage | None = None
+        if config.telemetry is not None and config.telemetry.enabled and self.outbox is not None:
+            from gateway.telemetry import TelemetryStage
+
+            self.telemetry = TelemetryStage(
+                config, self.clock, self.outbox,
+                self.bus.subscribe("telemetry", maxsize=config.telemetry.queue,
+                                   overflow=Overflow.DROP_OLDEST))
         self.supervisor = Supervisor(self.clock)
         progress: dict[str, DeliveryProgress] = {}
         if self.upstream is not None:
@@ -184,7 +195,8 @@ class Gateway:
                 targets["mqtt"] = _MQTT_CHANNELS
             if up.http is not None:
                 targets["http"] = frozenset(
-                    {"work-orders", *(["alarms"] if up.http.alarms_url else [])})
+                    {"work-orders", *(["alarms"] if up.http.alarms_url else []),
+                     *(["telemetry"] if up.http.telemetry_url else [])})
             path = outbox_path(config)
             if path is None:
                 log.warning("no state_dir configured: the outbox is in memory, and work orders "
@@ -226,6 +238,8 @@ class Gateway:
                 ("workorders", self.desk.run),
                 ("readings", lambda: self.readings.run(self._readings_feed)),
             ]
+            if self.telemetry is not None:
+                stages.append(("telemetry", self.telemetry.run))
             if self.upstream is not None:
                 stages.append(("upstream", self.upstream.run))
             if self.http is not None:
@@ -378,6 +392,8 @@ class Gateway:
             await self._stop_stage(name)
         try:
             self.points.reconfigure(config.devices)
+            if self.telemetry is not None:
+                self.telemetry.reconfigure(config)
             engine = await self.engine.reconfigure(config)
         except Exception:
             # A bug, not a config mistake (the config was checked): the links must still come
@@ -414,6 +430,8 @@ class Gateway:
         if self.http is not None:
             out["http"] = {"sent": self.http.sent, "retries": self.http.retries,
                            "last_error": self.http.last_error}
+        if self.telemetry is not None:
+            out["telemetry"] = dataclasses.asdict(self.telemetry.stats())
         return out
 
     def health_report(self) -> HealthReport:

@@ -88,6 +88,7 @@ def print_summary(config: GatewayConfig, out: TextIO, *, verbose: bool = False) 
               file=out)
     else:
         print("upstream: none (alarms and work orders stay on this gateway)", file=out)
+    _print_telemetry(config, out)
     enabled = [d for d in config.devices if d.enabled]
     points = sum(len(d.points) for d in enabled)
     derived = sum(len(d.derived) for d in enabled)
@@ -124,6 +125,30 @@ def _metrics_where(config: GatewayConfig) -> str:
     token = ", bearer token" if metrics.token is not None else ""
     allow = ", ".join(str(n) for n in metrics.allow)
     return f"http://{host}:{port}/metrics for {allow}{token}"
+
+
+def _print_telemetry(config: GatewayConfig, out: TextIO) -> None:
+    tele = config.telemetry
+    if tele is None or not tele.enabled:
+        print("telemetry: off (no readings go upstream)", file=out)
+        return
+    from gateway.telemetry import Selection
+
+    selection = Selection(tele, config.devices)
+    enabled = [d for d in config.devices if d.enabled]
+    names = [(d.id, p) for d in enabled for p in sorted(d.point_names())]
+    chosen = sum(1 for dev, point in names if selection.spec(dev, point) is not None)
+    d = tele.defaults
+    where = []
+    if config.upstream is not None and config.upstream.broker is not None:
+        where.append(f"{config.upstream.topic_prefix}/{config.site.id}/telemetry/<device>")
+    if config.upstream is not None and config.upstream.http is not None \
+            and config.upstream.http.telemetry_url:
+        where.append(config.upstream.http.telemetry_url)
+    print(f"telemetry: {chosen} of {len(names)} point(s) by exception (deadband "
+          f"{d.deadband:g} or {d.deadband_percent:g}%, min {_seconds(d.min_interval)}, "
+          f"heartbeat {_seconds(d.max_interval)}, {len(tele.overrides)} override(s)) to "
+          f"{' and '.join(where)}", file=out)
 
 
 def format_condition(cond: Condition, indent: str = "  ") -> list[str]:

@@ -115,10 +115,17 @@ async def run_scenario(scenario: Scenario, *, speed: float = 10.0,
             await done.wait()
 
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(gateway.run(shutdown_trigger=finished), name="scenario.gateway")
+            running = tg.create_task(gateway.run(shutdown_trigger=finished),
+                                     name="scenario.gateway")
             await gateway.started.wait()
-            await site.run()
+            devices = tg.create_task(site.run(hold=True), name="scenario.devices")
+            await asyncio.sleep(0)  # the site takes its t0 as it starts
+            await clock.sleep_until(site.t0 + scenario.duration)
+            # The gateway stops before the devices: a device saying goodbye as it stops (a
+            # panel's retained "offline") is the end of the rehearsal, not part of the story.
             done.set()
+            await running
+            devices.cancel()
     result.failures = _verdict(scenario, result.alarms)
     return result
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.upstream import AlarmMessage, GatewayStatus
+from gateway.upstream import AlarmMessage, GatewayStatus, TelemetryMessage
 from gateway.upstream.schema import render
 from gateway.workorders import SCHEMA_VERSION, StatusAnswer, WorkOrder
 
@@ -28,7 +28,8 @@ def test_the_generator_runs_as_a_module() -> None:
                          capture_output=True, text=True, check=True, timeout=60)
     schema = json.loads(out.stdout)
     assert set(schema["$defs"]) >= {"WorkOrder", "AlarmMessage", "GatewayStatus",
-                                    "StatusAnswer", "SlaBreach", "Escalation"}
+                                    "StatusAnswer", "SlaBreach", "Escalation",
+                                    "TelemetryMessage", "TelemetryPoint"}
     assert f"schema_version {SCHEMA_VERSION}" in schema["description"]
 
 
@@ -37,14 +38,14 @@ def test_every_example_in_the_contract_doc_is_a_valid_message() -> None:
     examples = re.findall(r"```json\n(.*?)```", doc, flags=re.S)
     assert len(examples) >= 5
     kinds = {"work_order": WorkOrder, "alarm": AlarmMessage,
-             "work_order_status": StatusAnswer}
+             "work_order_status": StatusAnswer, "telemetry": TelemetryMessage}
     seen = set()
     for text in examples:
         data = json.loads(text)
         model = kinds.get(data.get("type", ""), GatewayStatus)
         model.model_validate(data)
         seen.add(model)
-    assert seen == {WorkOrder, AlarmMessage, StatusAnswer, GatewayStatus}
+    assert seen == {WorkOrder, AlarmMessage, StatusAnswer, GatewayStatus, TelemetryMessage}
 
 
 def test_payloads_of_version_one_without_the_new_fields_still_validate() -> None:

@@ -62,6 +62,12 @@ from gateway.config._northbound import (
 )
 from gateway.config._rules import Message, RuleConfig
 from gateway.config._site import BackoffConfig, BrokerConfig, SiteConfig, TlsConfig
+from gateway.config._telemetry import (
+    PointSelector,
+    ReportPolicy,
+    TelemetryConfig,
+    TelemetryOverride,
+)
 from gateway.config._types import Identifier
 from gateway.config._types import StrictModel as _Model
 
@@ -99,12 +105,16 @@ __all__ = [
     "NotCondition",
     "OutboxConfig",
     "PointCondition",
+    "PointSelector",
     "Priority",
+    "ReportPolicy",
     "ResponsePolicy",
     "RuleConfig",
     "SiteConfig",
     "StatusApiConfig",
     "SuppressionRule",
+    "TelemetryConfig",
+    "TelemetryOverride",
     "TlsConfig",
     "UpstreamConfig",
     "WorkOrdersConfig",
@@ -135,6 +145,8 @@ class GatewayConfig(_Model):
         default=None, description="The operator console; off unless this section is given.")
     metrics: MetricsConfig | None = Field(
         default=None, description="Prometheus /metrics; off unless this section is given.")
+    telemetry: TelemetryConfig | None = Field(
+        default=None, description="Readings upstream by exception; off unless given.")
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -155,6 +167,7 @@ class GatewayConfig(_Model):
         problems += self._check_brokers()
         problems += self._check_serial_buses()
         problems += self._check_rules()
+        problems += self._check_telemetry()
         if problems:
             # One line per problem, "path: message"; the loader splits them back apart.
             raise ValueError("\n".join(problems))
@@ -244,6 +257,39 @@ class GatewayConfig(_Model):
                 if missing:
                     problems.append(f"rules[{i}].when: device {dev.id!r} has no point(s) "
                                     f"{', '.join(sorted(missing))} (rule {rule.id})")
+        return problems
+
+    def _check_telemetry(self) -> list[str]:
+        tele = self.telemetry
+        if tele is None or not tele.enabled:
+            return []
+        problems = []
+        up = self.upstream
+        if up is None or (up.broker is None and (up.http is None
+                                                 or up.http.telemetry_url is None)):
+            problems.append("telemetry: nowhere to send it: needs upstream.broker (MQTT) or "
+                            "upstream.http.telemetry_url")
+        kinds = {d.kind for d in self.devices}
+        ids = {d.id for d in self.devices}
+        groups: list[tuple[str, list[PointSelector]]] = [
+            ("include", tele.include), ("exclude", tele.exclude),
+            ("overrides", list(tele.overrides))]
+        for name, selectors in groups:
+            for i, sel in enumerate(selectors):
+                for kind in sel.kinds or []:
+                    if kind not in kinds:
+                        problems.append(f"telemetry.{name}[{i}].kinds: no device has kind "
+                                        f"{kind!r} (kinds: {', '.join(sorted(kinds)) or 'none'})")
+                for dev in sel.devices or []:
+                    if not any(c in dev for c in "*?[") and dev not in ids:
+                        problems.append(f"telemetry.{name}[{i}].devices: unknown device "
+                                        f"{dev!r} (a pattern needs *, ? or [...])")
+        for i, override in enumerate(tele.overrides):
+            merged = {**tele.defaults.model_dump(), **override.policy_fields()}
+            if merged["min_interval"] > merged["max_interval"]:
+                problems.append(f"telemetry.overrides[{i}]: min_interval "
+                                f"({merged['min_interval']:g}s) is longer than max_interval "
+                                f"({merged['max_interval']:g}s)")
         return problems
 
     def device_brokers(self) -> set[str]:

@@ -293,6 +293,9 @@ class HttpUpstreamConfig(_Model):
     url: str = Field(description="POST work orders and their updates here.")
     alarms_url: str | None = Field(default=None,
                                    description="POST alarm transitions here; default: not sent.")
+    telemetry_url: str | None = Field(
+        default=None, description="POST telemetry messages here (with a telemetry: section); "
+                                  "default: not sent over HTTP.")
     token: SecretStr | None = Field(default=None,
                                     description="Sent as 'Authorization: Bearer <token>'.")
     headers: dict[str, SecretStr] = Field(
@@ -303,7 +306,7 @@ class HttpUpstreamConfig(_Model):
         description="Back-off between retries of 5xx, 408/429 and network errors.")
     tls: HttpTlsConfig = HttpTlsConfig()
 
-    @field_validator("url", "alarms_url")
+    @field_validator("url", "alarms_url", "telemetry_url")
     @classmethod
     def _http_urls(cls, value: str | None) -> str | None:
         return _check_url(value)

@@ -82,7 +82,8 @@ class OutboxItem:
 
     Attributes:
         kind: ``work_order`` (never shed), ``alarm`` or ``telemetry``.
-        channel: Logical destination; each publisher maps it to a topic or URL.
+        channel: Logical destination; each publisher maps it to a topic or URL. A target
+            that takes ``telemetry`` also takes ``telemetry/<device>`` (its first segment).
         key: Idempotency key, stable across re-sends (work orders: ``<id>:<seq>``).
         payload: The bytes sent (JSON).
         priority: ``P0``..``P3``; decides the send order.
@@ -214,6 +215,8 @@ class Outbox:
         self._next_id = 1
         self._storage_error: str | None = None
         self._shed = 0
+        #: Messages shed since start, by kind (``telemetry``, ``alarm``).
+        self.shed_by_kind: collections.Counter[str] = collections.Counter()
         self._over_bound = False
         self.snapshots: list[str] = []
 
@@ -332,7 +335,9 @@ class Outbox:
         """
         if self._writer is None:
             raise RuntimeError("outbox is not open")
-        targets = tuple(t for t, channels in self._targets.items() if item.channel in channels)
+        # "telemetry/E1" goes to the targets that take "telemetry".
+        base = item.channel.split("/", 1)[0]
+        targets = tuple(t for t, channels in self._targets.items() if base in channels)
         if not targets:
             return None
         queued = self._by_key.get(item.key)
@@ -505,6 +510,7 @@ class Outbox:
 
     def _count_shed(self, env: Envelope) -> None:
         self._shed += 1
+        self.shed_by_kind[env.kind] += 1
         if self._shed == 1:
             log.warning("outbox: full (%d messages, %d bytes); shedding %s messages, oldest "
                         "first (counted in health, logged once)", len(self._messages),

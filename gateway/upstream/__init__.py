@@ -14,9 +14,10 @@ if TYPE_CHECKING:
     from gateway.upstream._http import HttpPublisher
     from gateway.upstream._mqtt import AnswerHandler, UpstreamPublisher
     from gateway.upstream._status_api import PlatformEndpoint
+    from gateway.upstream._telemetry import TelemetryMessage, TelemetryPoint
 
 __all__ = ["AlarmMessage", "AnswerHandler", "GatewayStatus", "HttpPublisher", "PlatformEndpoint",
-           "UpstreamPublisher", "alarm_message"]
+           "TelemetryMessage", "TelemetryPoint", "UpstreamPublisher", "alarm_message"]
 
 _WHERE = {
     "AlarmMessage": "gateway.upstream._contract",
@@ -24,6 +25,8 @@ _WHERE = {
     "GatewayStatus": "gateway.upstream._contract",
     "HttpPublisher": "gateway.upstream._http",
     "PlatformEndpoint": "gateway.upstream._status_api",
+    "TelemetryMessage": "gateway.upstream._telemetry",
+    "TelemetryPoint": "gateway.upstream._telemetry",
     "UpstreamPublisher": "gateway.upstream._mqtt",
     "alarm_message": "gateway.upstream._contract",
 }

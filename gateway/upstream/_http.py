@@ -62,6 +62,8 @@ class HttpPublisher:
         self._urls = {"work-orders": cfg.url}
         if cfg.alarms_url is not None:
             self._urls["alarms"] = cfg.alarms_url
+        if cfg.telemetry_url is not None:
+            self._urls["telemetry"] = cfg.telemetry_url
         self._backoff = Backoff(base=cfg.retry.initial, cap=cfg.retry.max,
                                 jitter=cfg.retry.jitter)
         self.retries = 0
@@ -132,7 +134,7 @@ class HttpPublisher:
                     await self._clock.sleep(delay)
 
     async def _post(self, session: aiohttp.ClientSession, env: Envelope) -> _Outcome:
-        url = self._urls[env.channel]
+        url = self._urls[env.channel.split("/", 1)[0]]  # telemetry/<device>: one URL
         try:
             async with asyncio.timeout(self._cfg.timeouts.total):
                 async with session.post(url, data=env.payload,

@@ -4,6 +4,7 @@ Topics, under ``<topic_prefix>/<site id>/``:
 
 * ``work-orders``: work orders and their updates (QoS 1, JSON, see ``docs/upstream.md``);
 * ``alarms``: every alarm transition;
+* ``telemetry/<device>``: readings reported by exception (outbox channel ``telemetry/<device>``);
 * ``work-orders/<id>/status``: the platform's answers (acknowledged, on_site, resolved,
   rejected), subscribed by the gateway;
 * ``gateway/status``: retained ``online`` on connect, and ``offline`` as the last will, so the

@@ -14,12 +14,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from gateway.upstream._contract import AlarmMessage, GatewayStatus
+from gateway.upstream._telemetry import TelemetryMessage
 from gateway.workorders import SCHEMA_VERSION, StatusAnswer, WorkOrder
 
 __all__ = ["MESSAGES", "main", "upstream_schema"]
 
 #: Every message of the contract, gateway → platform first.
-MESSAGES: tuple[type[BaseModel], ...] = (WorkOrder, AlarmMessage, GatewayStatus, StatusAnswer)
+MESSAGES: tuple[type[BaseModel], ...] = (WorkOrder, AlarmMessage, GatewayStatus, TelemetryMessage,
+                                         StatusAnswer)
 
 
 def upstream_schema() -> dict[str, Any]:
@@ -34,7 +36,8 @@ def upstream_schema() -> dict[str, Any]:
             f"schema_version {SCHEMA_VERSION}. Gateway to platform: WorkOrder "
             "(<prefix>/<site>/work-orders, HTTP POST to upstream.http.url), AlarmMessage "
             "(<prefix>/<site>/alarms), GatewayStatus (<prefix>/<site>/gateway/status, "
-            "retained). Platform to gateway: StatusAnswer (<prefix>/<site>/work-orders/<id>/"
+            "retained), TelemetryMessage (<prefix>/<site>/telemetry/<device>). "
+            "Platform to gateway: StatusAnswer (<prefix>/<site>/work-orders/<id>/"
             "status, or POST /api/v1/work-orders/<id>/status). See docs/upstream.md."),
         "anyOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in MESSAGES],
         "$defs": schema["$defs"],
