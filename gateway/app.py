@@ -488,6 +488,7 @@ class Gateway:
             health_metrics,
             link_metrics,
             outbox_metrics,
+            telemetry_metrics,
             upstream_metrics,
         )
 
@@ -499,6 +500,8 @@ class Gateway:
         if self.outbox is not None:
             collector.add("outbox", outbox_metrics(self.outbox, self._progress, self.clock))
         collector.add("upstream", upstream_metrics(self._progress))
+        if self.telemetry is not None:
+            collector.add("telemetry", telemetry_metrics(self.telemetry.stats))
         collector.add("health", health_metrics(self.health_report, self.supervisor))
         self.loop_lag = LoopLagSampler(cfg.loop_lag_interval)
         collector.add("loop", self.loop_lag.metrics)

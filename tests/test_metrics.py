@@ -68,7 +68,7 @@ def value(fams: dict[str, Metric], name: str, **labels: str) -> float:
 
 
 def test_every_metric_is_documented_and_every_documented_metric_exists() -> None:
-    gateway = Gateway(load_config_text(SITE + "metrics: {}\n"))
+    gateway = Gateway(load_config_text(SITE + "telemetry: {}\nmetrics: {}\n"))
     assert gateway.metrics is not None
     text = gateway.metrics.exposition()
     exposed = {s.name for f in families(text).values() for s in f.samples
@@ -79,7 +79,8 @@ def test_every_metric_is_documented_and_every_documented_metric_exists() -> None
     documented = set(re.findall(r"^\| `(propgw_\w+)`", doc, flags=re.M))
     # Families without samples in a fresh gateway (no restarts, no failing source yet).
     exposed |= {"propgw_stage_restarts_total", "propgw_metrics_source_errors_total",
-                "propgw_link_events_total", "propgw_health_reasons"}
+                "propgw_link_events_total", "propgw_health_reasons",
+                "propgw_telemetry_reported_total"}
     assert documented == exposed
 
 
@@ -141,7 +142,8 @@ async def test_outbox_depth_oldest_age_and_shedding_per_target(fake_clock: FakeC
         fams = families(collector.exposition())
     assert value(fams, "propgw_outbox_pending_messages", target="mqtt") == 2
     assert value(fams, "propgw_outbox_oldest_pending_age_seconds", target="mqtt") == 15
-    assert value(fams, "propgw_outbox_shed_total") == 1
+    assert value(fams, "propgw_outbox_shed_total", kind="alarm") == 1
+    assert value(fams, "propgw_outbox_shed_total", kind="telemetry") == 0
     assert value(fams, "propgw_outbox_over_bound") == 0
 
 
@@ -341,3 +343,19 @@ def test_check_config_says_where_metrics_answer_and_to_whom() -> None:
                                    + "}\n"), out)
     assert "metrics: http://127.0.0.1:9480/metrics for 10.0.0.5/32, bearer token\n" \
         in out.getvalue()
+
+
+def test_telemetry_counters_by_reason() -> None:
+    from gateway.metrics import telemetry_metrics
+    from gateway.telemetry import TelemetryStats
+
+    stats = TelemetryStats(readings=10, not_selected=1, dropped=0, reported=6,
+                           reported_by_reason={"first": 2, "change": 4}, suppressed=3,
+                           points=2, messages=3)
+    collector = GatewayCollector()
+    collector.add("telemetry", telemetry_metrics(lambda: stats))
+    fams = families(collector.exposition())
+    assert value(fams, "propgw_telemetry_readings_total") == 10
+    assert value(fams, "propgw_telemetry_reported_total", reason="change") == 4
+    assert value(fams, "propgw_telemetry_suppressed_readings_total") == 3
+    assert value(fams, "propgw_telemetry_points") == 2

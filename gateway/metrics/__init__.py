@@ -14,6 +14,7 @@ from gateway.metrics._sources import (
     histogram_family,
     link_metrics,
     outbox_metrics,
+    telemetry_metrics,
     upstream_metrics,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "histogram_family",
     "link_metrics",
     "outbox_metrics",
+    "telemetry_metrics",
     "upstream_metrics",
 ]

@@ -11,6 +11,7 @@ import math
 import platform
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -29,6 +30,9 @@ from gateway.metrics._collector import MetricSource
 from gateway.outbox import DeliveryProgress, Outbox
 from gateway.supervisor import Supervisor
 
+if TYPE_CHECKING:
+    from gateway.telemetry import TelemetryStats
+
 __all__ = [
     "COMM_LOSS_STATES",
     "PRIORITIES",
@@ -39,11 +43,14 @@ __all__ = [
     "histogram_family",
     "link_metrics",
     "outbox_metrics",
+    "telemetry_metrics",
     "upstream_metrics",
 ]
 
 #: Device states that mean the device is not answering at all.
 COMM_LOSS_STATES = frozenset({"comm-loss", "link-down", "backoff"})
+#: Outbox message kinds that may be shed (work orders never are).
+SHEDDABLE_KINDS = ("alarm", "telemetry")
 #: Every alarm priority, so that a priority without alarms shows 0 rather than no series.
 PRIORITIES = ("P0", "P1", "P2", "P3")
 _STATUSES = ("ok", "degraded", "failing")
@@ -158,8 +165,10 @@ def outbox_metrics(outbox: Outbox, targets: Iterable[str], clock: Clock) -> Metr
             oldest.add_metric([name], 0.0 if env is None else max(0.0, now - env.queued))
             parked.add_metric([name], h.parked.get(name, 0))
         shed = CounterMetricFamily("propgw_outbox_shed", "Messages shed because the outbox was "
-                                   "full (telemetry first, then non-life-safety alarms).")
-        shed.add_metric([], h.shed)
+                                   "full (telemetry first, then non-life-safety alarms), by "
+                                   "kind.", labels=["kind"])
+        for kind in sorted({*SHEDDABLE_KINDS, *outbox.shed_by_kind}):
+            shed.add_metric([kind], outbox.shed_by_kind.get(kind, 0))
         over = GaugeMetricFamily("propgw_outbox_over_bound", "1 while the outbox holds more "
                                  "than its bound (only work orders and P0 alarms are left).")
         over.add_metric([], 1 if h.over_bound else 0)
@@ -184,6 +193,40 @@ def upstream_metrics(targets: Mapping[str, DeliveryProgress]) -> MetricSource:
             up.add_metric([name], 1 if ok else 0)
             sent.add_metric([name], progress.sent)
         return [up, sent]
+    return source
+
+
+def telemetry_metrics(stats: Callable[[], TelemetryStats]) -> MetricSource:
+    """Readings upstream by exception: what the telemetry stage took, reported and held back
+    (its bus drops and outbox shedding are in the bus and outbox metrics)."""
+    def source() -> Iterable[Metric]:
+        now = stats()
+        fams: list[Metric] = []
+        for name, help_text, n in (
+                ("propgw_telemetry_readings", "Readings the telemetry stage took from the bus.",
+                 now.readings),
+                ("propgw_telemetry_not_selected_readings", "Readings of points no telemetry "
+                 "selection includes.", now.not_selected),
+                ("propgw_telemetry_suppressed_readings", "Readings not reported: within the "
+                 "deadband of the last reported value.", now.suppressed),
+                ("propgw_telemetry_deferred_readings", "Changes that waited for min_interval "
+                 "(then sent with the newest value).", now.deferred),
+                ("propgw_telemetry_untracked_readings", "Readings of points beyond the tracking "
+                 "bound, never reported.", now.untracked),
+                ("propgw_telemetry_messages", "Telemetry messages handed to the outbox.",
+                 now.messages)):
+            family = CounterMetricFamily(name, help_text)
+            family.add_metric([], n)
+            fams.append(family)
+        reported = CounterMetricFamily("propgw_telemetry_reported", "Point values reported "
+                                       "upstream, by reason (first, change, quality, "
+                                       "heartbeat).", labels=["reason"])
+        for reason, n in sorted(now.reported_by_reason.items()):
+            reported.add_metric([reason], n)
+        points = GaugeMetricFamily("propgw_telemetry_points", "Points the telemetry stage "
+                                   "tracks now.")
+        points.add_metric([], now.points)
+        return [*fams, reported, points]
     return source
 
 
