@@ -41,7 +41,7 @@ from gateway.aio import first_of
 from gateway.alarms import AlarmEngine, AlarmEvent
 from gateway.bus import Bus, Overflow, Subscription
 from gateway.clock import Clock, SystemClock
-from gateway.config import GatewayConfig, durable_state_dir, load_config
+from gateway.config import GatewayConfig, MetricsConfig, durable_state_dir, load_config
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.health import HealthModel, HealthReport, JournalStatus
 from gateway.influx import InfluxWriter
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from gateway.accounting import Accounting
     from gateway.console import ConsoleService
     from gateway.http_server import RouteOwner, WebServer
+    from gateway.metrics import GatewayCollector, LoopLagSampler
     from gateway.telemetry import TelemetryStage
     from gateway.upstream import HttpPublisher
 
@@ -155,6 +156,9 @@ class Gateway:
         self.http: HttpPublisher | None = None
         self.web: WebServer | None = None
         self.console: ConsoleService | None = None
+        #: The /metrics collector (``metrics:`` on); other stages add their sources to it.
+        self.metrics: GatewayCollector | None = None
+        self.loop_lag: LoopLagSampler | None = None
         self._build_upstream(config)
         self.engine = AlarmEngine(config, self.clock, self._on_alarm,
                                   listener=self._on_alarm_event)
@@ -168,6 +172,30 @@ class Gateway:
                                                  overflow=Overflow.DROP_OLDEST)
         #: Consumption per interval, when the config has an accounting: section.
         self.accounting, self._accounting_feed = self._build_accounting(config)
+        self._build_history(config)
+        self.supervisor = Supervisor(self.clock)
+        progress: dict[str, DeliveryProgress] = {}
+        if self.upstream is not None:
+            progress["mqtt"] = self.upstream.progress
+        if self.http is not None:
+            progress["http"] = self.http.progress
+        self._progress = progress
+        self.health_model = HealthModel(
+            config.health, self.clock, self.supervisor, outbox=self.outbox, targets=progress,
+            drivers=self.drivers, alarm_feed=self._alarm_feed, journal=self._journal_status,
+            worklog=self.worklog.health,
+            influx=self.influx.status if self.influx is not None else None)
+        self.liveness = Liveness(self.health_model, self.clock, on_failing=self._failing,
+                                 interval=config.health.check_every)
+        self._build_web_server()
+        #: 0 after a requested stop; :data:`EXIT_FAILING` when the health made it stop.
+        self.exit_code = 0
+        self._give_up = asyncio.Event()
+        self.started = asyncio.Event()
+
+    def _build_history(self, config: GatewayConfig) -> None:
+        """Readings into InfluxDB and upstream as telemetry, when configured: bus subscribers
+        that drop their oldest readings rather than ever slow the alarm path."""
         #: Readings into InfluxDB (history), when configured; never in the alarm path.
         self.influx: InfluxWriter | None = None
         self._influx_feed: Subscription | None = None
@@ -187,24 +215,6 @@ class Gateway:
                 config, self.clock, self.outbox,
                 self.bus.subscribe("telemetry", maxsize=config.telemetry.queue,
                                    overflow=Overflow.DROP_OLDEST))
-        self.supervisor = Supervisor(self.clock)
-        progress: dict[str, DeliveryProgress] = {}
-        if self.upstream is not None:
-            progress["mqtt"] = self.upstream.progress
-        if self.http is not None:
-            progress["http"] = self.http.progress
-        self.health_model = HealthModel(
-            config.health, self.clock, self.supervisor, outbox=self.outbox, targets=progress,
-            drivers=self.drivers, alarm_feed=self._alarm_feed, journal=self._journal_status,
-            worklog=self.worklog.health,
-            influx=self.influx.status if self.influx is not None else None)
-        self.liveness = Liveness(self.health_model, self.clock, on_failing=self._failing,
-                                 interval=config.health.check_every)
-        self._build_web_server()
-        #: 0 after a requested stop; :data:`EXIT_FAILING` when the health made it stop.
-        self.exit_code = 0
-        self._give_up = asyncio.Event()
-        self.started = asyncio.Event()
 
     def _build_accounting(self, config: GatewayConfig
                           ) -> tuple[Accounting | None, Subscription | None]:
@@ -283,6 +293,8 @@ class Gateway:
             if self.influx is not None and self._influx_feed is not None:
                 influx, feed = self.influx, self._influx_feed
                 stages.append(("influxdb", lambda: influx.run(feed)))
+            if self.loop_lag is not None:
+                stages.append(("loop-lag", self.loop_lag.run))
             stages.append(("liveness", self.liveness.run))
             if self.config_path is not None:
                 stages.append(("reload", self._reloader))
@@ -483,7 +495,9 @@ class Gateway:
     def _build_web_server(self) -> None:
         up = self.config.upstream
         console = self.config.console
-        if (up is None or up.status_api is None) and (console is None or not console.enabled):
+        metrics = self.config.metrics
+        if (up is None or up.status_api is None) and (console is None or not console.enabled) \
+                and (metrics is None or not metrics.enabled):
             return  # nothing to serve (listen_settings would say None): no aiohttp server
         from gateway.http_server import WebServer, listen_settings
         from gateway.upstream import PlatformEndpoint
@@ -505,10 +519,54 @@ class Gateway:
                 readings=self.readings, links=lambda: [d.health() for d in self.drivers],
                 health=self.health_report, on_answer=self._on_answer), users_path(self.config))
             owners.append(ConsoleRoutes(self.console))
+        if metrics is not None and metrics.enabled:
+            owners.append(self._build_metrics(metrics))
         service = self.console
         self.web = WebServer(listen, owners=owners, health=self.health_report,
                              on_start=service.open if service else None,
                              on_stop=service.close if service else None)
+
+    def _build_metrics(self, cfg: MetricsConfig) -> RouteOwner:
+        """The collector with every built-in source, and its route. A stage added later
+        joins with ``gateway.metrics.add(name, source)`` (see :mod:`gateway.metrics`)."""
+        from prometheus_client import ProcessCollector
+
+        from gateway import __version__
+        from gateway.metrics import (
+            GatewayCollector,
+            LoopLagSampler,
+            MetricsRoutes,
+            alarm_metrics,
+            build_info,
+            bus_metrics,
+            health_metrics,
+            influx_metrics,
+            link_metrics,
+            outbox_metrics,
+            telemetry_metrics,
+            upstream_metrics,
+        )
+
+        collector = GatewayCollector()
+        collector.add("build", build_info(__version__))
+        collector.add("links", link_metrics(lambda: self.drivers))
+        collector.add("bus", bus_metrics(self.bus))
+        collector.add("alarms", alarm_metrics(self.engine.book))
+        if self.outbox is not None:
+            collector.add("outbox", outbox_metrics(self.outbox, self._progress, self.clock))
+        collector.add("upstream", upstream_metrics(self._progress))
+        if self.telemetry is not None:
+            collector.add("telemetry", telemetry_metrics(self.telemetry.stats))
+        if self.influx is not None:
+            collector.add("influxdb", influx_metrics(self.influx.status))
+        collector.add("health", health_metrics(self.health_report, self.supervisor))
+        self.loop_lag = LoopLagSampler(cfg.loop_lag_interval)
+        collector.add("loop", self.loop_lag.metrics)
+        # process_* (CPU seconds, resident memory, open files) from /proc, standard names.
+        ProcessCollector(registry=collector.registry)
+        self.metrics = collector
+        token = cfg.token.get_secret_value() if cfg.token is not None else None
+        return MetricsRoutes(collector, allow=cfg.allow, token=token)
 
     async def _on_alarm_event(self, event: AlarmEvent) -> None:
         if self.console is not None:

@@ -132,6 +132,22 @@ def print_summary(config: GatewayConfig, out: TextIO, *, verbose: bool = False) 
             print(f"    when {lines[0]}", file=out)
             for line in lines[1:]:
                 print(f"    {line}", file=out)
+    if config.metrics is not None and config.metrics.enabled:
+        print(f"metrics: {_metrics_where(config)}", file=out)
+
+
+def _metrics_where(config: GatewayConfig) -> str:
+    """Where /metrics answers and whom, without loading the HTTP server's modules."""
+    metrics = config.metrics
+    assert metrics is not None
+    console = config.console if config.console is not None and config.console.enabled else None
+    status = config.upstream.status_api if config.upstream is not None else None
+    host, port = ((console.host, console.port) if console is not None
+                  else (status.host, status.port) if status is not None
+                  else (metrics.host, metrics.port))
+    token = ", bearer token" if metrics.token is not None else ""
+    allow = ", ".join(str(n) for n in metrics.allow)
+    return f"http://{host}:{port}/metrics for {allow}{token}"
 
 
 def _print_telemetry(config: GatewayConfig, out: TextIO) -> None:

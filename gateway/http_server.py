@@ -8,13 +8,16 @@ call it, and that is checked before a byte of a request body is read:
   ``failing`` 503, with the reasons;
 * the platform's routes (:class:`~gateway.upstream.PlatformEndpoint`): its bearer token;
 * the console (:class:`~gateway.console.ConsoleRoutes`): a logged-in user with the role the
-  route needs, or an API token.
+  route needs, or an API token;
+* ``/metrics`` (:class:`~gateway.metrics.MetricsRoutes`): a client in ``metrics.allow``, with
+  ``metrics.token`` when one is set.
 
 A request for a route nobody owns is refused (403), so a route added without an entry in an
 access table is never open by accident.
 
 Where it listens: ``console.host``/``port`` when the console is on, else
-``upstream.status_api.host``/``port``; TLS when a certificate is configured.
+``upstream.status_api.host``/``port``, else ``metrics.host``/``port``; TLS when a certificate
+is configured.
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ def listen_settings(config: GatewayConfig) -> Listen | None:
     if status is not None:
         return Listen("status API", status.host, status.port, status.limits, status.cert_file,
                       status.key_file)
+    metrics = config.metrics if config.metrics is not None and config.metrics.enabled else None
+    if metrics is not None:
+        return Listen("metrics", metrics.host, metrics.port, metrics.limits)
     return None
 
 

@@ -28,6 +28,8 @@ if [ "$want_test" -eq 1 ]; then
   command -v tmux >/dev/null 2>&1 || missing+=(tmux)
   # influxdb (1.6.7 in Debian 12): a real engine for the InfluxDB tests (tests/influx_support.py).
   command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || missing+=(influxdb)
+  # prometheus: a real Prometheus server scrapes the gateway's /metrics in the tests.
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   # The browser tests drive Debian's chromium (Playwright's own browser download cannot work
   # here); a small CJK font so Chinese text renders as glyphs in their screenshots, not boxes.
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)

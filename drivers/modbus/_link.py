@@ -45,6 +45,7 @@ from gateway.errors import (
     DeviceTimeout,
     LinkError,
 )
+from gateway.histogram import Histogram
 from gateway.model import Quality, Reading
 
 __all__ = ["ClientFactory", "ModbusDevice", "ModbusLink", "silent_interval"]
@@ -140,6 +141,9 @@ class ModbusLink:
         self._running = False
         self._health = LinkHealth(link=self._name,
                                   devices={d.id: "starting" for d in devices})
+        #: Time from sending a read request to its answer (data, an exception code or an
+        #: undecodable frame), on the link's clock; timeouts are counted, not observed.
+        self.request_latency = Histogram()
 
     @property
     def name(self) -> str:
@@ -295,12 +299,16 @@ class ModbusLink:
             if self._gap > 0:
                 await self._clock.sleep_until(self._quiet_since + self._gap)
             self._health.count("requests")
+            sent = self._clock.monotonic()
             try:
                 data = await guarded_read(client, dev.cfg, block.table, block.address,
                                           block.count, link=self._name)
             except (DeviceTimeout, DecodeError) as exc:
-                self._health.count("timeouts" if isinstance(exc, DeviceTimeout)
-                                   else "decode_errors")
+                if isinstance(exc, DeviceTimeout):
+                    self._health.count("timeouts")
+                else:
+                    self._health.count("decode_errors")
+                    self._answered(sent)
                 if attempt >= retries:
                     raise
                 attempt += 1
@@ -308,11 +316,16 @@ class ModbusLink:
                 log.debug("%s: retry %d/%d after: %s", self._name, attempt, retries, exc)
             except DeviceRejected:
                 self._health.count("rejected")
+                self._answered(sent)
                 raise
             else:
+                self._answered(sent)
                 return data
             finally:
                 self._quiet_since = self._clock.monotonic()
+
+    def _answered(self, sent: float) -> None:
+        self.request_latency.observe(self._clock.monotonic() - sent)
 
     async def _emit_block(self, sink: ReadingSink, dev: _Device, block: ReadBlock,
                           data: list[int] | list[bool]) -> None:

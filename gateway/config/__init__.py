@@ -21,6 +21,7 @@ from gateway.config._derived import derived_order, derived_problems
 from gateway.config._detectors import bundled_detector_dirs, expand_detectors
 from gateway.config._lint import MESSAGE_FIELDS, lint
 from gateway.config._loader import bundled_profile_dirs, load_config, load_config_text
+from gateway.config._metrics import MetricsConfig
 from gateway.config._models import (
     DEFAULT_CATEGORIES,
     DEFAULT_PRIORITY_POLICIES,
@@ -138,6 +139,7 @@ __all__ = [
     "Location",
     "LoginLimits",
     "Message",
+    "MetricsConfig",
     "ModbusPoint",
     "ModbusRtuDevice",
     "ModbusTcpDevice",

@@ -45,6 +45,7 @@ from gateway.config._devices import (
 )
 from gateway.config._health import HealthConfig
 from gateway.config._influx import InfluxBufferConfig, InfluxConfig
+from gateway.config._metrics import MetricsConfig
 from gateway.config._northbound import (
     DEFAULT_CATEGORIES,
     DEFAULT_PRIORITY_POLICIES,
@@ -152,6 +153,8 @@ class GatewayConfig(_Model):
                                   "this section is given.")
     influxdb: InfluxConfig | None = Field(
         default=None, description="Readings into InfluxDB as history; off unless given.")
+    metrics: MetricsConfig | None = Field(
+        default=None, description="Prometheus /metrics; off unless this section is given.")
     telemetry: TelemetryConfig | None = Field(
         default=None, description="Readings upstream by exception; off unless given.")
     devices: list[DeviceConfig] = Field(default_factory=list)
@@ -182,16 +185,31 @@ class GatewayConfig(_Model):
 
     def _check_http_server(self) -> list[str]:
         status = self.upstream.status_api if self.upstream is not None else None
+        problems = self._check_metrics_listener(status is not None)
         if self.console is None or not self.console.enabled or status is None:
-            return []
+            return problems
         # One HTTP server serves the console and the platform's status answers.
         given = sorted(status.model_fields_set & {"host", "port", "cert_file", "key_file",
                                                   "limits"})
         if given:
-            return [f"upstream.status_api: {', '.join(given)} cannot be set here while the "
-                    f"console is on: the console's server answers the platform too; set them "
-                    f"under console: (keep only the token here)"]
-        return []
+            problems.append(f"upstream.status_api: {', '.join(given)} cannot be set here while "
+                            f"the console is on: the console's server answers the platform "
+                            f"too; set them under console: (keep only the token here)")
+        return problems
+
+    def _check_metrics_listener(self, status_api: bool) -> list[str]:
+        metrics = self.metrics
+        if metrics is None or not metrics.enabled:
+            return []
+        console = self.console is not None and self.console.enabled
+        if not (console or status_api):
+            return []
+        given = sorted(metrics.model_fields_set & {"host", "port", "limits"})
+        if not given:
+            return []
+        where = "console:" if console else "upstream.status_api:"
+        return [f"metrics: {', '.join(given)} cannot be set here while {where} runs the "
+                f"gateway's HTTP server: /metrics is served there (set them under {where})"]
 
     def _check_brokers(self) -> list[str]:
         problems = []
