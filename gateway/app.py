@@ -536,6 +536,7 @@ class Gateway:
             GatewayCollector,
             LoopLagSampler,
             MetricsRoutes,
+            accounting_metrics,
             alarm_metrics,
             build_info,
             bus_metrics,
@@ -557,6 +558,8 @@ class Gateway:
         collector.add("upstream", upstream_metrics(self._progress))
         if self.telemetry is not None:
             collector.add("telemetry", telemetry_metrics(self.telemetry.stats))
+        if self.accounting is not None:
+            collector.add("accounting", accounting_metrics(self.accounting))
         if self.influx is not None:
             collector.add("influxdb", influx_metrics(self.influx.status))
         collector.add("health", health_metrics(self.health_report, self.supervisor))

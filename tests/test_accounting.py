@@ -399,3 +399,24 @@ def test_the_health_counts_accounting(tmp_path: Path) -> None:
     plain = Gateway(load_config_text(SITE.format(state_dir=tmp_path).replace(
         "accounting: {}\n", "")), clock=FakeClock())
     assert "accounting" not in plain.health() and plain.accounting is None
+
+
+async def test_metrics_count_intervals_and_steps(tmp_path: Path, fake_clock: FakeClock) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from gateway.metrics import GatewayCollector, accounting_metrics
+
+    async with Rig(config(tmp_path), fake_clock, None) as rig:
+        collector = GatewayCollector()
+        collector.add("accounting", accounting_metrics(rig.stage))
+        t = at("2026-03-01 10:00")
+        await rig.read("M1", "import_kwh", t, 500.0)
+        await rig.read("M1", "import_kwh", t + 1800, 1.0)  # a replaced meter
+        await rig.read("M1", "import_kwh", t + 3600, 2.0)
+        samples = {(s.name, s.labels.get("kind")): s.value
+                   for f in text_string_to_metric_families(collector.exposition().decode())
+                   for s in f.samples}
+    assert samples[("propgw_accounting_registers", None)] == 5
+    assert samples[("propgw_accounting_intervals_total", None)] == 1  # A waits for M2
+    assert samples[("propgw_accounting_steps_total", "restart")] == 1
+    assert samples[("propgw_accounting_steps_total", "gap")] == 0

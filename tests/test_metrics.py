@@ -69,7 +69,7 @@ def value(fams: dict[str, Metric], name: str, **labels: str) -> float:
 
 def test_every_metric_is_documented_and_every_documented_metric_exists() -> None:
     gateway = Gateway(load_config_text(
-        SITE + "telemetry: {}\nmetrics: {}\n"
+        SITE + "telemetry: {}\nmetrics: {}\naccounting: {}\n"
         "influxdb: {url: 'http://127.0.0.1:1', bucket: history}\n"))
     assert gateway.metrics is not None
     text = gateway.metrics.exposition()

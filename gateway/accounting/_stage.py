@@ -108,6 +108,7 @@ class Accounting:
         #: Interval readings published; register steps taken as restarts, jumps and gaps.
         self.published = 0
         self.steps = 0
+        self.steps_by_kind: dict[str, int] = {"restart": 0, "jump": 0, "gap": 0}
         self.reconfigure(config)
 
     def reconfigure(self, config: GatewayConfig) -> None:
@@ -245,6 +246,7 @@ class Accounting:
 
     def _log_step(self, key: PointKey, step: Step) -> None:
         self.steps += 1
+        self.steps_by_kind[step.kind] = self.steps_by_kind.get(step.kind, 0) + 1
         if step.kind == "gap":
             log.warning("accounting: %s silent for %.1f h (more than max_gap): its consumption "
                         "over the silence (%g to %g) is not apportioned, and the intervals "

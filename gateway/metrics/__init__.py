@@ -7,6 +7,7 @@ from gateway.metrics._routes import METRICS_PATH, MetricsRoutes
 from gateway.metrics._sources import (
     COMM_LOSS_STATES,
     PRIORITIES,
+    accounting_metrics,
     alarm_metrics,
     build_info,
     bus_metrics,
@@ -28,6 +29,7 @@ __all__ = [
     "LoopLagSampler",
     "MetricSource",
     "MetricsRoutes",
+    "accounting_metrics",
     "alarm_metrics",
     "build_info",
     "bus_metrics",

@@ -31,12 +31,14 @@ from gateway.outbox import DeliveryProgress, Outbox
 from gateway.supervisor import Supervisor
 
 if TYPE_CHECKING:
+    from gateway.accounting import Accounting
     from gateway.influx import InfluxStatus
     from gateway.telemetry import TelemetryStats
 
 __all__ = [
     "COMM_LOSS_STATES",
     "PRIORITIES",
+    "accounting_metrics",
     "alarm_metrics",
     "build_info",
     "bus_metrics",
@@ -229,6 +231,26 @@ def telemetry_metrics(stats: Callable[[], TelemetryStats]) -> MetricSource:
                                    "tracks now.")
         points.add_metric([], now.points)
         return [*fams, reported, points]
+    return source
+
+
+def accounting_metrics(accounting: Accounting) -> MetricSource:
+    """Energy and water accounting: intervals published and register steps that were not
+    consumption (its bus drops are in the bus metrics, as the ``accounting`` subscription)."""
+    def source() -> Iterable[Metric]:
+        meters = GaugeMetricFamily("propgw_accounting_registers", "Cumulative registers "
+                                   "(meter points) accounted.")
+        meters.add_metric([], len(accounting.accounts))
+        published = CounterMetricFamily("propgw_accounting_intervals", "Interval readings "
+                                        "(per meter and per building) published.")
+        published.add_metric([], accounting.published)
+        steps = CounterMetricFamily("propgw_accounting_steps", "Register readings taken as a "
+                                    "reset or replaced meter (restart), an implausible jump "
+                                    "(jump) or a silence beyond max_gap (gap).",
+                                    labels=["kind"])
+        for kind, n in sorted(accounting.steps_by_kind.items()):
+            steps.add_metric([kind], n)
+        return [meters, published, steps]
     return source
 
 
