@@ -208,9 +208,17 @@ def test_unknown_profile_lists_the_known_ones(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "seconds"), [
     (30, 30.0), ("250ms", 0.25), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("2d", 172800.0),
+    ("23h30m", 84600.0), ("1h 30m", 5400.0), ("1m30s", 90.0), ("2d12h", 216000.0),
+    ("1min30s", 90.0),
 ])
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["30m1h", "1h30", "h", "1h1h", "1x", "5m 3", ""])
+def test_a_duration_that_is_not_one_says_what_is_expected(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a duration such as"):
+        parse_duration(text)
 
 
 def test_the_shipped_configs_are_valid() -> None:

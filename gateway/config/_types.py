@@ -10,11 +10,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 __all__ = ["Duration", "Identifier", "StrictModel", "Value", "map_key", "parse_duration"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+#: A compound duration: ``23h30m``, ``1h 30m``, ``1m30s`` (every part with its unit, larger first).
+_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|min|s|m|h|d)")
+_ORDER = ("d", "h", "m", "s", "ms")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: Any) -> Any:
-    """Accept ``30``, ``2.5``, ``"250ms"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"2d"``; return seconds.
+    """Accept ``30``, ``2.5``, ``"250ms"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"2d"`` and compounds
+    such as ``"23h30m"``; return seconds.
 
     Anything else is passed through unchanged so pydantic reports it with its own message.
     """
@@ -24,13 +28,30 @@ def parse_duration(value: Any) -> Any:
         return float(value)
     if isinstance(value, str):
         match = _DURATION.match(value)
-        if match is None:
+        if match is not None:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+        seconds = _compound(value)
+        if seconds is None:
             shown = repr(value) if len(value) <= 40 else repr(value[:37]) + "..."
             raise ValueError(
-                f"expected a duration such as 30, '250ms', '30s', '5m', '1h', got {shown}"
-            )
-        return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+                f"expected a duration such as 30, '250ms', '30s', '5m', '1h', '23h30m', "
+                f"got {shown}")
+        return seconds
     return value
+
+
+def _compound(text: str) -> float | None:
+    """``23h30m`` in seconds; None unless every part has a unit and larger units come first."""
+    end, total, last = 0, 0.0, -1
+    for match in _PART.finditer(text):
+        if match.start() != end:
+            return None
+        unit = "m" if match.group(2) == "min" else match.group(2)
+        rank = _ORDER.index(unit)
+        if rank <= last:
+            return None
+        total, end, last = total + float(match.group(1)) * _UNIT_SECONDS[unit], match.end(), rank
+    return total if end and not text[end:].strip() else None
 
 
 #: Seconds; YAML may say ``30``, ``"30s"``, ``"5m"``, ``"250ms"``.
