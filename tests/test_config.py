@@ -290,3 +290,19 @@ devices:
     (problem,) = errors_of(text)
     assert problem.startswith("devices[0].points[1].type (line 10): "), problem
     assert "found: 'float33'" in problem
+
+
+def test_a_check_of_a_whole_section_does_not_end_in_found_dict() -> None:
+    text = """
+site: {id: s1, name: s, gateway_id: g}
+brokers: {b: {host: 127.0.0.1}}
+upstream: {broker: b}
+telemetry:
+  defaults: {min_interval: 20m, max_interval: 10m}
+devices:
+  - {id: M1, driver: modbus-tcp, host: 127.0.0.1, points: {name: kwh, address: 0}}
+"""
+    section, wrong_type = errors_of(text)
+    assert section == ("telemetry.defaults (line 6): min_interval (1200s) must not be longer "
+                       "than max_interval (600s)")
+    assert wrong_type.endswith("input should be a valid list (found: dict)")

@@ -354,7 +354,11 @@ class _Context:
             else:
                 msg = msg.removeprefix("Value error, ")
                 msg = msg[0].lower() + msg[1:] if msg else msg
-                found = self._shown(path, err.get("input"))
+                value = err.get("input")
+                # A check of a whole section says what is wrong in it; "found: dict" adds
+                # nothing (a type error, "expected a list", keeps it).
+                if not (etype == "value_error" and isinstance(value, dict | list)):
+                    found = self._shown(path, value)
                 if path.endswith(".address"):
                     msg += _six_digit_reference(err.get("input"))
             for prefix, profile_file in self.from_profile.items():
