@@ -1,5 +1,5 @@
-"""The gateway's SQLite state files (outbox, alarm journal, work-order history, users): private,
-checked, never a dead end.
+"""The gateway's state files (the outbox, alarm journal, work-order history and users in SQLite;
+small JSON files such as accounting and learned levels): private, checked, never a dead end.
 
 * Created owner-only (directory 0700, file 0600; SQLite gives its ``-wal`` and ``-shm`` files the
   main file's mode): alarm history and work orders describe people and places.
@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import sqlite3
 from pathlib import Path
 
 __all__ = ["SchemaTooNew", "check_integrity", "is_unreadable", "open_wal", "prepare",
-           "quarantine"]
+           "quarantine", "write_json"]
 
 _SIDECARS = ("-wal", "-shm", "-journal")
 
@@ -42,6 +43,19 @@ def prepare(path: Path) -> None:
             mode = candidate.stat().st_mode & 0o777
             if mode & 0o077:
                 candidate.chmod(mode & 0o700)
+
+
+def write_json(path: Path, data: object) -> None:
+    """Replace a small JSON state file atomically, owner-only: a crash leaves the old file or
+    the new one, never half of one (the file itself is never created empty first)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(data, out, separators=(",", ":"))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
 
 
 def open_wal(path: Path | None, *, schema: str, version: int) -> sqlite3.Connection:

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,7 @@ from gateway.bus import Subscription
 from gateway.clock import Clock
 from gateway.config import AccountingConfig, GatewayConfig, durable_state_dir
 from gateway.model import PointKey, Quality, Reading
-from gateway.statefiles import prepare
+from gateway.statefiles import write_json
 
 __all__ = ["Accounting", "accounting_path"]
 
@@ -291,12 +290,4 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _write(path: Path, state: dict[str, Any]) -> None:
-    """Replace the file atomically (a crash leaves the old or the new one, never half)."""
-    prepare(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(state, out, separators=(",", ":"))
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    write_json(path, state)

@@ -37,7 +37,8 @@ from gateway.config import (
 )
 from gateway.model import Quality, Reading, Value
 
-__all__ = ["Context", "Node", "compile_condition", "site_zone"]
+__all__ = ["Context", "LearnedLevel", "Node", "compile_condition", "learned_levels",
+           "restore_levels", "site_zone"]
 
 _ORDERED: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le,
@@ -114,6 +115,45 @@ def compile_condition(cond: Condition, members: Sequence[str] = ()) -> Node:
         return _Baseline(cond)
     assert isinstance(cond, ScheduleCondition)
     return _Schedule(cond)
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedLevel:
+    """What one rolling baseline has learned: kept across restarts (a night baseline takes
+    days to learn). ``key`` names what it was learned for (point, learning time, window), so a
+    changed condition starts afresh instead of inheriting a level learned for something else."""
+
+    key: str
+    level: float
+    samples: int
+
+
+def learned_levels(node: Node) -> list[LearnedLevel]:
+    """The levels the tree's baselines have learned so far, in tree order."""
+    return [b.learned for b in _baselines(node) if b.learned is not None]
+
+
+def restore_levels(node: Node, saved: Iterable[LearnedLevel]) -> int:
+    """Give the tree's baselines the levels an earlier run learned, matched by key; returns how
+    many were restored."""
+    by_key = {level.key: level for level in saved}
+    restored = 0
+    for baseline in _baselines(node):
+        level = by_key.get(baseline.key)
+        if level is not None and baseline.baseline is None:
+            baseline.baseline, baseline.samples = level.level, level.samples
+            restored += 1
+    return restored
+
+
+def _baselines(node: Node) -> Iterable[_Baseline]:
+    if isinstance(node, _Baseline):
+        yield node
+    elif isinstance(node, _Group):
+        for member in node.members:
+            yield from _baselines(member)
+    elif isinstance(node, _Edge) and node.guard is not None:
+        yield from _baselines(node.guard)
 
 
 class _Group(Node):
@@ -389,6 +429,8 @@ class _Baseline(Node):
         self.learn, self.min_samples = cond.learn, cond.min_samples
         self.window = _Schedule(ScheduleCondition(schedule=cond.during)) if cond.during else None
         self.only_during = cond.only_during
+        window = cond.during.model_dump(by_alias=True, mode="json") if cond.during else None
+        self.key = f"{cond.point}|{cond.learn:g}|{window}"
         self.baseline: float | None = None
         self.samples = 0
         self.last_mono: float | None = None
@@ -409,6 +451,12 @@ class _Baseline(Node):
         self.baseline = float(value) if self.baseline is None \
             else self.baseline + alpha * (float(value) - self.baseline)
         self.samples += 1
+
+    @property
+    def learned(self) -> LearnedLevel | None:
+        if self.baseline is None:
+            return None
+        return LearnedLevel(self.key, self.baseline, self.samples)
 
     def evaluate(self, ctx: Context) -> bool | None:
         self.tz = ctx.tz

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from gateway.alarms._actions import AlarmActions
 from gateway.alarms._events import AlarmEvent, Detection
 from gateway.alarms._journal import AlarmJournal
+from gateway.alarms._learned import LearnedStore, learned_path
 from gateway.alarms._lifecycle import AlarmBook, AlarmListener
 from gateway.alarms._lifecycle_state import AlarmRecord
 from gateway.alarms._rules import RuleEvaluator
@@ -46,7 +47,8 @@ class AlarmEngine:
                  listener: AlarmListener | None = None) -> None:
         self.book = AlarmBook(config, clock, journal or AlarmJournal.from_config(config), sink,
                               listener=listener)
-        self.rules = RuleEvaluator(config, clock, self.book.on_detection)
+        self.rules = RuleEvaluator(config, clock, self.book.on_detection,
+                                   learned=LearnedStore(learned_path(config)))
         self.actions = AlarmActions(self.book)
         self._seeded = False
 

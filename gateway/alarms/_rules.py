@@ -33,8 +33,17 @@ import string
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gateway.alarms._conditions import Context, Node, compile_condition, site_zone
+from gateway.alarms._conditions import (
+    Context,
+    LearnedLevel,
+    Node,
+    compile_condition,
+    learned_levels,
+    restore_levels,
+    site_zone,
+)
 from gateway.alarms._events import Detection
+from gateway.alarms._learned import LearnedStore
 from gateway.bus import Subscription
 from gateway.clock import Clock
 from gateway.config import (
@@ -65,8 +74,15 @@ class RuleEvaluator:
     """Turns readings into :class:`Detection` s."""
 
     def __init__(self, config: GatewayConfig, clock: Clock, sink: DetectionSink, *,
-                 tick: float = 1.0) -> None:
+                 tick: float = 1.0, learned: LearnedStore | None = None,
+                 save_every: float = 600.0) -> None:
         self._clock = clock
+        #: Learned levels (rolling baselines) kept across restarts; see :mod:`._learned`.
+        self._store = learned
+        self._save_every = save_every
+        self._saved: dict[str, list[LearnedLevel]] = {}
+        #: Set once :meth:`run` has given the instances what earlier runs learned.
+        self.restored = asyncio.Event()
         self._sink = sink
         self._tick = tick
         self._tz = site_zone(config.site.timezone)
@@ -116,7 +132,35 @@ class RuleEvaluator:
         return sorted(found.values(), key=lambda e: e.ts)
 
     async def run(self, readings: Subscription) -> None:
-        """Consume readings until cancelled."""
+        """Consume readings until cancelled; learned levels are loaded first and saved on the
+        way out."""
+        if self._store is not None:
+            self._saved = await asyncio.to_thread(self._store.load, self._clock.time())
+            restored = sum(restore_levels(inst.node, self._saved.get(inst.alarm_id, ()))
+                           for inst in self._all_instances())
+            if restored:
+                log.info("learned levels: %d restored from %s", restored, self._store.path)
+        self.restored.set()
+        try:
+            await self._run(readings)
+        finally:
+            await self.save_learned()
+
+    async def save_learned(self) -> None:
+        """Write what the baselines have learned (kept across restarts); a no-op without a
+        store or before anything was learned."""
+        if self._store is None:
+            return
+        levels = dict(self._saved)  # instances not built in this run keep what they had
+        for inst in self._all_instances():
+            found = learned_levels(inst.node)
+            if found:
+                levels[inst.alarm_id] = found
+        if levels:
+            self._saved = levels
+            await asyncio.to_thread(self._store.save, levels, self._clock.time())
+
+    async def _run(self, readings: Subscription) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             ticker = tg.create_task(self._ticker(), name="alarms.ticker")
@@ -150,6 +194,11 @@ class RuleEvaluator:
         """
         async with self._lock:
             old = {i.alarm_id: i for insts in self._instances.values() for i in insts}
+            # A changed instance is compiled afresh: it starts from what the old one learned.
+            for alarm_id, inst in old.items():
+                found = learned_levels(inst.node)
+                if found:
+                    self._saved[alarm_id] = found
             seen = list(self._instances)
             self._directory = DeviceDirectory(config.devices)
             self._rules = list(config.rules)
@@ -230,12 +279,21 @@ class RuleEvaluator:
     # -- internals
 
     async def _ticker(self) -> None:
+        next_save = self._clock.monotonic() + self._save_every
         while True:
             await self._clock.sleep(self._tick)
             async with self._lock:
                 for inst in list(self._timed):
                     self.evaluations += 1
                     await self._evaluate(inst)
+            if self._clock.monotonic() >= next_save:
+                next_save = self._clock.monotonic() + self._save_every
+                await self.save_learned()
+
+    def _all_instances(self) -> list[_Instance]:
+        """Every instance once (a group's is listed under each of its members)."""
+        return list({i.alarm_id: i for insts in self._instances.values() for i in insts}
+                    .values())
 
     def _instances_for(self, device_id: str) -> list[_Instance]:
         insts = self._instances.get(device_id)
@@ -283,8 +341,9 @@ class RuleEvaluator:
         if old is not None and (old.rule, old.name, old.location, old.members) == (
                 rule, name, location, members):
             return old
-        return _Instance(rule, compile_condition(rule.when, members), device_id, name,
-                         location, members)
+        node = compile_condition(rule.when, members)
+        restore_levels(node, self._saved.get(f"{rule.id}@{device_id}", ()))
+        return _Instance(rule, node, device_id, name, location, members)
 
     def _context(self, device_id: str, now: float) -> Context:
         return Context(values=self._values.get(device_id, {}),
