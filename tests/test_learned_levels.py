@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alarms import Detection, RuleEvaluator
-from gateway.alarms._learned import LearnedStore, learned_path
+from gateway.alarms import Detection, LearnedStore, RuleEvaluator, learned_path
 from gateway.bus import Bus
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, load_config_text

@@ -2,7 +2,16 @@
 (journal, operator actions, incidents, chatter and floods) and alarm KPIs."""
 
 from gateway.alarms._actions import AlarmActions
-from gateway.alarms._conditions import Context, Node, compile_condition, site_zone
+from gateway.alarms._conditions import (
+    Context,
+    LearnedLevel,
+    Node,
+    compile_condition,
+    learned_levels,
+    learns,
+    restore_levels,
+    site_zone,
+)
 from gateway.alarms._engine import AlarmEngine, AlarmSink
 from gateway.alarms._events import (
     AlarmEvent,
@@ -21,6 +30,7 @@ from gateway.alarms._kpi import (
     alarm_report,
     render_report,
 )
+from gateway.alarms._learned import LearnedStore, learned_path
 from gateway.alarms._lifecycle import AlarmBook, AlarmListener
 from gateway.alarms._lifecycle_state import AlarmRecord, Hold, Shelf
 from gateway.alarms._rules import DetectionSink, RuleEvaluator
@@ -46,6 +56,8 @@ __all__ = [
     "Hold",
     "JournalBatch",
     "JournalState",
+    "LearnedLevel",
+    "LearnedStore",
     "LifecycleState",
     "ListedAlarm",
     "Node",
@@ -56,6 +68,10 @@ __all__ = [
     "chatter_window",
     "compile_condition",
     "journal_path",
+    "learned_levels",
+    "learned_path",
+    "learns",
     "render_report",
+    "restore_levels",
     "site_zone",
 ]

@@ -37,7 +37,7 @@ from gateway.config import (
 )
 from gateway.model import Quality, Reading, Value
 
-__all__ = ["Context", "LearnedLevel", "Node", "compile_condition", "learned_levels",
+__all__ = ["Context", "LearnedLevel", "Node", "compile_condition", "learned_levels", "learns",
            "restore_levels", "site_zone"]
 
 _ORDERED: dict[str, Callable[[float, float], bool]] = {
@@ -131,6 +131,11 @@ class LearnedLevel:
 def learned_levels(node: Node) -> list[LearnedLevel]:
     """The levels the tree's baselines have learned so far, in tree order."""
     return [b.learned for b in _baselines(node) if b.learned is not None]
+
+
+def learns(node: Node) -> bool:
+    """Whether the tree has a rolling baseline (something worth keeping across restarts)."""
+    return any(True for _ in _baselines(node))
 
 
 def restore_levels(node: Node, saved: Iterable[LearnedLevel]) -> int:

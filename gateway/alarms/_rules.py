@@ -39,6 +39,7 @@ from gateway.alarms._conditions import (
     Node,
     compile_condition,
     learned_levels,
+    learns,
     restore_levels,
     site_zone,
 )
@@ -134,7 +135,10 @@ class RuleEvaluator:
     async def run(self, readings: Subscription) -> None:
         """Consume readings until cancelled; learned levels are loaded first and saved on the
         way out."""
-        if self._store is not None:
+        # Nothing learns (most sites): no file, and no worker-thread hop before the first
+        # reading. A baseline rule added by a reload is saved from then on.
+        if self._store is not None and any(learns(compile_condition(r.when))
+                                           for r in self._rules if r.group_by is None):
             self._saved = await asyncio.to_thread(self._store.load, self._clock.time())
             restored = sum(restore_levels(inst.node, self._saved.get(inst.alarm_id, ()))
                            for inst in self._all_instances())
