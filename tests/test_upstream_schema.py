@@ -165,9 +165,16 @@ def test_a_status_answer_is_published_as_the_gateway_accepts_it() -> None:
 
 
 def test_every_timestamp_of_every_message_is_a_date_time_in_the_schema() -> None:
-    # Walks the schema itself: any string property named like a time that a later model
-    # adds without the Timestamp type fails here.
+    # Walks the schema itself: a time-like property a later model adds without the
+    # Timestamp type fails here.
     defs = json.loads(render())["$defs"]
+    assert _untyped_times(defs) == []
+    broken = copy.deepcopy(defs)
+    del broken["WorkOrder"]["properties"]["raised_at"]["format"]
+    assert _untyped_times(broken) == ["WorkOrder.raised_at"], "the walk must see a plain str"
+
+
+def _untyped_times(defs: dict[str, Any]) -> list[str]:
     untyped = []
     for name, body in defs.items():
         for prop, spec in body.get("properties", {}).items():
@@ -178,7 +185,7 @@ def test_every_timestamp_of_every_message_is_a_date_time_in_the_schema() -> None
             strings = [v for v in variants if v.get("type") == "string"]
             if timeish and strings and any(v.get("format") != "date-time" for v in strings):
                 untyped.append(f"{name}.{prop}")
-    assert untyped == []
+    return untyped
 
 
 def test_a_message_kind_added_later_passes_and_each_topic_validates_alone() -> None:
