@@ -101,17 +101,20 @@ async def run_scenario(scenario: Scenario, *, speed: float = 10.0,
 
     Args:
         upstream: An MQTT broker the gateway publishes its upstream messages to (work orders,
-            alarms, its status), as it would to the platform's; the run ends only when the
-            outbox has delivered everything (at most :data:`UPSTREAM_DRAIN` s more).
+            alarms, its status, and telemetry with the defaults unless the scenario has a
+            ``telemetry:`` section), as it would to the platform's; the run ends only when
+            the outbox has delivered everything (at most :data:`UPSTREAM_DRAIN` s more).
         gateway_overrides: Top-level config sections laid over the scenario's ``gateway:``
             (e.g. short ``work_orders`` windows).
     """
     say = on_line or (lambda text: None)
     clock = ScaledClock(speed, start_wall=_start_wall(scenario))
     result = ScenarioResult(scenario)
-    if gateway_overrides:
-        scenario = scenario.model_copy(update={"gateway": {**scenario.gateway,
-                                                           **gateway_overrides}})
+    extra = dict(gateway_overrides or {})
+    if upstream is not None and "telemetry" not in {**scenario.gateway, **extra}:
+        extra["telemetry"] = {}  # every message kind: readings too, with the defaults
+    if extra:
+        scenario = scenario.model_copy(update={"gateway": {**scenario.gateway, **extra}})
     async with contextlib.AsyncExitStack() as stack:
         if broker is None and any(d.kind in ("fire_panel", "access_control")
                                   for d in scenario.devices):

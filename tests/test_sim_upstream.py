@@ -49,7 +49,8 @@ async def test_sim_run_sends_every_message_kind_to_the_given_broker(
     assert f"upstream: {mosquitto.url}, topics {base}/#" in text
     assert "→ upstream" in text, "the run names each work order it sends"
     topics = {topic for topic, _ in received}
-    assert topics == {f"{base}/gateway/status", f"{base}/alarms", f"{base}/work-orders"}
+    assert topics == {f"{base}/gateway/status", f"{base}/alarms", f"{base}/work-orders",
+                      f"{base}/telemetry/E1", f"{base}/telemetry/E2"}
     states = [m["state"] for t, m in received if t.endswith("/gateway/status")]
     assert states == ["online", "offline"]
     orders = [m for t, m in received if t.endswith("/work-orders")]

@@ -67,6 +67,8 @@ work_orders:
       resolve_within: 90s
       pre_alerts: [40s]
       follow_up_after: 10s
+telemetry:
+  include: [{devices: [E1], points: [car_position]}]
 """)
 
 SPEED = 10.0
@@ -192,6 +194,8 @@ def _variant(payload: dict[str, Any]) -> str:
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_EPOCH_MS = re.compile(r"(?<![0-9])1[5-9][0-9]{11}(?![0-9])")
+EPOCH_MS = "1767254400000"  # TIME in milliseconds since the epoch
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 
 
@@ -206,6 +210,8 @@ def _normalise(value: Any, ids: dict[str, str], key: str = "") -> Any:
     if isinstance(value, str):
         if _TIME.fullmatch(value):
             return TIME
+        if key == "id":  # a telemetry message's id carries the time in ms
+            value = _EPOCH_MS.sub(EPOCH_MS, value)
         return _UUID.sub(lambda m: ids.setdefault(
             m.group(), f"00000000-0000-4000-8000-{len(ids) + 1:012d}"), value)
     return value
@@ -233,8 +239,9 @@ power (a P1 order), which the platform rejects. The run shortens the entrapment'
 The test that writes this file fails when a run differs from it, so it shows what the gateway
 sends today. Only what varies between runs is replaced: every time by
 `2026-01-01T08:00:00.000+00:00`, every UUID by `00000000-0000-4000-8000-00000000000N` (work
-orders numbered first, then alarm incidents; one id keeps its number throughout), every
-`late_by_s` by `0.0`. Every sample, raw and
+orders numbered first, then alarm incidents; one id keeps its number throughout), the time in
+a telemetry message's `id` by `1767254400000`, every `late_by_s` by `0.0`. Telemetry is limited
+to E1's `car_position` here to keep the file short; a real site sends many points per message. Every sample, raw and
 normalised, validates against [upstream.schema.json](upstream.schema.json) with `date-time`
 formats asserted.
 """
@@ -242,6 +249,7 @@ formats asserted.
 _HEADINGS = {"WorkOrder": "Work orders (`WorkOrder`), one per `event`",
              "AlarmMessage": "Alarm messages (`AlarmMessage`), one per `state` and `transition`",
              "GatewayStatus": "Gateway status (`GatewayStatus`)",
+             "TelemetryMessage": "Telemetry (`TelemetryMessage`)",
              "StatusAnswer": "Status answers from the platform (`StatusAnswer`), one per "
                              "`status`"}
 
