@@ -1,8 +1,9 @@
 """``propgw sim``: list simulators and scenarios, run a scenario, run one device to poke at.
 
 * ``propgw sim list`` — simulator kinds with their actions, and the scenario library.
-* ``propgw sim run SCENARIO [--speed N]`` — plays a scenario against a real gateway and checks
-  its ``expect:`` section (exit 0 when it holds, 1 when not).
+* ``propgw sim run SCENARIO [--speed N] [--upstream mqtt://HOST:PORT]`` — plays a scenario
+  against a real gateway and checks its ``expect:`` section (exit 0 when it holds, 1 when not);
+  with ``--upstream`` the gateway also publishes its upstream messages to that broker.
 * ``propgw sim device KIND`` — one long-running device for commissioning, with an HTTP control
   API and a command prompt on stdin (``stop_between_floors``, ``mode mode=inspection``).
 """
@@ -29,6 +30,10 @@ def add_sim_parser(sub: Any) -> None:
                      help="time acceleration (default 1 = real time; tests use 10-20)")
     run.add_argument("--broker", metavar="mqtt://HOST:PORT",
                      help="MQTT broker for MQTT simulators (default: an embedded one)")
+    run.add_argument("--upstream", metavar="mqtt://HOST:PORT",
+                     help="also send the gateway's upstream messages (work orders, alarms, "
+                          "gateway status) to this broker, as to a platform's, under "
+                          "propgw/sim-<scenario>/")
 
     dev = sim_sub.add_parser(
         "device", help="run simulated device(s) until Ctrl-C, on Modbus TCP, RTU or MQTT",

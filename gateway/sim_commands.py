@@ -75,10 +75,11 @@ def _list(out: TextIO) -> None:
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
     scenario = load_scenario(args.scenario)
     broker = parse_mqtt_url(args.broker) if args.broker else None
+    upstream = parse_mqtt_url(args.upstream) if args.upstream else None
     print(f"scenario {scenario.name}: {' '.join(scenario.description.split())}", file=out)
     print(f"{scenario.duration:g}s of scenario time at speed {args.speed:g}", file=out,
           flush=True)
-    result = await run_scenario(scenario, speed=args.speed, broker=broker,
+    result = await run_scenario(scenario, speed=args.speed, broker=broker, upstream=upstream,
                                 on_line=lambda line: print(line, file=out, flush=True))
     if result.passed:
         print(f"PASS: {len(scenario.expect.alarms)} expected alarm(s) fired, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,22 +93,47 @@ def gateway_config_yaml(scenario: Scenario, endpoints: dict[str, Endpoint], *,
 async def run_scenario(scenario: Scenario, *, speed: float = 10.0,
                        broker: tuple[str, int] | None = None,
                        on_line: Callable[[str], None] | None = None,
-                       poll_interval: float = 0.5) -> ScenarioResult:
-    """Play ``scenario`` against a real gateway; returns the alarms and the verdict."""
+                       poll_interval: float = 0.5,
+                       upstream: tuple[str, int] | None = None,
+                       gateway_overrides: dict[str, Any] | None = None,
+                       ) -> ScenarioResult:
+    """Play ``scenario`` against a real gateway; returns the alarms and the verdict.
+
+    Args:
+        upstream: An MQTT broker the gateway publishes its upstream messages to (work orders,
+            alarms, its status, and telemetry with the defaults unless the scenario has a
+            ``telemetry:`` section), as it would to the platform's; the run ends only when
+            the outbox has delivered everything (at most :data:`UPSTREAM_DRAIN` s more).
+        gateway_overrides: Top-level config sections laid over the scenario's ``gateway:``
+            (e.g. short ``work_orders`` windows).
+    """
     say = on_line or (lambda text: None)
     clock = ScaledClock(speed, start_wall=_start_wall(scenario))
     result = ScenarioResult(scenario)
+    extra = dict(gateway_overrides or {})
+    if upstream is not None and "telemetry" not in {**scenario.gateway, **extra}:
+        extra["telemetry"] = {}  # every message kind: readings too, with the defaults
+    if extra:
+        scenario = scenario.model_copy(update={"gateway": {**scenario.gateway, **extra}})
     async with contextlib.AsyncExitStack() as stack:
         if broker is None and any(d.kind in ("fire_panel", "access_control")
                                   for d in scenario.devices):
             embedded = await stack.enter_async_context(EmbeddedBroker(port=free_port()))
             broker = (embedded.host, embedded.port)
+        state = (stack.enter_context(tempfile.TemporaryDirectory(prefix="propgw-sim-"))
+                 if upstream is not None else None)
         site = await stack.enter_async_context(SimSite(
             scenario, clock=clock, broker=broker,
             on_event=lambda t, text: say(f"[{t:6.1f}s] {text}")))
         config = gateway_config(scenario, site.endpoints, broker=broker,
-                                poll_interval=poll_interval)
-        observer = _Collector(result, site, clock, say)
+                                poll_interval=poll_interval, upstream=upstream,
+                                state_dir=state)
+        if upstream is not None and config.upstream is not None:
+            say(f"upstream: mqtt://{upstream[0]}:{upstream[1]}, topics "
+                f"{config.upstream.topic_prefix}/{config.site.id}/# (watch with: mosquitto_sub "
+                f"-h {upstream[0]} -p {upstream[1]} -t '{config.upstream.topic_prefix}/"
+                f"{config.site.id}/#' -v)")
+        observer = _Collector(result, site, clock, say, upstream=upstream is not None)
         gateway = Gateway(config, clock=clock, observers=[observer])
         done = asyncio.Event()
 
@@ -121,6 +147,8 @@ async def run_scenario(scenario: Scenario, *, speed: float = 10.0,
             devices = tg.create_task(site.run(hold=True), name="scenario.devices")
             await asyncio.sleep(0)  # the site takes its t0 as it starts
             await clock.sleep_until(site.t0 + scenario.duration)
+            if upstream is not None:
+                await _drained(gateway, say)
             # The gateway stops before the devices: a device saying goodbye as it stops (a
             # panel's retained "offline") is the end of the rehearsal, not part of the story.
             done.set()
@@ -130,10 +158,28 @@ async def run_scenario(scenario: Scenario, *, speed: float = 10.0,
     return result
 
 
+#: Real seconds a run with an upstream waits at its end for the outbox to deliver the rest.
+UPSTREAM_DRAIN = 10.0
+
+
+async def _drained(gateway: Gateway, say: Callable[[str], None]) -> None:
+    """Wait (bounded) until the outbox has delivered every message of the run."""
+    outbox = gateway.outbox
+    if outbox is None:
+        return
+    for _ in range(int(UPSTREAM_DRAIN / 0.05)):
+        if not any(outbox.health().pending.values()):
+            return
+        await asyncio.sleep(0.05)
+    say(f"upstream: {sum(outbox.health().pending.values())} message(s) not delivered within "
+        f"{UPSTREAM_DRAIN:g} s; is the broker reachable?")
+
+
 class _Collector:
     def __init__(self, result: ScenarioResult, site: SimSite, clock: ScaledClock,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], *, upstream: bool = False) -> None:
         self.result, self.site, self.clock, self.say = result, site, clock, say
+        self.upstream = upstream
 
     def alarm(self, event: AlarmEvent) -> None:
         t = self.clock.monotonic() - self.site.t0
@@ -144,7 +190,10 @@ class _Collector:
                  f"{event.message_en}")
 
     def work_order(self, order: Any) -> None:
-        return None
+        if self.upstream:
+            t = self.clock.monotonic() - self.site.t0
+            self.say(f"[{t:6.1f}s] work order {order.id} seq {order.seq} {order.event} "
+                     f"({order.status}) → upstream")
 
 
 def _verdict(scenario: Scenario, alarms: list[tuple[float, AlarmEvent]]) -> list[str]:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.alarms import AlarmEvent
 from gateway.config import SiteConfig
-from gateway.workorders import SCHEMA_VERSION, Bilingual, WorkOrderLocation
+from gateway.workorders import SCHEMA_VERSION, Bilingual, Timestamp, WorkOrderLocation
 
 __all__ = ["AlarmMessage", "GatewayStatus", "alarm_message"]
 
@@ -31,7 +31,7 @@ class AlarmMessage(BaseModel):
     message: Bilingual
     location: WorkOrderLocation
     evidence: dict[str, bool | int | float | str | None]
-    ts: str
+    ts: Timestamp = Field(description="When the alarm changed state (RFC 3339).")
     # Added in schema 1 (optional, so earlier payloads stay valid): the ISA-18.2 view.
     transition: str | None = Field(
         default=None, description="what happened: activated, reactivated, realarmed, "

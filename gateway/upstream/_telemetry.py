@@ -5,14 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.config import JsonDict
 
-from gateway.workorders import SCHEMA_VERSION, WorkOrderLocation
+from gateway.workorders import SCHEMA_VERSION, Timestamp, WorkOrderLocation
 
 __all__ = ["TelemetryMessage", "TelemetryPoint"]
-
-_DATE_TIME: JsonDict = {"format": "date-time"}
-
 
 class TelemetryPoint(BaseModel):
     """One point's reading, reported because it changed, its quality changed, or as the
@@ -29,10 +25,9 @@ class TelemetryPoint(BaseModel):
     reason: Literal["first", "change", "quality", "heartbeat"] = Field(
         description="Why it is in this message: first report since the gateway started, a "
                     "change beyond the deadband, a change of quality, or the heartbeat.")
-    received_at: str = Field(json_schema_extra=_DATE_TIME,
-                             description="When the gateway got the reading (its wall clock).")
-    source_at: str | None = Field(default=None, json_schema_extra=_DATE_TIME,
-                                  description="The device's own timestamp, if it sent one.")
+    received_at: Timestamp = Field(description="When the gateway got the reading (its wall clock).")
+    source_at: Timestamp | None = Field(default=None,
+                                        description="The device's own timestamp, if it sent one.")
     error: str | None = Field(default=None,
                               description="Why the quality is not good, for people.")
 
@@ -52,6 +47,5 @@ class TelemetryMessage(BaseModel):
     device: str
     kind: str = Field(description="The device's kind, e.g. energy_meter.")
     location: WorkOrderLocation
-    sent_at: str = Field(json_schema_extra=_DATE_TIME,
-                         description="When the gateway put the message together.")
+    sent_at: Timestamp = Field(description="When the gateway put the message together.")
     points: list[TelemetryPoint] = Field(min_length=1)

@@ -16,6 +16,7 @@ from gateway.workorders._model import (
     Escalation,
     SlaBreach,
     StatusAnswer,
+    Timestamp,
     WorkOrder,
     WorkOrderEvent,
     WorkOrderLocation,
@@ -23,6 +24,7 @@ from gateway.workorders._model import (
 )
 
 __all__ = ["CLOSED_STATUSES", "PLATFORM_STATUSES", "RESPONSE_WINDOWS", "SCHEMA_VERSION",
-           "Bilingual", "Escalation", "SlaBreach", "StatusAnswer", "WorkOrder", "WorkOrderDesk",
+           "Bilingual", "Escalation", "SlaBreach", "StatusAnswer", "Timestamp", "WorkOrder",
+           "WorkOrderDesk",
            "WorkOrderEvent", "WorkOrderHistory", "WorkOrderLocation", "WorkOrderLog",
            "WorkOrderLogHealth", "WorkOrderSink", "WorkOrderStatus", "work_order_log_path"]

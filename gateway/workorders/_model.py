@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 __all__ = ["CLOSED_STATUSES", "PLATFORM_STATUSES", "SCHEMA_VERSION", "Bilingual", "Escalation",
-           "SlaBreach", "StatusAnswer", "WorkOrder", "WorkOrderEvent", "WorkOrderLocation",
-           "WorkOrderStatus"]
+           "SlaBreach", "StatusAnswer", "Timestamp", "WorkOrder", "WorkOrderEvent",
+           "WorkOrderLocation", "WorkOrderStatus"]
 
 SCHEMA_VERSION = 1
 
@@ -36,6 +36,26 @@ PLATFORM_STATUSES: tuple[PlatformStatus, ...] = ("acknowledged", "on_site", "res
                                                  "rejected")
 #: States after which nobody is escalated to any more.
 CLOSED_STATUSES: frozenset[str] = frozenset({"resolved", "rejected"})
+
+
+def _rfc3339(value: str) -> str:
+    """The gateway writes every moment as an RFC 3339 date-time with its UTC offset."""
+    if not _RFC3339.fullmatch(value):
+        raise ValueError(f"expected an RFC 3339 date-time with UTC offset such as "
+                         f"2026-01-01T08:00:00.000+00:00, got {value!r}")
+    try:
+        dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"not a valid date and time: {value!r} ({exc})") from None
+    return value
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+#: A moment the gateway sends: an RFC 3339 date-time with its UTC offset, published in the
+#: JSON Schema as ``format: date-time`` so a consumer's validator can check it.
+Timestamp = Annotated[str, AfterValidator(_rfc3339),
+                      WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 class _Frozen(BaseModel):
@@ -69,10 +89,10 @@ class Escalation(_Frozen):
     role: str = Field(description="Role id, e.g. control_room, patrol, engineering, "
                                   "supervisor.")
     name: Bilingual = Field(description="Role shown to people, e.g. 中控室 / Control room.")
-    deadline: str = Field(description="ISO 8601: unless acknowledged by then, the order goes "
+    deadline: Timestamp = Field(description="ISO 8601: unless acknowledged by then, the order goes "
                                       "to the next level (or, at the top, is re-sent as "
                                       "'unacknowledged').")
-    escalated_at: str | None = Field(default=None, description="ISO 8601: when this level "
+    escalated_at: Timestamp | None = Field(default=None, description="ISO 8601: when this level "
                                                                "was reached (null at level 1).")
 
 
@@ -80,8 +100,8 @@ class SlaBreach(_Frozen):
     """A response window that was missed, and by how much."""
 
     window: Literal["acknowledge", "on_site", "resolve"]
-    due: str = Field(description="ISO 8601 deadline of the window.")
-    at: str = Field(description="ISO 8601: when the platform reported the state.")
+    due: Timestamp = Field(description="ISO 8601 deadline of the window.")
+    at: Timestamp = Field(description="ISO 8601: when the platform reported the state.")
     late_by_s: float = Field(ge=0, description="Seconds after the deadline.")
 
 
@@ -111,21 +131,21 @@ class WorkOrder(_Frozen):
     description: Bilingual
     location: WorkOrderLocation
     evidence: dict[str, bool | int | float | str | None]
-    detected_at: str = Field(description="ISO 8601: the condition first became true.")
-    raised_at: str = Field(description="ISO 8601: the alarm was confirmed (after its delay).")
-    respond_by: str = Field(description="ISO 8601: raised_at + the on-site window.")
-    acknowledge_by: str | None = Field(
+    detected_at: Timestamp = Field(description="ISO 8601: the condition first became true.")
+    raised_at: Timestamp = Field(description="ISO 8601: the alarm was confirmed (after its delay).")
+    respond_by: Timestamp = Field(description="ISO 8601: raised_at + the on-site window.")
+    acknowledge_by: Timestamp | None = Field(
         default=None, description="ISO 8601: end of the ladder's first step.")
-    resolve_by: str | None = Field(default=None,
+    resolve_by: Timestamp | None = Field(default=None,
                                    description="ISO 8601: raised_at + the resolution window.")
-    follow_up_by: str | None = Field(default=None,
+    follow_up_by: Timestamp | None = Field(default=None,
                                      description="ISO 8601: follow-up (回访) due; set once "
                                                  "resolved.")
     escalation: Escalation | None = None
-    acknowledged_at: str | None = None
-    on_site_at: str | None = None
-    resolved_at: str | None = None
-    rejected_at: str | None = None
+    acknowledged_at: Timestamp | None = None
+    on_site_at: Timestamp | None = None
+    resolved_at: Timestamp | None = None
+    rejected_at: Timestamp | None = None
     status_by: str | None = Field(default=None,
                                   description="Who the platform says changed the status.")
     status_note: str | None = None
@@ -146,7 +166,7 @@ class WorkOrder(_Frozen):
     related_to: str | None = Field(
         default=None, description="Id of an earlier, still open work order of the same alarm "
                                   "(e.g. one raised before the gateway restarted).")
-    updated_at: str
+    updated_at: Timestamp
 
 
 class StatusAnswer(_Frozen):
@@ -158,7 +178,8 @@ class StatusAnswer(_Frozen):
     id: str | None = Field(default=None,
                            description="Work-order id; optional, the topic or URL names it.")
     status: PlatformStatus
-    at: str | None = Field(
+    at: Annotated[str, WithJsonSchema({"type": "string", "format": "date-time",
+                                       "maxLength": 64})] | None = Field(
         default=None, max_length=64,
         description="ISO 8601 date and time of the change, with its UTC offset (e.g. "
                     "2026-01-01T16:07:01+08:00 or ...Z); without one it is read as UTC. "
