@@ -18,49 +18,15 @@ import asyncio
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-password-1"
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-@contextlib.contextmanager
-def process(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+from procstats import cpu_seconds, free_port, process, rss_mb  # noqa: E402
 
 
 def site_config(folder: Path, console_port: int | None) -> Path:
@@ -115,11 +81,13 @@ async def measure(label: str, *, console: bool, browser: bool, seconds: float,
                "PROPGW_E1_PORT": str(e1), "PROPGW_E2_PORT": str(e2)}
         propgw = str(Path(sys.executable).parent / "propgw")
         mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        with process(mosquitto, "-p", str(mqtt)), \
-                process(propgw, "sim", "device", "elevator", "--id", "E1", "--port", str(e1)), \
-                process(propgw, "sim", "device", "elevator", "--id", "E2", "--port", str(e2)):
+        with process(mosquitto, "-p", str(mqtt), cwd=REPO), \
+                process(propgw, "sim", "device", "elevator", "--id", "E1", "--port", str(e1),
+                        cwd=REPO), \
+                process(propgw, "sim", "device", "elevator", "--id", "E2", "--port", str(e2),
+                        cwd=REPO):
             await asyncio.sleep(1.0)
-            with process(propgw, "run", "-c", str(config), env=env) as gw:
+            with process(propgw, "run", "-c", str(config), cwd=REPO, env=env) as gw:
                 async with contextlib.AsyncExitStack() as stack:
                     if browser:
                         await asyncio.sleep(2.0)

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]  # replaced by --tree
@@ -38,6 +37,8 @@ SITE = "config/examples/site.yaml"
 TWO_ELEVATORS = "config/examples/two-elevators.yaml"
 #: The site example reads its upstream password from the environment, as a Pi install does.
 ENV = {**os.environ, "PLATFORM_MQTT_PASSWORD": "bench", "LOCAL_MQTT_PASSWORD": "bench"}
+
+from procstats import free_port, process, rss_mb  # noqa: E402
 
 #: Runs ``propgw ARGS...`` in-process and prints how many modules it left loaded.
 _COUNT_MODULES = """
@@ -105,11 +106,11 @@ async def run_measurements(runs: int, rss_after: float) -> tuple[list[float], fl
     mqtt, e1, e2 = free_port(), free_port(), free_port()
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     with tempfile.TemporaryDirectory() as tmp, \
-            process(mosquitto, "-p", str(mqtt)), \
+            process(mosquitto, "-p", str(mqtt), cwd=REPO), \
             process(PROPGW, "sim", "device", "elevator", "--id", "E1", "--port", str(e1),
-                    "--control-port", "0"), \
+                    "--control-port", "0", cwd=REPO), \
             process(PROPGW, "sim", "device", "elevator", "--id", "E2", "--port", str(e2),
-                    "--control-port", "0"):
+                    "--control-port", "0", cwd=REPO):
         config = Path(tmp) / "site.yaml"
         config.write_text((REPO / TWO_ELEVATORS).read_text(encoding="utf-8")
                           + f"\nstate_dir: {Path(tmp) / 'state'}\n", encoding="utf-8")
@@ -134,7 +135,7 @@ async def first_poll(config: Path, mqtt: int, e1: int, e2: int, *, hold: float) 
            "PROPGW_E1_PORT": ports[0], "PROPGW_E2_PORT": ports[1]}
     try:
         start = time.perf_counter()
-        with process(PROPGW, "run", "-c", str(config), env=env) as gw:
+        with process(PROPGW, "run", "-c", str(config), cwd=REPO, env=env) as gw:
             async with asyncio.timeout(60):
                 await served.wait()
             elapsed = time.perf_counter() - start
@@ -184,36 +185,6 @@ async def wait_listening(port: int) -> None:
             else:
                 writer.close()
                 return
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-@contextlib.contextmanager
-def process(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 if __name__ == "__main__":

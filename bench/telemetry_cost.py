@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import sys
 import tempfile
@@ -33,6 +32,8 @@ import aiomqtt
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from procstats import cpu_seconds  # noqa: E402
 
 from tests.influx_support import InfluxD, V2Shim  # noqa: E402
 from tests.support import Mosquitto  # noqa: E402
@@ -69,11 +70,6 @@ devices:
     points:
 {points}
 {extra}"""
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def publish(port: int, devices: int, rate: int, seconds: float) -> None:

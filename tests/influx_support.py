@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.support import free_port
+from tests.support import end_process, free_port
 
 __all__ = ["InfluxD", "V2Shim", "influxd_binary"]
 
@@ -111,14 +111,8 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(5)
+        if self._proc is not None:
+            end_process(self._proc)
         self._proc = None
 
     def query(self, q: str, db: str | None = None) -> list[dict[str, Any]]:

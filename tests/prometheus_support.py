@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.support import free_port
+from tests.support import end_process, free_port
 
 __all__ = ["Prometheus"]
 
@@ -81,14 +81,8 @@ class Prometheus:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(5)
+        if self._proc is not None:
+            end_process(self._proc)
         self._proc = None
 
     def query(self, promql: str) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from simulators.site import free_port
 
@@ -29,6 +30,16 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listening on 127.0.0.1:{port}") from None
             time.sleep(0.02)
+
+
+def end_process(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """Terminate a server started by a fixture; kill it if it has not ended after ``grace``."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 class Mosquitto:
@@ -87,14 +98,8 @@ class Mosquitto:
         self._proc = None
 
     def stop(self) -> None:
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(5)
+        if self._proc is not None:
+            end_process(self._proc, grace=5)
         self._proc = None
 
     @contextlib.contextmanager
