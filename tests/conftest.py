@@ -17,6 +17,7 @@ from gateway.clock import FakeClock
 from simulators import virtual_serial
 from tests import fuzz_support  # noqa: F401  # registers and loads the hypothesis profile
 from tests.browser import WatchedContext, chromium, screenshot
+from tests.influx_support import influxd, shim  # noqa: F401  # fixtures: a real influxd and its v2 shim
 from tests.support import Mosquitto
 
 #: Each test's reports by phase ("setup", "call", "teardown"), for fixtures that act on failure.

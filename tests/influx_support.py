@@ -18,11 +18,13 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from tests.support import end_process, free_port
@@ -207,3 +209,30 @@ class V2Shim:
         self.statuses.append(status)
         return web.Response(status=status, body=text,
                             content_type="application/json" if text else None)
+
+
+#: The database the fixtures create (bucket ``history`` through the shim).
+INFLUX_DB = "history"
+
+
+@pytest.fixture
+def influxd(tmp_path: Path) -> Iterator[InfluxD]:
+    """A real influxd for this test only, with :data:`INFLUX_DB` created."""
+    server = InfluxD(tmp_path / "influxd")
+    server.start()
+    try:
+        server.create_db(INFLUX_DB)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def shim(influxd: InfluxD) -> AsyncIterator[V2Shim]:
+    """The ``/api/v2/write`` shim in front of :func:`influxd`."""
+    proxy = V2Shim(influxd.url)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,36 +19,15 @@ from gateway.clock import SystemClock
 from gateway.config import load_config_text
 from gateway.influx import InfluxWriter
 from gateway.model import Quality, Reading
-from tests.influx_support import InfluxD, V2Shim, influxd_binary
+from tests.influx_support import INFLUX_DB, InfluxD, V2Shim, influxd_binary
 
 pytestmark = pytest.mark.skipif(influxd_binary() is None,
                                 reason="influxd missing: scripts/setup.sh --test installs it")
 
 REPO = Path(__file__).resolve().parents[1]
-DB = "history"
+DB = INFLUX_DB
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 START = dt.datetime(2026, 1, 1, 8, 0, tzinfo=SHANGHAI).timestamp()
-
-
-@pytest.fixture
-def influxd(tmp_path: Path) -> Iterator[InfluxD]:
-    server = InfluxD(tmp_path / "influxd")
-    server.start()
-    try:
-        server.create_db(DB)
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def shim(influxd: InfluxD) -> AsyncIterator[V2Shim]:
-    proxy = V2Shim(influxd.url)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.stop()
 
 
 async def test_intervals_land_in_influxdb_with_tags_at_their_start(

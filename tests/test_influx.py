@@ -5,7 +5,7 @@ exactly once, the buffer cap, and the answers that must not be retried."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiomqtt
@@ -19,35 +19,14 @@ from gateway.health import HealthModel
 from gateway.influx import InfluxWriter
 from gateway.model import Quality, Reading
 from gateway.supervisor import Supervisor
-from tests.influx_support import InfluxD, V2Shim, influxd_binary
+from tests.influx_support import INFLUX_DB, InfluxD, V2Shim, influxd_binary
 from tests.support import Mosquitto
 
 pytestmark = pytest.mark.skipif(influxd_binary() is None,
                                 reason="influxd missing: scripts/setup.sh --test installs it")
 
-DB = "history"
+DB = INFLUX_DB
 T0 = 1_767_225_600.0
-
-
-@pytest.fixture
-def influxd(tmp_path: Path) -> Iterator[InfluxD]:
-    server = InfluxD(tmp_path / "influxd")
-    server.start()
-    try:
-        server.create_db(DB)
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def shim(influxd: InfluxD) -> AsyncIterator[V2Shim]:
-    proxy = V2Shim(influxd.url)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.stop()
 
 
 def config(url: str, tmp_path: Path, extra: str = "", influx: str = "",

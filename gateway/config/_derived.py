@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config._types import Identifier, StrictModel, Value, map_key
+from gateway.config._types import Identifier, StrictModel, Value, ValueMap
 from gateway.expr import ExpressionError, compile_expression
 
 __all__ = ["DerivedPoint", "derived_order", "derived_problems"]
@@ -43,20 +42,13 @@ class DerivedPoint(StrictModel):
         default=None,
         description="An expression over the device's points, e.g. "
                     "\"2 if inspection else 3 if fire_recall else 1\".")
-    map: dict[str, Value] | None = Field(
+    map: ValueMap | None = Field(
         default=None,
         description="Value map applied last; keys are compared as text like a point's map.")
     default: Value | None = Field(
         default=None,
         description="With map: the value for anything the map does not list (without it, "
                     "unlisted values pass through unchanged).")
-
-    @field_validator("map", mode="before")
-    @classmethod
-    def _keys_as_text(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {map_key(k): v for k, v in value.items()}
-        return value
 
     @field_validator("expr")
     @classmethod

@@ -13,7 +13,7 @@ from pydantic import (
 
 from gateway.config._derived import DerivedPoint
 from gateway.config._offline import OfflineSetting
-from gateway.config._types import Duration, Identifier, Value, map_key
+from gateway.config._types import Duration, Identifier, Value, ValueMap
 from gateway.config._types import StrictModel as _Model
 
 __all__ = [
@@ -62,17 +62,10 @@ class _PointBase(_Model):
     description: str | None = None
     scale: float = Field(default=1.0, description="value = raw * scale + offset")
     offset: float = 0.0
-    map: dict[str, Value] | None = Field(
+    map: ValueMap | None = Field(
         default=None,
         description="Value map applied after decoding, e.g. {0: stopped, 1: running} or "
                     "{OPEN: true}. Keys are compared as text; unmapped values pass through.")
-
-    @field_validator("map", mode="before")
-    @classmethod
-    def _keys_as_text(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {map_key(k): v for k, v in value.items()}
-        return value
 
 
 class ModbusPoint(_PointBase):

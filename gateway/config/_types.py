@@ -83,6 +83,16 @@ def map_key(key: Any) -> str:
     return str(key)
 
 
+def _keys_as_text(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {map_key(k): v for k, v in value.items()}
+    return value
+
+
+#: A value map (``{0: stopped, 1: running}``): its keys compared as text (see :func:`map_key`).
+ValueMap = Annotated[dict[str, Value], BeforeValidator(_keys_as_text)]
+
+
 class StrictModel(BaseModel):
     """Base of every config model: unknown keys are errors, values are immutable, and numbers
     are finite (YAML's ``.nan`` and ``.inf`` would make a threshold, scale or duration
