@@ -41,6 +41,14 @@ from gateway.console._schema import (
 from gateway.console._service import BACKEND, CONSOLE
 from gateway.console._users import User
 from gateway.errors import AlarmActionRejected, JournalError, UnknownAlarm, WorkOrderLogError
+from gateway.review import (
+    IncidentReview,
+    MonthlySummary,
+    gather_review,
+    gather_summary,
+    review_html,
+    summary_html,
+)
 
 __all__ = ["ROUTES", "VIEWS"]
 
@@ -338,6 +346,100 @@ class KpiResource(PydanticView):
         return web.json_response(report.to_json())
 
 
+# --------------------------------------------------------------------------- incident reviews
+
+
+class IncidentReviewResource(PydanticView):
+    async def get(self, order_id: str, /) -> (r200[IncidentReview] | r404[ErrorBody]
+                                             | r503[ErrorBody]):
+        """The review (事后复盘) of one incident, named by its work order's id: the timeline
+        from first detection through every alarm transition, operator action, escalation step
+        and platform answer, in the site's time zone, with each response window's verdict and
+        the readings that raised the alarm.
+
+        Tags: incident reviews
+        """
+        review = await _review(self.request, order_id)
+        return review if isinstance(review, web.Response) else _json(review)
+
+
+class IncidentReviewHtml(PydanticView):
+    async def get(self, order_id: str, /, lang: Literal["zh-CN", "en"] = "zh-CN") -> (
+            r200[str] | r404[ErrorBody] | r503[ErrorBody]):
+        """The same review as a self-contained page that prints on A4 (print it to PDF from
+        the browser for a file).
+
+        Tags: incident reviews
+        """
+        review = await _review(self.request, order_id)
+        if isinstance(review, web.Response):
+            return review
+        return _html(review_html(review, lang))
+
+
+class IncidentSummaryResource(PydanticView):
+    async def get(self, month: str | None = None) -> (r200[MonthlySummary] | r400[ErrorBody]
+                                                     | r503[ErrorBody]):
+        """One calendar month (``YYYY-MM``, site time zone; default: this month) of work
+        orders: by priority, category and building, each response window's compliance, mean
+        and 90th-percentile times to acknowledge, reach the site and resolve, and the P0/P1
+        incidents.
+
+        Tags: incident reviews
+        """
+        summary = await _summary(self.request, month)
+        return summary if isinstance(summary, web.Response) else _json(summary)
+
+
+class IncidentSummaryHtml(PydanticView):
+    async def get(self, month: str | None = None, lang: Literal["zh-CN", "en"] = "zh-CN") -> (
+            r200[str] | r400[ErrorBody] | r503[ErrorBody]):
+        """The monthly summary as a page that prints on A4.
+
+        Tags: incident reviews
+        """
+        summary = await _summary(self.request, month)
+        if isinstance(summary, web.Response):
+            return summary
+        return _html(summary_html(summary, lang))
+
+
+async def _review(request: web.Request, order_id: str) -> IncidentReview | web.Response:
+    backend = request.app[BACKEND]
+    try:
+        review = await gather_review(order_id, worklog=backend.worklog,
+                                     journal=backend.book.journal, config=backend.config,
+                                     now=backend.clock.time(), live=backend.desk.get(order_id))
+    except WorkOrderLogError as exc:
+        return error(503, f"the work-order history cannot be read: {exc}")
+    except JournalError as exc:
+        return error(503, f"the alarm journal cannot be read: {exc}")
+    if review is None:
+        return error(404, f"no work order {order_id}")
+    return review
+
+
+async def _summary(request: web.Request, month: str | None) -> MonthlySummary | web.Response:
+    backend = request.app[BACKEND]
+    now = backend.clock.time()
+    if month is None:
+        zone = ZoneInfo(backend.config.site.timezone)
+        month = dt.datetime.fromtimestamp(now, tz=zone).strftime("%Y-%m")
+    try:
+        return await gather_summary(month, worklog=backend.worklog, config=backend.config,
+                                    now=now)
+    except ValueError as exc:
+        return error(400, str(exc))
+    except WorkOrderLogError as exc:
+        return error(503, f"the work-order history cannot be read: {exc}")
+
+
+def _html(page: str) -> web.Response:
+    # The page carries its own style sheet and nothing else: no script, no fetch.
+    return web.Response(text=page, content_type="text/html", charset="utf-8", headers={
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -390,6 +492,10 @@ VIEWS: list[tuple[str, type[PydanticView]]] = [
     ("/api/v1/history", HistoryResource),
     ("/api/v1/history.csv", HistoryCsvResource),
     ("/api/v1/kpi", KpiResource),
+    ("/api/v1/incidents/summary", IncidentSummaryResource),
+    ("/api/v1/incidents/summary.html", IncidentSummaryHtml),
+    ("/api/v1/incidents/{order_id}/review", IncidentReviewResource),
+    ("/api/v1/incidents/{order_id}/review.html", IncidentReviewHtml),
 ]
 
 #: Who may call each (method, path); anything not listed here is refused.
@@ -410,4 +516,8 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/api/v1/history"): "viewer",
     ("GET", "/api/v1/history.csv"): "viewer",
     ("GET", "/api/v1/kpi"): "viewer",
+    ("GET", "/api/v1/incidents/summary"): "viewer",
+    ("GET", "/api/v1/incidents/summary.html"): "viewer",
+    ("GET", "/api/v1/incidents/{order_id}/review"): "viewer",
+    ("GET", "/api/v1/incidents/{order_id}/review.html"): "viewer",
 }

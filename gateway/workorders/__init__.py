@@ -21,10 +21,12 @@ from gateway.workorders._model import (
     WorkOrderEvent,
     WorkOrderLocation,
     WorkOrderStatus,
+    parse_instant,
 )
 
 __all__ = ["CLOSED_STATUSES", "PLATFORM_STATUSES", "RESPONSE_WINDOWS", "SCHEMA_VERSION",
            "Bilingual", "Escalation", "SlaBreach", "StatusAnswer", "Timestamp", "WorkOrder",
            "WorkOrderDesk",
            "WorkOrderEvent", "WorkOrderHistory", "WorkOrderLocation", "WorkOrderLog",
-           "WorkOrderLogHealth", "WorkOrderSink", "WorkOrderStatus", "work_order_log_path"]
+           "WorkOrderLogHealth", "WorkOrderSink", "WorkOrderStatus", "parse_instant",
+           "work_order_log_path"]
