@@ -1,4 +1,5 @@
-"""The ``propgw`` command line: run, check-config, read, watch, demo, sim, alarms, users.
+"""The ``propgw`` command line: run, check-config, read, watch, demo, sim, alarms, incidents,
+users.
 
 Only this module configures logging (through :mod:`gateway.logs`). Config mistakes are printed
 as one line per problem and exit with status 2, never as a traceback.
@@ -52,6 +53,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         return EXIT_CONFIG
     handler = {"run": _cmd_run, "check-config": _cmd_check, "demo": _cmd_demo,
                "sim": _cmd_sim, "alarms": _cmd_alarms, "users": _cmd_users,
+               "incidents": _cmd_incidents,
                "read": _cmd_commission, "watch": _cmd_commission,
                "example": _cmd_example}[args.command]
     from gateway.errors import ConfigError
@@ -115,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     from gateway.alarms_cli import add_alarms_parser
 
     add_alarms_parser(sub)
+    from gateway.incidents_cli import add_incidents_parser
+
+    add_incidents_parser(sub)
     from gateway.users_cli import add_users_parser
 
     add_users_parser(sub)
@@ -191,6 +196,12 @@ def _cmd_alarms(args: argparse.Namespace) -> int:
     from gateway.alarms_cli import run_alarms_command
 
     return run_alarms_command(args)
+
+
+def _cmd_incidents(args: argparse.Namespace) -> int:
+    from gateway.incidents_cli import run_incidents_command
+
+    return run_incidents_command(args)
 
 
 def _cmd_users(args: argparse.Namespace) -> int:

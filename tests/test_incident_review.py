@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import re
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
@@ -15,7 +16,9 @@ from typing import Any
 import aiohttp
 
 from gateway.app import Gateway
+from gateway.cli import _parser
 from gateway.clock import FakeClock
+from gateway.incidents_cli import run_incidents_async
 from tests.console_support import STATUS_TOKEN, Client, Running, add_users, console_config
 from tests.support import Mosquitto
 
@@ -184,6 +187,33 @@ async def test_an_entrapments_review_has_its_whole_timeline_and_window_verdicts(
         assert (await viewer.get("/api/v1/incidents/summary?month=2026-13"))[0] == 400
         anonymous = await run.client()
         assert (await anonymous.get(f"/api/v1/incidents/{order_id}/review"))[0] == 401
+
+        # The command line: the same review through the API with a viewer's token.
+        with run.users as store:
+            token = store.issue_token("li", "cli")
+        page_file = tmp_path / "review.html"
+        status, out = await incidents("review", order_id, "--html", str(page_file),
+                                      token=token, url=run.base)
+        assert (status, out) == (0, "")
+        check_page(page_file.read_text(encoding="utf-8"),
+                   must_contain=["事后复盘", "超时 30秒", "wang"])
+        status, out = await incidents("review", order_id, "--lang", "en", token=token,
+                                      url=run.base)
+        assert status == 0
+        assert "Acknowledge window: breached 30 s  (1 min 30 s)" in out
+        assert re.search(r"08:\d\d:\d\d  Alarm acknowledged by operator  \[wang\]  — 已电话安抚乘客",
+                         out), out
+        status, out = await incidents("summary", "--month", "2026-01", "--json", token=token,
+                                      url=run.base)
+        assert status == 0 and '"orders": 1' in out
+        assert (await incidents("review", "nope", token=token, url=run.base))[0] == 1
+
+
+async def incidents(*argv: str, token: str, url: str) -> tuple[int, str]:
+    """``propgw incidents ARGV`` in this event loop; (exit status, standard output)."""
+    args = _parser().parse_args(["incidents", *argv, "--token", token, "--url", url])
+    out = io.StringIO()
+    return await run_incidents_async(args, out), out.getvalue()
 
 
 class _Page(HTMLParser):

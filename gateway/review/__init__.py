@@ -9,6 +9,7 @@ already records: the work-order history, the alarm journal and the evidence valu
 
 from gateway.review._build import build_review, gather_review
 from gateway.review._html import review_html, summary_html
+from gateway.review._labels import duration
 from gateway.review._model import (
     IncidentReview,
     MonthlySummary,
@@ -18,5 +19,5 @@ from gateway.review._model import (
 from gateway.review._summary import gather_summary, month_range, monthly_summary
 
 __all__ = ["IncidentReview", "MonthlySummary", "TimelineEntry", "WindowVerdict",
-           "build_review", "gather_review", "gather_summary", "month_range", "monthly_summary",
-           "review_html", "summary_html"]
+           "build_review", "duration", "gather_review", "gather_summary", "month_range",
+           "monthly_summary", "review_html", "summary_html"]
