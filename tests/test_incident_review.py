@@ -7,21 +7,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
+from playwright.async_api import expect
 
 from gateway.app import Gateway
 from gateway.cli import _parser
 from gateway.clock import FakeClock
 from gateway.incidents_cli import run_incidents_async
-from tests.console_support import STATUS_TOKEN, Client, Running, add_users, console_config
+from tests.browser import WatchedContext, screenshot
+from tests.console_support import (
+    PASSWORD,
+    STATUS_TOKEN,
+    Client,
+    Running,
+    add_users,
+    console_config,
+)
 from tests.support import Mosquitto
 
+DOC_IMAGES = Path(__file__).parent.parent / "docs" / "img"
 ORDER_EVENTS = ["raised", "escalated", "acknowledged", "on_site", "resolved"]
 
 
@@ -250,3 +262,44 @@ def check_page(page: str, must_contain: list[str]) -> None:
     text = " ".join(parser.text)
     missing = [m for m in must_contain if m not in text]
     assert not missing, missing
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+async def test_the_review_page_renders_in_chromium_and_prints_on_a4(
+        mosquitto: Mosquitto, tmp_path: Path, fake_clock: FakeClock,
+        browser_context: Callable[[str], Awaitable[WatchedContext]]) -> None:
+    """The page in headless chromium: the timeline and verdicts are drawn, nothing is fetched
+    from elsewhere, the A4 print is two pages at most. With PROPGW_DOC_SCREENSHOTS=1
+    (scripts/console-screenshots.sh) its screenshot replaces docs/img/incident-review-zh.png."""
+    out = DOC_IMAGES if os.environ.get("PROPGW_DOC_SCREENSHOTS") == "1" else tmp_path
+    async with console_on(tmp_path, mosquitto.port, fake_clock) as run:
+        viewer = await run.client()
+        assert (await viewer.login("li")).status == 200
+        order_id = await entrapment(run, fake_clock, viewer)
+
+        watched = await browser_context(run.base)
+        page = await watched.context.new_page()
+        login = await page.request.post(f"{run.base}/api/v1/session",
+                                        data={"name": "li", "password": PASSWORD})
+        assert login.status == 200
+        await page.set_viewport_size({"width": 900, "height": 1200})
+        await page.goto(f"{run.base}/api/v1/incidents/{order_id}/review.html")
+        await expect(page.locator("h1")).to_contain_text("事后复盘")
+        await expect(page.locator("table.timeline tbody tr")).to_have_count(12)
+        await expect(page.locator("table.windows .v-breached")).to_have_text("超时 30秒")
+        await expect(page.locator("table.windows .v-met")).to_have_count(2)
+        assert await page.evaluate(
+            "document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scroll"
+        await screenshot(page, out / "incident-review-zh.png")
+
+        pdf = await page.pdf(format="A4", print_background=True)
+        pages = len(re.findall(rb"/Type\s*/Page\b", pdf))
+        assert 1 <= pages <= 2, f"the review prints on {pages} A4 pages"
+        # The printable width of A4 with the page's margins: 210 - 2 x 12 mm = 186 mm, 703 px.
+        await page.emulate_media(media="print")
+        await page.set_viewport_size({"width": 703, "height": 1000})
+        assert await page.evaluate(
+            "document.documentElement.scrollWidth <= window.innerWidth"), "fits A4's width"
+        watched.assert_clean()
+        assert all(url.startswith(run.base) for url in watched.requests)

@@ -31,6 +31,7 @@ th, td { text-align: left; vertical-align: top; padding: 1.2mm 1.6mm;
 th { background: #eee; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.time { white-space: nowrap; font-variant-numeric: tabular-nums; }
+.nowrap { white-space: nowrap; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 0.8mm 4mm; margin: 0; }
 dl.facts dt { color: #444; } dl.facts dd { margin: 0; }
 .v-met { color: #0a6b2e; font-weight: 600; }
@@ -105,6 +106,12 @@ _WORDS: dict[str, tuple[str, str]] = {
               "To print or save as PDF, use the browser's Print command."),
 }
 
+_STATUS: dict[str, tuple[str, str]] = {
+    "open": ("待确认", "open"), "alarm_cleared": ("告警已恢复，待确认", "alarm cleared, open"),
+    "acknowledged": ("已接单", "acknowledged"), "on_site": ("已到场", "on site"),
+    "resolved": ("已完成", "resolved"), "rejected": ("已退回", "rejected"),
+}
+
 _KINDS: dict[str, tuple[str, str]] = {
     "detected": ("检测", "detection"), "alarm": ("告警", "alarm"),
     "operator": ("操作员", "operator"), "work_order": ("工单", "work order"),
@@ -127,8 +134,9 @@ def review_html(review: IncidentReview, lang: str = "zh-CN") -> str:
                                                               *review.joined_alarms])),
              ("category", p.t(review.category_title)), ("priority", review.priority),
              ("location", p.t(review.location)), ("device", review.device),
-             ("status", review.status), ("detected", review.detected_at),
-             ("raised", review.raised_at), ("closed", review.closed_at or "—"),
+             ("status", p.status(review.status)), ("detected", _when(review.detected_at)),
+             ("raised", _when(review.raised_at)),
+             ("closed", _when(review.closed_at) if review.closed_at else "—"),
              ("tz", review.timezone)]
     out = [p.head(title),
            f"<h1>{escape(title)}</h1>",
@@ -141,13 +149,14 @@ def review_html(review: IncidentReview, lang: str = "zh-CN") -> str:
                    num=frozenset({1}), css="evidence"),
            f"<h2>{p.w('windows')}</h2>",
            p.table(["window", "due", "done", "took", "verdict"], (
-               [escape(p.t(v.name)), escape(v.due or "—"), escape(v.done_at or "—"),
+               [f'<span class="nowrap">{escape(p.t(v.name))}</span>',
+                _clock(v.due, review.raised_at), _clock(v.done_at, review.raised_at),
                 escape(duration(v.took_s, p.lang) if v.took_s is not None else "—"),
                 f'<span class="v-{v.verdict}">{escape(p.verdict(v.verdict, v.margin_s))}'
                 f"</span>"] for v in review.windows), css="windows"),
            f"<h2>{p.w('timeline')}</h2>",
            p.table(["time", "what", "who", "detail"], (
-               [escape(e.at[11:19]) if e.at[:10] == review.raised_at[:10] else escape(e.at),
+               [_clock(e.at, review.raised_at),
                 f'<span class="kind">{escape(p.kind(e.kind))}</span> {escape(p.t(e.what))}'
                 + (f'<div class="ev">{escape(_evidence(e.evidence))}</div>'
                    if e.evidence else ""),
@@ -178,8 +187,9 @@ def summary_html(summary: MonthlySummary, lang: str = "zh-CN") -> str:
             f"<h2>{p.w('times')}</h2>", p.time_stats(summary.times),
             f"<h2>{p.w('incident_list')}</h2>",
             p.table(["raised", "priority", "what", "status", "breached"], (
-                [escape(i.raised_at), f'<span class="{i.priority.lower()}">{i.priority}</span>',
-                 escape(p.t(i.title)), escape(i.status),
+                [escape(_when(i.raised_at)),
+                 f'<span class="{i.priority.lower()}">{i.priority}</span>',
+                 escape(p.t(i.title)), escape(p.status(i.status)),
                  escape(", ".join(i.breaches) or "—")] for i in summary.incident_list),
                 time_col=True, css="incidents")]
     for key, section in (("reports", summary.reports), ("follow_ups", summary.follow_ups)):
@@ -205,6 +215,10 @@ class _Page:
 
     def kind(self, kind: str) -> str:
         zh, en = _KINDS[kind]
+        return zh if self.zh else en
+
+    def status(self, status: str) -> str:
+        zh, en = _STATUS.get(status, (status, status))
         return zh if self.zh else en
 
     def verdict(self, verdict: str, margin: float | None) -> str:
@@ -255,6 +269,19 @@ class _Page:
         return self.table(["measure", "count", "mean", "p90"], (
             [escape(self.t(s.name)), str(s.count), span(s.mean_s), span(s.p90_s)]
             for s in stats), num=frozenset({1, 2, 3}))
+
+
+def _when(iso: str) -> str:
+    """``2026-01-01T08:01:30+08:00`` → ``2026-01-01 08:01:30`` (the zone is in the header)."""
+    return iso[:19].replace("T", " ")
+
+
+def _clock(iso: str | None, raised: str) -> str:
+    """The time of day alone on the day the alarm was raised, else date and time."""
+    if iso is None:
+        return "—"
+    text = iso[11:19] if iso[:10] == raised[:10] else _when(iso)
+    return f'<span class="nowrap">{escape(text)}</span>'
 
 
 def _value(value: object) -> str:
