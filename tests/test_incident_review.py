@@ -196,6 +196,11 @@ async def test_an_entrapments_review_has_its_whole_timeline_and_window_verdicts(
         check_page(html, must_contain=["月度服务汇总", "1号楼", "暂无数据"])
 
         assert (await viewer.get("/api/v1/incidents/nope/review"))[0] == 404
+        status, spec = await viewer.get("/api/v1/openapi.json")
+        assert status == 200
+        assert {"/api/v1/incidents/{order_id}/review", "/api/v1/incidents/{order_id}/review.html",
+                "/api/v1/incidents/summary", "/api/v1/incidents/summary.html"} <= set(spec["paths"])
+        assert "IncidentReview" in str(spec["paths"]["/api/v1/incidents/{order_id}/review"])
         assert (await viewer.get("/api/v1/incidents/summary?month=2026-13"))[0] == 400
         anonymous = await run.client()
         assert (await anonymous.get(f"/api/v1/incidents/{order_id}/review"))[0] == 401
@@ -283,6 +288,17 @@ async def test_the_review_page_renders_in_chromium_and_prints_on_a4(
         login = await page.request.post(f"{run.base}/api/v1/session",
                                         data={"name": "li", "password": PASSWORD})
         assert login.status == 200
+        # The console's order page links to the review, in the page's language.
+        await page.goto(f"{run.base}/#/orders/{order_id}")
+        link = page.locator("a.review-link")
+        await expect(link).to_have_attribute(
+            "href", f"/api/v1/incidents/{order_id}/review.html?lang=zh-CN")
+        async with page.expect_popup() as opened:
+            await link.click()
+        popup = await opened.value
+        await expect(popup.locator("h1")).to_contain_text("事后复盘：电梯困人：1号梯")
+        await popup.close()
+
         await page.set_viewport_size({"width": 900, "height": 1200})
         await page.goto(f"{run.base}/api/v1/incidents/{order_id}/review.html")
         await expect(page.locator("h1")).to_contain_text("事后复盘")

@@ -3,7 +3,8 @@
 // keeps a work-order history (`versions`, `recent` in the answers).
 
 import { h, fill, rebuild } from "../dom.js";
-import { t, tOr, pick, fmtPlace, fmtDateTime, fmtDuration, categoryTitle } from "../i18n.js";
+import { t, tOr, pick, fmtPlace, fmtDateTime, fmtDuration, categoryTitle, currentLang }
+  from "../i18n.js";
 import * as store from "../store.js";
 import { api, errorText } from "../api.js";
 import { priorityBadge, countdown, table, dash } from "../ui.js";
@@ -139,10 +140,18 @@ export function unpackOrder(data) {
   return { order, versions };
 }
 
+/** The printable incident review (事后复盘) of an order, in the page's language. */
+function reviewUrl(orderId) {
+  const lang = currentLang() === "en" ? "en" : "zh-CN";
+  return `/api/v1/incidents/${encodeURIComponent(orderId)}/review.html?lang=${lang}`;
+}
+
 function mountDetail(view, orderId) {
   const box = h("div", { id: "order-detail" }, h("p", { class: "muted" }, t("board.loading")));
   fill(view, h("section", { class: "page" },
-    h("p", {}, h("a", { href: "#/orders", class: "back" }, t("orders.back"))), box));
+    h("p", {}, h("a", { href: "#/orders", class: "back" }, t("orders.back")), " · ",
+      h("a", { href: reviewUrl(orderId), target: "_blank", rel: "noopener",
+               class: "review-link" }, t("orders.review"))), box));
   let order = store.state.orders.get(orderId) || null;
   let versions = null;
   let fetched = false;
