@@ -13,7 +13,6 @@ written; 2 the command line or the site config cannot be used.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -69,11 +68,15 @@ def run_incidents_command(args: argparse.Namespace, out: TextIO | None = None) -
     Raises:
         ConfigError: the site config is broken (the caller prints it).
     """
+    import asyncio  # not at the top: `propgw --version` must not load it
+
     return asyncio.run(run_incidents_async(args, out))
 
 
 async def run_incidents_async(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """:func:`run_incidents_command` inside a running event loop (tests)."""
+    import asyncio
+
     from gateway.review import IncidentReview, MonthlySummary, review_html, summary_html
     from gateway.terminal import ApiClient, ApiError, SiteProblem, connection_from
 
