@@ -9,6 +9,7 @@ import contextlib
 import io
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,12 +17,20 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from playwright.async_api import expect
 
+from gateway.alarms import AlarmJournal, journal_path
 from gateway.app import Gateway
 from gateway.cli import _parser
-from gateway.clock import FakeClock
+from gateway.clock import FakeClock, SystemClock
+from gateway.config import load_config_text
+from gateway.demo import DEMO_SCENARIO
 from gateway.incidents_cli import run_incidents_async
+from gateway.review import gather_review
+from gateway.simrun import run_scenario
+from gateway.workorders import WorkOrderLog, parse_instant, work_order_log_path
+from simulators.scenario import load_scenario
 from tests.browser import WatchedContext, screenshot
 from tests.console_support import (
     PASSWORD,
@@ -319,3 +328,48 @@ async def test_the_review_page_renders_in_chromium_and_prints_on_a4(
             "document.documentElement.scrollWidth <= window.innerWidth"), "fits A4's width"
         watched.assert_clean()
         assert all(url.startswith(run.base) for url in watched.requests)
+
+
+@pytest.mark.slow
+async def test_the_demos_entrapment_reviewed_from_the_files_it_left(tmp_path: Path) -> None:
+    """The demo's site played at 25x through the real gateway with a state folder; afterwards
+    the review is built from its alarm journal and work-order history files: detection 30 s
+    before the alarm (the rule's on-delay), the readings that raised it, the car recovered
+    and the order's alarm cleared, the acknowledge window overdue (nobody answered)."""
+    scenario = load_scenario(DEMO_SCENARIO)
+    result = await run_scenario(scenario, speed=25,
+                                gateway_overrides={"state_dir": str(tmp_path)})
+    assert result.passed, result.failures
+    # The demo's site (its id names the files), without its devices.
+    config = load_config_text(yaml.safe_dump({"site": scenario.gateway["site"],
+                                              "state_dir": str(tmp_path), "devices": []}))
+    journal_file, worklog_file = journal_path(config), work_order_log_path(config)
+    assert journal_file is not None and journal_file.is_file()
+    journal = AlarmJournal(journal_file)
+    await journal.open(time.time())
+    try:
+        async with WorkOrderLog(worklog_file, clock=SystemClock()) as worklog:
+            order, = [o for o in await worklog.recent(50)
+                      if o.rule_id == "elevator.trapped-between-floors"]
+            raised = parse_instant(order.raised_at)
+            review = await gather_review(order.id, worklog=worklog, journal=journal,
+                                         config=config, now=raised + 120)
+    finally:
+        await journal.close()
+    assert review is not None and review.priority == "P0"
+    steps = [(e.kind, e.what.en.split(";")[0], e.alarm_id) for e in review.timeline]
+    assert steps == [
+        ("detected", "Condition first detected", "elevator.trapped-between-floors@E1"),
+        ("alarm", "Alarm raised", "elevator.trapped-between-floors@E1"),
+        ("work_order", "Work order raised and sent upstream", None),
+        ("alarm", "Alarm condition returned to normal", "elevator.trapped-between-floors@E1"),
+        ("work_order", "Alarm cleared on the work order", None),
+        ("window", "Acknowledge window ended unmet", None),
+    ], steps
+    detected, alarm = review.timeline[0], review.timeline[1]
+    assert 29.0 <= alarm.ts - detected.ts <= 32.0, "the rule's 30 s on-delay"
+    assert review.evidence and alarm.evidence == review.evidence
+    assert review.timeline[3].ts - alarm.ts < 60, "the technician freed the car within a minute"
+    verdicts = {w.window: (w.verdict, w.margin_s) for w in review.windows}
+    assert verdicts == {"acknowledge": ("overdue", 60.0), "on_site": ("pending", 180.0),
+                        "resolve": ("pending", 1680.0)}

@@ -10,6 +10,7 @@ the on-site window, resolved ends the resolution window; where the desk recorded
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
@@ -235,11 +236,17 @@ def _order_entry(order: WorkOrder, previous: WorkOrder | None, zone: ZoneInfo) -
                   source="work_order")
 
 
+def _millis(ts: float) -> float:
+    """``ts`` cut to the millisecond, as the work order's ISO times are: the journal's event
+    and the order it raised then compare equal and sort by kind, not by a rounding."""
+    return math.floor(ts * 1000.0 + 1e-3) / 1000.0  # + 1e-3 ms: a float just below a whole ms
+
+
 def _entry(ts: float, zone: ZoneInfo, kind: str, what: Bilingual, *, source: str,
            actor: str | None = None, detail: str | None = None, alarm_id: str | None = None,
            evidence: dict[str, bool | int | float | str | None] | None = None
            ) -> TimelineEntry:
     return TimelineEntry.model_validate({
-        "ts": round(ts, 3), "at": local_iso(ts, zone), "kind": kind, "what": what,
+        "ts": _millis(ts), "at": local_iso(ts, zone), "kind": kind, "what": what,
         "actor": actor, "detail": detail, "source": source, "alarm_id": alarm_id,
         "evidence": evidence or {}})
