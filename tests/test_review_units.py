@@ -11,7 +11,7 @@ import pytest
 
 from gateway.alarms import AlarmEvent, AlarmState
 from gateway.config import Location, load_config_text
-from gateway.review import duration, month_range, monthly_summary
+from gateway.review import build_review, duration, month_range, monthly_summary, review_html
 from gateway.review._build import incident_events, window_verdicts
 from gateway.workorders import WorkOrder
 
@@ -112,3 +112,22 @@ def test_an_incidents_journal_events_are_its_own() -> None:
 def test_durations_read_naturally() -> None:
     assert [duration(s, "zh-CN") for s in (5, 65, 3725)] == ["5秒", "1分05秒", "1小时02分"]
     assert [duration(s, "en") for s in (5, 65, 3725)] == ["5 s", "1 min 05 s", "1 h 02 min"]
+
+
+def test_the_page_escapes_what_people_typed_and_stays_self_contained() -> None:
+    from tests.test_incident_review import check_page
+
+    raised = order(status="acknowledged", event="acknowledged", seq=2, acknowledged_at=30,
+                   status_by="<b>张工</b>", status_note='<script>alert("x")</script>',
+                   evidence={"door": "<img src=http://evil/>", "speed": 0.0})
+    first = order(evidence={"door": "<img src=http://evil/>", "speed": 0.0})
+    review = build_review([first, raised], [], config=CONFIG, now=T0 + 100)
+    for lang, words in (("zh-CN", ["事后复盘", "平台确认接单", "达标（提前 30秒）"]),
+                        ("en", ["Incident review", "Acknowledged by the platform",
+                                "met (30 s to spare)"])):
+        page = review_html(review, lang)
+        assert "<script>" not in page and "<img" not in page and "<b>张工" not in page
+        assert "&lt;script&gt;" in page
+        check_page(page.replace("http://evil/", "evil"), must_contain=words)
+    with pytest.raises(ValueError, match="unsupported language"):
+        review_html(review, "fr")
