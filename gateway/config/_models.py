@@ -62,6 +62,7 @@ from gateway.config._northbound import (
     UpstreamConfig,
     WorkOrdersConfig,
 )
+from gateway.config._reports import ReportsConfig
 from gateway.config._rules import Message, RuleConfig
 from gateway.config._site import BackoffConfig, BrokerConfig, SiteConfig, TlsConfig
 from gateway.config._telemetry import (
@@ -145,6 +146,9 @@ class GatewayConfig(_Model):
                     "says so, so tests and demos never share /var/lib/propgw.")
     work_orders: WorkOrdersConfig = WorkOrdersConfig()
     alarms: AlarmsConfig = AlarmsConfig()
+    reports: ReportsConfig = Field(
+        default_factory=ReportsConfig,
+        description="Reported repairs: the category catalogue and the reporter's privacy.")
     health: HealthConfig = HealthConfig()
     console: ConsoleConfig | None = Field(
         default=None, description="The operator console; off unless this section is given.")
@@ -178,10 +182,18 @@ class GatewayConfig(_Model):
         problems += self._check_serial_buses()
         problems += self._check_rules()
         problems += self._check_telemetry()
+        problems += self._check_reports()
         if problems:
             # One line per problem, "path: message"; the loader splits them back apart.
             raise ValueError("\n".join(problems))
         return self
+
+    def _check_reports(self) -> list[str]:
+        # A report must always become a work order: its priority has to raise one.
+        return [f"reports.categories.{name}: priority {cat.priority} raises no work order "
+                f"(work_orders.create_for, or work_orders.categories.{name}.work_order: false)"
+                for name, cat in self.reports.enabled().items()
+                if self.work_orders.policy(name, cat.priority) is None]
 
     def _check_http_server(self) -> list[str]:
         status = self.upstream.status_api if self.upstream is not None else None

@@ -1,5 +1,5 @@
-"""Work orders raised from alarms: one per incident, response windows, escalation ladder,
-and the history of every version for the operator console."""
+"""Work orders raised from alarms and reported repairs: one per incident, response windows,
+escalation ladder, and the history of every version for the operator console."""
 
 from gateway.workorders._desk import RESPONSE_WINDOWS, WorkOrderDesk, WorkOrderSink
 from gateway.workorders._log import (
@@ -14,6 +14,8 @@ from gateway.workorders._model import (
     SCHEMA_VERSION,
     Bilingual,
     Escalation,
+    PriorityOverride,
+    ReportDetails,
     SlaBreach,
     StatusAnswer,
     Timestamp,
@@ -22,9 +24,12 @@ from gateway.workorders._model import (
     WorkOrderLocation,
     WorkOrderStatus,
 )
+from gateway.workorders._reports import NewReport, ReportRefused, grade_report, shareable
 
 __all__ = ["CLOSED_STATUSES", "PLATFORM_STATUSES", "RESPONSE_WINDOWS", "SCHEMA_VERSION",
-           "Bilingual", "Escalation", "SlaBreach", "StatusAnswer", "Timestamp", "WorkOrder",
+           "Bilingual", "Escalation", "NewReport", "PriorityOverride",
+           "ReportDetails", "ReportRefused", "SlaBreach", "StatusAnswer", "Timestamp", "WorkOrder",
            "WorkOrderDesk",
            "WorkOrderEvent", "WorkOrderHistory", "WorkOrderLocation", "WorkOrderLog",
-           "WorkOrderLogHealth", "WorkOrderSink", "WorkOrderStatus", "work_order_log_path"]
+           "WorkOrderLogHealth", "WorkOrderSink", "WorkOrderStatus", "grade_report", "shareable",
+           "work_order_log_path"]

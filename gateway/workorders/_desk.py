@@ -42,6 +42,7 @@ from gateway.workorders._model import (
     WorkOrderLocation,
     answer_time,
 )
+from gateway.workorders._reports import NewReport, ReportRefused
 
 __all__ = ["RESPONSE_WINDOWS", "WorkOrderDesk", "WorkOrderSink"]
 
@@ -287,6 +288,48 @@ class WorkOrderDesk:
             log.info("work orders: %d open order(s) restored", count)
             self._changed.set()
         return count
+
+    async def open_report(self, report: NewReport) -> WorkOrder:
+        """Raise a work order for a graded report; its windows and ladder count from now.
+
+        Raises:
+            ReportRefused: Its priority raises no work order on this site.
+        """
+        resolved = self._policies.policy(report.category, report.priority)
+        if resolved is None:
+            raise ReportRefused(f"priority {report.priority} raises no work order for "
+                                f"category {report.category}")
+        priority, policy = resolved
+        async with self._lock:
+            raised, mono = self._clock.time(), self._clock.monotonic()
+            order_id = str(uuid.uuid4())
+            first = policy.ladder[0]
+            order = WorkOrder(
+                id=order_id, seq=1, site_id=self._site.id, gateway_id=self._site.gateway_id,
+                source="report", alarm_id=f"report:{order_id}", rule_id="report",
+                category=report.category, priority=cast(Priority, priority), status="open",
+                event="raised", alarm_active=False, title=report.title,
+                description=report.description, location=report.location, evidence={},
+                detected_at=_iso(raised), raised_at=_iso(raised),
+                respond_by=_iso(raised + policy.on_site_within),
+                acknowledge_by=_iso(raised + first.within),
+                resolve_by=_iso(raised + policy.resolve_within)
+                if policy.resolve_within else None,
+                escalation=Escalation(level=1, levels=len(policy.ladder), role=first.role,
+                                      name=Bilingual(zh=first.name.zh, en=first.name.en),
+                                      deadline=_iso(raised + first.within)),
+                report=report.details, updated_at=_iso(raised))
+            self._orders[order_id] = _Tracked(order=order, policy=policy, raised=raised,
+                                              mono=mono)
+            await self._emit(order)
+            # No reporter or contact here: log lines leave the gateway (journald, shipping).
+            log.log(priority_level(order.priority), "work order %s raised from a report (%s %s, "
+                    "%s, logged by %s%s, respond by %s): %s", order.id, order.priority,
+                    order.category, report.details.channel, report.details.logged_by,
+                    f", priority changed from {report.details.priority_override.graded}"
+                    if report.details.priority_override else "", order.respond_by,
+                    order.title.en, extra={"priority": order.priority})
+            return order
 
     # ------------------------------------------------------------------ timers
 
