@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["add_alarms_parser", "run_alarms_command"]
+__all__ = ["add_alarms_parser", "connection_parser", "run_alarms_command"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -106,7 +106,9 @@ def run_alarms_command(args: argparse.Namespace, out: TextIO | None = None) -> i
     return EXIT_OK
 
 
-def _add_remote_parsers(alarms_sub: Any) -> None:
+def connection_parser() -> argparse.ArgumentParser:
+    """The options saying how to reach the running gateway's API (a parent parser, shared
+    with ``propgw reports``)."""
     conn = argparse.ArgumentParser(add_help=False)
     where = conn.add_argument_group("connection (to the running gateway)")
     where.add_argument("-c", "--config", type=Path, metavar="FILE",
@@ -126,6 +128,11 @@ def _add_remote_parsers(alarms_sub: Any) -> None:
                        help="seconds to wait for an answer (default 10)")
     conn.add_argument("--lang", choices=["zh", "en"], default="zh",
                       help="language of the board: zh (default) or en")
+    return conn
+
+
+def _add_remote_parsers(alarms_sub: Any) -> None:
+    conn = connection_parser()
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = alarms_sub.add_parser(

@@ -1,4 +1,5 @@
-"""The ``propgw`` command line: run, check-config, read, watch, demo, sim, alarms, users.
+"""The ``propgw`` command line: run, check-config, read, watch, demo, sim, alarms, reports,
+users.
 
 Only this module configures logging (through :mod:`gateway.logs`). Config mistakes are printed
 as one line per problem and exit with status 2, never as a traceback.
@@ -51,7 +52,8 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         _parser().print_help()
         return EXIT_CONFIG
     handler = {"run": _cmd_run, "check-config": _cmd_check, "demo": _cmd_demo,
-               "sim": _cmd_sim, "alarms": _cmd_alarms, "users": _cmd_users,
+               "sim": _cmd_sim, "alarms": _cmd_alarms, "reports": _cmd_reports,
+               "users": _cmd_users,
                "read": _cmd_commission, "watch": _cmd_commission,
                "example": _cmd_example}[args.command]
     from gateway.errors import ConfigError
@@ -115,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     from gateway.alarms_cli import add_alarms_parser
 
     add_alarms_parser(sub)
+    from gateway.reports_cli import add_reports_parser
+
+    add_reports_parser(sub)
     from gateway.users_cli import add_users_parser
 
     add_users_parser(sub)
@@ -191,6 +196,12 @@ def _cmd_alarms(args: argparse.Namespace) -> int:
     from gateway.alarms_cli import run_alarms_command
 
     return run_alarms_command(args)
+
+
+def _cmd_reports(args: argparse.Namespace) -> int:
+    from gateway.reports_cli import run_reports_command
+
+    return run_reports_command(args)
 
 
 def _cmd_users(args: argparse.Namespace) -> int:
