@@ -141,7 +141,7 @@ async def _list(client: Any, args: argparse.Namespace, out: TextIO) -> int:
         # No contact on the terminal: a screen or a scroll-back is easily shared.
         print("  ".join(clean(str(x)) for x in (
             when, o["priority"], o["status"], level, o["title"]["zh" if zh else "en"],
-            report.get("channel", ""), report.get("logged_by", ""), o["id"])), file=out)
+            report.get("channel", ""), report.get("operator", ""), o["id"])), file=out)
     return EXIT_OK
 
 

@@ -107,7 +107,7 @@ def test_grading_takes_the_category_the_device_and_a_reasoned_override() -> None
     assert (loc.building, loc.floor, loc.room, loc.device, loc.device_name) == (
         "1号楼", "3", "轿厢", "E1", "1号梯")
     assert graded.title.zh.startswith("电梯故障：1号楼 3层") and graded.title.zh.endswith("1号梯")
-    assert graded.details.contact == PHONE and graded.details.logged_by == "wang"
+    assert graded.details.contact == PHONE and graded.details.operator == "wang"
 
     with pytest.raises(ReportRefused, match="needs a reason"):
         grade_report(config, category="noise", description="装修", channel="phone",
@@ -264,13 +264,13 @@ async def test_a_phone_report_is_graded_goes_upstream_and_escalates_once(
         assert status == 200, order
         assert (order["source"], order["priority"], order["status"]) == ("report", "P1", "open")
         assert order["report"] == {"channel": "phone", "reporter": "张女士", "contact": PHONE,
-                                   "logged_by": "wang", "priority_override": None}
+                                   "operator": "wang", "priority_override": None}
         assert order["title"]["zh"] == "漏水：3号楼 12层 1201室"
 
         first = (await site.until_orders(1))[0]
         validator.validate(first)
         assert (first["id"], first["seq"], first["source"]) == (order["id"], 1, "report")
-        assert first["report"]["contact"] == MASKED and first["report"]["logged_by"] == "wang"
+        assert first["report"]["contact"] == MASKED and first["report"]["operator"] == "wang"
 
         # P1's ladder: control room for 5 min, then patrol until 15 min.
         ladder = site.config.work_orders.priorities["P1"].ladder

@@ -325,7 +325,7 @@ class WorkOrderDesk:
             # No reporter or contact here: log lines leave the gateway (journald, shipping).
             log.log(priority_level(order.priority), "work order %s raised from a report (%s %s, "
                     "%s, logged by %s%s, respond by %s): %s", order.id, order.priority,
-                    order.category, report.details.channel, report.details.logged_by,
+                    order.category, report.details.channel, report.details.operator,
                     f", priority changed from {report.details.priority_override.graded}"
                     if report.details.priority_override else "", order.respond_by,
                     order.title.en, extra={"priority": order.priority})

@@ -126,7 +126,7 @@ class ReportDetails(_Frozen):
         default=None, max_length=200,
         description="How to reach the reporter. Personal data: masked (138****5678) unless "
                     "the site allows sharing it (reports.share_contact).")
-    logged_by: str = Field(max_length=200, description="The operator who logged the report.")
+    operator: str = Field(max_length=200, description="The operator who logged the report.")
     priority_override: PriorityOverride | None = None
 
 

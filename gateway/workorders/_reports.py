@@ -99,7 +99,7 @@ def grade_report(config: GatewayConfig, *, category: str, description: str, chan
         title=Bilingual(zh=f"{entry.title.zh}：{where_zh}", en=f"{entry.title.en}: {where_en}"),
         description=Bilingual(zh=text, en=text), location=place,
         details=ReportDetails(channel=channel, reporter=(reporter or "").strip() or None,
-                              contact=(contact or "").strip() or None, logged_by=logged_by,
+                              contact=(contact or "").strip() or None, operator=logged_by,
                               priority_override=override))
 
 
