@@ -84,10 +84,23 @@ def test_a_catalogue_mistake_names_the_key() -> None:
     with pytest.raises(ConfigError) as err:
         load_config_text(BASE + "reports: {categories: {Noise: {priority: P2}}}")
     assert "reports.categories" in str(err.value) and "'Noise'" in str(err.value)
-    with pytest.raises(ConfigError) as err:
-        load_config_text(BASE + "work_orders: {create_for: [P0, P1, P2]}")
-    text = str(err.value)
-    assert "reports.categories.noise: priority P3 raises no work order" in text, text
+
+
+def test_reports_take_their_prioritys_windows_whichever_alarms_make_orders() -> None:
+    # A site where routine alarms raise no orders still escalates a reported repair.
+    config = load_config_text(BASE + """
+work_orders:
+  create_for: [P0, P1]
+  categories:
+    water_leak: {work_order: false, on_site_within: 10m}
+""")
+    assert config.work_orders.policy("noise", "P3") is None
+    assert config.work_orders.policy("water_leak", "P1") is None
+    p3 = config.work_orders.report_policy("noise", "P3")
+    assert p3 == config.work_orders.priorities["P3"]
+    leak = config.work_orders.report_policy("water_leak", "P1")
+    assert leak.on_site_within == 600.0, "the category's own windows apply"
+    assert leak.ladder == config.work_orders.priorities["P1"].ladder
 
 
 def test_a_contact_is_masked_keeping_what_people_read_back() -> None:
@@ -396,3 +409,19 @@ async def test_propgw_reports_add_and_list_against_a_running_gateway(
         assert status == 0 and json.loads(out)["orders"][0]["report"]["contact"] == PHONE
         await site.until_orders(1)
     assert mask_contact(PHONE) in site.upstream[0].decode()
+
+
+async def test_a_reports_order_is_restored_after_a_restart(fake_clock: FakeClock) -> None:
+    config = load_config_text(BASE + "work_orders: {create_for: [P0]}")
+    sent: list[WorkOrder] = []
+
+    async def sink(order: WorkOrder) -> None:
+        sent.append(order)
+
+    graded = grade_report(config, category="noise", description="夜间噪音", channel="phone",
+                          logged_by="wang")
+    first = await WorkOrderDesk(config.site, fake_clock, sink,
+                                policies=config.work_orders).open_report(graded)
+    after = WorkOrderDesk(config.site, fake_clock, sink, policies=config.work_orders)
+    assert after.restore([first]) == 1, "P3 raises no alarm orders here, but a report's stays"
+    assert after.tracks(first.id)

@@ -182,18 +182,10 @@ class GatewayConfig(_Model):
         problems += self._check_serial_buses()
         problems += self._check_rules()
         problems += self._check_telemetry()
-        problems += self._check_reports()
         if problems:
             # One line per problem, "path: message"; the loader splits them back apart.
             raise ValueError("\n".join(problems))
         return self
-
-    def _check_reports(self) -> list[str]:
-        # A report must always become a work order: its priority has to raise one.
-        return [f"reports.categories.{name}: priority {cat.priority} raises no work order "
-                f"(work_orders.create_for, or work_orders.categories.{name}.work_order: false)"
-                for name, cat in self.reports.enabled().items()
-                if self.work_orders.policy(name, cat.priority) is None]
 
     def _check_http_server(self) -> list[str]:
         status = self.upstream.status_api if self.upstream is not None else None

@@ -42,7 +42,7 @@ from gateway.workorders._model import (
     WorkOrderLocation,
     answer_time,
 )
-from gateway.workorders._reports import NewReport, ReportRefused
+from gateway.workorders._reports import NewReport
 
 __all__ = ["RESPONSE_WINDOWS", "WorkOrderDesk", "WorkOrderSink"]
 
@@ -265,7 +265,9 @@ class WorkOrderDesk:
         now = self._clock.time()
         count = 0
         for order in orders:
-            resolved = self._policies.policy(order.category, order.priority)
+            resolved = (order.priority, self._policies.report_policy(
+                order.category, order.priority)) if order.source == "report" \
+                else self._policies.policy(order.category, order.priority)
             raised = _parse(order.raised_at)
             if resolved is None or now - raised >= self._policies.forget_after \
                     or order.id in self._orders:
@@ -290,16 +292,9 @@ class WorkOrderDesk:
         return count
 
     async def open_report(self, report: NewReport) -> WorkOrder:
-        """Raise a work order for a graded report; its windows and ladder count from now.
-
-        Raises:
-            ReportRefused: Its priority raises no work order on this site.
-        """
-        resolved = self._policies.policy(report.category, report.priority)
-        if resolved is None:
-            raise ReportRefused(f"priority {report.priority} raises no work order for "
-                                f"category {report.category}")
-        priority, policy = resolved
+        """Raise a work order for a graded report; its windows and ladder count from now."""
+        priority, policy = report.priority, self._policies.report_policy(report.category,
+                                                                         report.priority)
         async with self._lock:
             raised, mono = self._clock.time(), self._clock.monotonic()
             order_id = str(uuid.uuid4())
@@ -307,7 +302,7 @@ class WorkOrderDesk:
             order = WorkOrder(
                 id=order_id, seq=1, site_id=self._site.id, gateway_id=self._site.gateway_id,
                 source="report", alarm_id=f"report:{order_id}", rule_id="report",
-                category=report.category, priority=cast(Priority, priority), status="open",
+                category=report.category, priority=priority, status="open",
                 event="raised", alarm_active=False, title=report.title,
                 description=report.description, location=report.location, evidence={},
                 detected_at=_iso(raised), raised_at=_iso(raised),
