@@ -9,7 +9,6 @@ without a reason, a token it does not know, a role below operator) or could not 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import sys
@@ -69,12 +68,16 @@ def add_reports_parser(sub: Any) -> None:
 
 def run_reports_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run ``propgw reports ...`` to the end; returns the exit status."""
+    import asyncio  # not at the top: `propgw --version` builds this parser and must stay light
+
     return asyncio.run(run_reports_async(args, out))
 
 
 async def run_reports_async(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """:func:`run_reports_command` inside a running event loop (tests drive it next to a
     gateway)."""
+    import asyncio
+
     from gateway.terminal import ApiClient, ApiError, SiteProblem, connection_from
 
     out = out or sys.stdout
