@@ -25,7 +25,12 @@ from gateway.alarms import journal_path
 from gateway.app import Gateway, outbox_path
 from gateway.cli import _parser
 from gateway.clock import FakeClock
-from gateway.config import GatewayConfig, load_config_text, mask_contact
+from gateway.config import (
+    DEFAULT_REPORT_CATEGORIES,
+    GatewayConfig,
+    load_config_text,
+    mask_contact,
+)
 from gateway.console import UserStore, users_path
 from gateway.errors import ConfigError
 from gateway.reports_cli import run_reports_async
@@ -425,3 +430,19 @@ async def test_a_reports_order_is_restored_after_a_restart(fake_clock: FakeClock
     after = WorkOrderDesk(config.site, fake_clock, sink, policies=config.work_orders)
     assert after.restore([first]) == 1, "P3 raises no alarm orders here, but a report's stays"
     assert after.tracks(first.id)
+
+
+def test_the_documented_catalogue_loads_and_lists_the_defaults() -> None:
+    import re
+
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(
+        encoding="utf-8")
+    section = doc[doc.index("## reports"):doc.index("## console")]
+    (example,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    reports = load_config_text(BASE + example).reports
+    assert reports.categories["noise"].priority == "P2" and reports.category("gas_smell")
+    rows = re.findall(r"^\| `([a-z_]+)` \| (P\d) \| ([^|]+?) \| ([^|]+?) \|$", section,
+                      flags=re.M)
+    assert {name: (prio, zh, en) for name, prio, zh, en in rows} == {
+        name: (c["priority"], c["title"]["zh"], c["title"]["en"])
+        for name, c in DEFAULT_REPORT_CATEGORIES.items()}
