@@ -58,6 +58,7 @@ from gateway.workorders import (
     WorkOrder,
     WorkOrderDesk,
     WorkOrderLog,
+    shareable,
     work_order_log_path,
 )
 
@@ -602,7 +603,10 @@ class Gateway:
         await self.desk.handle(event)
 
     async def _on_work_order(self, order: WorkOrder) -> None:
+        # The work-order history keeps a reporter's contact; beyond it, it is masked unless
+        # the site shares it (reports.share_contact).
         await self.worklog.record(order)
+        order = shareable(order, self.config.reports.share_contact)
         for obs in self.observers:
             obs.work_order(order)
         if self.console is not None:

@@ -1,5 +1,5 @@
-"""The ``propgw`` command line: run, check-config, read, watch, demo, sim, alarms, incidents,
-users.
+"""The ``propgw`` command line: run, check-config, read, watch, demo, sim, alarms, reports,
+incidents, users.
 
 Only this module configures logging (through :mod:`gateway.logs`). Config mistakes are printed
 as one line per problem and exit with status 2, never as a traceback.
@@ -52,8 +52,8 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         _parser().print_help()
         return EXIT_CONFIG
     handler = {"run": _cmd_run, "check-config": _cmd_check, "demo": _cmd_demo,
-               "sim": _cmd_sim, "alarms": _cmd_alarms, "users": _cmd_users,
-               "incidents": _cmd_incidents,
+               "sim": _cmd_sim, "alarms": _cmd_alarms, "reports": _cmd_reports,
+               "incidents": _cmd_incidents, "users": _cmd_users,
                "read": _cmd_commission, "watch": _cmd_commission,
                "example": _cmd_example}[args.command]
     from gateway.errors import ConfigError
@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     from gateway.incidents_cli import add_incidents_parser
 
     add_incidents_parser(sub)
+    from gateway.reports_cli import add_reports_parser
+
+    add_reports_parser(sub)
     from gateway.users_cli import add_users_parser
 
     add_users_parser(sub)
@@ -202,6 +205,10 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
     from gateway.incidents_cli import run_incidents_command
 
     return run_incidents_command(args)
+def _cmd_reports(args: argparse.Namespace) -> int:
+    from gateway.reports_cli import run_reports_command
+
+    return run_reports_command(args)
 
 
 def _cmd_users(args: argparse.Namespace) -> int:

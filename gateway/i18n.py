@@ -88,6 +88,11 @@ CATEGORY_TITLES: Mapping[str, Title] = MappingProxyType({
     "overload": Title("用电过载", "Electrical overload"),
     "abnormal_consumption": Title("异常用电", "Abnormal consumption"),
     "water_leak": Title("漏水", "Water leak"),
+    # Reported by people (the report catalogue, ``reports.categories``)
+    "access_fault": Title("门禁故障", "Access control fault"),
+    "noise": Title("噪音", "Noise"),
+    "facility_damage": Title("公共设施损坏", "Damaged shared facilities"),
+    "other_repair": Title("其他报修", "Other repair"),
     # Any device, and the gateway itself
     "device_offline": Title("设备离线", "Device offline"),
     "alarm_flood": Title("报警泛滥", "Alarm flood"),

@@ -15,6 +15,7 @@ from gateway.alarms import AlarmEvent, AlarmState
 from gateway.clock import FakeClock
 from gateway.config import (
     DEFAULT_CATEGORIES,
+    DEFAULT_REPORT_CATEGORIES,
     GatewayConfig,
     Location,
     load_config,
@@ -78,7 +79,7 @@ def bundled_categories(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     for example in sorted(EXAMPLES.glob("*.yaml")):
         found |= _config_categories(load_config(example))
     found |= _config_categories(load_config_text(MINIMAL))  # the built-in defaults
-    found |= set(DEFAULT_CATEGORIES) | _code_categories()
+    found |= set(DEFAULT_CATEGORIES) | set(DEFAULT_REPORT_CATEGORIES) | _code_categories()
     return found
 
 

@@ -81,6 +81,14 @@ from gateway.config._offline import (
     device_stale_leaves,
     offline_warnings,
 )
+from gateway.config._reports import (
+    DEFAULT_REPORT_CATEGORIES,
+    REPORT_CHANNELS,
+    ReportCategory,
+    ReportChannel,
+    ReportsConfig,
+    mask_contact,
+)
 from gateway.config._types import Duration, StrictModel, map_key, parse_duration
 from gateway.config._yaml import (
     MAX_DEPTH,
@@ -100,12 +108,14 @@ __all__ = [
     "DEFAULT_CATEGORIES",
     "DEFAULT_COUNTERS",
     "DEFAULT_PRIORITY_POLICIES",
+    "DEFAULT_REPORT_CATEGORIES",
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "MAX_INT_CHARS",
     "MAX_NODES",
     "MAX_SCALAR_CHARS",
     "MESSAGE_FIELDS",
+    "REPORT_CHANNELS",
     "AccountingConfig",
     "AlarmsConfig",
     "AllCondition",
@@ -154,7 +164,10 @@ __all__ = [
     "PointSelector",
     "Priority",
     "RateCondition",
+    "ReportCategory",
+    "ReportChannel",
     "ReportPolicy",
+    "ReportsConfig",
     "ResponsePolicy",
     "RuleConfig",
     "ScheduleCondition",
@@ -183,6 +196,7 @@ __all__ = [
     "load_config",
     "load_config_text",
     "map_key",
+    "mask_contact",
     "offline_warnings",
     "parse_duration",
     "parse_yaml",

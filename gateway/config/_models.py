@@ -62,6 +62,7 @@ from gateway.config._northbound import (
     UpstreamConfig,
     WorkOrdersConfig,
 )
+from gateway.config._reports import ReportsConfig
 from gateway.config._rules import Message, RuleConfig
 from gateway.config._site import BackoffConfig, BrokerConfig, SiteConfig, TlsConfig
 from gateway.config._telemetry import (
@@ -145,6 +146,9 @@ class GatewayConfig(_Model):
                     "says so, so tests and demos never share /var/lib/propgw.")
     work_orders: WorkOrdersConfig = WorkOrdersConfig()
     alarms: AlarmsConfig = AlarmsConfig()
+    reports: ReportsConfig = Field(
+        default_factory=ReportsConfig,
+        description="Reported repairs: the category catalogue and the reporter's privacy.")
     health: HealthConfig = HealthConfig()
     console: ConsoleConfig | None = Field(
         default=None, description="The operator console; off unless this section is given.")

@@ -197,15 +197,30 @@ class WorkOrdersConfig(_Model):
         prio = (override.priority if override and override.priority else priority)
         if prio not in self.create_for or prio not in self.priorities:
             return None
+        return prio, self._windows(category, prio)
+
+    def report_policy(self, category: str, priority: str) -> ResponsePolicy:
+        """The windows and ladder of a reported repair: its priority's, with the category's
+        own windows when the site gives them. A report always makes an order, so
+        ``create_for`` and a category's ``work_order: false`` (which say which *alarms*
+        make orders) and its ``priority`` (the report catalogue grades reports) do not apply.
+
+        Raises:
+            KeyError: ``priority`` is not P0 ... P3.
+        """
+        return self._windows(category, priority)
+
+    def _windows(self, category: str, prio: str) -> ResponsePolicy:
+        override = self.categories.get(category)
         base = self.priorities[prio]
         if override is None:
-            return prio, base
+            return base
         changes = {k: v for k in ("on_site_within", "resolve_within", "pre_alerts",
                                   "follow_up_after", "ladder")
                    if (v := getattr(override, k)) is not None}
         if not changes:
-            return prio, base  # a title (every built-in category) changes no window
-        return prio, ResponsePolicy.model_validate({**base.model_dump(), **{
+            return base  # a title (every built-in category) changes no window
+        return ResponsePolicy.model_validate({**base.model_dump(), **{
             k: ([s.model_dump() for s in v] if k == "ladder" else v)
             for k, v in changes.items()}})
 

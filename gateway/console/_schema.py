@@ -20,7 +20,8 @@ from gateway.workorders import WorkOrder
 __all__ = [
     "AckBody", "ActionError", "AlarmList", "AlarmView", "CommentBody", "DeviceList",
     "DeviceView", "ErrorBody", "HealthView", "HistoryEvent", "HistoryPage", "Hold", "LoginBody",
-    "OrderLink", "PointView", "ReasonBody", "SessionView", "ShelfView", "ShelveBody", "SiteView",
+    "OrderLink", "PointView", "ReasonBody", "ReportBody", "ReportCatalogue",
+    "ReportCategoryView", "SessionView", "ShelfView", "ShelveBody", "SiteView",
     "Text", "UserBody", "UserPatch", "UserView", "WorkOrderList", "iso", "location_text",
     "order_json",
 ]
@@ -183,6 +184,43 @@ class ShelveBody(_In):
                                      description="Seconds; default alarms.shelve_max.")
     one_shot: bool = Field(default=False,
                            description="Unshelve at the next return to normal.")
+
+
+class ReportBody(_In):
+    """A reported repair, as the operator logs it."""
+
+    category: str = Field(min_length=1, max_length=64,
+                          description="A category of the report catalogue "
+                                      "(GET /api/v1/report-categories).")
+    description: str = Field(min_length=1, max_length=2000)
+    channel: Literal["phone", "patrol", "walk_in", "app", "email", "other"] = Field(
+        default="phone", description="How the report reached the control room.")
+    building: str | None = Field(default=None, max_length=100)
+    floor: str | None = Field(default=None, max_length=100)
+    room: str | None = Field(default=None, max_length=100)
+    device: str | None = Field(default=None, max_length=100,
+                               description="A device id; its location fills in what is not "
+                                           "given.")
+    reporter: str | None = Field(default=None, max_length=200)
+    contact: str | None = Field(
+        default=None, max_length=200,
+        description="Phone or other contact. Personal data: kept in the gateway's "
+                    "work-order history, masked upstream and in logs unless the site allows "
+                    "sharing it.")
+    priority: Literal["P0", "P1", "P2", "P3"] | None = Field(
+        default=None, description="Overrides the category's priority; needs priority_reason.")
+    priority_reason: str | None = Field(default=None, max_length=2000)
+
+
+class ReportCategoryView(_Out):
+    id: str
+    title: Text
+    priority: Literal["P0", "P1", "P2", "P3"]
+
+
+class ReportCatalogue(_Out):
+    categories: list[ReportCategoryView]
+    channels: list[str]
 
 
 class WorkOrderList(_Out):

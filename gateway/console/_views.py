@@ -21,6 +21,7 @@ from aiohttp_pydantic.oas.typing import r200, r400, r403, r404, r409, r503
 
 from gateway import __version__
 from gateway.alarms import AlarmEvent, alarm_report
+from gateway.config import REPORT_CHANNELS
 from gateway.console._auth import COOKIE, USER, Access
 from gateway.console._schema import (
     AckBody,
@@ -33,8 +34,12 @@ from gateway.console._schema import (
     HistoryEvent,
     HistoryPage,
     ReasonBody,
+    ReportBody,
+    ReportCatalogue,
+    ReportCategoryView,
     ShelveBody,
     SiteView,
+    Text,
     WorkOrderList,
     order_json,
 )
@@ -49,6 +54,7 @@ from gateway.review import (
     review_html,
     summary_html,
 )
+from gateway.workorders import ReportRefused, grade_report, shareable
 
 __all__ = ["ROUTES", "VIEWS"]
 
@@ -244,7 +250,9 @@ class WorkOrdersResource(PydanticView):
                     limit, since=backend.clock.time() - hours * 3600.0)
             except WorkOrderLogError as exc:
                 return error(503, f"the work-order history cannot be read: {exc}")
-        return _json(WorkOrderList(orders=[order_json(o) for o in orders]))
+        # Viewers may read this list: a reporter's contact is masked unless shared.
+        share = backend.config.reports.share_contact
+        return _json(WorkOrderList(orders=[order_json(shareable(o, share)) for o in orders]))
 
 
 class WorkOrderResource(PydanticView):
@@ -255,21 +263,84 @@ class WorkOrderResource(PydanticView):
 
         Tags: work orders
         """
+        return await _order_with_versions(self.request, order_id, source=None, masked=True)
+
+
+# --------------------------------------------------------------------------- reported repairs
+
+
+class ReportCategoriesResource(PydanticView):
+    async def get(self) -> r200[ReportCatalogue]:
+        """The report catalogue: each category with its title and the priority it grades a
+        report with; and the channels a report can come by.
+
+        Tags: reports
+        """
+        reports = self.request.app[BACKEND].config.reports
+        return _json(ReportCatalogue(
+            categories=[ReportCategoryView(id=name, title=Text(zh=c.title.zh, en=c.title.en),
+                                           priority=c.priority)
+                        for name, c in reports.enabled().items()],
+            channels=list(REPORT_CHANNELS)))
+
+
+class ReportsResource(PydanticView):
+    async def post(self, body: ReportBody) -> (r200[dict[str, Any]] | r400[ErrorBody]
+                                               | r403[ErrorBody] | r503[ErrorBody]):
+        """Log a reported repair (a resident's call, a patrol's finding, a walk-in). Its
+        category grades it; it becomes a work order with the same windows, escalation ladder
+        and upstream delivery as an alarm's (``source: report``). The operator's name is
+        recorded on it, and with a changed priority, the reason.
+
+        Tags: reports
+        Status Codes:
+          200: logged; the work order raised
+          400: unknown category or device, or a priority change without a reason
+        """
         backend = self.request.app[BACKEND]
         try:
-            history = await backend.worklog.get(order_id)
+            new = grade_report(backend.config, logged_by=_user(self.request).name,
+                               **body.model_dump())
+            order = await backend.desk.open_report(new)
+        except ReportRefused as exc:
+            return error(400, str(exc))
         except WorkOrderLogError as exc:
-            return error(503, f"the work-order history cannot be read: {exc}")
-        live = backend.desk.get(order_id)
-        if history is None and live is None:
-            return error(404, f"no work order {order_id}")
-        versions = history.versions if history is not None else []
-        latest = live if live is not None and (history is None or live.seq >= history.latest.seq) \
-            else history.latest if history is not None else live
-        assert latest is not None
-        body = order_json(latest)
-        body["versions"] = [v.model_dump(mode="json") for v in versions]
-        return web.json_response(body)
+            return error(503, f"the report could not be recorded: {exc}")
+        return web.json_response(order_json(order))
+
+    async def get(self, scope: Literal["open", "recent"] = "recent", hours: float = 168.0,
+                  limit: int = 200) -> r200[WorkOrderList] | r400[ErrorBody] | r503[ErrorBody]:
+        """Reported repairs, latest version of each order, newest first: ``scope=open`` the
+        ones the gateway still works on, ``scope=recent`` every one updated in the last
+        ``hours``.
+
+        Tags: reports
+        """
+        if not 0 < hours <= 24 * 366 or not 1 <= limit <= _MAX_PAGE:
+            return error(400, f"hours must be in (0, 8784] and limit in [1, {_MAX_PAGE}]")
+        backend = self.request.app[BACKEND]
+        if scope == "open":
+            orders = sorted((o for o in backend.desk.open_orders if o.source == "report"),
+                            key=lambda o: o.raised_at, reverse=True)[:limit]
+        else:
+            try:
+                orders = await backend.worklog.recent(
+                    limit, since=backend.clock.time() - hours * 3600.0, source="report")
+            except WorkOrderLogError as exc:
+                return error(503, f"the work-order history cannot be read: {exc}")
+        return _json(WorkOrderList(orders=[order_json(o) for o in orders]))
+
+
+class ReportResource(PydanticView):
+    async def get(self, order_id: str, /) -> (r200[dict[str, Any]] | r404[ErrorBody]
+                                             | r503[ErrorBody]):
+        """One reported repair's work order, latest version, with every version in
+        ``versions``.
+
+        Tags: reports
+        """
+        return await _order_with_versions(self.request, order_id, source="report",
+                                          masked=False)
 
 
 class DevicesResource(PydanticView):
@@ -443,6 +514,30 @@ def _html(page: str) -> web.Response:
 # --------------------------------------------------------------------------- helpers
 
 
+async def _order_with_versions(request: web.Request, order_id: str, *, source: str | None,
+                               masked: bool) -> web.Response:
+    """An order's latest version and its history; ``masked``: a reporter's contact masked
+    unless the site shares it (for routes viewers may call)."""
+    backend = request.app[BACKEND]
+    try:
+        history = await backend.worklog.get(order_id)
+    except WorkOrderLogError as exc:
+        return error(503, f"the work-order history cannot be read: {exc}")
+    live = backend.desk.get(order_id)
+    if history is None and live is None:
+        return error(404, f"no work order {order_id}")
+    versions = history.versions if history is not None else []
+    latest = live if live is not None and (history is None or live.seq >= history.latest.seq) \
+        else history.latest if history is not None else live
+    assert latest is not None
+    if source is not None and latest.source != source:
+        return error(404, f"work order {order_id} is not a reported repair")
+    share = not masked or backend.config.reports.share_contact
+    body = order_json(shareable(latest, share))
+    body["versions"] = [shareable(v, share).model_dump(mode="json") for v in versions]
+    return web.json_response(body)
+
+
 async def _history(request: web.Request, *, hours: float, category: str | None,
                    priority: str | None, alarm_id: str | None, text: str | None,
                    before_seq: int | None, limit: int) -> list[AlarmEvent]:
@@ -488,6 +583,9 @@ VIEWS: list[tuple[str, type[PydanticView]]] = [
     ("/api/v1/alarms/{alarm_id}/comment", CommentAction),
     ("/api/v1/work-orders", WorkOrdersResource),
     ("/api/v1/work-orders/{order_id}", WorkOrderResource),
+    ("/api/v1/report-categories", ReportCategoriesResource),
+    ("/api/v1/reports", ReportsResource),
+    ("/api/v1/reports/{order_id}", ReportResource),
     ("/api/v1/devices", DevicesResource),
     ("/api/v1/history", HistoryResource),
     ("/api/v1/history.csv", HistoryCsvResource),
@@ -512,6 +610,10 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("POST", "/api/v1/alarms/{alarm_id}/comment"): "operator",
     ("GET", "/api/v1/work-orders"): "viewer",
     ("GET", "/api/v1/work-orders/{order_id}"): "viewer",
+    ("GET", "/api/v1/report-categories"): "viewer",
+    ("POST", "/api/v1/reports"): "operator",
+    ("GET", "/api/v1/reports"): "operator",
+    ("GET", "/api/v1/reports/{order_id}"): "operator",
     ("GET", "/api/v1/devices"): "viewer",
     ("GET", "/api/v1/history"): "viewer",
     ("GET", "/api/v1/history.csv"): "viewer",

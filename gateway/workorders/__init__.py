@@ -1,5 +1,5 @@
-"""Work orders raised from alarms: one per incident, response windows, escalation ladder,
-and the history of every version for the operator console."""
+"""Work orders raised from alarms and reported repairs: one per incident, response windows,
+escalation ladder, and the history of every version for the operator console."""
 
 from gateway.workorders._desk import RESPONSE_WINDOWS, WorkOrderDesk, WorkOrderSink
 from gateway.workorders._log import (
@@ -14,6 +14,8 @@ from gateway.workorders._model import (
     SCHEMA_VERSION,
     Bilingual,
     Escalation,
+    PriorityOverride,
+    ReportDetails,
     SlaBreach,
     StatusAnswer,
     Timestamp,
@@ -23,10 +25,13 @@ from gateway.workorders._model import (
     WorkOrderStatus,
     parse_instant,
 )
+from gateway.workorders._reports import NewReport, ReportRefused, grade_report, shareable
 
 __all__ = ["CLOSED_STATUSES", "PLATFORM_STATUSES", "RESPONSE_WINDOWS", "SCHEMA_VERSION",
-           "Bilingual", "Escalation", "SlaBreach", "StatusAnswer", "Timestamp", "WorkOrder",
+           "Bilingual", "Escalation", "NewReport", "PriorityOverride",
+           "ReportDetails", "ReportRefused", "SlaBreach", "StatusAnswer", "Timestamp", "WorkOrder",
            "WorkOrderDesk",
            "WorkOrderEvent", "WorkOrderHistory", "WorkOrderLocation", "WorkOrderLog",
-           "WorkOrderLogHealth", "WorkOrderSink", "WorkOrderStatus", "parse_instant",
+           "WorkOrderLogHealth", "WorkOrderSink", "WorkOrderStatus", "grade_report",
+           "parse_instant", "shareable",
            "work_order_log_path"]

@@ -42,6 +42,7 @@ from gateway.workorders._model import (
     WorkOrderLocation,
     answer_time,
 )
+from gateway.workorders._reports import NewReport
 
 __all__ = ["RESPONSE_WINDOWS", "WorkOrderDesk", "WorkOrderSink"]
 
@@ -264,7 +265,9 @@ class WorkOrderDesk:
         now = self._clock.time()
         count = 0
         for order in orders:
-            resolved = self._policies.policy(order.category, order.priority)
+            resolved = (order.priority, self._policies.report_policy(
+                order.category, order.priority)) if order.source == "report" \
+                else self._policies.policy(order.category, order.priority)
             raised = _parse(order.raised_at)
             if resolved is None or now - raised >= self._policies.forget_after \
                     or order.id in self._orders:
@@ -287,6 +290,41 @@ class WorkOrderDesk:
             log.info("work orders: %d open order(s) restored", count)
             self._changed.set()
         return count
+
+    async def open_report(self, report: NewReport) -> WorkOrder:
+        """Raise a work order for a graded report; its windows and ladder count from now."""
+        priority, policy = report.priority, self._policies.report_policy(report.category,
+                                                                         report.priority)
+        async with self._lock:
+            raised, mono = self._clock.time(), self._clock.monotonic()
+            order_id = str(uuid.uuid4())
+            first = policy.ladder[0]
+            order = WorkOrder(
+                id=order_id, seq=1, site_id=self._site.id, gateway_id=self._site.gateway_id,
+                source="report", alarm_id=f"report:{order_id}", rule_id="report",
+                category=report.category, priority=priority, status="open",
+                event="raised", alarm_active=False, title=report.title,
+                description=report.description, location=report.location, evidence={},
+                detected_at=_iso(raised), raised_at=_iso(raised),
+                respond_by=_iso(raised + policy.on_site_within),
+                acknowledge_by=_iso(raised + first.within),
+                resolve_by=_iso(raised + policy.resolve_within)
+                if policy.resolve_within else None,
+                escalation=Escalation(level=1, levels=len(policy.ladder), role=first.role,
+                                      name=Bilingual(zh=first.name.zh, en=first.name.en),
+                                      deadline=_iso(raised + first.within)),
+                report=report.details, updated_at=_iso(raised))
+            self._orders[order_id] = _Tracked(order=order, policy=policy, raised=raised,
+                                              mono=mono)
+            await self._emit(order)
+            # No reporter or contact here: log lines leave the gateway (journald, shipping).
+            log.log(priority_level(order.priority), "work order %s raised from a report (%s %s, "
+                    "%s, logged by %s%s, respond by %s): %s", order.id, order.priority,
+                    order.category, report.details.channel, report.details.operator,
+                    f", priority changed from {report.details.priority_override.graded}"
+                    if report.details.priority_override else "", order.respond_by,
+                    order.title.en, extra={"priority": order.priority})
+            return order
 
     # ------------------------------------------------------------------ timers
 

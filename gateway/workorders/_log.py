@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
@@ -157,6 +157,7 @@ class _Filter:
     category: str | None
     closed: bool | None
     breached: bool | None
+    source: str | None = None
 
     def matches(self, entry: _Entry) -> bool:
         order = entry.order
@@ -164,7 +165,8 @@ class _Filter:
                 and (self.statuses is None or order.status in self.statuses)
                 and (self.category is None or order.category == self.category)
                 and (self.closed is None or (order.status in CLOSED_STATUSES) == self.closed)
-                and (self.breached is None or bool(order.breaches) == self.breached))
+                and (self.breached is None or bool(order.breaches) == self.breached)
+                and (self.source is None or order.source == self.source))
 
 
 class WorkOrderLog:
@@ -355,8 +357,8 @@ class WorkOrderLog:
 
     async def recent(self, limit: int = 50, *, since: float | None = None,
                      status: str | Collection[str] | None = None, category: str | None = None,
-                     closed: bool | None = None,
-                     breached: bool | None = None) -> list[WorkOrder]:
+                     closed: bool | None = None, breached: bool | None = None,
+                     source: Literal["alarm", "report"] | None = None) -> list[WorkOrder]:
         """The latest version of each order, most recently updated first.
 
         Args:
@@ -366,6 +368,7 @@ class WorkOrderLog:
             category: Only this category's orders.
             closed: Only closed (resolved, rejected) orders, or only those not closed.
             breached: Only orders that missed a response window, or only those that did not.
+            source: Only orders raised by alarms, or only reported repairs.
 
         Raises:
             ValueError: ``limit`` below 1.
@@ -375,7 +378,7 @@ class WorkOrderLog:
             raise ValueError(f"limit must be >= 1, got {limit}")
         statuses = frozenset([status] if isinstance(status, str) else status) \
             if status is not None else None
-        where = _Filter(since, statuses, category, closed, breached)
+        where = _Filter(since, statuses, category, closed, breached, source)
         queued = self._latest_queued()
         rows, stored = await self._call(self._recent_sync, limit + len(queued), where,
                                         list(queued))
@@ -637,6 +640,9 @@ class WorkOrderLog:
             args.append(int(where.closed))
         if where.breached is not None:
             sql += " AND o.breaches > 0" if where.breached else " AND o.breaches = 0"
+        if where.source is not None:  # versions before the field existed are alarms' orders
+            sql += " AND COALESCE(json_extract(v.body, '$.source'), 'alarm') = ?"
+            args.append(where.source)
         sql += " ORDER BY o.updated DESC, o.id DESC LIMIT ?"
         args.append(limit)
         conn = self._connection()

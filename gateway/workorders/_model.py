@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 __all__ = ["CLOSED_STATUSES", "PLATFORM_STATUSES", "SCHEMA_VERSION", "Bilingual", "Escalation",
+           "PriorityOverride", "ReportDetails",
            "SlaBreach", "StatusAnswer", "Timestamp", "WorkOrder", "WorkOrderEvent",
            "WorkOrderLocation", "WorkOrderStatus"]
 
@@ -105,6 +106,30 @@ class SlaBreach(_Frozen):
     late_by_s: float = Field(ge=0, description="Seconds after the deadline.")
 
 
+class PriorityOverride(_Frozen):
+    """An operator changed the priority the report's category graded it with."""
+
+    graded: Literal["P0", "P1", "P2", "P3"] = Field(
+        description="The priority the category gave.")
+    by: str = Field(max_length=200, description="The operator who changed it.")
+    reason: str = Field(max_length=2000)
+
+
+class ReportDetails(_Frozen):
+    """What an operator logged about a reported repair (``source: report``)."""
+
+    channel: str = Field(description="How it reached the control room: phone, patrol, "
+                                     "walk_in, app, email, other.")
+    reporter: str | None = Field(default=None, max_length=200,
+                                 description="Who reported it (a name, or a patrol's post).")
+    contact: str | None = Field(
+        default=None, max_length=200,
+        description="How to reach the reporter. Personal data: masked (138****5678) unless "
+                    "the site allows sharing it (reports.share_contact).")
+    operator: str = Field(max_length=200, description="The operator who logged the report.")
+    priority_override: PriorityOverride | None = None
+
+
 class WorkOrder(_Frozen):
     """One work order per incident; later updates reuse ``id`` with a higher ``seq``."""
 
@@ -115,6 +140,11 @@ class WorkOrder(_Frozen):
                                        "highest.")
     site_id: str
     gateway_id: str
+    source: Literal["alarm", "report"] = Field(
+        default="alarm",
+        description="alarm: raised by an alarm; report: a repair reported by a person and "
+                    "logged by an operator (alarm_id is then report:<id>, rule_id is "
+                    "'report', evidence is empty, report holds the details).")
     alarm_id: str
     rule_id: str
     category: str
@@ -163,6 +193,8 @@ class WorkOrder(_Frozen):
                     "its condition ends; a person has to reset it.")
     alarm_reset_note: str | None = Field(default=None, max_length=2000,
                                          description="The operator's reason for the reset.")
+    report: ReportDetails | None = Field(
+        default=None, description="Set when source is report.")
     related_to: str | None = Field(
         default=None, description="Id of an earlier, still open work order of the same alarm "
                                   "(e.g. one raised before the gateway restarted).")
