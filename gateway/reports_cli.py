@@ -12,6 +12,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import uuid
 from typing import Any, TextIO
 
 __all__ = ["add_reports_parser", "run_reports_async", "run_reports_command"]
@@ -108,7 +109,9 @@ async def _add(client: Any, args: argparse.Namespace, out: TextIO) -> int:
         "building": args.building, "floor": args.floor, "room": args.room,
         "device": args.device, "reporter": args.reporter, "contact": args.contact,
         "priority": args.priority, "priority_reason": args.reason}.items() if v is not None}
-    order = await client.post("/api/v1/reports", body)
+    # One key per command: a retried request cannot log the report twice.
+    order = await client.post("/api/v1/reports", body,
+                              headers={"Idempotency-Key": str(uuid.uuid4())})
     if args.json:
         print(json.dumps(order, ensure_ascii=False, indent=2), file=out)
         return EXIT_OK

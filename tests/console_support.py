@@ -79,9 +79,9 @@ class Client:
         async with self.http.get(f"{self.base}{path}") as response:
             return response.status, await _body(response)
 
-    async def post(self, path: str, body: dict[str, Any], *, csrf: bool = True
-                   ) -> tuple[int, Any]:
-        headers = {"X-CSRF-Token": self.csrf} if csrf else {}
+    async def post(self, path: str, body: dict[str, Any], *, csrf: bool = True,
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        headers = {**({"X-CSRF-Token": self.csrf} if csrf else {}), **(headers or {})}
         async with self.http.post(f"{self.base}{path}", json=body,
                                   headers=headers) as response:
             return response.status, await _body(response)

@@ -177,6 +177,28 @@ async def test_a_report_climbs_the_same_ladder_as_an_alarm_of_its_priority(
     assert shareable(sent[0], True).report.contact == PHONE  # type: ignore[union-attr]
 
 
+
+async def test_an_idempotency_key_makes_a_retried_report_one_order(
+        fake_clock: FakeClock) -> None:
+    config = load_config_text(BASE)
+    sent: list[WorkOrder] = []
+
+    async def sink(order: WorkOrder) -> None:
+        sent.append(order)
+
+    desk = WorkOrderDesk(config.site, fake_clock, sink, policies=config.work_orders)
+    graded = grade_report(config, category="noise", description="楼上装修噪音",
+                          channel="phone", logged_by="wang", building="3号楼")
+    first = await desk.open_report(graded, key="call-0815-01")
+    again = await desk.open_report(graded, key="call-0815-01")
+    other = await desk.open_report(graded, key="call-0815-02")
+    plain = [await desk.open_report(graded), await desk.open_report(graded)]
+    assert again.id == first.id and again.seq == 1
+    assert len({first.id, other.id, *(o.id for o in plain)}) == 4
+    assert [o.id for o in sent] == [first.id, other.id, *(o.id for o in plain)], \
+        "the retry raised nothing and sent nothing"
+
+
 # --------------------------------------------------------------------------- a real gateway
 
 
@@ -291,8 +313,12 @@ async def test_a_phone_report_is_graded_goes_upstream_and_escalates_once(
         status, answer = await operator.post("/api/v1/reports", {**body, "category": "leak"})
         assert status == 400 and "unknown report category 'leak'" in answer["error"]
 
-        status, order = await operator.post("/api/v1/reports", body)
+        status, order = await operator.post("/api/v1/reports", body,
+                                            headers={"Idempotency-Key": "call-1"})
         assert status == 200, order
+        status, retried = await operator.post("/api/v1/reports", body,
+                                              headers={"Idempotency-Key": "call-1"})
+        assert status == 200 and retried["id"] == order["id"], "a retry is the same order"
         assert (order["source"], order["priority"], order["status"]) == ("report", "P1", "open")
         assert order["report"] == {"channel": "phone", "reporter": "张女士", "contact": PHONE,
                                    "operator": "wang", "priority_override": None}

@@ -285,23 +285,30 @@ class ReportCategoriesResource(PydanticView):
 
 
 class ReportsResource(PydanticView):
-    async def post(self, body: ReportBody) -> (r200[dict[str, Any]] | r400[ErrorBody]
-                                               | r403[ErrorBody] | r503[ErrorBody]):
+    async def post(self, body: ReportBody, *, idempotency_key: str | None = None
+                   ) -> (r200[dict[str, Any]] | r400[ErrorBody] | r403[ErrorBody]
+                         | r503[ErrorBody]):
         """Log a reported repair (a resident's call, a patrol's finding, a walk-in). Its
         category grades it; it becomes a work order with the same windows, escalation ladder
         and upstream delivery as an alarm's (``source: report``). The operator's name is
         recorded on it, and with a changed priority, the reason.
 
+        Send an ``Idempotency-Key`` header (e.g. a UUID per report) to make a retry safe:
+        while the order it raised is open, the same key returns that order.
+
         Tags: reports
         Status Codes:
-          200: logged; the work order raised
-          400: unknown category or device, or a priority change without a reason
+          200: logged; the work order raised (or, for a known Idempotency-Key, returned)
+          400: unknown category or device, a priority change without a reason, or an
+               Idempotency-Key longer than 200 characters
         """
         backend = self.request.app[BACKEND]
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
+            return error(400, "Idempotency-Key: 1 to 200 characters")
         try:
             new = grade_report(backend.config, logged_by=_user(self.request).name,
                                **body.model_dump())
-            order = await backend.desk.open_report(new)
+            order = await backend.desk.open_report(new, key=idempotency_key)
         except ReportRefused as exc:
             return error(400, str(exc))
         except WorkOrderLogError as exc:

@@ -166,13 +166,14 @@ class ApiClient:
         """
         return await self._call("GET", path, None)
 
-    async def post(self, path: str, body: dict[str, Any]) -> Any:
+    async def post(self, path: str, body: dict[str, Any], *,
+                   headers: dict[str, str] | None = None) -> Any:
         """POST a JSON body and decode the JSON answer.
 
         Raises:
             ApiError: any answer but 2xx, or none.
         """
-        return await self._call("POST", path, body)
+        return await self._call("POST", path, body, headers)
 
     async def events(self, last_id: str | None = None, *,
                      opened: Callable[[], None] | None = None) -> AsyncIterator[SseEvent]:
@@ -209,9 +210,11 @@ class ApiClient:
             raise RuntimeError("ApiClient is used outside `async with`")
         return self._http
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None,
+                    headers: dict[str, str] | None = None) -> Any:
         async with self._errors(path), self._session().request(
-                method, self.conn.url + path, json=body, ssl=self._ssl) as response:
+                method, self.conn.url + path, json=body, headers=headers,
+                ssl=self._ssl) as response:
             await self._check(response)
             return await response.json(content_type=None)
 

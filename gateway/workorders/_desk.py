@@ -48,6 +48,9 @@ __all__ = ["RESPONSE_WINDOWS", "WorkOrderDesk", "WorkOrderSink"]
 
 log = logging.getLogger(__name__)
 
+#: Namespace of report order ids made from a client's Idempotency-Key (uuid5).
+_REPORT_KEYS = uuid.UUID("6f1d2c1e-4b3a-5e7f-9a80-7d0c3b2a1e55")
+
 WorkOrderSink = Callable[[WorkOrder], Awaitable[None]]
 
 #: Default on-site windows (seconds from raising a work order to ``respond_by``), by priority.
@@ -291,13 +294,21 @@ class WorkOrderDesk:
             self._changed.set()
         return count
 
-    async def open_report(self, report: NewReport) -> WorkOrder:
-        """Raise a work order for a graded report; its windows and ladder count from now."""
+    async def open_report(self, report: NewReport, *, key: str | None = None) -> WorkOrder:
+        """Raise a work order for a graded report; its windows and ladder count from now.
+
+        ``key`` (a client's ``Idempotency-Key``) makes a retry harmless: while the order it
+        raised is open, the same key returns that order instead of raising a second one.
+        """
         priority, policy = report.priority, self._policies.report_policy(report.category,
                                                                          report.priority)
         async with self._lock:
+            order_id = str(uuid.uuid4()) if key is None else str(
+                uuid.uuid5(_REPORT_KEYS, f"{self._site.id}/{self._site.gateway_id}/{key}"))
+            known = self._orders.get(order_id)
+            if known is not None:
+                return known.order
             raised, mono = self._clock.time(), self._clock.monotonic()
-            order_id = str(uuid.uuid4())
             first = policy.ladder[0]
             order = WorkOrder(
                 id=order_id, seq=1, site_id=self._site.id, gateway_id=self._site.gateway_id,
