@@ -122,7 +122,8 @@ def category_title(category: str, lang: str = DEFAULT_LANGUAGE,
         category: The category id, e.g. ``fire_prealarm``.
         lang: ``zh-CN`` (default) or ``en`` (see :func:`language`).
         config: The site's config (or its ``work_orders``), whose
-            ``categories.<name>.title`` wins over the built-in title.
+            ``categories.<name>.title`` wins over the built-in title; then the report
+            catalogue's title (``reports.categories.<name>.title``).
 
     Returns:
         The title; for a category nobody gave one, the id (English: the id as words).
@@ -136,6 +137,10 @@ def category_title(category: str, lang: str = DEFAULT_LANGUAGE,
     override = policies.categories.get(category) if policies is not None else None
     if override is not None and override.title is not None:
         return override.title.zh if zh else override.title.en
+    reports = getattr(getattr(config, "reports", None), "categories", None) or {}
+    report = reports.get(category)
+    if report is not None:  # a report catalogue entry, the site's own ones included
+        return str(report.title.zh if zh else report.title.en)
     title = CATEGORY_TITLES.get(category)
     if title is not None:
         return title.zh if zh else title.en

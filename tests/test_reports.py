@@ -33,6 +33,7 @@ from gateway.config import (
 )
 from gateway.console import UserStore, users_path
 from gateway.errors import ConfigError
+from gateway.i18n import category_title
 from gateway.reports_cli import run_reports_async
 from gateway.upstream.schema import upstream_schema
 from gateway.workorders import (
@@ -83,6 +84,10 @@ reports:
     assert site.reports.category("gas_smell") is not None
     assert site.reports.category("other_repair") is None
     assert "other_repair" not in site.reports.enabled()
+    # The site's own category has its title wherever categories are named (console, orders).
+    assert (category_title("gas_smell", "zh-CN", site), category_title("gas_smell", "en", site)
+            ) == ("燃气味", "Gas smell")
+    assert category_title("noise", "en", site) == "Noise"
 
 
 def test_a_catalogue_mistake_names_the_key() -> None:
@@ -297,6 +302,9 @@ async def test_a_phone_report_is_graded_goes_upstream_and_escalates_once(
     validator = jsonschema_rs.validator_for(upstream_schema())
     async with running_site(tmp_path, mosquitto.port, fake_clock) as site:
         operator, viewer = await site.client("wang"), await site.client("li")
+        status, about = await viewer.get("/api/v1/site")
+        assert status == 200 and about["categories"]["noise"] == {"zh": "噪音", "en": "Noise"}, \
+            "report categories are titled for the console like alarm categories"
         status, catalogue = await viewer.get("/api/v1/report-categories")
         assert status == 200 and {"id": "water_leak", "priority": "P1",
                                   "title": {"zh": "漏水", "en": "Water leak"}} \

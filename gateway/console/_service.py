@@ -153,9 +153,11 @@ class ConsoleService:
                     en=category_title(category, "en", config))
 
     def category_titles(self) -> dict[str, Text]:
-        """Every category the rules can raise or the work orders name, with its title."""
+        """Every category the rules can raise, the work orders name or a report can have,
+        with its title."""
         config = self.backend.config
-        names = {r.category for r in config.rules} | set(config.work_orders.categories)
+        names = ({r.category for r in config.rules} | set(config.work_orders.categories)
+                 | set(config.reports.enabled()))
         return {name: self.category_title(name) for name in sorted(names)}
 
     def alarm_views(self) -> list[AlarmView]:
