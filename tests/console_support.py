@@ -15,6 +15,7 @@ import aiohttp
 import aiomqtt
 
 from gateway.app import Gateway
+from gateway.clock import Clock
 from gateway.config import GatewayConfig, load_config_text
 from gateway.console import UserStore, users_path
 
@@ -129,8 +130,9 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running_console(config: GatewayConfig, mqtt_port: int) -> AsyncIterator[Running]:
-    gateway = Gateway(config)
+async def running_console(config: GatewayConfig, mqtt_port: int, *,
+                          clock: Clock | None = None) -> AsyncIterator[Running]:
+    gateway = Gateway(config, clock=clock)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(shutdown_trigger=stop.wait), name="gateway")
     run = None

@@ -21,7 +21,6 @@ import yaml
 from playwright.async_api import expect
 
 from gateway.alarms import AlarmJournal, journal_path
-from gateway.app import Gateway
 from gateway.cli import _parser
 from gateway.clock import FakeClock, SystemClock
 from gateway.config import load_config_text
@@ -39,6 +38,7 @@ from tests.console_support import (
     Running,
     add_users,
     console_config,
+    running_console,
 )
 from tests.support import Mosquitto
 
@@ -50,25 +50,8 @@ ORDER_EVENTS = ["raised", "escalated", "acknowledged", "on_site", "resolved"]
 async def console_on(tmp_path: Path, port: int, clock: FakeClock) -> AsyncIterator[Running]:
     config = console_config(tmp_path, port)
     add_users(config)
-    gateway = Gateway(config, clock=clock)
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(shutdown_trigger=stop.wait), name="gateway")
-    run = None
-    try:
-        async with asyncio.timeout(10):
-            await gateway.started.wait()
-            assert gateway.web is not None
-            await gateway.web.serving.wait()
-            while gateway.drivers[0].health().counters.get("subscribed", 0) < 1:
-                await asyncio.sleep(0.01)
-        run = Running(gateway, f"http://127.0.0.1:{gateway.web.port}", port)
+    async with running_console(config, port, clock=clock) as run:
         yield run
-    finally:
-        if run is not None:
-            for http in run.clients:
-                await http.close()
-        stop.set()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def answer(run: Running, order_id: str, status: str, **extra: str) -> None:

@@ -16,6 +16,7 @@ from gateway.config._conditions import (
     condition_points,
     edge_holds,
     uses_quantifiers,
+    walk,
 )
 from gateway.config._derived import derived_order, derived_problems
 from gateway.config._detectors import bundled_detector_dirs, expand_detectors
@@ -203,4 +204,5 @@ __all__ = [
     "placeholders",
     "read_limited",
     "uses_quantifiers",
+    "walk",
 ]

@@ -11,6 +11,7 @@ within: 60s}``), catch a change as it happens (``{point: open, becomes: true, wh
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -38,6 +39,7 @@ __all__ = [
     "condition_points",
     "edge_holds",
     "uses_quantifiers",
+    "walk",
 ]
 
 Value = bool | int | float | str
@@ -310,35 +312,35 @@ def condition_points(cond: Condition) -> set[str]:
     return names
 
 
+def walk(cond: Condition) -> Iterator[Condition]:
+    """Every condition in the tree, the root first, depth first: ``all``/``any``/``not``, the
+    quantifiers, an edge's ``while`` and the leaves."""
+    yield cond
+    children: list[Condition] = []
+    if isinstance(cond, AllCondition):
+        children = cond.all
+    elif isinstance(cond, AnyCondition):
+        children = cond.any
+    elif isinstance(cond, NotCondition):
+        children = [cond.not_]
+    elif isinstance(cond, AllDevicesCondition):
+        children = [cond.all_devices]
+    elif isinstance(cond, AnyDeviceCondition):
+        children = [cond.any_device]
+    elif isinstance(cond, EdgeCondition) and cond.while_ is not None:
+        children = [cond.while_]
+    for child in children:
+        yield from walk(child)
+
+
 def edge_holds(cond: Condition) -> list[float]:
     """The ``hold`` of every edge leaf in the condition (to check a rule's ``for`` against)."""
-    if isinstance(cond, AllCondition | AnyCondition):
-        members = cond.all if isinstance(cond, AllCondition) else cond.any
-        return [h for c in members for h in edge_holds(c)]
-    if isinstance(cond, NotCondition):
-        return edge_holds(cond.not_)
-    if isinstance(cond, AllDevicesCondition):
-        return edge_holds(cond.all_devices)
-    if isinstance(cond, AnyDeviceCondition):
-        return edge_holds(cond.any_device)
-    if isinstance(cond, EdgeCondition):
-        return [cond.hold, *(edge_holds(cond.while_) if cond.while_ is not None else [])]
-    return []
+    return [c.hold for c in walk(cond) if isinstance(c, EdgeCondition)]
 
 
 def uses_quantifiers(cond: Condition) -> bool:
     """Whether ``all_devices``/``any_device`` appear anywhere in the condition."""
-    if isinstance(cond, AllDevicesCondition | AnyDeviceCondition):
-        return True
-    if isinstance(cond, AllCondition):
-        return any(uses_quantifiers(c) for c in cond.all)
-    if isinstance(cond, AnyCondition):
-        return any(uses_quantifiers(c) for c in cond.any)
-    if isinstance(cond, NotCondition):
-        return uses_quantifiers(cond.not_)
-    if isinstance(cond, EdgeCondition) and cond.while_ is not None:
-        return uses_quantifiers(cond.while_)
-    return False
+    return any(isinstance(c, AllDevicesCondition | AnyDeviceCondition) for c in walk(cond))
 
 
 AllCondition.model_rebuild()

@@ -19,16 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag
 
-from gateway.config._conditions import (
-    AllCondition,
-    AllDevicesCondition,
-    AnyCondition,
-    AnyDeviceCondition,
-    Condition,
-    EdgeCondition,
-    NotCondition,
-    StaleCondition,
-)
+from gateway.config._conditions import Condition, StaleCondition, walk
 from gateway.config._types import Duration, Identifier
 from gateway.config._types import StrictModel as _Model
 
@@ -73,20 +64,7 @@ OfflineSetting = Annotated[
 
 def device_stale_leaves(cond: Condition) -> list[StaleCondition]:
     """The ``stale`` leaves that judge the whole device (no ``point``) in a condition."""
-    if isinstance(cond, StaleCondition):
-        return [cond] if cond.point is None else []
-    if isinstance(cond, AllCondition | AnyCondition):
-        members = cond.all if isinstance(cond, AllCondition) else cond.any
-        return [leaf for c in members for leaf in device_stale_leaves(c)]
-    if isinstance(cond, NotCondition):
-        return device_stale_leaves(cond.not_)
-    if isinstance(cond, AllDevicesCondition):
-        return device_stale_leaves(cond.all_devices)
-    if isinstance(cond, AnyDeviceCondition):
-        return device_stale_leaves(cond.any_device)
-    if isinstance(cond, EdgeCondition) and cond.while_ is not None:
-        return device_stale_leaves(cond.while_)
-    return []
+    return [c for c in walk(cond) if isinstance(c, StaleCondition) and c.point is None]
 
 
 def offline_warnings(config: GatewayConfig) -> list[tuple[str, str]]:
