@@ -36,7 +36,8 @@ from gateway.console import UserStore, users_path
 from gateway.i18n import format_location
 from gateway.simrun import gateway_config_yaml
 from gateway.workorders import WorkOrder
-from simulators.scenario import load_scenario
+from simulators.platform import ScriptedPlatform
+from simulators.scenario import Scenario, load_scenario
 from simulators.site import SimSite, free_port
 
 __all__ = ["DEMO_POLL_INTERVAL", "DEMO_SCENARIO", "DemoOptions", "parse_mqtt_url", "run_demo"]
@@ -129,7 +130,8 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
                     tg.create_task(_status_lines(feed, say), name="demo.status"),
                     tg.create_task(_watch_upstream(config, *upstream, say),
                                    name="demo.upstream-watcher"),
-                    tg.create_task(_play(site, gateway.started), name="demo.scenario"),
+                    tg.create_task(_play(site, gateway.started, _platform(
+                        scenario, config, upstream, say)), name="demo.scenario"),
                 ]
                 await gateway.run(shutdown_trigger=_trigger(options.duration))
                 for task in helpers:
@@ -139,10 +141,26 @@ async def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-async def _play(site: SimSite, started: asyncio.Event) -> None:
-    """The scenario's devices and timeline; the devices keep running after it."""
+async def _play(site: SimSite, started: asyncio.Event,
+                platform: Callable[[float], ScriptedPlatform] | None) -> None:
+    """The scenario's devices, timeline and platform answers; the devices keep running."""
     await started.wait()
-    await site.run(hold=True)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(site.run(hold=True), name="demo.devices")
+        await asyncio.sleep(0)  # the site takes its t0 as it starts
+        if platform is not None:
+            tg.create_task(platform(site.t0).run(), name="demo.platform")
+
+
+def _platform(scenario: Scenario, config: GatewayConfig, upstream: tuple[str, int],
+              say: _Printer) -> Callable[[float], ScriptedPlatform] | None:
+    """The stand-in platform's people: they answer the orders as the scenario scripts."""
+    if config.upstream is None or not scenario.platform:
+        return None
+    base = f"{config.upstream.topic_prefix}/{config.site.id}"
+    return lambda t0: ScriptedPlatform(scenario.platform, *upstream, base=base,
+                                       clock=SystemClock(), t0=t0,
+                                       say=lambda t, text: say.platform(text))
 
 
 def _url(address: tuple[str, int]) -> str:
@@ -263,6 +281,9 @@ class _Printer:
         self._emit("WORK ORDER", f"{order.id} #{order.seq} {what} {order.priority} "
                                  f"{order.title.zh}{zh} / {order.title.en}{en}; respond by "
                                  f"{respond_by:%H:%M:%S}")
+
+    def platform(self, text: str) -> None:
+        self._emit("PLATFORM", text.removeprefix("platform: "))
 
     def upstream(self, topic: str, payload: bytes) -> None:
         try:

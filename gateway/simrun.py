@@ -22,6 +22,7 @@ from gateway.app import Gateway
 from gateway.broker import EmbeddedBroker
 from gateway.clock import ScaledClock
 from gateway.config import GatewayConfig, load_config_text
+from simulators.platform import ORDER_WAIT, ScriptedPlatform
 from simulators.scenario import Scenario
 from simulators.site import Endpoint, SimSite, free_port
 
@@ -120,8 +121,9 @@ async def run_scenario(scenario: Scenario, *, speed: float = 10.0,
                                   for d in scenario.devices):
             embedded = await stack.enter_async_context(EmbeddedBroker(port=free_port()))
             broker = (embedded.host, embedded.port)
+        # The outbox needs a folder; one the caller names (to read the files afterwards) wins.
         state = (stack.enter_context(tempfile.TemporaryDirectory(prefix="propgw-sim-"))
-                 if upstream is not None else None)
+                 if upstream is not None and "state_dir" not in scenario.gateway else None)
         site = await stack.enter_async_context(SimSite(
             scenario, clock=clock, broker=broker,
             on_event=lambda t, text: say(f"[{t:6.1f}s] {text}")))
@@ -146,7 +148,17 @@ async def run_scenario(scenario: Scenario, *, speed: float = 10.0,
             await gateway.started.wait()
             devices = tg.create_task(site.run(hold=True), name="scenario.devices")
             await asyncio.sleep(0)  # the site takes its t0 as it starts
+            platform = None
+            if upstream is not None and config.upstream is not None and scenario.platform:
+                platform = tg.create_task(ScriptedPlatform(
+                    scenario.platform, *upstream,
+                    base=f"{config.upstream.topic_prefix}/{config.site.id}", clock=clock,
+                    t0=site.t0, say=lambda t, text: say(f"[{t:6.1f}s] {text}")).run(),
+                    name="scenario.platform")
             await clock.sleep_until(site.t0 + scenario.duration)
+            if platform is not None:
+                # Its last answers are due by now; their work orders' updates are drained next.
+                await asyncio.wait([platform], timeout=ORDER_WAIT)
             if upstream is not None:
                 await _drained(gateway, say)
             # The gateway stops before the devices: a device saying goodbye as it stops (a
@@ -154,6 +166,8 @@ async def run_scenario(scenario: Scenario, *, speed: float = 10.0,
             done.set()
             await running
             devices.cancel()
+            if platform is not None:
+                platform.cancel()
     result.failures = _verdict(scenario, result.alarms)
     return result
 

@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gateway.config import Duration, YamlProblem, parse_yaml, read_limited
 from simulators.kinds import KINDS
 
-__all__ = ["KINDS", "DeviceSpec", "Expectation", "Scenario", "ScenarioError", "Step",
-           "library", "load_scenario"]
+__all__ = ["KINDS", "DeviceSpec", "Expectation", "PlatformAnswer", "Scenario", "ScenarioError",
+           "Step", "library", "load_scenario"]
 
 Kind = Literal["elevator", "fire_panel", "access_control", "energy_meter", "water_meter"]
 
@@ -90,6 +90,21 @@ class Step(_Model):
         return data
 
 
+class PlatformAnswer(_Model):
+    """What the platform's people do with a work order, at a scenario time.
+
+    The order is the first one the gateway raised for ``rule`` on ``device`` (the gateway's
+    device id, as in ``expect``); the answer goes out once it is known, however late.
+    """
+
+    at: Duration
+    rule: str
+    device: str
+    status: Literal["acknowledged", "on_site", "resolved", "rejected"]
+    by: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=2000)
+
+
 class Expectation(_Model):
     """Alarms matching every given field (any alarm if none is given).
 
@@ -126,6 +141,8 @@ class Scenario(_Model):
     devices: list[DeviceSpec] = Field(min_length=1)
     timeline: list[Step] = Field(default_factory=list)
     expect: Expect = Expect()
+    #: Scripted platform answers, played when the run has an upstream broker.
+    platform: list[PlatformAnswer] = Field(default_factory=list)
     #: Extra gateway config merged into the generated site (rules, thresholds...).
     gateway: dict[str, Any] = Field(default_factory=dict)
     source: Path | None = Field(default=None, exclude=True)
@@ -141,6 +158,10 @@ class Scenario(_Model):
                                  f"(devices: {', '.join(ids)})")
             if step.at > self.duration:
                 raise ValueError(f"timeline[{i}]: at {step.at:g}s is after the scenario's "
+                                 f"duration {self.duration:g}s")
+        for i, answer in enumerate(self.platform):
+            if answer.at > self.duration:
+                raise ValueError(f"platform[{i}]: at {answer.at:g}s is after the scenario's "
                                  f"duration {self.duration:g}s")
         return self
 

@@ -26,7 +26,7 @@ from gateway.clock import FakeClock, SystemClock
 from gateway.config import load_config_text
 from gateway.demo import DEMO_SCENARIO
 from gateway.incidents_cli import run_incidents_async
-from gateway.review import gather_review
+from gateway.review import gather_review, review_html
 from gateway.simrun import run_scenario
 from gateway.workorders import WorkOrderLog, parse_instant, work_order_log_path
 from simulators.scenario import load_scenario
@@ -313,14 +313,20 @@ async def test_the_review_page_renders_in_chromium_and_prints_on_a4(
         assert all(url.startswith(run.base) for url in watched.requests)
 
 
+@pytest.mark.browser
 @pytest.mark.slow
-async def test_the_demos_entrapment_reviewed_from_the_files_it_left(tmp_path: Path) -> None:
-    """The demo's site played at 25x through the real gateway with a state folder; afterwards
-    the review is built from its alarm journal and work-order history files: detection 30 s
-    before the alarm (the rule's on-delay), the readings that raised it, the car recovered
-    and the order's alarm cleared, the acknowledge window overdue (nobody answered)."""
+async def test_the_demos_entrapment_reviewed_from_the_files_it_left(
+        mosquitto: Mosquitto, tmp_path: Path,
+        browser_context: Callable[[str], Awaitable[WatchedContext]]) -> None:
+    """The demo's site played at 25x through the real gateway with a state folder, its stand-in
+    platform answering on cue over a real broker (acknowledged 10 s after the alarm, on site at
+    34 s, resolved at 50 s); afterwards the review is built from the alarm journal and
+    work-order history files the gateway left: detection 30 s before the alarm (the rule's
+    on-delay), the readings that raised it, each answer, the car recovered, a verdict for every
+    window. Its zh-CN page is the docs' screenshot (PROPGW_DOC_SCREENSHOTS=1)."""
+    out = DOC_IMAGES if os.environ.get("PROPGW_DOC_SCREENSHOTS") == "1" else tmp_path
     scenario = load_scenario(DEMO_SCENARIO)
-    result = await run_scenario(scenario, speed=25,
+    result = await run_scenario(scenario, speed=25, upstream=("127.0.0.1", mosquitto.port),
                                 gateway_overrides={"state_dir": str(tmp_path)})
     assert result.passed, result.failures
     # The demo's site (its id names the files), without its devices.
@@ -336,23 +342,40 @@ async def test_the_demos_entrapment_reviewed_from_the_files_it_left(tmp_path: Pa
                       if o.rule_id == "elevator.trapped-between-floors"]
             raised = parse_instant(order.raised_at)
             review = await gather_review(order.id, worklog=worklog, journal=journal,
-                                         config=config, now=raised + 120)
+                                         config=config, now=raised + 3600)
     finally:
         await journal.close()
     assert review is not None and review.priority == "P0"
-    steps = [(e.kind, e.what.en.split(";")[0], e.alarm_id) for e in review.timeline]
+    steps = [(e.kind, e.what.en.split(";")[0]) for e in review.timeline]
     assert steps == [
-        ("detected", "Condition first detected", "elevator.trapped-between-floors@E1"),
-        ("alarm", "Alarm raised", "elevator.trapped-between-floors@E1"),
-        ("work_order", "Work order raised and sent upstream", None),
-        ("alarm", "Alarm condition returned to normal", "elevator.trapped-between-floors@E1"),
-        ("work_order", "Alarm cleared on the work order", None),
-        ("window", "Acknowledge window ended unmet", None),
+        ("detected", "Condition first detected"),
+        ("alarm", "Alarm raised"),
+        ("work_order", "Work order raised and sent upstream"),
+        ("platform", "Acknowledged by the platform"),
+        ("on_site", "Staff on site"),
+        ("alarm", "Alarm condition returned to normal"),
+        ("work_order", "Alarm cleared on the work order"),
+        ("resolved", "Resolved"),
     ], steps
     detected, alarm = review.timeline[0], review.timeline[1]
     assert 29.0 <= alarm.ts - detected.ts <= 32.0, "the rule's 30 s on-delay"
     assert review.evidence and alarm.evidence == review.evidence
-    assert review.timeline[3].ts - alarm.ts < 60, "the technician freed the car within a minute"
-    verdicts = {w.window: (w.verdict, w.margin_s) for w in review.windows}
-    assert verdicts == {"acknowledge": ("overdue", 60.0), "on_site": ("pending", 180.0),
-                        "resolve": ("pending", 1680.0)}
+    acknowledged, on_site, resolved = (e for e in review.timeline
+                                       if e.kind in ("platform", "on_site", "resolved"))
+    # Scenario seconds 44, 68 and 84 against the alarm at 34 (a little jitter at 25x).
+    for entry, after in ((acknowledged, 10), (on_site, 34), (resolved, 50)):
+        assert after - 3 <= entry.ts - alarm.ts <= after + 3, (entry.what.en, entry.ts - alarm.ts)
+    assert "王敏" in (acknowledged.actor or "") and "李强" in (resolved.actor or "")
+    verdicts = {w.window: w.verdict for w in review.windows}
+    assert verdicts == {"acknowledge": "met", "on_site": "met", "resolve": "met"}, verdicts
+
+    watched = await browser_context("http://127.0.0.1")
+    page = await watched.context.new_page()
+    await page.set_viewport_size({"width": 900, "height": 1200})
+    await page.set_content(review_html(review, "zh-CN"))
+    await expect(page.locator("h1")).to_contain_text("事后复盘：电梯困人")
+    await expect(page.locator("table.timeline tbody tr")).to_have_count(len(steps))
+    await expect(page.locator("table.windows .v-met")).to_have_count(3)
+    await screenshot(page, out / "incident-review-demo-zh.png")
+    watched.assert_clean()
+    assert watched.requests == [], "the page fetches nothing"

@@ -37,6 +37,17 @@ def test_bad_scenarios_are_explained(tmp_path: Path) -> None:
         load_scenario(bad)
     with pytest.raises(ScenarioError, match="no such file or library scenario"):
         load_scenario("no-such-scenario")
+    late = tmp_path / "late.yaml"
+    late.write_text("name: x\ndescription: d\nduration: 30s\ndevices: [{id: E1, kind: elevator}]\n"
+                    "platform: [{at: 40s, rule: r, device: E1, status: resolved}]\n")
+    with pytest.raises(ScenarioError, match="platform\\[0\\]: at 40s is after the scenario's "
+                                            "duration 30s"):
+        load_scenario(late)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("name: x\ndescription: d\ndevices: [{id: E1, kind: elevator}]\n"
+                       "platform: [{at: 4s, rule: r, device: E1, status: fixed}]\n")
+    with pytest.raises(ScenarioError, match="status"):
+        load_scenario(unknown)
 
 
 async def test_entrapment_scenario_passes_against_the_gateway() -> None:
