@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +23,7 @@ from gateway.alarms import Detection, RuleEvaluator
 from gateway.app import Gateway
 from gateway.bus import Bus
 from gateway.clock import FakeClock
-from gateway.config import GatewayConfig, load_config, load_config_text
+from gateway.config import GatewayConfig, load_config, load_config_text, references
 from gateway.errors import ConfigError
 from gateway.model import Quality, Reading, Value
 from tests.support import Mosquitto
@@ -441,3 +442,25 @@ async def test_a_fire_door_rule_reads_the_panels_zone_state_by_reference(
         await fake_clock.advance(5)
         assert active() == set()
         assert all(o["alarm_active"] is False for o in orders[seen:])
+
+
+def test_the_documented_pairs_load_against_the_bundled_profiles() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    section = doc[doc.index("### Conditions on other devices"):doc.index("### Detector packs")]
+    rules = "".join(re.findall(r"```yaml\n(.*?)```", section, re.S))
+    config = load_config_text("""
+site: {id: s, name: s, gateway_id: g}
+brokers: {local: {host: 127.0.0.1}}
+devices:
+  - {id: door-3F-east, driver: mqtt, kind: access_door,
+     points: [{name: locked, topic: acs/3fe/locked, type: bool}]}
+  - {id: "{panel}-zone-{zone}", driver: mqtt, profile: fire-panel-zone-mqtt}
+  - {id: "{panel}", driver: mqtt, profile: fire-panel-mqtt}
+  - {id: E1, driver: modbus-tcp, host: 127.0.0.1, profile: elevator-modbus}
+  - {id: main-meter, driver: modbus-tcp, host: 127.0.0.1, profile: chint-dtsu666}
+rules:
+""" + rules)
+    assert [r.id for r in config.rules] == [
+        "door-locked-in-fire", "car-not-homed-in-fire", "stopped-between-floors-in-power-cut"]
+    assert {ref.device for r in config.rules for ref in references(r.when)} == {
+        "FACP-1-zone-3", "FACP-1", "main-meter"}
