@@ -464,3 +464,17 @@ rules:
         "door-locked-in-fire", "car-not-homed-in-fire", "stopped-between-floors-in-power-cut"]
     assert {ref.device for r in config.rules for ref in references(r.when)} == {
         "FACP-1-zone-3", "FACP-1", "main-meter"}
+
+
+def test_check_config_verbose_prints_the_referenced_device() -> None:
+    from gateway.check_cli import format_condition
+
+    (rule,) = site(LOCKED_IN_FIRE).rules
+    assert format_condition(rule.when) == [
+        "all of:", "  locked == true", "  on fire-panel-1: zone3_state == 2"]
+    (rule,) = site(ZONE_NOT_NORMAL.replace(
+        "{device: fire-panel-1, point: zone3_state, ne: 0}",
+        "{device: fire-panel-1, any: [{point: zone3_state, eq: 2}, {comm_loss: true}]}")).rules
+    assert format_condition(rule.when) == [
+        "on fire-panel-1:", "  any of:", "    zone3_state == 2",
+        "    the device does not answer (comm loss)"]
