@@ -393,13 +393,15 @@ class RuleEvaluator:
         return inst
 
     def _context(self, device_id: str, now: float) -> Context:
+        def other(device: str) -> Context:  # a group's member, or a referenced device
+            return self._context(device, now)
+
         return Context(values=self._values.get(device_id, {}),
                        last_good=self._last_good.get(device_id, {}), mono=now,
-                       wall=self._clock.time(), tz=self._tz,
-                       member=lambda member: self._context(member, now),
+                       wall=self._clock.time(), tz=self._tz, member=other,
                        lost_since=self._lost_since.get(device_id, {}),
                        offline=getattr(self._directory.get(device_id), "offline", None),
-                       device=lambda other: self._context(other, now))
+                       device=other)
 
     async def _evaluate(self, inst: _Instance) -> None:
         now = self._clock.monotonic()
