@@ -181,9 +181,15 @@ def format_condition(cond: Condition, indent: str = "  ") -> list[str]:
         AllDevicesCondition,
         AnyCondition,
         AnyDeviceCondition,
+        DeviceRefCondition,
         NotCondition,
     )
 
+    if isinstance(cond, DeviceRefCondition):
+        inner = format_condition(cond.when, indent)
+        if len(inner) == 1:
+            return [f"on {cond.device}: {inner[0]}"]
+        return [f"on {cond.device}:", *(indent + line for line in inner)]
     groups: list[tuple[type[Any], str, str]] = [
         (AllCondition, "all", "all of:"), (AnyCondition, "any", "any of:"),
     ]

@@ -27,6 +27,7 @@ from gateway.config import (
     CommLossCondition,
     Condition,
     CounterCondition,
+    DeviceRefCondition,
     EdgeCondition,
     NotCondition,
     OfflineSetting,
@@ -37,8 +38,8 @@ from gateway.config import (
 )
 from gateway.model import Quality, Reading, Value
 
-__all__ = ["Context", "LearnedLevel", "Node", "compile_condition", "learned_levels", "learns",
-           "restore_levels", "site_zone"]
+__all__ = ["Context", "LearnedLevel", "Node", "OnDevice", "compile_condition", "learned_levels",
+           "learns", "reference_nodes", "restore_levels", "site_zone"]
 
 _ORDERED: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le,
@@ -62,6 +63,8 @@ class Context:
     lost_since: Mapping[str, float] = field(default_factory=dict)
     #: The device's ``offline`` policy: what its silence means to ``stale`` (device-wide).
     offline: OfflineSetting | None = None
+    #: The context of any other device, for conditions that reference one (``device:``).
+    device: Callable[[str], Context] | None = None
 
 
 class Node:
@@ -113,6 +116,8 @@ def compile_condition(cond: Condition, members: Sequence[str] = ()) -> Node:
                      if cond.while_ is not None else None)
     if isinstance(cond, BaselineCondition):
         return _Baseline(cond)
+    if isinstance(cond, DeviceRefCondition):
+        return OnDevice(cond.device, compile_condition(cond.when))
     assert isinstance(cond, ScheduleCondition)
     return _Schedule(cond)
 
@@ -159,6 +164,11 @@ def _baselines(node: Node) -> Iterable[_Baseline]:
             yield from _baselines(member)
     elif isinstance(node, _Edge) and node.guard is not None:
         yield from _baselines(node.guard)
+    elif isinstance(node, _EachDevice):
+        for inner in node.inner.values():
+            yield from _baselines(inner)
+    elif isinstance(node, OnDevice):
+        yield from _baselines(node.inner)
 
 
 class _Group(Node):
@@ -476,6 +486,47 @@ class _Baseline(Node):
         if not isinstance(value, int | float) or isinstance(value, bool):
             return None
         return value > self.baseline * self.factor and value - self.baseline > self.excess
+
+
+class OnDevice(Node):
+    """A condition judged on another device (``device:``): on that device's readings, with
+    the same three-valued logic, so a referenced point that is bad, missing or comm-loss makes
+    a comparison unknown, never true.
+
+    The tree's own :meth:`observe` does not reach it (those are the rule's device's
+    readings); the evaluator hands it the referenced device's readings through
+    :meth:`observe_referenced` (see :func:`reference_nodes`).
+    """
+
+    def __init__(self, device: str, inner: Node) -> None:
+        self.device = device
+        self.inner = inner
+        self.time_dependent = inner.time_dependent
+
+    def observe_referenced(self, reading: Reading, mono: float) -> None:
+        if reading.device == self.device:
+            self.inner.observe(reading, mono)
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        if ctx.device is None:
+            return None
+        return self.inner.evaluate(ctx.device(self.device))
+
+    def since(self, ctx: Context) -> float | None:
+        return None if ctx.device is None else self.inner.since(ctx.device(self.device))
+
+
+def reference_nodes(node: Node) -> list[OnDevice]:
+    """Every reference in a compiled tree (each member's tree of a group included)."""
+    if isinstance(node, OnDevice):
+        return [node]
+    if isinstance(node, _Group):
+        return [ref for member in node.members for ref in reference_nodes(member)]
+    if isinstance(node, _Edge) and node.guard is not None:
+        return reference_nodes(node.guard)
+    if isinstance(node, _EachDevice):
+        return [ref for inner in node.inner.values() for ref in reference_nodes(inner)]
+    return []
 
 
 class _Schedule(Node):

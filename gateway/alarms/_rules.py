@@ -11,6 +11,11 @@ Delays run on the injected clock, one timer task per pending instance, inside th
 TaskGroup. Conditions that change with time alone (stale data, schedules, sliding windows,
 rates, changes) are re-evaluated by one ticker every ``tick`` seconds of the clock.
 
+A condition may read another device (``{device: fire-panel-1, point: zone3_state, eq: FIRE}``):
+an index from each referenced (device, point) to the instances that read it, built with the
+instances, lets a reading of the referenced device re-evaluate exactly those instances, so the
+rule follows either side; a device nobody references costs one dictionary look-up per message.
+
 The readings of one message (one MQTT payload, one Modbus read: same device, same receive
 time) are applied together before the rules are evaluated, so a rule never sees half of a
 message: a door state ``{open: true, locked: false}`` arriving after ``{open: false, locked:
@@ -37,9 +42,11 @@ from gateway.alarms._conditions import (
     Context,
     LearnedLevel,
     Node,
+    OnDevice,
     compile_condition,
     learned_levels,
     learns,
+    reference_nodes,
     restore_levels,
     site_zone,
 )
@@ -54,6 +61,7 @@ from gateway.config import (
     Location,
     RuleConfig,
     condition_points,
+    references,
 )
 from gateway.config import placeholders as id_placeholders
 from gateway.devices import DeviceDirectory
@@ -101,6 +109,8 @@ class RuleEvaluator:
         self._reuse: dict[str, _Instance] = {}
         self.evaluations = 0
         self._groups_of: dict[str, list[_Instance]] = {}
+        #: Referenced device -> point (or "*") -> the instances whose condition reads it.
+        self._readers: dict[str, dict[str, list[_Instance]]] = {}
         for rule in self._rules:
             if rule.group_by is not None:
                 self._build_groups(rule, config)
@@ -207,6 +217,7 @@ class RuleEvaluator:
             self._directory = DeviceDirectory(config.devices)
             self._rules = list(config.rules)
             self._instances, self._timed, self._groups_of = {}, [], {}
+            self._readers = {}
             self._reuse = dict(old)
             try:
                 for rule in self._rules:
@@ -272,6 +283,7 @@ class RuleEvaluator:
                 lost.pop(reading.point, None)
             elif reading.point not in lost:
                 lost[reading.point] = _silent_since(reading, now)
+        readers = self._readers_of(device, readings, now) if device in self._readers else []
         for inst in self._instances_for(device):
             seen = [r for r in readings if r.point in inst.points or ALL_POINTS in inst.points]
             if seen:
@@ -279,8 +291,35 @@ class RuleEvaluator:
                     inst.node.observe(reading, now)
                 self.evaluations += 1
                 await self._evaluate(inst)
+                if inst in readers:
+                    readers.remove(inst)  # judged once per message
+        for inst in readers:
+            self.evaluations += 1
+            await self._evaluate(inst)
 
     # -- internals
+
+    def _readers_of(self, device: str, readings: Sequence[Reading], now: float
+                    ) -> list[_Instance]:
+        """The instances of other devices whose condition reads any of ``readings``, once
+        each, with the readings handed to their references to that device."""
+        by_point = self._readers[device]
+        found: dict[str, _Instance] = {}
+        for reading in readings:
+            for inst in (*by_point.get(reading.point, ()), *by_point.get(ALL_POINTS, ())):
+                found.setdefault(inst.alarm_id, inst)
+        for inst in found.values():
+            for ref in inst.refs:
+                if ref.device == device:
+                    for reading in readings:
+                        ref.observe_referenced(reading, now)
+        return list(found.values())
+
+    def _index_references(self, inst: _Instance) -> None:
+        for device, points in inst.reads.items():
+            by_point = self._readers.setdefault(device, {})
+            for point in points:
+                by_point.setdefault(point, []).append(inst)
 
     async def _ticker(self) -> None:
         next_save = self._clock.monotonic() + self._save_every
@@ -344,18 +383,25 @@ class RuleEvaluator:
         old = self._reuse.pop(f"{rule.id}@{device_id}", None)
         if old is not None and (old.rule, old.name, old.location, old.members) == (
                 rule, name, location, members):
-            return old
-        node = compile_condition(rule.when, members)
-        restore_levels(node, self._saved.get(f"{rule.id}@{device_id}", ()))
-        return _Instance(rule, node, device_id, name, location, members)
+            inst = old
+        else:
+            node = compile_condition(rule.when, members)
+            restore_levels(node, self._saved.get(f"{rule.id}@{device_id}", ()))
+            inst = _Instance(rule, node, device_id, name, location, members)
+        if inst.reads:
+            self._index_references(inst)
+        return inst
 
     def _context(self, device_id: str, now: float) -> Context:
+        def other(device: str) -> Context:  # a group's member, or a referenced device
+            return self._context(device, now)
+
         return Context(values=self._values.get(device_id, {}),
                        last_good=self._last_good.get(device_id, {}), mono=now,
-                       wall=self._clock.time(), tz=self._tz,
-                       member=lambda member: self._context(member, now),
+                       wall=self._clock.time(), tz=self._tz, member=other,
                        lost_since=self._lost_since.get(device_id, {}),
-                       offline=getattr(self._directory.get(device_id), "offline", None))
+                       offline=getattr(self._directory.get(device_id), "offline", None),
+                       device=other)
 
     async def _evaluate(self, inst: _Instance) -> None:
         now = self._clock.monotonic()
@@ -418,6 +464,10 @@ class RuleEvaluator:
         rule = inst.rule
         if inst.members:
             evidence = inst.evidence()
+        for device, points in inst.reads.items():  # labelled "device:point"
+            theirs = self._values.get(device, {})
+            evidence.update({f"{device}:{name}": (theirs[name].value if name in theirs else None)
+                             for name in sorted(points - {ALL_POINTS})})
         # Messages may name any point of the device, not only those the rule reads.
         fields: dict[str, object] = {name: _display(r.value) for name, r in values.items()}
         fields.update(device=inst.device_id, device_name=inst.name,
@@ -453,6 +503,9 @@ class _Instance:
     location: Location
     members: tuple[str, ...] = ()
     points: set[str] = field(init=False)
+    #: Points of other devices the condition reads (``device:``), by device.
+    reads: dict[str, set[str]] = field(init=False)
+    refs: list[OnDevice] = field(init=False)
     timer: asyncio.Task[None] | None = None
     active_event: Detection | None = None
     since_mono: float = 0.0
@@ -460,6 +513,10 @@ class _Instance:
 
     def __post_init__(self) -> None:
         self.points = condition_points(self.rule.when)
+        self.reads = {}
+        for ref in references(self.rule.when):
+            self.reads.setdefault(ref.device, set()).update(condition_points(ref.when))
+        self.refs = reference_nodes(self.node)
 
     @property
     def alarm_id(self) -> str:

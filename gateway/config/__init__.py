@@ -8,6 +8,7 @@ from gateway.config._conditions import (
     BaselineCondition,
     CommLossCondition,
     CounterCondition,
+    DeviceRefCondition,
     EdgeCondition,
     RateCondition,
     ScheduleCondition,
@@ -15,6 +16,7 @@ from gateway.config._conditions import (
     StaleCondition,
     condition_points,
     edge_holds,
+    references,
     uses_quantifiers,
     walk,
 )
@@ -82,6 +84,7 @@ from gateway.config._offline import (
     device_stale_leaves,
     offline_warnings,
 )
+from gateway.config._references import reference_problems, referenced_device
 from gateway.config._reports import (
     DEFAULT_REPORT_CATEGORIES,
     REPORT_CHANNELS,
@@ -134,6 +137,7 @@ __all__ = [
     "CounterCondition",
     "DerivedPoint",
     "DeviceConfig",
+    "DeviceRefCondition",
     "Duration",
     "EdgeCondition",
     "EscalationStep",
@@ -203,6 +207,9 @@ __all__ = [
     "parse_yaml",
     "placeholders",
     "read_limited",
+    "reference_problems",
+    "referenced_device",
+    "references",
     "uses_quantifiers",
     "walk",
 ]

@@ -5,7 +5,8 @@ Leaves compare one point (``{point: v, gt: 242, deadband: 2}``), watch data age 
 count events in a sliding window (``{point: event, count: invalid_card, at_least: 5,
 within: 60s}``), catch a change as it happens (``{point: open, becomes: true, while:
 {point: locked, eq: true}}``) or the time of day (``{schedule: {from: "00:00", to: "06:00"}}``);
-``all``, ``any`` and ``not`` combine them.
+``all``, ``any`` and ``not`` combine them. A ``device:`` key judges a condition on another
+device (``{device: fire-panel-1, point: zone3_state, eq: FIRE}``, see :class:`DeviceRefCondition`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "CommLossCondition",
     "Condition",
     "CounterCondition",
+    "DeviceRefCondition",
     "EdgeCondition",
     "NotCondition",
     "PointCondition",
@@ -38,6 +40,7 @@ __all__ = [
     "StaleCondition",
     "condition_points",
     "edge_holds",
+    "references",
     "uses_quantifiers",
     "walk",
 ]
@@ -232,15 +235,51 @@ class NotCondition(_Model):
     not_: Condition = Field(alias="not")
 
 
+#: The internal key a reference keeps its condition under (hidden from error paths).
+_REF_INNER = "device-condition"
+
+
+class DeviceRefCondition(_Model):
+    """A condition judged on another device: ``{device: fire-panel-1, point: zone3_state, eq:
+    FIRE}`` is the point condition ``{point: zone3_state, eq: FIRE}`` on ``fire-panel-1``.
+
+    Any condition may carry ``device:`` (a leaf, or ``all``/``any``/``not`` of leaves); every
+    point in it is the referenced device's, read with the same quality rules as the rule's own
+    points. The reference is written flat, as a key of the condition it qualifies, so it reads
+    like the condition it is; the model keeps that condition under an internal key.
+    """
+
+    device: Identifier = Field(description="the id of the device whose points it reads")
+    when: Condition = Field(alias=_REF_INNER)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, data: Any) -> Any:
+        if isinstance(data, dict) and _REF_INNER not in data and "device" in data:
+            return {"device": data["device"],
+                    _REF_INNER: {k: v for k, v in data.items() if k != "device"}}
+        return data
+
+    @model_validator(mode="after")
+    def _plain(self) -> DeviceRefCondition:
+        kinds = {type(c) for c in walk(self.when)}
+        if kinds & {AllDevicesCondition, AnyDeviceCondition, DeviceRefCondition}:
+            raise ValueError("a condition on a referenced device cannot hold all_devices, "
+                             "any_device or another device: reference; put references "
+                             "inside all_devices/any_device instead")
+        return self
+
+
 # Tags are internal names; the loader hides them from error paths (CONDITION_TAGS).
 _TAGS: tuple[tuple[str, str], ...] = (
+    ("device", "device-ref"),
     ("all", "all-of"), ("any", "any-of"), ("not", "not-of"), ("stale", "stale-check"),
     ("comm_loss", "comm-loss-check"), ("schedule", "schedule-check"), ("count", "counter"),
     ("rate_gt", "rate-check"), ("rate_lt", "rate-check"), ("rate_abs_gt", "rate-check"),
     ("above_baseline", "baseline-check"), ("becomes", "edge"), ("point", "point-check"),
     ("all_devices", "all-devices"), ("any_device", "any-device"),
 )
-CONDITION_TAGS = frozenset(tag for _, tag in _TAGS)
+CONDITION_TAGS = frozenset({*(tag for _, tag in _TAGS), _REF_INNER})
 _MODEL_TAGS: dict[type[BaseModel], str] = {}
 
 
@@ -266,7 +305,8 @@ Condition = Annotated[
     | Annotated[AnyCondition, Tag("any-of")]
     | Annotated[NotCondition, Tag("not-of")]
     | Annotated[AllDevicesCondition, Tag("all-devices")]
-    | Annotated[AnyDeviceCondition, Tag("any-device")],
+    | Annotated[AnyDeviceCondition, Tag("any-device")]
+    | Annotated[DeviceRefCondition, Tag("device-ref")],
     Discriminator(
         _condition_tag,
         custom_error_type="condition",
@@ -276,7 +316,8 @@ Condition = Annotated[
                              "{point, becomes: VALUE}, "
                              "{schedule: {from: HH:MM, to: HH:MM}}, {all: [...]}, "
                              "{any: [...]}, {not: {...}}, {all_devices: {...}} or "
-                             "{any_device: {...}}",
+                             "{any_device: {...}}; any of them with device: ID reads "
+                             "that device",
     ),
 ]
 
@@ -286,7 +327,8 @@ _MODEL_TAGS.update({PointCondition: "point-check", StaleCondition: "stale-check"
                     ScheduleCondition: "schedule-check",
                     BaselineCondition: "baseline-check",
                     AllCondition: "all-of", AnyCondition: "any-of", NotCondition: "not-of",
-                    AllDevicesCondition: "all-devices", AnyDeviceCondition: "any-device"})
+                    AllDevicesCondition: "all-devices", AnyDeviceCondition: "any-device",
+                    DeviceRefCondition: "device-ref"})
 
 
 def condition_points(cond: Condition) -> set[str]:
@@ -301,8 +343,8 @@ def condition_points(cond: Condition) -> set[str]:
         return condition_points(cond.all_devices)
     if isinstance(cond, AnyDeviceCondition):
         return condition_points(cond.any_device)
-    if isinstance(cond, ScheduleCondition):
-        return set()
+    if isinstance(cond, ScheduleCondition | DeviceRefCondition):
+        return set()  # a reference reads another device's points: see references()
     point = getattr(cond, "point", None)
     names = {point} if point is not None else {ALL_POINTS}
     if isinstance(cond, CounterCondition) and cond.reset is not None:
@@ -314,7 +356,10 @@ def condition_points(cond: Condition) -> set[str]:
 
 def walk(cond: Condition) -> Iterator[Condition]:
     """Every condition in the tree, the root first, depth first: ``all``/``any``/``not``, the
-    quantifiers, an edge's ``while`` and the leaves."""
+    quantifiers, an edge's ``while`` and the leaves.
+
+    A reference (``device:``) is yielded but not entered: what it holds is judged on another
+    device, so it is not the rule's own (``references`` lists them)."""
     yield cond
     children: list[Condition] = []
     if isinstance(cond, AllCondition):
@@ -334,8 +379,15 @@ def walk(cond: Condition) -> Iterator[Condition]:
 
 
 def edge_holds(cond: Condition) -> list[float]:
-    """The ``hold`` of every edge leaf in the condition (to check a rule's ``for`` against)."""
-    return [c.hold for c in walk(cond) if isinstance(c, EdgeCondition)]
+    """The ``hold`` of every edge leaf in the condition (to check a rule's ``for`` against),
+    referenced devices' included."""
+    return [c.hold for c in walk(cond) if isinstance(c, EdgeCondition)] + [
+        hold for ref in references(cond) for hold in edge_holds(ref.when)]
+
+
+def references(cond: Condition) -> list[DeviceRefCondition]:
+    """Every ``device:`` reference in the condition, in tree order."""
+    return [c for c in walk(cond) if isinstance(c, DeviceRefCondition)]
 
 
 def uses_quantifiers(cond: Condition) -> bool:
@@ -349,3 +401,4 @@ NotCondition.model_rebuild()
 AllDevicesCondition.model_rebuild()
 AnyDeviceCondition.model_rebuild()
 EdgeCondition.model_rebuild()
+DeviceRefCondition.model_rebuild()

@@ -62,6 +62,7 @@ from gateway.config._northbound import (
     UpstreamConfig,
     WorkOrdersConfig,
 )
+from gateway.config._references import reference_problems
 from gateway.config._reports import ReportsConfig
 from gateway.config._rules import Message, RuleConfig
 from gateway.config._site import BackoffConfig, BrokerConfig, SiteConfig, TlsConfig
@@ -271,7 +272,7 @@ class GatewayConfig(_Model):
                 if missing:
                     problems.append(f"rules[{i}].when: device {dev.id!r} has no point(s) "
                                     f"{', '.join(sorted(missing))} (rule {rule.id})")
-        return problems
+        return problems + reference_problems(self.rules, self.devices, self.points_of)
 
     def points_of(self, dev: DeviceConfig) -> set[str]:
         """Every point of a device a rule may read: its own, derived and accounting points."""
