@@ -15,6 +15,7 @@ from gateway.config._derived import DerivedPoint
 from gateway.config._offline import OfflineSetting
 from gateway.config._types import Duration, Identifier, Value, ValueMap
 from gateway.config._types import StrictModel as _Model
+from gateway.fieldpath import compile_path
 
 __all__ = [
     "DeviceConfig",
@@ -238,6 +239,12 @@ class MqttDevice(_DeviceBase):
         default_factory=dict,
         description="Fill topic placeholders for this one device, e.g. {door: D1} turns a "
                     "profile's acs/{door}/state into acs/D1/state.")
+    split_by: dict[str, str] = Field(
+        default_factory=dict, max_length=8,
+        description="Take device id placeholders from each message's JSON payload: "
+                    "{zone: zone} turns a panel's one topic into devices panel-zone-1, "
+                    "panel-zone-2, ... (id panel-zone-{zone}); a message feeds only the "
+                    "device its field names.")
     points: list[MqttPoint] = Field(default_factory=list)
     offline: OfflineSetting | None = Field(
         default=None,
@@ -258,16 +265,53 @@ class MqttDevice(_DeviceBase):
                 if isinstance(p, dict) and "topic" in p else p for p in points]}
         return data
 
+    @field_validator("split_by")
+    @classmethod
+    def _split_by_syntax(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, path in value.items():
+            if not _PLACEHOLDER.fullmatch("{" + name + "}"):
+                raise ValueError(f"{name!r} is not a placeholder name (letters, "
+                                 f"digits and '_', not starting with a digit), as in "
+                                 f"'split_by: {{zone: zone}}' for the id 'panel-zone-{{zone}}'")
+            try:
+                compile_path(path)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc} (a field of the JSON payload, "
+                                 f"e.g. 'zone' or 'event.zone_no')") from None
+        return value
+
     @model_validator(mode="after")
     def _placeholders_consistent(self) -> MqttDevice:
         _check_unique_points(self.points)
         needed = placeholders(self.id)
+        split = set(self.split_by)
+        unused = sorted(split - needed)
+        if unused:
+            raise ValueError(
+                f"split_by.{unused[0]}: the device id {self.id!r} has no {{{unused[0]}}}; a "
+                f"field taken from the payload must name the device, e.g. id "
+                f"'{self.id}-{{{unused[0]}}}'")
         for point in self.points:
-            missing = needed - placeholders(point.topic)
+            from_topic = placeholders(point.topic)
+            twice = sorted(from_topic & split)
+            if twice:
+                raise ValueError(
+                    f"point {point.name!r}: {{{twice[0]}}} is taken from the topic "
+                    f"{point.topic!r} and from the payload (split_by.{twice[0]}): use one")
+            missing = needed - split - from_topic
             if missing:
+                names = ", ".join("{" + m + "}" for m in sorted(missing))
                 raise ValueError(
                     f"point {point.name!r}: topic {point.topic!r} lacks placeholder(s) "
-                    f"{', '.join('{' + m + '}' for m in sorted(missing))} used in the device id")
+                    f"{names} used in the device id (a topic level such as "
+                    f"'site/{{{min(missing)}}}/state', or a payload field with "
+                    f"'split_by: {{{min(missing)}: FIELD}}')")
+            if split and point.path is None:
+                raise ValueError(
+                    f"point {point.name!r} has no 'path', but split_by reads the device from "
+                    f"the message's JSON payload: give the field the point reads, e.g. "
+                    f"'path: event'")
+        _check_templated_text(self, needed)
         _check_offline(self)
         return self
 
@@ -305,6 +349,21 @@ def _check_topic(topic: str) -> None:
     names = _PLACEHOLDER.findall(topic)
     if len(names) != len(set(names)):
         raise ValueError(f"a placeholder appears twice in {topic!r}")
+
+
+def _check_templated_text(dev: MqttDevice, names: set[str]) -> None:
+    """``name`` and ``location`` may use the id's placeholders (filled per concrete device)."""
+    texts = [("name", dev.name)] + [(f"location.{k}", v)
+                                     for k, v in dev.location.model_dump().items()]
+    for key, text in texts:
+        if not text:
+            continue
+        unknown = sorted(placeholders(text) - names)
+        if unknown:
+            have = ", ".join("{" + n + "}" for n in sorted(names)) or "none"
+            raise ValueError(
+                f"{key} {text!r}: {{{unknown[0]}}} is not a placeholder of the device id "
+                f"{dev.id!r} (it has {have}) and would be shown as written")
 
 
 def _check_offline(dev: MqttDevice) -> None:
