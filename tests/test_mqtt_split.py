@@ -164,3 +164,30 @@ def test_check_config_exits_2_on_a_bad_split_and_shows_a_good_one(tmp_path: Path
     assert refused.returncode == 2
     assert "split_by.zon" in refused.stderr + refused.stdout
     assert "Traceback" not in refused.stderr
+
+
+def test_the_documented_fire_panel_example_loads_and_splits(tmp_path: Path) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text("utf-8")
+    section = doc.split("### Devices split by a payload field", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    site = tmp_path / "site.yaml"
+    site.write_text("site: {id: s, name: s, gateway_id: g}\n"
+                    "brokers: {local: {host: 127.0.0.1}}\n" + example, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(site)],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert ("mqtt FACP-1-zone-{zone} via broker local: 2 point(s) on fire/FACP-1/events "
+            "(QoS 1), {zone} from payload field zone") in done.stdout
+    assert "zone-fire: P0 fire_alarm" in done.stdout
+    zone = DeviceDirectory(load_config_text(site.read_text("utf-8")).devices).get(
+        "FACP-1-zone-3")
+    assert zone is not None and zone.name == "1号消防主机 3防区"
+    device = load_config_text(site.read_text("utf-8")).devices[0]
+    assert isinstance(device, MqttDevice)
+    ids = DeviceIds.compile(device.id, device.split_by)
+    for line, expected in [('{"zone": 3, "event": "FIRE", "detector": 12, "ts": 1767225600}',
+                            "FACP-1-zone-3"),
+                           ('{"zone": 1, "event": "NORMAL", "detector": 0, "ts": 1767225660}',
+                            "FACP-1-zone-1")]:
+        assert line in section
+        assert ids.device_id({}, Payload(line.encode())) == expected
