@@ -89,6 +89,21 @@ def test_the_payload_is_parsed_once_for_the_id_and_every_point() -> None:
     assert payload.document() is first
 
 
+def test_ids_met_before_are_remembered_within_a_bound_and_bad_ones_never() -> None:
+    ids = DeviceIds.compile("z-{zone}", {"zone": "zone"})
+
+    def of(zone: str) -> str:
+        return ids.device_id({}, Payload(f'{{"zone": "{zone}"}}'.encode()))
+
+    assert [of("1"), of("1"), of("2")] == ["z-1", "z-1", "z-2"]
+    for _ in range(2):  # a refused value is refused every time, never remembered
+        with pytest.raises(IdError, match="cannot be part of a device id"):
+            of("a b")
+    # A panel sending random zones cannot make the gateway remember without bound.
+    assert [of(str(n)) for n in range(5000)][-1] == "z-4999"
+    assert len(ids._known) == 4096
+
+
 def test_captured_devices_get_their_own_name_and_location() -> None:
     config = load_config_text(SITE)
     zone = DeviceDirectory(config.devices).get("panel-zone-3")

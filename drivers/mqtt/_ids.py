@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drivers.mqtt._payload import Payload, id_text
 from gateway.fieldpath import PathStep, compile_path
@@ -24,6 +24,7 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _PIECE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _ALPHABET = "letters, digits, '_', '-', '.'; at most 64 characters"
+_KNOWN_MAX = 4096
 
 
 class IdError(ValueError):
@@ -50,6 +51,10 @@ class DeviceIds:
     fields: tuple[tuple[str, str], ...]
     _pieces: tuple[tuple[str, str | None], ...]  # (literal text, placeholder after it or None)
     _steps: tuple[tuple[PathStep, ...], ...]  # compiled paths of ``fields``
+    _names: tuple[str, ...]  # the placeholders of ``_pieces``, in order
+    # Ids already checked, by their captured values: most messages come from devices seen
+    # before, so they skip the checks. Bounded: values come from the network.
+    _known: dict[tuple[str, ...], str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def compile(cls, template: str, split_by: Mapping[str, str] | None = None) -> DeviceIds:
@@ -66,7 +71,8 @@ class DeviceIds:
         pieces.append((template[pos:], None))
         fields = tuple((split_by or {}).items())
         steps = tuple(compile_path(path) for _, path in fields)
-        return cls(template, len(pieces) > 1, fields, tuple(pieces), steps)
+        names = tuple(name for _, name in pieces if name is not None)
+        return cls(template, len(pieces) > 1, fields, tuple(pieces), steps, names)
 
     def device_id(self, topic_values: dict[str, str], payload: Payload) -> str:
         """The concrete device id of one message.
@@ -84,25 +90,37 @@ class DeviceIds:
             return self.template
         for (name, path), steps in zip(self.fields, self._steps, strict=True):
             try:
-                text = id_text(payload, steps, path)
+                topic_values[name] = id_text(payload, steps, path)
             except ValueError as exc:
                 raise IdError(f"split_by {name}: {exc}", from_payload=True) from None
+        try:
+            key = tuple([topic_values[name] for name in self._names])
+        except KeyError as exc:
+            raise IdError(f"no value for {{{exc.args[0]}}} in device id {self.template!r}",
+                          from_payload=False) from None
+        known = self._known.get(key)
+        if known is not None:
+            return known
+        device_id = self._checked(key, topic_values)
+        if len(self._known) < _KNOWN_MAX:
+            self._known[key] = device_id
+        return device_id
+
+    def _checked(self, key: tuple[str, ...], values: dict[str, str]) -> str:
+        """The id from captured values met for the first time, checked."""
+        for name, path in self.fields:
+            text = values[name]
             if not _PIECE.fullmatch(text):
                 raise IdError(f"split_by {name}: field {path!r} is {text[:40]!r}, which cannot "
                               f"be part of a device id ({_ALPHABET})", from_payload=True)
-            topic_values[name] = text
         parts: list[str] = []
-        for literal, placeholder in self._pieces:
+        for (literal, placeholder), value in zip(self._pieces, (*key, ""), strict=True):
             parts.append(literal)
             if placeholder is not None:
-                value = topic_values.get(placeholder)
-                if value is None:
-                    raise IdError(f"no value for {{{placeholder}}} in device id "
-                                  f"{self.template!r}", from_payload=False)
                 parts.append(value)
         device_id = "".join(parts)
         if not _DEVICE_ID.fullmatch(device_id):
-            raise self._invalid(device_id, topic_values)
+            raise self._invalid(device_id, values)
         return device_id
 
     def _invalid(self, device_id: str, values: dict[str, str]) -> IdError:
