@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from drivers.mqtt import DeviceIds, IdError, Payload, TopicPattern
-from gateway.config import MqttDevice, load_config_text
+from gateway.config import MqttDevice, lint, load_config_text
 from gateway.devices import DeviceDirectory
 from gateway.errors import ConfigError
 
@@ -148,16 +148,28 @@ def test_a_split_device_loads() -> None:
     ("path: event, ", "", "point 'event' has no 'path', but split_by reads the device"),
     ("fire/panel1/events", "fire/{zone}/events",
      "{zone} is taken from the topic 'fire/{zone}/events' and from the payload"),
-    ("{zone}防区", "{zonee}防区",
-     "name '1号消防主机 {zonee}防区': {zonee} is not a placeholder of the device id"),
-    ('zone: "{zone}"}', 'zone: "{area}"}',
-     "location.zone '{area}': {area} is not a placeholder of the device id"),
 ])
 def test_split_mistakes_are_explained_with_their_key(old: str, new: str, expected: str) -> None:
     assert old in SITE
     with pytest.raises(ConfigError) as caught:
         load_config_text(SITE.replace(old, new))
     assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("{zone}防区", "{zonee}防区",
+     ("devices[0].name", "'1号消防主机 {zonee}防区': {zonee} is not a placeholder of the device "
+                         "id 'panel-zone-{zone}' (it has {zone}); it would be shown as written")),
+    ('zone: "{zone}"}', 'zone: "{area}"}',
+     ("devices[0].location.zone", "'{area}': {area} is not a placeholder of the device id")),
+])
+def test_a_name_or_location_placeholder_the_id_lacks_is_a_warning(
+        old: str, new: str, expected: tuple[str, str]) -> None:
+    config = load_config_text(SITE.replace(old, new))  # a warning: the site still runs
+    key, message = expected
+    found = [m for k, m in lint(config) if k == key]
+    assert len(found) == 1 and found[0].startswith(message), found
+    assert not [k for k, _ in lint(load_config_text(SITE)) if k.startswith("devices")]
 
 
 def test_check_config_exits_2_on_a_bad_split_and_shows_a_good_one(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "MqttDevice",
     "MqttPoint",
     "placeholders",
+    "templated_text_warnings",
 ]
 
 # --------------------------------------------------------------------------- devices and points
@@ -311,7 +312,6 @@ class MqttDevice(_DeviceBase):
                     f"point {point.name!r} has no 'path', but split_by reads the device from "
                     f"the message's JSON payload: give the field the point reads, e.g. "
                     f"'path: event'")
-        _check_templated_text(self, needed)
         _check_offline(self)
         return self
 
@@ -328,6 +328,29 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def placeholders(text: str) -> set[str]:
     """Names of ``{placeholders}`` in a device id or topic."""
     return set(_PLACEHOLDER.findall(text))
+
+
+def templated_text_warnings(devices: list[Any]) -> list[tuple[str, str]]:
+    """``(key path, message)`` for a ``name`` or ``location`` placeholder the id lacks.
+
+    A templated MQTT device fills its id's placeholders into its name and location; any other
+    ``{word}`` there is shown to operators as written, which is most likely a typo.
+    """
+    found: list[tuple[str, str]] = []
+    for i, dev in enumerate(devices):
+        if not isinstance(dev, MqttDevice):
+            continue
+        names = placeholders(dev.id)
+        texts = [("name", dev.name)] + [(f"location.{k}", v)
+                                         for k, v in dev.location.model_dump().items()]
+        for key, text in texts:
+            unknown = sorted(placeholders(text) - names) if text else []
+            if unknown:
+                have = ", ".join("{" + n + "}" for n in sorted(names)) or "none"
+                found.append((f"devices[{i}].{key}",
+                              f"{text!r}: {{{unknown[0]}}} is not a placeholder of the device "
+                              f"id {dev.id!r} (it has {have}); it would be shown as written"))
+    return found
 
 
 def _fill(topic: str, fills: dict[str, str]) -> str:
@@ -349,21 +372,6 @@ def _check_topic(topic: str) -> None:
     names = _PLACEHOLDER.findall(topic)
     if len(names) != len(set(names)):
         raise ValueError(f"a placeholder appears twice in {topic!r}")
-
-
-def _check_templated_text(dev: MqttDevice, names: set[str]) -> None:
-    """``name`` and ``location`` may use the id's placeholders (filled per concrete device)."""
-    texts = [("name", dev.name)] + [(f"location.{k}", v)
-                                     for k, v in dev.location.model_dump().items()]
-    for key, text in texts:
-        if not text:
-            continue
-        unknown = sorted(placeholders(text) - names)
-        if unknown:
-            have = ", ".join("{" + n + "}" for n in sorted(names)) or "none"
-            raise ValueError(
-                f"{key} {text!r}: {{{unknown[0]}}} is not a placeholder of the device id "
-                f"{dev.id!r} (it has {have}) and would be shown as written")
 
 
 def _check_offline(dev: MqttDevice) -> None:
