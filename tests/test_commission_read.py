@@ -7,6 +7,7 @@ exit with the documented status and one line, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -257,3 +258,34 @@ async def test_read_mqtt_broker_down_exits_1_and_says_why(tmp_path: Path) -> Non
     assert ran.rc == EXIT_NO_ANSWER, ran
     assert "no message within 1s (broker local unreachable:" in ran.out
     assert "Traceback" not in ran.err
+
+
+@pytest.mark.mosquitto
+async def test_read_a_zone_of_a_panel_split_by_a_payload_field(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    site = write_site(tmp_path / "split.yaml", """\
+  - id: "panel-zone-{zone}"
+    driver: mqtt
+    split_by: {zone: zone}
+    points:
+      - {name: event, topic: "fire/panel1/events", path: event, type: string}
+""", brokers=f"brokers:\n  local: {{host: 127.0.0.1, port: {mosquitto.port}}}\n")
+
+    async def publish_later() -> None:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            for _ in range(60):  # until the reader has subscribed (bounded: 6 s)
+                await asyncio.sleep(0.1)
+                await client.publish("fire/panel1/events",
+                                     json.dumps({"zone": 2, "event": "FAULT"}), qos=1)
+                await client.publish("fire/panel1/events",
+                                     json.dumps({"zone": 3, "event": "FIRE"}), qos=1)
+
+    async with asyncio.TaskGroup() as tg:
+        publisher = tg.create_task(publish_later())
+        ran = await propgw("read", "-c", str(site), "panel-zone-3", "--timeout", "5")
+        publisher.cancel()
+    assert ran.rc == EXIT_OK, ran
+    lines = ran.out.splitlines()
+    assert lines[0] == "panel-zone-3 (config device panel-zone-{zone}): mqtt"
+    assert any(line.split()[:1] == ["event"] and "FIRE" in line for line in lines), ran.out
+    assert "FAULT" not in ran.out, "zone 2's messages are not zone 3's"

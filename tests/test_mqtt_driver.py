@@ -256,6 +256,75 @@ async def test_topic_level_that_is_no_valid_device_id_is_counted(mosquitto: Mosq
     assert {r.device for r in sink.readings} == {"door-3"}
 
 
+PANEL_ZONES = {
+    "id": "panel-zone-{zone}", "driver": "mqtt", "kind": "fire_zone",
+    "split_by": {"zone": "zone"},
+    "points": [
+        {"name": "event", "topic": "sunny/fire/panel1/events", "path": "event",
+         "type": "string", "timestamp_path": "ts"},
+        {"name": "detector", "topic": "sunny/fire/panel1/events", "path": "detector"},
+    ],
+}
+
+
+async def test_one_topic_split_by_a_payload_field_feeds_only_the_zone_it_names(
+        mosquitto: Mosquitto) -> None:
+    driver = only_driver(site_config(mosquitto.port, [PANEL_ZONES]), SystemClock())
+    assert driver.subscriptions == (("sunny/fire/panel1/events", 1),)
+    sink = Sink()
+    async with running(driver, sink):
+        await publish(mosquitto.port,
+                      ("sunny/fire/panel1/events",
+                       '{"zone": 3, "event": "FIRE", "detector": 12, "ts": 1767225600}'),
+                      ("sunny/fire/panel1/events",
+                       '{"zone": 1, "event": "FIRE", "detector": 4, "ts": 1767225601}'),
+                      ("sunny/fire/panel1/events",
+                       '{"zone": 1, "event": "NORMAL", "detector": 0, "ts": 1767225602}'))
+        await sink.wait_for(lambda r: r.device == "panel-zone-1" and r.value == "NORMAL")
+    events = [(r.device, r.value) for r in sink.readings if r.point == "event"]
+    assert events == [("panel-zone-3", "FIRE"), ("panel-zone-1", "FIRE"),
+                      ("panel-zone-1", "NORMAL")]
+    assert [r.value for r in sink.of("panel-zone-3", "detector")] == [12]
+    assert sink.of("panel-zone-3", "event")[0].source_ts == 1767225600
+    health = driver.health()
+    assert health.devices == {"panel-zone-3": "ok", "panel-zone-1": "ok"}
+    assert health.counters["readings"] == 6
+    assert health.counters["bad_split"] == 0
+
+
+async def test_a_message_without_the_split_field_feeds_no_device_and_is_logged_once(
+        mosquitto: Mosquitto, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="drivers.mqtt")
+    driver = only_driver(site_config(mosquitto.port, [PANEL_ZONES]), fake_clock)
+    sink = Sink()
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name.startswith("drivers.mqtt") and r.levelno == logging.WARNING
+                and "feeds no device" in r.getMessage()]
+
+    async with running(driver, sink):
+        await publish(mosquitto.port,
+                      ("sunny/fire/panel1/events", '{"event": "FIRE", "detector": 1}'),
+                      ("sunny/fire/panel1/events", '{"zone": "zone 2", "event": "FIRE"}'),
+                      ("sunny/fire/panel1/events", "FIRE zone 2"),
+                      ("sunny/fire/panel1/events", '{"zone": 2, "event": "FIRE", "detector": 7}'))
+        await sink.wait_for(lambda r: r.device == "panel-zone-2", count=2)
+        assert driver.health().counters["bad_split"] == 3
+        assert {r.device for r in sink.readings} == {"panel-zone-2"}
+        assert len(warnings()) == 1  # the rest within the interval at DEBUG only
+        assert ("message on 'sunny/fire/panel1/events' feeds no device 'panel-zone-{zone}': "
+                "split_by zone: field 'zone' is missing") in warnings()[0]
+        await fake_clock.advance(60)
+        await publish(mosquitto.port, ("sunny/fire/panel1/events", '{"event": "FIRE"}'),
+                      ("sunny/fire/panel1/events",
+                       '{"zone": 2, "event": "NORMAL", "ts": 1767225600}'))
+        await sink.wait_for(lambda r: r.device == "panel-zone-2" and r.value == "NORMAL")
+        assert len(warnings()) == 2
+        assert "(2 similar suppressed" in warnings()[-1]
+    assert driver.health().counters["bad_topic"] == 0
+
+
 # --------------------------------------------------------------------------- link loss
 
 

@@ -13,12 +13,15 @@ from gateway.lazy import lazy_attributes
 if TYPE_CHECKING:
     from drivers.mqtt._build import build_mqtt_drivers, describe_subscriptions
     from drivers.mqtt._driver import MALFORMED_LOG_INTERVAL, MqttDriver
-    from drivers.mqtt._payload import Decoded, Payload, PointDecoder, compile_path
+    from drivers.mqtt._ids import DeviceIds, IdError
+    from drivers.mqtt._payload import Decoded, Payload, PointDecoder, compile_path, id_text
     from drivers.mqtt._topics import TopicPattern, expand_device_id, is_template
 
 __all__ = [
     "MALFORMED_LOG_INTERVAL",
     "Decoded",
+    "DeviceIds",
+    "IdError",
     "MqttDriver",
     "Payload",
     "PointDecoder",
@@ -27,6 +30,7 @@ __all__ = [
     "compile_path",
     "describe_subscriptions",
     "expand_device_id",
+    "id_text",
     "is_template",
 ]
 
@@ -34,6 +38,8 @@ __all__ = [
 #: plan the polling without importing the protocol library (PEP 562).
 _WHERE = {
     "Decoded": "drivers.mqtt._payload",
+    "DeviceIds": "drivers.mqtt._ids",
+    "IdError": "drivers.mqtt._ids",
     "MALFORMED_LOG_INTERVAL": "drivers.mqtt._driver",
     "MqttDriver": "drivers.mqtt._driver",
     "Payload": "drivers.mqtt._payload",
@@ -43,6 +49,7 @@ _WHERE = {
     "compile_path": "drivers.mqtt._payload",
     "describe_subscriptions": "drivers.mqtt._build",
     "expand_device_id": "drivers.mqtt._topics",
+    "id_text": "drivers.mqtt._payload",
     "is_template": "drivers.mqtt._topics",
 }
 

@@ -73,9 +73,11 @@ def describe_subscriptions(config: GatewayConfig) -> list[str]:
         for device in devices:
             filters = dict.fromkeys(TopicPattern.compile(p.topic).filter for p in device.points)
             stale = f", stale after {device.stale_after:g}s" if device.stale_after else ""
+            split = "".join(f", {{{name}}} from payload field {path}"
+                            for name, path in device.split_by.items())
             lines.append(f"mqtt {device.id} via broker {broker_id}: {len(device.points)} "
                          f"point(s) on {', '.join(filters) or 'no topic'} (QoS {device.qos})"
-                         f"{stale}")
+                         f"{split}{stale}")
     return lines
 
 

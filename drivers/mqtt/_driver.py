@@ -9,7 +9,8 @@ Per broker, :class:`MqttDriver` runs two tasks in one TaskGroup:
   injected clock until the earliest deadline; the dispatcher wakes it early only when a device
   starts being watched with a deadline before the one it sleeps on.
 
-Devices whose id has ``{placeholders}`` become known when their first message arrives; devices
+Devices whose id has ``{placeholders}`` (filled from topic levels, or from payload fields with
+``split_by``) become known when their first message arrives; devices
 with a literal id are known from the start, so a fire panel that never says anything still
 turns comm-loss when the broker is down or its ``stale_after`` passes.
 """
@@ -26,8 +27,9 @@ from datetime import UTC, tzinfo
 import aiomqtt
 
 from drivers.base import LinkHealth, ReadingSink
+from drivers.mqtt._ids import DeviceIds, IdError
 from drivers.mqtt._payload import Payload, PointDecoder
-from drivers.mqtt._topics import TopicPattern, expand_device_id, is_template
+from drivers.mqtt._topics import TopicPattern
 from gateway.aio import raise_if_cancelling, task_group
 from gateway.clock import Clock
 from gateway.config import BrokerConfig, MqttDevice
@@ -41,8 +43,8 @@ log = logging.getLogger(__name__)
 
 #: After the first WARNING about a point's malformed payloads, at most one per this many seconds.
 MALFORMED_LOG_INTERVAL = 60.0
-_COUNTERS = ("messages", "readings", "malformed", "unmatched", "bad_topic", "subscribe_refused",
-             "comm_loss")
+_COUNTERS = ("messages", "readings", "malformed", "unmatched", "bad_topic", "bad_split",
+             "subscribe_refused", "comm_loss")
 # Filters per SUBSCRIBE packet: small enough for brokers that cap packet size.
 _SUBSCRIBE_BATCH = 64
 
@@ -61,7 +63,7 @@ class _Route:
     device: MqttDevice
     pattern: TopicPattern
     decoders: tuple[PointDecoder, ...]
-    templated: bool
+    ids: DeviceIds  # shared by the device's routes
 
 
 @dataclass(slots=True, eq=False)
@@ -142,6 +144,8 @@ class MqttDriver:
 
         Counters: ``messages`` received, ``readings`` emitted, ``malformed`` payloads,
         ``unmatched`` messages, ``bad_topic`` (a topic level that is not a valid device id),
+        ``bad_split`` (a message whose ``split_by`` field is missing or names no valid device;
+        it feeds no device of that entry),
         ``subscribe_refused`` filters, ``comm_loss`` readings, ``connects``,
         ``connect_failures`` and ``subscribed`` (completed subscription rounds).
         """
@@ -178,7 +182,7 @@ class MqttDriver:
         started = self._clock.monotonic()
         for route in self._routes:
             key = (route.index, route.device.id)
-            if not route.templated and key not in self._tracked:
+            if not route.ids.templated and key not in self._tracked:
                 self._tracked[key] = _Tracked(route.device.id, route.device, started,
                                               _Status.WAITING)
         try:
@@ -236,13 +240,11 @@ class MqttDriver:
                 continue
             matched = True
             device_id = route.device.id
-            if route.templated:
+            if route.ids.templated:
                 try:
-                    device_id = expand_device_id(route.device.id, values)
-                except ValueError as exc:
-                    self._count("bad_topic")
-                    self._limited_warning(("", route.pattern.template),
-                                          "%s: message on %r ignored: %s", topic, exc)
+                    device_id = route.ids.device_id(values, payload)
+                except IdError as exc:
+                    self._bad_id(route, topic, exc)
                     continue
             self._seen(route, device_id)
             for decoder in route.decoders:
@@ -263,6 +265,17 @@ class MqttDriver:
         if not matched:
             self._count("unmatched")
             log.debug("%s: no point matches topic %r", self.name, topic)
+
+    def _bad_id(self, route: _Route, topic: str, exc: IdError) -> None:
+        if exc.from_payload:
+            self._count("bad_split")
+            self._limited_warning((route.device.id, "split_by"),
+                                  "%s: message on %r feeds no device %r: %s", topic,
+                                  route.device.id, exc)
+        else:
+            self._count("bad_topic")
+            self._limited_warning(("", route.pattern.template),
+                                  "%s: message on %r ignored: %s", topic, exc)
 
     def _seen(self, route: _Route, device_id: str) -> None:
         now = self._clock.monotonic()
@@ -384,6 +397,11 @@ def _compile_routes(devices: Sequence[MqttDevice], tz: tzinfo) -> tuple[_Route, 
     routes: list[_Route] = []
     problems: list[ConfigProblem] = []
     for index, device in enumerate(devices):
+        try:
+            ids = DeviceIds.compile(device.id, device.split_by)
+        except ValueError as exc:
+            problems.append(ConfigProblem(f"device {device.id!r}, split_by", str(exc)))
+            continue
         by_topic: dict[str, list[PointDecoder]] = {}
         for point in device.points:
             try:
@@ -399,8 +417,7 @@ def _compile_routes(devices: Sequence[MqttDevice], tz: tzinfo) -> tuple[_Route, 
             except ValueError as exc:
                 problems.append(ConfigProblem(f"device {device.id!r}, topic", str(exc), topic))
                 continue
-            routes.append(_Route(index, device, pattern, tuple(decoders),
-                                 is_template(device.id)))
+            routes.append(_Route(index, device, pattern, tuple(decoders), ids))
     if problems:
         raise ConfigError("mqtt devices", problems)
     return tuple(routes)

@@ -33,15 +33,14 @@ from typing import Any
 
 from gateway.config import MqttPoint
 from gateway.errors import DecodeError
+from gateway.fieldpath import PathStep, compile_path
 
-__all__ = ["Decoded", "Payload", "PointDecoder", "compile_path"]
+__all__ = ["Decoded", "Payload", "PointDecoder", "compile_path", "id_text"]
 
 Scalar = bool | int | float | str
-PathStep = str | int
 
 _INT = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_PATH_TOKEN = re.compile(r"(?P<key>[^.\[\]]+)|\[(?P<index>-?\d+)\]|(?P<dot>\.)")
 _TRUE = frozenset({"true", "1", "on"})
 _FALSE = frozenset({"false", "0", "off"})
 # Longest integer text that can be within float range (1.8e308 has 309 digits).
@@ -104,40 +103,6 @@ class Payload:
                 raise _Invalid("payload JSON is nested too deeply") from None
             self._parsed = True
         return self._document
-
-
-def compile_path(path: str) -> tuple[PathStep, ...]:
-    """Split a field path such as ``a.b[0].c`` into ``("a", "b", 0, "c")``.
-
-    Raises:
-        ValueError: The path is not ``key``, ``[index]`` steps joined by dots.
-    """
-    steps: list[PathStep] = []
-    pos = 0
-    expect_key = False  # right after a dot
-    while pos < len(path):
-        match = _PATH_TOKEN.match(path, pos)
-        if match is None:
-            raise ValueError(f"bad field path {path!r} at char {pos}: expected a name or "
-                             f"[index]")
-        if match.group("dot") is not None:
-            if not steps or expect_key:
-                raise ValueError(f"bad field path {path!r}: empty name at char {pos}")
-            expect_key = True
-        elif match.group("key") is not None:
-            if steps and not expect_key:
-                raise ValueError(f"bad field path {path!r}: missing '.' at char {pos}")
-            steps.append(match.group("key"))
-            expect_key = False
-        else:
-            if expect_key:
-                raise ValueError(f"bad field path {path!r}: name expected after '.' at char "
-                                 f"{pos}")
-            steps.append(int(match.group("index")))
-        pos = match.end()
-    if not steps or expect_key:
-        raise ValueError(f"bad field path {path!r}: it is empty or ends with '.'")
-    return tuple(steps)
 
 
 class PointDecoder:
@@ -389,3 +354,26 @@ def _short(value: Any) -> str:
         if not text.isprintable():
             text = json.dumps(value)  # \u escapes for U+2028 and the like
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def id_text(payload: Payload, steps: tuple[PathStep, ...], path: str) -> str:
+    """The text of the field at ``path`` of a JSON payload, to become part of a device id.
+
+    Text stays as it is; a whole number is its digits (``3`` and ``3.0`` are ``"3"``).
+
+    Raises:
+        ValueError: The payload is not JSON, the field is missing, or it is not text or a whole
+            number (a boolean, a fraction, null, an object or a list names no device).
+    """
+    try:
+        raw = _walk(payload.document(), steps, path)
+    except _Invalid as exc:
+        raise ValueError(str(exc)) from None
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    what = _short(raw) if isinstance(raw, bool | float) else _kind(raw)
+    raise ValueError(f"field {path!r} is {what}, not text or a whole number")

@@ -1,7 +1,7 @@
 """Wait for the next message(s) of one MQTT device and decode them with the gateway's decoders.
 
 Topic matching, device-id expansion and payload decoding are the driver's own
-(:class:`~drivers.mqtt.TopicPattern`, :func:`~drivers.mqtt.expand_device_id`,
+(:class:`~drivers.mqtt.TopicPattern`, :class:`~drivers.mqtt.DeviceIds`,
 :class:`~drivers.mqtt.PointDecoder`); the connection is the gateway's
 :class:`~gateway.mqtt_client.MqttSession`, under a client id of its own so that a running
 gateway on the same broker keeps its session.
@@ -17,7 +17,7 @@ from datetime import tzinfo
 
 import aiomqtt
 
-from drivers.mqtt import Payload, PointDecoder, TopicPattern, expand_device_id, is_template
+from drivers.mqtt import DeviceIds, IdError, Payload, PointDecoder, TopicPattern
 from gateway.clock import Clock
 from gateway.commission._rows import PointRow
 from gateway.commission._select import Selection
@@ -82,6 +82,7 @@ class Listener:
                 by_topic.setdefault(point.topic, []).append(PointDecoder(point, tz=tz))
         self._routes = [(TopicPattern.compile(topic), decoders)
                         for topic, decoders in by_topic.items()]
+        self._ids = DeviceIds.compile(device.id, device.split_by)
 
     @property
     def filters(self) -> list[str]:
@@ -135,10 +136,10 @@ class Listener:
             values = pattern.match(topic)
             if values is None:
                 continue
-            if is_template(self.device.id):
+            if self._ids.templated:
                 try:
-                    device_id = expand_device_id(self.device.id, values)
-                except ValueError:
+                    device_id = self._ids.device_id(values, payload)
+                except IdError:
                     continue
             if self.selection.device_id is not None and device_id != self.selection.device_id:
                 continue

@@ -22,6 +22,7 @@ from gateway.config._conditions import (
 )
 from gateway.config._derived import derived_order, derived_problems
 from gateway.config._detectors import bundled_detector_dirs, expand_detectors
+from gateway.config._devices import templated_text_warnings
 from gateway.config._lint import MESSAGE_FIELDS, lint
 from gateway.config._loader import bundled_profile_dirs, load_config, load_config_text
 from gateway.config._metrics import MetricsConfig
@@ -210,6 +211,7 @@ __all__ = [
     "reference_problems",
     "referenced_device",
     "references",
+    "templated_text_warnings",
     "uses_quantifiers",
     "walk",
 ]

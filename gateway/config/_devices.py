@@ -15,6 +15,7 @@ from gateway.config._derived import DerivedPoint
 from gateway.config._offline import OfflineSetting
 from gateway.config._types import Duration, Identifier, Value, ValueMap
 from gateway.config._types import StrictModel as _Model
+from gateway.fieldpath import compile_path
 
 __all__ = [
     "DeviceConfig",
@@ -27,6 +28,7 @@ __all__ = [
     "MqttDevice",
     "MqttPoint",
     "placeholders",
+    "templated_text_warnings",
 ]
 
 # --------------------------------------------------------------------------- devices and points
@@ -238,6 +240,12 @@ class MqttDevice(_DeviceBase):
         default_factory=dict,
         description="Fill topic placeholders for this one device, e.g. {door: D1} turns a "
                     "profile's acs/{door}/state into acs/D1/state.")
+    split_by: dict[str, str] = Field(
+        default_factory=dict, max_length=8,
+        description="Take device id placeholders from each message's JSON payload: "
+                    "{zone: zone} turns a panel's one topic into devices panel-zone-1, "
+                    "panel-zone-2, ... (id panel-zone-{zone}); a message feeds only the "
+                    "device its field names.")
     points: list[MqttPoint] = Field(default_factory=list)
     offline: OfflineSetting | None = Field(
         default=None,
@@ -258,16 +266,52 @@ class MqttDevice(_DeviceBase):
                 if isinstance(p, dict) and "topic" in p else p for p in points]}
         return data
 
+    @field_validator("split_by")
+    @classmethod
+    def _split_by_syntax(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, path in value.items():
+            if not _PLACEHOLDER.fullmatch("{" + name + "}"):
+                raise ValueError(f"{name!r} is not a placeholder name (letters, "
+                                 f"digits and '_', not starting with a digit), as in "
+                                 f"'split_by: {{zone: zone}}' for the id 'panel-zone-{{zone}}'")
+            try:
+                compile_path(path)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc} (a field of the JSON payload, "
+                                 f"e.g. 'zone' or 'event.zone_no')") from None
+        return value
+
     @model_validator(mode="after")
     def _placeholders_consistent(self) -> MqttDevice:
         _check_unique_points(self.points)
         needed = placeholders(self.id)
+        split = set(self.split_by)
+        unused = sorted(split - needed)
+        if unused:
+            raise ValueError(
+                f"split_by.{unused[0]}: the device id {self.id!r} has no {{{unused[0]}}}; a "
+                f"field taken from the payload must name the device, e.g. id "
+                f"'{self.id}-{{{unused[0]}}}'")
         for point in self.points:
-            missing = needed - placeholders(point.topic)
+            from_topic = placeholders(point.topic)
+            twice = sorted(from_topic & split)
+            if twice:
+                raise ValueError(
+                    f"point {point.name!r}: {{{twice[0]}}} is taken from the topic "
+                    f"{point.topic!r} and from the payload (split_by.{twice[0]}): use one")
+            missing = needed - split - from_topic
             if missing:
+                names = ", ".join("{" + m + "}" for m in sorted(missing))
                 raise ValueError(
                     f"point {point.name!r}: topic {point.topic!r} lacks placeholder(s) "
-                    f"{', '.join('{' + m + '}' for m in sorted(missing))} used in the device id")
+                    f"{names} used in the device id (a topic level such as "
+                    f"'site/{{{min(missing)}}}/state', or a payload field with "
+                    f"'split_by: {{{min(missing)}: FIELD}}')")
+            if split and point.path is None:
+                raise ValueError(
+                    f"point {point.name!r} has no 'path', but split_by reads the device from "
+                    f"the message's JSON payload: give the field the point reads, e.g. "
+                    f"'path: event'")
         _check_offline(self)
         return self
 
@@ -284,6 +328,29 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def placeholders(text: str) -> set[str]:
     """Names of ``{placeholders}`` in a device id or topic."""
     return set(_PLACEHOLDER.findall(text))
+
+
+def templated_text_warnings(devices: list[Any]) -> list[tuple[str, str]]:
+    """``(key path, message)`` for a ``name`` or ``location`` placeholder the id lacks.
+
+    A templated MQTT device fills its id's placeholders into its name and location; any other
+    ``{word}`` there is shown to operators as written, which is most likely a typo.
+    """
+    found: list[tuple[str, str]] = []
+    for i, dev in enumerate(devices):
+        if not isinstance(dev, MqttDevice):
+            continue
+        names = placeholders(dev.id)
+        texts = [("name", dev.name)] + [(f"location.{k}", v)
+                                         for k, v in dev.location.model_dump().items()]
+        for key, text in texts:
+            unknown = sorted(placeholders(text) - names) if text else []
+            if unknown:
+                have = ", ".join("{" + n + "}" for n in sorted(names)) or "none"
+                found.append((f"devices[{i}].{key}",
+                              f"{text!r}: {{{unknown[0]}}} is not a placeholder of the device "
+                              f"id {dev.id!r} (it has {have}); it would be shown as written"))
+    return found
 
 
 def _fill(topic: str, fills: dict[str, str]) -> str:

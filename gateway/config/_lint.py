@@ -14,7 +14,12 @@ import re
 import string
 from collections.abc import Mapping
 
-from gateway.config._devices import ModbusPoint, ModbusRtuDevice, ModbusTcpDevice
+from gateway.config._devices import (
+    ModbusPoint,
+    ModbusRtuDevice,
+    ModbusTcpDevice,
+    templated_text_warnings,
+)
 from gateway.config._models import GatewayConfig
 from gateway.config._offline import offline_warnings
 from gateway.config._rules import RuleConfig
@@ -58,6 +63,7 @@ def lint(config: GatewayConfig, address_texts: Mapping[str, str] | None = None
                     message = _modicon(point, texts.get(path))
                     if message:
                         found.append((path, message))
+    found += templated_text_warnings(config.devices)
     for i, rule in enumerate(config.rules):
         found += _placeholders(config, rule, f"rules[{i}]")
     found += offline_warnings(config)
