@@ -20,12 +20,22 @@ import aiohttp
 import aiomqtt
 import jsonschema_rs
 import pytest
+from pydantic import ValidationError
 
 from gateway.app import Gateway
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, load_config_text
+from gateway.errors import WorkOrderActionRefused
 from gateway.upstream.schema import upstream_schema
-from gateway.workorders import parse_instant
+from gateway.workorders import (
+    Assignment,
+    FollowUp,
+    StatusAnswer,
+    WorkOrder,
+    WorkOrderDesk,
+    grade_report,
+    parse_instant,
+)
 from tests.console_support import PASSWORD, Client, add_users
 from tests.support import Mosquitto
 
@@ -54,6 +64,9 @@ class Site:
     base: str
     clock: FakeClock
     upstream: list[dict[str, Any]]
+    #: Versions the gateway sent on (its observer saw them), and how many upstream had then.
+    emitted: list[WorkOrder]
+    start: int
     sessions: list[aiohttp.ClientSession] = field(default_factory=list)
 
     async def client(self, name: str) -> Client:
@@ -63,9 +76,11 @@ class Site:
         assert (await client.login(name, PASSWORD)).status == 200
         return client
 
-    async def advance(self, seconds: float, step: float = 600.0) -> None:
+    async def advance(self, seconds: float, step: float = 60.0) -> None:
         """Fake time forward, a step at a time, each once the outbox has delivered: a jump
-        while a publish waits for its PUBACK would time it out on the fake clock."""
+        while a publish waits for its PUBACK would time it out on the fake clock (steps
+        shorter than the publish timeout: an update fired within a step is in flight while
+        the rest of that step passes)."""
         while seconds > 0:
             await self.delivered()
             await self.clock.advance(min(step, seconds))
@@ -73,10 +88,12 @@ class Site:
         await self.delivered()
 
     async def delivered(self) -> None:
+        """Every version the desk has sent has reached the platform (an update fired by the
+        last step may not be in the outbox yet; the observer has seen it)."""
         outbox = self.gateway.outbox
         assert outbox is not None
         async with asyncio.timeout(10):
-            while outbox.pending("mqtt"):
+            while outbox.pending("mqtt") or len(self.upstream) < self.start + len(self.emitted):
                 await asyncio.sleep(0.01)
                 await self.clock.advance(0)
 
@@ -95,8 +112,10 @@ async def running_site(tmp_path: Path, port: int, clock: FakeClock,
     config = load_config_text(SITE.format(state=tmp_path / "state", port=port))
     if users:
         add_users(config)
-    gateway = Gateway(config, clock=clock)
+    emitted: list[WorkOrder] = []
+    gateway = Gateway(config, clock=clock, observers=[_Watch(emitted)])
     stop = asyncio.Event()
+    start = len(upstream)
     async with aiomqtt.Client("127.0.0.1", port) as platform, asyncio.TaskGroup() as tg:
         await platform.subscribe("pm/s1/work-orders", qos=1)
         task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
@@ -116,7 +135,7 @@ async def running_site(tmp_path: Path, port: int, clock: FakeClock,
                 while not (gateway.upstream is not None and gateway.upstream.connected):
                     await asyncio.sleep(0.01)
             site = Site(gateway, config, f"http://127.0.0.1:{gateway.web.port}", clock,
-                        upstream)
+                        upstream, emitted, start)
             yield site
         finally:
             if site is not None:
@@ -129,10 +148,22 @@ async def running_site(tmp_path: Path, port: int, clock: FakeClock,
             listener.cancel()
 
 
+@dataclass
+class _Watch:
+    emitted: list[WorkOrder]
+
+    def alarm(self, event: object) -> None:
+        pass
+
+    def work_order(self, order: WorkOrder) -> None:
+        self.emitted.append(order)
+
+
 def _path(order_id: str, action: str) -> str:
     return f"/api/v1/work-orders/{order_id}/{action}"
 
 
+@pytest.mark.slow
 @pytest.mark.mosquitto
 async def test_report_escalate_on_site_resolve_follow_up_after_48h_unsatisfied_reopens(
         mosquitto: Mosquitto, tmp_path: Path, fake_clock: FakeClock) -> None:
@@ -253,6 +284,7 @@ async def test_report_escalate_on_site_resolve_follow_up_after_48h_unsatisfied_r
         assert o["report"]["contact"] == MASKED
 
 
+@pytest.mark.slow
 @pytest.mark.mosquitto
 async def test_overdue_satisfied_and_a_restart_that_keeps_the_follow_up_due(
         mosquitto: Mosquitto, tmp_path: Path, fake_clock: FakeClock) -> None:
@@ -321,3 +353,137 @@ async def test_overdue_satisfied_and_a_restart_that_keeps_the_follow_up_due(
     assert all(o["report"]["contact"] == MASKED for o in upstream)
     assert [(o["id"], o["event"]) for o in upstream[-2:]] == [
         (second, "followed_up"), (first, "followed_up")]
+
+
+# --------------------------------------------------------------------------- desk units
+
+
+class _Sent(list[WorkOrder]):
+    async def __call__(self, order: WorkOrder) -> None:
+        self.append(order)
+
+
+BASE = "site: {id: s1, name: 测试小区, gateway_id: gw1}\n"
+
+
+async def _resolved_report(clock: FakeClock, sent: _Sent, config: GatewayConfig
+                           ) -> tuple[WorkOrderDesk, WorkOrder]:
+    desk = WorkOrderDesk(config.site, clock, sent, policies=config.work_orders)
+    graded = grade_report(config, category="noise", description="夜间噪音", channel="phone",
+                          logged_by="wang", contact=PHONE)
+    order = await desk.open_report(graded)
+    await desk.record_status(order.id, "resolved", by="wang")
+    return desk, order
+
+
+async def test_the_follow_up_reminder_goes_once_and_the_order_stays_until_recorded(
+        fake_clock: FakeClock) -> None:
+    config = load_config_text(BASE + "work_orders: {priorities: {P3: {follow_up_within: 2h}}}")
+    sent = _Sent()
+    desk, order = await _resolved_report(fake_clock, sent, config)
+    resolved = sent[-1]
+    assert resolved.follow_up_overdue_at is not None and resolved.follow_up_by is not None
+    assert parse_instant(resolved.follow_up_overdue_at) - parse_instant(
+        resolved.follow_up_by) == 2 * HOUR, "the priority's follow_up_within"
+    async with asyncio.TaskGroup() as tg:
+        runner = tg.create_task(desk.run())
+        await fake_clock.advance(48 * HOUR - 1)
+        assert sent[-1].event == "resolved"
+        await fake_clock.advance(2)
+        assert sent[-1].event == "follow_up_due" and desk.tracks(order.id)
+        await fake_clock.advance(4 * 24 * HOUR)
+        assert [o.event for o in sent].count("follow_up_due") == 1, "reminded once"
+        assert [o.id for o in desk.follow_ups()] == [order.id]
+        runner.cancel()
+    # A restart after the reminder does not send it again.
+    again = _Sent()
+    after = WorkOrderDesk(config.site, fake_clock, again, policies=config.work_orders)
+    assert after.restore([sent[-1]]) == 1
+    async with asyncio.TaskGroup() as tg:
+        runner = tg.create_task(after.run())
+        await fake_clock.advance(HOUR)
+        assert again == [] and after.tracks(order.id)
+        runner.cancel()
+
+
+async def test_forget_after_still_ends_an_order_nobody_followed_up(
+        fake_clock: FakeClock) -> None:
+    config = load_config_text(BASE + "work_orders: {forget_after: 3d}")
+    sent = _Sent()
+    desk, order = await _resolved_report(fake_clock, sent, config)
+    async with asyncio.TaskGroup() as tg:
+        runner = tg.create_task(desk.run())
+        await fake_clock.advance(3 * 24 * HOUR - 10)
+        assert desk.tracks(order.id)
+        await fake_clock.advance(20)
+        assert not desk.tracks(order.id)
+        runner.cancel()
+    with pytest.raises(WorkOrderActionRefused) as refused:
+        await desk.record_follow_up(order.id, by="wang", reached=False)
+    assert refused.value.unknown
+
+
+async def test_a_reopened_order_counts_its_ladder_from_the_reopening_even_after_a_restart(
+        fake_clock: FakeClock) -> None:
+    config = load_config_text(BASE)
+    sent = _Sent()
+    desk, order = await _resolved_report(fake_clock, sent, config)
+    await fake_clock.advance(50 * HOUR)
+    reopened = await desk.record_follow_up(order.id, by="wang", reached=True, satisfied=False,
+                                           comment="仍然吵")
+    assert (reopened.status, reopened.event, reopened.status_via, reopened.status_by) == (
+        "open", "reopened", "console", "wang")
+    assert reopened.raised_at == order.raised_at and reopened.reopened_at is not None
+    p3 = config.work_orders.priorities["P3"]
+    assert reopened.escalation is not None and reopened.escalation.level == 1
+    assert parse_instant(reopened.escalation.deadline) - parse_instant(
+        reopened.reopened_at) == p3.ladder[0].within
+    # Restart in between: the restored desk counts from reopened_at, not raised_at (which
+    # is 50 h back and past every step of the P3 ladder).
+    await fake_clock.advance(HOUR)
+    again = _Sent()
+    after = WorkOrderDesk(config.site, fake_clock, again, policies=config.work_orders)
+    assert after.restore([reopened]) == 1
+    async with asyncio.TaskGroup() as tg:
+        runner = tg.create_task(after.run())
+        await fake_clock.advance(p3.ladder[0].within - HOUR - 1)
+        assert again == [], "not before the first step's deadline after the reopening"
+        await fake_clock.advance(2)
+        assert [(o.event, o.escalation.level if o.escalation else 0) for o in again] == [
+            ("escalated", 2)]
+        runner.cancel()
+    # The platform's answer on a reopened order goes the same way as the console's.
+    answered = await after.apply_status(order.id, StatusAnswer(status="on_site", by="维修"))
+    assert answered is not None and answered.status_via == "platform"
+    assert answered.status_by == "维修"
+
+
+async def test_console_status_follows_the_platforms_order_of_states(
+        fake_clock: FakeClock) -> None:
+    config = load_config_text(BASE)
+    sent = _Sent()
+    desk = WorkOrderDesk(config.site, fake_clock, sent, policies=config.work_orders)
+    order = await desk.open_report(grade_report(config, category="noise", description="x",
+                                                channel="phone", logged_by="wang"))
+    await desk.record_status(order.id, "on_site", by="wang")
+    with pytest.raises(WorkOrderActionRefused, match="it is on_site; recording acknowledged "
+                                                     "needs it open or alarm_cleared"):
+        await desk.record_status(order.id, "acknowledged", by="wang")
+    ignored = await desk.apply_status(order.id, StatusAnswer(status="acknowledged"))
+    assert ignored is not None and ignored.seq == 2, "the platform's late answer is old news"
+    with pytest.raises(WorkOrderActionRefused, match="needs a resolved order"):
+        await desk.record_follow_up(order.id, by="wang", reached=False)
+    assigned = await desk.assign(order.id, by="wang", person="张工")
+    assert assigned.status == "on_site" and assigned.assigned_to is not None
+    assert assigned.assigned_to.role is None and assigned.assigned_to.person == "张工"
+
+
+def test_a_follow_up_says_satisfied_exactly_when_it_reached_someone() -> None:
+    at = "2026-01-01T08:00:00.000+00:00"
+    assert FollowUp(at=at, by="wang", reached=False).satisfied is None
+    with pytest.raises(ValidationError, match="whether they were satisfied"):
+        FollowUp(at=at, by="wang", reached=True)
+    with pytest.raises(ValidationError, match="reached nobody"):
+        FollowUp(at=at, by="wang", reached=False, satisfied=True)
+    with pytest.raises(ValidationError, match="a role, a person or both"):
+        Assignment(by="wang", at=at)
