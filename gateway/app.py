@@ -42,7 +42,7 @@ from gateway.alarms import AlarmEngine, AlarmEvent
 from gateway.bus import Bus, Overflow, Subscription
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, MetricsConfig, durable_state_dir, load_config
-from gateway.errors import ConfigError, ConfigProblem
+from gateway.errors import ConfigError, ConfigProblem, WorkOrderLogError
 from gateway.health import HealthModel, HealthReport, JournalStatus
 from gateway.influx import InfluxWriter
 from gateway.liveness import Liveness
@@ -265,7 +265,8 @@ class Gateway:
                 # Open (and load what a previous run left unsent) before anything can raise
                 # a work order: durability before delivery.
                 await stack.enter_async_context(self.outbox)
-                self.desk.restore(_orders(self.outbox.snapshots))
+                self.desk.restore(await _with_contacts(_orders(self.outbox.snapshots),
+                                                       self.worklog))
             await self._run_stages(trigger)
         log.info("stopped")
 
@@ -649,6 +650,30 @@ def _orders(snapshots: Sequence[str]) -> list[WorkOrder]:
         except ValidationError as exc:
             log.warning("outbox: a saved work order cannot be read and is skipped: %s", exc)
     return orders
+
+
+async def _with_contacts(orders: list[WorkOrder], worklog: WorkOrderLog) -> list[WorkOrder]:
+    """The saved orders with each reporter's contact as logged: the outbox keeps what went
+    upstream (masked unless the site shares it), the work-order history the full contact
+    an operator calls back. Without this, every version after a restart would carry (and
+    the history would keep) only the masked number."""
+    out = []
+    for saved in orders:
+        order = saved
+        if order.report is not None and order.report.contact is not None:
+            try:
+                history = await worklog.get(order.id)
+            except WorkOrderLogError as exc:
+                log.warning("work order %s: the reporter's contact cannot be read back from "
+                            "the work-order history (%s); later versions carry it masked",
+                            order.id, exc)
+                history = None
+            logged = history.latest.report if history is not None else None
+            if logged is not None and logged.contact is not None:
+                order = order.model_copy(update={"report": order.report.model_copy(
+                    update={"contact": logged.contact})})
+        out.append(order)
+    return out
 
 
 async def wait_for_signals() -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "LinkError",
     "StatusRefused",
     "UnknownAlarm",
+    "WorkOrderActionRefused",
     "WorkOrderLogError",
 ]
 
@@ -165,6 +166,23 @@ class StatusRefused(GatewayError):
         self.order_id = order_id
         self.reason = reason
         super().__init__(f"status answer for work order {order_id} refused: {reason}")
+
+
+class WorkOrderActionRefused(GatewayError):
+    """An operator's action on a work order (assign, status, follow-up) cannot be done.
+
+    Attributes:
+        order_id: The work order.
+        reason: Which state it is in and what the action needs.
+        unknown: The desk does not track the order (never known, closed for good, or
+            forgotten): HTTP 404 rather than 409.
+    """
+
+    def __init__(self, *, order_id: str, reason: str, unknown: bool = False) -> None:
+        self.order_id = order_id
+        self.reason = reason
+        self.unknown = unknown
+        super().__init__(f"work order {order_id}: {reason}")
 
 
 class JournalError(GatewayError):

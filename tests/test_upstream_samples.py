@@ -22,9 +22,17 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from gateway.clock import FakeClock
+from gateway.config import load_config_text
 from gateway.simrun import run_scenario
 from gateway.upstream.schema import FROM_PLATFORM, MESSAGES
-from gateway.workorders import PLATFORM_STATUSES, WorkOrderEvent
+from gateway.workorders import (
+    PLATFORM_STATUSES,
+    WorkOrder,
+    WorkOrderDesk,
+    WorkOrderEvent,
+    parse_instant,
+)
 from simulators.scenario import load_scenario
 from tests.support import Mosquitto
 
@@ -79,6 +87,7 @@ TIME = "2026-01-01T08:00:00.000+00:00"
 async def test_the_samples_document_comes_from_a_real_run(mosquitto: Mosquitto,
                                                           tmp_path: Path) -> None:
     captured = await _capture(mosquitto, tmp_path)
+    captured += await _at_the_edge(captured)
     schema = json.loads((REPO / "docs" / "upstream.schema.json").read_text(encoding="utf-8"))
     consumer = jsonschema_rs.validator_for(schema, validate_formats=True)
     for topic, payload in captured:
@@ -132,6 +141,39 @@ async def _capture(mosquitto: Mosquitto, tmp_path: Path) -> list[tuple[str, dict
     result = run.result()
     assert result.passed, result.failures
     return captured
+
+
+async def _at_the_edge(captured: list[tuple[str, dict[str, Any]]]
+                       ) -> list[tuple[str, dict[str, Any]]]:
+    """The events an operator's actions at the edge make, continuing the entrapment after the
+    run: the desk restores its last version (as after a restart) and is driven the way the
+    console's API drives it: an unsatisfied follow-up reopens it, it is assigned, recorded on
+    site and resolved from the console, and a satisfied follow-up closes it."""
+    topic, last = max(((t, p) for t, p in captured
+                       if p.get("type") == "work_order" and p["priority"] == "P0"),
+                      key=lambda tp: tp[1]["seq"])
+    config = load_config_text(yaml.safe_dump({
+        "site": {"id": last["site_id"], "name": "samples", "gateway_id": last["gateway_id"]},
+        "work_orders": OVERRIDES["work_orders"]}))
+    clock = FakeClock(wall_offset=parse_instant(last["updated_at"]) + 1.0)
+    sent: list[WorkOrder] = []
+
+    async def sink(order: WorkOrder) -> None:
+        sent.append(order)
+
+    desk = WorkOrderDesk(config.site, clock, sink, policies=config.work_orders)
+    order_id = last["id"]
+    assert desk.restore([WorkOrder.model_validate(last)]) == 1
+    await desk.record_follow_up(order_id, by="wang", reached=True, satisfied=False,
+                                comment="轿厢仍有异响 / the car still rattles")
+    await desk.assign(order_id, by="wang", role="engineering", person="维保 赵六",
+                      note="复查导靴 / check the guide shoes")
+    for status in ("acknowledged", "on_site", "resolved"):
+        await clock.advance(5)
+        await desk.record_status(order_id, status, by="wang")  # type: ignore[arg-type]
+    await desk.record_follow_up(order_id, by="wang", reached=True, satisfied=True)
+    assert not desk.tracks(order_id), "a satisfied follow-up closes the order"
+    return [(topic, json.loads(o.model_dump_json())) for o in sent]
 
 
 def _answer(payload: dict[str, Any]) -> dict[str, Any] | None:
@@ -232,7 +274,10 @@ One sample of every message kind of the [upstream contract](upstream.md) and of 
 a real MQTT broker, and a stand-in platform answering over MQTT. E1 traps a passenger between
 floors; nobody answers until the pre-alert, the in-car alarm button joins the order, a
 technician frees the car, the platform resolves the order and the follow-up falls due. E2 loses
-power (a P1 order), which the platform rejects. The run shortens the entrapment's windows
+power (a P1 order), which the platform rejects. After the run, an operator at the edge goes on
+with E1's order the way the console does: the follow-up call finds the passenger unsatisfied,
+which reopens the order; it is assigned to engineering, recorded on site and resolved from the
+console, and a satisfied follow-up closes it. The run shortens the entrapment's windows
 (ladder steps ending 10 s and 20 s after raising, on site 30 s, resolve 90 s, pre-alert at
 40 s, follow-up after 10 s); the defaults are in [upstream.md](upstream.md#work-orders).
 

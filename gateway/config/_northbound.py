@@ -70,6 +70,9 @@ class ResponsePolicy(_Model):
     follow_up_after: Duration | None = Field(
         default=None, gt=0,
         description="Follow-up (回访) reminder this long after the order is resolved.")
+    follow_up_within: Duration = Field(
+        default=24 * 3600.0, gt=0,
+        description="A follow-up not recorded this long after it fell due is overdue.")
     ladder: list[EscalationStep] = Field(min_length=1, max_length=10,
                                          description="Escalation ladder, first step first.")
 
@@ -91,6 +94,7 @@ class CategoryPolicy(_Model):
     resolve_within: Duration | None = Field(default=None, gt=0)
     pre_alerts: list[Duration] | None = None
     follow_up_after: Duration | None = Field(default=None, gt=0)
+    follow_up_within: Duration | None = Field(default=None, gt=0)
     ladder: list[EscalationStep] | None = Field(default=None, min_length=1, max_length=10)
 
 
@@ -216,7 +220,7 @@ class WorkOrdersConfig(_Model):
         if override is None:
             return base
         changes = {k: v for k in ("on_site_within", "resolve_within", "pre_alerts",
-                                  "follow_up_after", "ladder")
+                                  "follow_up_after", "follow_up_within", "ladder")
                    if (v := getattr(override, k)) is not None}
         if not changes:
             return base  # a title (every built-in category) changes no window

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.alarms import AlarmEvent, AlarmRecord
 from gateway.config import Location
@@ -18,11 +18,41 @@ from gateway.i18n import format_location
 from gateway.workorders import WorkOrder
 
 __all__ = [
-    "AckBody", "ActionError", "AlarmList", "AlarmView", "CommentBody", "DeviceList",
-    "DeviceView", "ErrorBody", "HealthView", "HistoryEvent", "HistoryPage", "Hold", "LoginBody",
-    "OrderLink", "PointView", "ReasonBody", "ReportBody", "ReportCatalogue",
-    "ReportCategoryView", "SessionView", "ShelfView", "ShelveBody", "SiteView",
-    "Text", "UserBody", "UserPatch", "UserView", "WorkOrderList", "iso", "location_text",
+    "AckBody",
+    "ActionError",
+    "AlarmList",
+    "AlarmView",
+    "AssignBody",
+    "CommentBody",
+    "DeviceList",
+    "DeviceView",
+    "ErrorBody",
+    "FollowUpBody",
+    "FollowUpItem",
+    "FollowUpList",
+    "HealthView",
+    "HistoryEvent",
+    "HistoryPage",
+    "Hold",
+    "LoginBody",
+    "NoteBody",
+    "OrderLink",
+    "PointView",
+    "ReasonBody",
+    "ReportBody",
+    "ReportCatalogue",
+    "ReportCategoryView",
+    "SessionView",
+    "ShelfView",
+    "ShelveBody",
+    "SiteView",
+    "Text",
+    "UserBody",
+    "UserPatch",
+    "UserView",
+    "WorkOrderList",
+    "iso",
+    "location_text",
     "order_json",
 ]
 
@@ -210,6 +240,67 @@ class ReportBody(_In):
     priority: Literal["P0", "P1", "P2", "P3"] | None = Field(
         default=None, description="Overrides the category's priority; needs priority_reason.")
     priority_reason: str | None = Field(default=None, max_length=2000)
+
+
+class AssignBody(_In):
+    """Dispatch a work order (派单) to a role, a named person, or both."""
+
+    role: str | None = Field(default=None, min_length=1, max_length=64,
+                             description="A role id, e.g. control_room, patrol, engineering, "
+                                         "supervisor.")
+    person: str | None = Field(default=None, min_length=1, max_length=200,
+                               description="A named person.")
+    note: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _someone(self) -> AssignBody:
+        if not (self.role or self.person):
+            raise ValueError("give a role, a person or both")
+        return self
+
+
+class NoteBody(_In):
+    """An operator records a work order's progress (acknowledged, on site, resolved)."""
+
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class FollowUpBody(_In):
+    """A follow-up call (回访): reached or not; when reached, satisfied or not."""
+
+    reached: bool
+    satisfied: bool | None = Field(
+        default=None, description="Required when reached; must be absent or null when not.")
+    comment: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _answered(self) -> FollowUpBody:
+        if self.reached and self.satisfied is None:
+            raise ValueError("reached: say whether they were satisfied (satisfied: true or "
+                             "false)")
+        if not self.reached and self.satisfied is not None:
+            raise ValueError("not reached: satisfied must be null")
+        return self
+
+
+class FollowUpItem(_Out):
+    """A resolved order waiting for its follow-up."""
+
+    order: dict[str, Any] = Field(description="The work order, latest version.")
+    due_at: str = Field(description="follow_up_by.")
+    overdue_at: str = Field(description="follow_up_overdue_at (follow_up_by + "
+                                        "follow_up_within).")
+    overdue: bool
+    attempts: int = Field(description="Follow-ups recorded since it was resolved that "
+                                      "reached nobody.")
+
+
+class FollowUpList(_Out):
+    due: list[FollowUpItem] = Field(description="Due now: overdue first, then oldest due "
+                                                "first.")
+    upcoming: list[FollowUpItem] = Field(description="Resolved, due later; soonest first.")
+    overdue: int = Field(description="How many of the due ones are overdue.")
+    now: str
 
 
 class ReportCategoryView(_Out):

@@ -28,11 +28,16 @@ from gateway.console._schema import (
     ActionError,
     AlarmList,
     AlarmView,
+    AssignBody,
     CommentBody,
     DeviceList,
     ErrorBody,
+    FollowUpBody,
+    FollowUpItem,
+    FollowUpList,
     HistoryEvent,
     HistoryPage,
+    NoteBody,
     ReasonBody,
     ReportBody,
     ReportCatalogue,
@@ -41,11 +46,18 @@ from gateway.console._schema import (
     SiteView,
     Text,
     WorkOrderList,
+    iso,
     order_json,
 )
 from gateway.console._service import BACKEND, CONSOLE
 from gateway.console._users import User
-from gateway.errors import AlarmActionRejected, JournalError, UnknownAlarm, WorkOrderLogError
+from gateway.errors import (
+    AlarmActionRejected,
+    JournalError,
+    UnknownAlarm,
+    WorkOrderActionRefused,
+    WorkOrderLogError,
+)
 from gateway.review import (
     IncidentReview,
     MonthlySummary,
@@ -54,7 +66,14 @@ from gateway.review import (
     review_html,
     summary_html,
 )
-from gateway.workorders import ReportRefused, grade_report, shareable
+from gateway.workorders import (
+    EdgeStatus,
+    ReportRefused,
+    WorkOrder,
+    grade_report,
+    parse_instant,
+    shareable,
+)
 
 __all__ = ["ROUTES", "VIEWS"]
 
@@ -266,6 +285,131 @@ class WorkOrderResource(PydanticView):
         return await _order_with_versions(self.request, order_id, source=None, masked=True)
 
 
+# --------------------------------------------------------------------------- dispatch, follow-up
+
+
+async def _order_action(request: web.Request, order_id: str, action: str,
+                        run: Callable[[str], Awaitable[WorkOrder]]) -> web.Response:
+    """Run an operator's action on a work order as the logged-in user; the order after it
+    (the operator sees the reporter's contact: they call back)."""
+    try:
+        order = await run(_user(request).name)
+    except WorkOrderActionRefused as exc:
+        status = 404 if exc.unknown else 409
+        return web.json_response({"error": exc.reason, "action": action,
+                                  "order_id": order_id}, status=status)
+    except WorkOrderLogError as exc:
+        return error(503, f"the work order could not be recorded: {exc}")
+    return web.json_response(order_json(order))
+
+
+class AssignAction(PydanticView):
+    async def post(self, order_id: str, /, body: AssignBody) -> (
+            r200[dict[str, Any]] | r400[ErrorBody] | r403[ErrorBody] | r404[ErrorBody]
+            | r409[ErrorBody]):
+        """Dispatch a work order (派单) to a role, a named person or both. The escalation
+        ladder goes on until someone acknowledges: an assignment is not an acknowledgement.
+        Goes upstream as event ``assigned``.
+
+        Tags: work orders
+        Status Codes:
+          200: the work order, latest version
+          404: the gateway does not track this order (unknown, closed or forgotten)
+          409: the order is resolved; 'error' says its state
+        """
+        desk = self.request.app[BACKEND].desk
+        return await _order_action(self.request, order_id, "assign", lambda by: desk.assign(
+            order_id, by=by, role=body.role, person=body.person, note=body.note))
+
+
+def _status_action(status: EdgeStatus, summary: str) -> type[PydanticView]:
+    async def post(self: PydanticView, order_id: str, /, body: NoteBody) -> (
+            r200[dict[str, Any]] | r403[ErrorBody] | r404[ErrorBody] | r409[ErrorBody]):
+        desk = self.request.app[BACKEND].desk
+        return await _order_action(self.request, order_id, status,
+                                   lambda by: desk.record_status(order_id, status, by=by,
+                                                                 note=body.note))
+
+    post.__doc__ = f"""{summary} Exactly what the platform's answer would do (the response
+        windows' breaches, the follow-up date once resolved), with ``status_via: console`` and
+        ``status_by`` the operator's user name.
+
+        Tags: work orders
+        Status Codes:
+          200: the work order, latest version
+          404: the gateway does not track this order (unknown, closed or forgotten)
+          409: the order is already at or past this state; 'error' says which
+        """
+    return type(f"{status.title().replace('_', '')}OrderAction", (PydanticView,),
+                {"post": post})
+
+
+OrderAcknowledgeAction = _status_action(
+    "acknowledged", "Record that the order was acknowledged (someone took it on).")
+OrderOnSiteAction = _status_action("on_site", "Record that someone is on site (到场).")
+OrderResolveAction = _status_action("resolved", "Record the order resolved (完成).")
+
+
+class FollowUpAction(PydanticView):
+    async def post(self, order_id: str, /, body: FollowUpBody) -> (
+            r200[dict[str, Any]] | r400[ErrorBody] | r403[ErrorBody] | r404[ErrorBody]
+            | r409[ErrorBody]):
+        """Record a follow-up call (回访) of a resolved order, due or not yet due. Reached and
+        satisfied: the order is closed for good. Reached and unsatisfied: it is reopened
+        (event ``reopened``, status open, its windows and escalation ladder counted again from
+        now). Not reached: it stays due (``attempts`` in GET /api/v1/follow-ups).
+
+        Tags: work orders
+        Status Codes:
+          200: the work order, latest version
+          400: reached without satisfied, or satisfied without reached
+          404: the gateway does not track this order (unknown, closed or forgotten)
+          409: the order is not resolved, or has no follow-up
+        """
+        desk = self.request.app[BACKEND].desk
+        return await _order_action(self.request, order_id, "follow-up",
+                                   lambda by: desk.record_follow_up(
+                                       order_id, by=by, reached=body.reached,
+                                       satisfied=body.satisfied, comment=body.comment))
+
+
+class FollowUpsResource(PydanticView):
+    async def get(self) -> r200[FollowUpList]:
+        """Resolved work orders waiting for their follow-up call (回访): ``due`` (overdue ones
+        first, then the oldest due first) and ``upcoming`` (soonest first), with how many are
+        overdue (not recorded within work_orders follow_up_within of falling due). A
+        reporter's contact is shown to operators and above (they make the call), masked for
+        viewers unless the site shares it.
+
+        Tags: work orders
+        """
+        backend = self.request.app[BACKEND]
+        now = backend.clock.time()
+        share = backend.config.reports.share_contact or _user(self.request).can("operator")
+        due: list[tuple[bool, float, FollowUpItem]] = []
+        upcoming: list[tuple[float, FollowUpItem]] = []
+        for order in backend.desk.follow_ups():
+            assert order.follow_up_by is not None
+            due_at = parse_instant(order.follow_up_by)
+            overdue_at = parse_instant(order.follow_up_overdue_at) \
+                if order.follow_up_overdue_at else due_at + backend.config.work_orders \
+                .report_policy(order.category, order.priority).follow_up_within
+            since = parse_instant(order.resolved_at) if order.resolved_at else 0.0
+            item = FollowUpItem(
+                order=order_json(shareable(order, share)), due_at=order.follow_up_by,
+                overdue_at=iso(overdue_at) or "", overdue=overdue_at <= now,
+                attempts=sum(1 for f in order.follow_ups if parse_instant(f.at) >= since))
+            if due_at <= now:
+                due.append((not item.overdue, due_at, item))
+            else:
+                upcoming.append((due_at, item))
+        due.sort(key=lambda x: (x[0], x[1]))
+        upcoming.sort(key=lambda x: x[0])
+        return _json(FollowUpList(due=[i for *_, i in due], upcoming=[i for _, i in upcoming],
+                                  overdue=sum(1 for *_, i in due if i.overdue),
+                                  now=iso(now) or ""))
+
+
 # --------------------------------------------------------------------------- reported repairs
 
 
@@ -294,7 +438,8 @@ class ReportsResource(PydanticView):
         recorded on it, and with a changed priority, the reason.
 
         Send an ``Idempotency-Key`` header (e.g. a UUID per report) to make a retry safe:
-        while the order it raised is open, the same key returns that order.
+        while the gateway tracks the order it raised (until its follow-up is
+        recorded), the same key returns that order.
 
         Tags: reports
         Status Codes:
@@ -590,6 +735,12 @@ VIEWS: list[tuple[str, type[PydanticView]]] = [
     ("/api/v1/alarms/{alarm_id}/comment", CommentAction),
     ("/api/v1/work-orders", WorkOrdersResource),
     ("/api/v1/work-orders/{order_id}", WorkOrderResource),
+    ("/api/v1/work-orders/{order_id}/assign", AssignAction),
+    ("/api/v1/work-orders/{order_id}/acknowledge", OrderAcknowledgeAction),
+    ("/api/v1/work-orders/{order_id}/on-site", OrderOnSiteAction),
+    ("/api/v1/work-orders/{order_id}/resolve", OrderResolveAction),
+    ("/api/v1/work-orders/{order_id}/follow-up", FollowUpAction),
+    ("/api/v1/follow-ups", FollowUpsResource),
     ("/api/v1/report-categories", ReportCategoriesResource),
     ("/api/v1/reports", ReportsResource),
     ("/api/v1/reports/{order_id}", ReportResource),
@@ -617,6 +768,12 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("POST", "/api/v1/alarms/{alarm_id}/comment"): "operator",
     ("GET", "/api/v1/work-orders"): "viewer",
     ("GET", "/api/v1/work-orders/{order_id}"): "viewer",
+    ("POST", "/api/v1/work-orders/{order_id}/assign"): "operator",
+    ("POST", "/api/v1/work-orders/{order_id}/acknowledge"): "operator",
+    ("POST", "/api/v1/work-orders/{order_id}/on-site"): "operator",
+    ("POST", "/api/v1/work-orders/{order_id}/resolve"): "operator",
+    ("POST", "/api/v1/work-orders/{order_id}/follow-up"): "operator",
+    ("GET", "/api/v1/follow-ups"): "viewer",
     ("GET", "/api/v1/report-categories"): "viewer",
     ("POST", "/api/v1/reports"): "operator",
     ("GET", "/api/v1/reports"): "operator",

@@ -1,7 +1,7 @@
 """Work orders raised from alarms and reported repairs: one per incident, response windows,
 escalation ladder, and the history of every version for the operator console."""
 
-from gateway.workorders._desk import RESPONSE_WINDOWS, WorkOrderDesk, WorkOrderSink
+from gateway.workorders._desk import RESPONSE_WINDOWS, EdgeStatus, WorkOrderDesk, WorkOrderSink
 from gateway.workorders._log import (
     WorkOrderHistory,
     WorkOrderLog,
@@ -12,8 +12,10 @@ from gateway.workorders._model import (
     CLOSED_STATUSES,
     PLATFORM_STATUSES,
     SCHEMA_VERSION,
+    Assignment,
     Bilingual,
     Escalation,
+    FollowUp,
     PriorityOverride,
     ReportDetails,
     SlaBreach,
@@ -28,7 +30,8 @@ from gateway.workorders._model import (
 from gateway.workorders._reports import NewReport, ReportRefused, grade_report, shareable
 
 __all__ = ["CLOSED_STATUSES", "PLATFORM_STATUSES", "RESPONSE_WINDOWS", "SCHEMA_VERSION",
-           "Bilingual", "Escalation", "NewReport", "PriorityOverride",
+           "Assignment", "Bilingual", "EdgeStatus", "Escalation", "FollowUp", "NewReport",
+           "PriorityOverride",
            "ReportDetails", "ReportRefused", "SlaBreach", "StatusAnswer", "Timestamp", "WorkOrder",
            "WorkOrderDesk",
            "WorkOrderEvent", "WorkOrderHistory", "WorkOrderLocation", "WorkOrderLog",

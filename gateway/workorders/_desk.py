@@ -28,13 +28,15 @@ from gateway.aio import first_of
 from gateway.alarms import AlarmEvent, AlarmState, Transition
 from gateway.clock import Clock
 from gateway.config import DEFAULT_PRIORITY_POLICIES, ResponsePolicy, SiteConfig, WorkOrdersConfig
-from gateway.errors import StatusRefused
+from gateway.errors import StatusRefused, WorkOrderActionRefused
 from gateway.i18n import category_title
 from gateway.logs import priority_level
 from gateway.workorders._model import (
     CLOSED_STATUSES,
+    Assignment,
     Bilingual,
     Escalation,
+    FollowUp,
     SlaBreach,
     StatusAnswer,
     WorkOrder,
@@ -44,7 +46,7 @@ from gateway.workorders._model import (
 )
 from gateway.workorders._reports import NewReport
 
-__all__ = ["RESPONSE_WINDOWS", "WorkOrderDesk", "WorkOrderSink"]
+__all__ = ["RESPONSE_WINDOWS", "EdgeStatus", "WorkOrderDesk", "WorkOrderSink"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ _PROGRESS = {"open": 0, "alarm_cleared": 0, "acknowledged": 1, "on_site": 2, "re
              "rejected": 3}
 _WAITING = frozenset({"open", "alarm_cleared"})
 Priority = Literal["P0", "P1", "P2", "P3"]
+#: What an operator at the edge may record (rejecting is the platform's answer only).
+EdgeStatus = Literal["acknowledged", "on_site", "resolved"]
 
 
 @dataclass
@@ -73,6 +77,8 @@ class _Tracked:
     mono: float
     #: Monotonic time the follow-up falls due, once resolved with a follow-up window.
     follow_up_due: float | None = None
+    #: The follow_up_due reminder went out; the order stays until its follow-up is recorded.
+    follow_up_sent: bool = False
     pre_alerts_sent: int = 0
     unacknowledged_sent: bool = False
     #: Restored from the outbox after a restart: the alarm engine no longer knows its alarm.
@@ -225,39 +231,100 @@ class WorkOrderDesk:
                 log.info("work order %s: status %s ignored (already %s)", order_id, new,
                          order.status)
                 return order
-            at_iso = _iso(at)
-            elapsed = self._clock.monotonic() - tracked.mono
+            return await self._progress(tracked, new, at, stated=answer.at is not None,
+                                        by=answer.by, note=answer.note, via="platform")
 
-            def late(due_iso: str) -> float:
-                if answer.at:  # the platform's clock against the deadline as announced
-                    return at - _parse(due_iso)
-                # Monotonic time since raising against the window the deadline stands for.
-                return elapsed - (_parse(due_iso) - tracked.raised)
+    async def record_status(self, order_id: str, status: EdgeStatus, *, by: str,
+                            note: str | None = None) -> WorkOrder:
+        """An operator at the edge records acknowledged, on site or resolved: exactly what
+        the platform's answer would do (breaches, follow-up), with ``status_via`` console
+        and ``status_by`` the operator.
 
-            breaches = list(order.breaches)
-            if order.status in _WAITING and order.acknowledge_by:
-                breaches += _breach("acknowledge", order.acknowledge_by, at,
-                                    late(order.acknowledge_by))
-            if new in ("on_site", "resolved") and order.on_site_at is None:
-                breaches += _breach("on_site", order.respond_by, at, late(order.respond_by))
-            if new == "resolved" and order.resolve_by:
-                breaches += _breach("resolve", order.resolve_by, at, late(order.resolve_by))
-            for b in breaches[len(order.breaches):]:
-                log.warning("work order %s: %s window missed by %.0fs", order_id, b.window,
-                            b.late_by_s)
-            changes: dict[str, object] = {f"{new}_at": at_iso, "status_by": answer.by,
-                                          "status_note": answer.note, "breaches": breaches}
-            follow_up = tracked.policy.follow_up_after
-            if new == "resolved" and follow_up is not None:
-                changes["follow_up_by"] = _iso(at + follow_up)
-                tracked.follow_up_due = self._mono_of(at + follow_up)
-            order = self._update(tracked, cast(WorkOrderEvent, new), _iso(now), status=new,
-                                 **changes)
-            log.info("work order %s %s%s", order_id, new, f" by {answer.by}" if answer.by else "")
-            if new == "rejected" or (new == "resolved" and follow_up is None):
-                self._forget(order_id)
+        Raises:
+            WorkOrderActionRefused: the desk does not track the order, or it is already at
+                or past ``status``.
+        """
+        async with self._lock:
+            tracked = self._tracked(order_id, f"record {status}")
+            order = tracked.order
+            if order.status in CLOSED_STATUSES or _PROGRESS[status] <= _PROGRESS[order.status]:
+                allowed = [s for s, rank in _PROGRESS.items()
+                           if rank < _PROGRESS[status] and s not in CLOSED_STATUSES]
+                raise WorkOrderActionRefused(
+                    order_id=order_id,
+                    reason=f"it is {order.status}; recording {status} needs it "
+                           f"{' or '.join(allowed)}")
+            return await self._progress(tracked, status, self._clock.time(), stated=False,
+                                        by=by, note=note, via="console")
+
+    async def assign(self, order_id: str, *, by: str, role: str | None = None,
+                     person: str | None = None, note: str | None = None) -> WorkOrder:
+        """Dispatch the order (派单) to a role, a named person or both. The ladder goes on:
+        an assignment is not an acknowledgement.
+
+        Raises:
+            WorkOrderActionRefused: the desk does not track the order, or it is resolved.
+        """
+        async with self._lock:
+            tracked = self._tracked(order_id, "assign")
+            if tracked.order.status in CLOSED_STATUSES:
+                raise WorkOrderActionRefused(
+                    order_id=order_id, reason=f"it is {tracked.order.status}; assigning needs "
+                                              f"an order that is not resolved yet")
+            now = self._clock.time()
+            assignment = Assignment(role=role, person=person, note=note, by=by, at=_iso(now))
+            order = self._update(tracked, "assigned", _iso(now), assigned_to=assignment)
+            log.info("work order %s assigned to %s by %s", order_id,
+                     " / ".join(x for x in (role, person) if x), by)
             await self._emit(order)
             return order
+
+    async def record_follow_up(self, order_id: str, *, by: str, reached: bool,
+                               satisfied: bool | None = None,
+                               comment: str | None = None) -> WorkOrder:
+        """Record a follow-up call (回访) of a resolved order, due or not yet due.
+
+        Reached and satisfied: the order is closed for good (the desk forgets it). Reached
+        and unsatisfied: the order is reopened (status open, its windows and ladder counted
+        again from now). Not reached: it stays due; each attempt is kept in ``follow_ups``.
+
+        Raises:
+            WorkOrderActionRefused: the desk does not track the order, or it is not resolved
+                with a follow-up due.
+            pydantic.ValidationError: reached without satisfied, or satisfied without reached.
+        """
+        async with self._lock:
+            tracked = self._tracked(order_id, "record a follow-up")
+            order = tracked.order
+            if order.status != "resolved" or order.follow_up_by is None:
+                raise WorkOrderActionRefused(
+                    order_id=order_id,
+                    reason=f"it is {order.status}"
+                           f"{'' if order.status != 'resolved' else ' with no follow-up'}; a "
+                           f"follow-up needs a resolved order with a follow-up (follow_up_by)")
+            now = self._clock.time()
+            entry = FollowUp(at=_iso(now), by=by, reached=reached, satisfied=satisfied,
+                             comment=comment)
+            follow_ups = [*order.follow_ups, entry]
+            if reached and not satisfied:
+                order = self._reopen(tracked, now, by=by, follow_ups=follow_ups)
+                log.warning("work order %s reopened by %s: the follow-up found the reporter "
+                            "unsatisfied", order_id, by)
+            else:
+                order = self._update(tracked, "followed_up", _iso(now), follow_ups=follow_ups)
+                if reached:
+                    log.info("work order %s closed: followed up by %s, satisfied", order_id, by)
+                    self._forget(order_id)
+                else:
+                    log.info("work order %s: follow-up by %s reached nobody (attempt %d); it "
+                             "stays due", order_id, by, len(follow_ups))
+            await self._emit(order)
+            return order
+
+    def follow_ups(self) -> list[WorkOrder]:
+        """Resolved orders waiting for their follow-up (due or not yet), latest versions."""
+        return [t.order for t in self._orders.values()
+                if t.order.status == "resolved" and t.order.follow_up_by is not None]
 
     def restore(self, orders: Iterable[WorkOrder]) -> int:
         """Track orders saved before a restart, so their ladders and reminders go on.
@@ -271,18 +338,20 @@ class WorkOrderDesk:
             resolved = (order.priority, self._policies.report_policy(
                 order.category, order.priority)) if order.source == "report" \
                 else self._policies.policy(order.category, order.priority)
-            raised = _parse(order.raised_at)
+            # A reopened order counts its windows and ladder from the reopening.
+            raised = _parse(order.reopened_at or order.raised_at)
             if resolved is None or now - raised >= self._policies.forget_after \
                     or order.id in self._orders:
                 continue
             policy = resolved[1]
             updated = _parse(order.updated_at)
+            follow_up_by = _parse(order.follow_up_by) if order.follow_up_by else None
             # What fell due before the last update went out with it (or was superseded by it).
             tracked = _Tracked(
                 order=order, policy=policy, raised=raised, restored=True,
                 mono=min(self._mono_of(raised), self._clock.monotonic()),
-                follow_up_due=self._mono_of(_parse(order.follow_up_by))
-                if order.follow_up_by else None,
+                follow_up_due=None if follow_up_by is None else self._mono_of(follow_up_by),
+                follow_up_sent=follow_up_by is not None and follow_up_by <= updated,
                 pre_alerts_sent=sum(1 for p in policy.pre_alerts if raised + p <= updated),
                 unacknowledged_sent=order.event == "unacknowledged")
             self._orders[order.id] = tracked
@@ -370,7 +439,7 @@ class WorkOrderDesk:
             due.append(t.mono + policy.ladder[order.escalation.level - 1].within)
         if order.status not in CLOSED_STATUSES and t.pre_alerts_sent < len(policy.pre_alerts):
             due.append(t.mono + policy.pre_alerts[t.pre_alerts_sent])
-        if order.status == "resolved" and t.follow_up_due is not None:
+        if order.status == "resolved" and t.follow_up_due is not None and not t.follow_up_sent:
             due.append(t.follow_up_due)
         return min(due)
 
@@ -404,14 +473,91 @@ class WorkOrderDesk:
                     update = self._update(t, "pre_alert", _iso(now))
                     log.warning("work order %s: pre-alert, resolve by %s", order_id,
                                 order.resolve_by)
-            if update is None and order.status == "resolved" \
+            if update is None and order.status == "resolved" and not t.follow_up_sent \
                     and t.follow_up_due is not None and t.follow_up_due <= mono:
+                # Kept until the follow-up is recorded (or forget_after): the console lists it.
+                t.follow_up_sent = True
                 update = self._update(t, "follow_up_due", _iso(now))
                 log.info("work order %s: follow-up due", order_id)
-                self._forget(order_id)
             if update is None:
                 return
             await self._emit(update)
+
+    async def _progress(self, tracked: _Tracked, new: str, at: float, *, stated: bool,
+                        by: str | None, note: str | None,
+                        via: Literal["platform", "console"]) -> WorkOrder:
+        """Move the order forward to ``new`` as of ``at``: breaches, follow-up, send.
+
+        ``stated``: ``at`` is the platform's own time (its clock against the deadlines as
+        announced); otherwise the monotonic time since raising measures each window."""
+        order, order_id = tracked.order, tracked.order.id
+        now = self._clock.time()
+        at_iso = _iso(at)
+        elapsed = self._clock.monotonic() - tracked.mono
+
+        def late(due_iso: str) -> float:
+            if stated:
+                return at - _parse(due_iso)
+            return elapsed - (_parse(due_iso) - tracked.raised)
+
+        breaches = list(order.breaches)
+        if order.status in _WAITING and order.acknowledge_by:
+            breaches += _breach("acknowledge", order.acknowledge_by, at,
+                                late(order.acknowledge_by))
+        if new in ("on_site", "resolved") and order.on_site_at is None:
+            breaches += _breach("on_site", order.respond_by, at, late(order.respond_by))
+        if new == "resolved" and order.resolve_by:
+            breaches += _breach("resolve", order.resolve_by, at, late(order.resolve_by))
+        for b in breaches[len(order.breaches):]:
+            log.warning("work order %s: %s window missed by %.0fs", order_id, b.window,
+                        b.late_by_s)
+        changes: dict[str, object] = {f"{new}_at": at_iso, "status_by": by,
+                                      "status_note": note, "status_via": via,
+                                      "breaches": breaches}
+        follow_up = tracked.policy.follow_up_after
+        if new == "resolved" and follow_up is not None:
+            changes["follow_up_by"] = _iso(at + follow_up)
+            changes["follow_up_overdue_at"] = _iso(
+                at + follow_up + tracked.policy.follow_up_within)
+            tracked.follow_up_due = self._mono_of(at + follow_up)
+            tracked.follow_up_sent = False
+        order = self._update(tracked, cast(WorkOrderEvent, new), _iso(now), status=new,
+                             **changes)
+        log.info("work order %s %s%s%s", order_id, new, f" by {by}" if by else "",
+                 " (console)" if via == "console" else "")
+        if new == "rejected" or (new == "resolved" and follow_up is None):
+            self._forget(order_id)
+        await self._emit(order)
+        return order
+
+    def _reopen(self, t: _Tracked, now: float, *, by: str,
+                follow_ups: list[FollowUp]) -> WorkOrder:
+        """Open the order again: its windows and ladder count from ``now``; breaches,
+        follow-ups and the report are kept (the history keeps every earlier version)."""
+        policy, first = t.policy, t.policy.ladder[0]
+        t.raised, t.mono = now, self._clock.monotonic()
+        t.pre_alerts_sent, t.unacknowledged_sent = 0, False
+        t.follow_up_due, t.follow_up_sent = None, False
+        return self._update(
+            t, "reopened", _iso(now), status="open", follow_ups=follow_ups,
+            acknowledged_at=None, on_site_at=None, resolved_at=None, follow_up_by=None,
+            follow_up_overdue_at=None, status_by=by, status_note=None, status_via="console",
+            respond_by=_iso(now + policy.on_site_within),
+            acknowledge_by=_iso(now + first.within),
+            resolve_by=_iso(now + policy.resolve_within) if policy.resolve_within else None,
+            escalation=Escalation(level=1, levels=len(policy.ladder), role=first.role,
+                                  name=Bilingual(zh=first.name.zh, en=first.name.en),
+                                  deadline=_iso(now + first.within)),
+            reopened_count=t.order.reopened_count + 1, reopened_at=_iso(now))
+
+    def _tracked(self, order_id: str, action: str) -> _Tracked:
+        tracked = self._orders.get(order_id)
+        if tracked is None:
+            raise WorkOrderActionRefused(
+                order_id=order_id, unknown=True,
+                reason=f"cannot {action}: the gateway does not track this order (unknown, "
+                       f"closed, or forgotten after work_orders.forget_after)")
+        return tracked
 
     def _escalate(self, t: _Tracked, level: int, now: float) -> WorkOrder:
         step = t.policy.ladder[level - 1]

@@ -12,10 +12,18 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-__all__ = ["CLOSED_STATUSES", "PLATFORM_STATUSES", "SCHEMA_VERSION", "Bilingual", "Escalation",
-           "PriorityOverride", "ReportDetails",
+__all__ = ["CLOSED_STATUSES", "PLATFORM_STATUSES", "SCHEMA_VERSION", "Assignment", "Bilingual",
+           "Escalation", "FollowUp", "PriorityOverride", "ReportDetails",
            "SlaBreach", "StatusAnswer", "Timestamp", "WorkOrder", "WorkOrderEvent",
            "WorkOrderLocation", "WorkOrderStatus"]
 
@@ -29,7 +37,7 @@ WorkOrderStatus = Literal["open", "alarm_cleared", "acknowledged", "on_site", "r
                           "rejected"]
 WorkOrderEvent = Literal["raised", "escalated", "unacknowledged", "pre_alert", "alarm_cleared",
                          "acknowledged", "on_site", "resolved", "rejected", "follow_up_due",
-                         "alarm_joined"]
+                         "alarm_joined", "assigned", "followed_up", "reopened"]
 PlatformStatus = Literal["acknowledged", "on_site", "resolved", "rejected"]
 
 #: States the platform reports back, in the order a work order moves through them.
@@ -130,6 +138,47 @@ class ReportDetails(_Frozen):
     priority_override: PriorityOverride | None = None
 
 
+class Assignment(_Frozen):
+    """Who an operator at the edge dispatched the order to (派单): a ladder role, a named
+    person, or both."""
+
+    role: str | None = Field(default=None, max_length=64,
+                             description="A role id, e.g. control_room, patrol, engineering, "
+                                         "supervisor, or one the site names.")
+    person: str | None = Field(default=None, max_length=200,
+                               description="A named person (free text).")
+    note: str | None = Field(default=None, max_length=2000)
+    by: str = Field(max_length=200, description="The operator who assigned it.")
+    at: Timestamp
+
+    @model_validator(mode="after")
+    def _someone(self) -> Assignment:
+        if not (self.role or self.person):
+            raise ValueError("an assignment names a role, a person or both")
+        return self
+
+
+class FollowUp(_Frozen):
+    """One follow-up call (回访) after the order was resolved."""
+
+    at: Timestamp
+    by: str = Field(max_length=200, description="The operator who made the call.")
+    reached: bool = Field(description="Whether the reporter (or resident) was reached.")
+    satisfied: bool | None = Field(
+        default=None, description="Set when reached: satisfied closes the order, unsatisfied "
+                                  "reopens it.")
+    comment: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _answered(self) -> FollowUp:
+        if self.reached and self.satisfied is None:
+            raise ValueError("a follow-up that reached someone says whether they were "
+                             "satisfied")
+        if not self.reached and self.satisfied is not None:
+            raise ValueError("a follow-up that reached nobody cannot say satisfied")
+        return self
+
+
 class WorkOrder(_Frozen):
     """One work order per incident; later updates reuse ``id`` with a higher ``seq``."""
 
@@ -177,8 +226,29 @@ class WorkOrder(_Frozen):
     resolved_at: Timestamp | None = None
     rejected_at: Timestamp | None = None
     status_by: str | None = Field(default=None,
-                                  description="Who the platform says changed the status.")
+                                  description="Who changed the status: the person the platform "
+                                              "names, or the operator at the edge.")
     status_note: str | None = None
+    status_via: Literal["platform", "console"] | None = Field(
+        default=None,
+        description="Who recorded the last status (acknowledged, on_site, resolved, "
+                    "rejected): the platform's answer, or an operator at the edge "
+                    "(status_by is then the operator's user name).")
+    assigned_to: Assignment | None = Field(
+        default=None, description="Set when an operator at the edge dispatched the order "
+                                  "(event assigned); the ladder goes on regardless.")
+    follow_ups: list[FollowUp] = Field(
+        default_factory=list,
+        description="Follow-up calls (回访) recorded at the edge, oldest first; kept when the "
+                    "order is reopened.")
+    follow_up_overdue_at: Timestamp | None = Field(
+        default=None, description="ISO 8601: follow_up_by + follow_up_within; a follow-up "
+                                  "not recorded by then is overdue.")
+    reopened_count: int = Field(default=0, ge=0,
+                                description="Times an unsatisfied follow-up reopened it.")
+    reopened_at: Timestamp | None = Field(
+        default=None, description="ISO 8601: the last reopening; the windows and the ladder "
+                                  "count from here.")
     breaches: list[SlaBreach] = Field(default_factory=list,
                                       description="Missed response windows.")
     joined_alarms: list[str] = Field(
