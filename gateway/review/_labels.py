@@ -51,6 +51,8 @@ EVENT: dict[str, Bilingual] = {
     "rejected": text("平台退回", "Rejected by the platform"),
     "follow_up_due": text("回访到期", "Follow-up due"),
     "alarm_joined": text("关联告警并入工单", "Another alarm joined the order"),
+    "alarm_latched": text("告警条件消失，已锁存待复位", "Condition ended: latched until reset"),
+    "alarm_reactivated": text("锁存中告警条件再次出现", "Latched alarm's condition returned"),
 }
 
 WINDOW: dict[str, Bilingual] = {
