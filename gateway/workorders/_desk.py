@@ -151,18 +151,25 @@ class WorkOrderDesk:
                     log.warning("work order %s: alarm %s is active after a restart that lost "
                                 "its alarm history; the order carries on (no second order)",
                                 current.order.id, event.alarm_id)
-                    return None
+                    if not current.order.alarm_latched:
+                        return None
+                    # It went out latched before the restart: it no longer is.
+                    order = self._update(current, "alarm_reactivated", _iso(event.ts),
+                                         alarm_latched=False,
+                                         evidence={**current.order.evidence, **event.evidence})
+                    await self._emit(order)
+                    return order
                 if current is not None and not current.restored and current.order.alarm_active:
                     # The same incident still holds the order: no second order. Its alarm holds
                     # it again (an alarm reset while a joined one kept the order open, or a
                     # latched one whose condition came back).
-                    order = self._hold(current, event)
-                    if order is None:
+                    held = self._hold(current, event)
+                    if held is None:
                         return None
-                    await self._emit(order)
-                    log.info("work order %s: alarm %s is active again", order.id,
+                    await self._emit(held)
+                    log.info("work order %s: alarm %s is active again", held.id,
                              event.alarm_id)
-                    return order
+                    return held
                 sibling = self._open_order_for(event)
                 if sibling is not None:
                     order = self._join(sibling, event)
