@@ -222,11 +222,16 @@ def _leaf(cond: Any) -> str:
         CounterCondition,
         EdgeCondition,
         PointCondition,
+        QualityCondition,
         RateCondition,
         ScheduleCondition,
         StaleCondition,
     )
 
+    if isinstance(cond, QualityCondition):
+        names = " or ".join(sorted(cond.qualities()))
+        after = f" (no good reading for {_seconds(cond.after)})" if cond.after else ""
+        return f"{cond.point or 'any point'} quality is {names}{after}"
     if isinstance(cond, PointCondition):
         op = next(o for o in _OPERATORS if getattr(cond, o) is not None)
         band = f" (deadband {cond.deadband:g})" if cond.deadband is not None else ""

@@ -95,6 +95,7 @@ CATEGORY_TITLES: Mapping[str, Title] = MappingProxyType({
     "other_repair": Title("其他报修", "Other repair"),
     # Any device, and the gateway itself
     "device_offline": Title("设备离线", "Device offline"),
+    "data_quality": Title("数据质量", "Data quality"),
     "alarm_flood": Title("报警泛滥", "Alarm flood"),
 })
 

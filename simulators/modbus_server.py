@@ -9,6 +9,9 @@ Fault injection is per unit and takes effect on the next request:
 * ``silent``: no answer at all (the client times out);
 * ``delay``: answer after this many seconds;
 * ``exception``: answer with this Modbus exception code (e.g. 2 illegal address, 6 busy);
+* ``exception_blocks``: answer requests touching these register ranges with an exception code
+  (a meter whose voltage block is missing from its map or whose measuring board failed),
+  while the rest of the unit answers normally;
 * ``corrupt``: answer with a damaged frame (bad CRC on RTU, bad length on TCP);
 * ``garbage``: answer with a well-framed answer whose content makes no sense (an undefined
   function code and stray bytes, correct length and CRC), as a confused device or a unit
@@ -49,10 +52,14 @@ class Faults:
     exception: int | None = None
     corrupt: bool = False
     garbage: bool = False
+    #: (first, last) register address, inclusive -> the exception code a request touching
+    #: the range gets.
+    exception_blocks: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def clear(self) -> None:
         self.silent, self.delay, self.exception, self.corrupt = False, 0.0, None, False
         self.garbage = False
+        self.exception_blocks = {}
 
 
 @dataclass
@@ -247,6 +254,9 @@ async def _serve(unit: SimUnit, fc: int, start: int, address: int, count: int,  
         await asyncio.sleep(faults.delay)
     if faults.exception is not None:
         return ExcCodes(faults.exception)
+    for (first, last), code in faults.exception_blocks.items():
+        if address <= last and first < address + count:
+            return ExcCodes(code)
     table = _FC_TABLE.get(fc)
     if table is None:
         return ExcCodes.ILLEGAL_FUNCTION

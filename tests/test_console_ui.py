@@ -265,6 +265,16 @@ async def test_a_latched_leak_is_reset_after_a_refusal_shown_in_words(
     await console.publish("dev/W1/wet", "0")
     leak = row(page, "leak@W1")
     await expect(leak.locator(".a-state")).to_have_text("锁存待复位")
+    # Its work order is not cleared: the board says it is latched, and so does the order.
+    await expect(leak.locator(".wo-latched")).to_have_text("已锁存")
+    await expect(leak.locator(".wo-link")).to_have_text("待接单")
+    await leak.locator(".wo-link").click()
+    detail = page.locator("#order-detail")
+    await expect(detail.locator(".wo-latched").first).to_have_text("已锁存")
+    await expect(detail).to_contain_text("需人工复位后才会消除")
+    events = await detail.locator("table.versions tbody tr td:nth-child(3)").all_text_contents()
+    assert "报警已锁存" in events, events
+    await page.click("#nav-board")
 
     # Reset before acknowledging: the lifecycle refuses and the dialog says why.
     await leak.locator('[data-action="reset"]').click()

@@ -43,7 +43,9 @@ SAMPLES = REPO / "docs" / "upstream-samples.md"
 #: joins the order, a technician frees the car, the platform resolves it and the follow-up
 #: falls due. E2 loses power (a P1 order), which the platform rejects. E1 stops while idle at
 #: its floor (the simulator then puts it half a floor off), so its position is the same in
-#: every run.
+#: every run. Late in the run E3 moves away from its floor with its doors open twice (unintended
+#: car movement, a latching rule): its order reads latched when the car stops, active again when
+#: it moves, and stays open (nobody resets it in the run).
 SCENARIO = """
 name: contract-samples
 description: every work-order event, for docs/upstream-samples.md
@@ -52,6 +54,7 @@ duration: 110s
 devices:
   - {id: E1, kind: elevator, name: 1号楼1号梯, traffic: false, location: {building: "1"}}
   - {id: E2, kind: elevator, name: 1号楼2号梯, traffic: false, location: {building: "1"}}
+  - {id: E3, kind: elevator, name: 1号楼3号梯, traffic: false, location: {building: "1"}}
 timeline:
   - {at: 2s, elevator: E1, do: board}
   - {at: 4s, elevator: E1, do: stop_between_floors}
@@ -59,6 +62,8 @@ timeline:
   - {at: 60s, elevator: E1, do: press_alarm}
   - {at: 78s, elevator: E1, do: press_alarm, pressed: false}
   - {at: 86s, elevator: E1, do: recover}
+  - {at: 92s, elevator: E3, do: move_with_doors_open}
+  - {at: 101s, elevator: E3, do: move_with_doors_open}
 gateway:
   detectors: [elevator]
 """
@@ -270,14 +275,17 @@ _INTRO = """\
      PROPGW_WRITE_SAMPLES=1 .venv/bin/pytest tests/test_upstream_samples.py -->
 
 One sample of every message kind of the [upstream contract](upstream.md) and of every work-order
-`event`, all taken from one real run: two simulated elevators over Modbus TCP, the gateway,
+`event`, all taken from one real run: three simulated elevators over Modbus TCP, the gateway,
 a real MQTT broker, and a stand-in platform answering over MQTT. E1 traps a passenger between
 floors; nobody answers until the pre-alert, the in-car alarm button joins the order, a
 technician frees the car, the platform resolves the order and the follow-up falls due. E2 loses
-power (a P1 order), which the platform rejects. After the run, an operator at the edge goes on
-with E1's order the way the console does: the follow-up call finds the passenger unsatisfied,
-which reopens the order; it is assigned to engineering, recorded on site and resolved from the
-console, and a satisfied follow-up closes it. The run shortens the entrapment's windows
+power (a P1 order), which the platform rejects. E3 moves away from its floor with its doors open
+(unintended car movement, a latching rule), stops, and moves again: its order reads latched,
+then active again, and stays open without a reset. After the run, an operator at the edge goes
+on with E1's order the way the console does: the follow-up call finds the passenger
+unsatisfied, which reopens the order; it is assigned to engineering, recorded on site and
+resolved from the console, and a satisfied follow-up closes it. The run shortens the
+entrapment's windows
 (ladder steps ending 10 s and 20 s after raising, on site 30 s, resolve 90 s, pre-alert at
 40 s, follow-up after 10 s); the defaults are in [upstream.md](upstream.md#work-orders).
 

@@ -123,3 +123,24 @@ async def test_the_raised_line_is_levelled_by_priority(
         (level, f"work order {order.id} raised ({priority} elevator_entrapment, respond by "
                 f"{order.respond_by}): Elevator entrapment: 1号梯"),
         (logging.INFO, f"work order {order.id}: alarm trapped@E1 cleared")]
+
+
+async def test_a_latched_order_restored_after_a_restart_is_told_its_alarm_is_back(
+        fake_clock: FakeClock) -> None:
+    sent: list[WorkOrder] = []
+
+    async def sink(order: WorkOrder) -> None:
+        sent.append(order)
+
+    ts = fake_clock.time()
+    before = WorkOrderDesk(SITE, fake_clock, sink)
+    raised = await before.handle(event(AlarmState.ACTIVE, ts))
+    assert raised is not None
+    latched = raised.model_copy(update={"seq": 2, "event": "alarm_latched",
+                                        "alarm_latched": True})
+    desk = WorkOrderDesk(SITE, fake_clock, sink)
+    assert desk.restore([latched]) == 1
+    again = await desk.handle(event(AlarmState.ACTIVE, ts + 60))
+    assert again is not None and (again.id, again.seq, again.event, again.alarm_active,
+                                  again.alarm_latched) == (
+        raised.id, 3, "alarm_reactivated", True, False), "not a second order, not latched"

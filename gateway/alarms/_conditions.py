@@ -3,7 +3,8 @@
 Evaluation is three-valued: a comparison on a point whose latest reading is missing or not
 GOOD is *unknown* (``None``), and ``all``/``any``/``not`` follow Kleene logic. A rule fires only
 on a definite ``True``, so a silent sensor can neither raise nor clear an alarm by accident;
-silence has its own leaves (``stale``, ``comm_loss``), which are never unknown.
+silence and data quality have their own leaves (``stale``, ``comm_loss``, ``quality``), which
+are never unknown.
 
 Some leaves keep state (deadband hysteresis, sliding-window counters, rate history), which is
 why a tree is compiled per instance rather than shared.
@@ -32,6 +33,7 @@ from gateway.config import (
     NotCondition,
     OfflineSetting,
     PointCondition,
+    QualityCondition,
     RateCondition,
     ScheduleCondition,
     StaleCondition,
@@ -107,6 +109,8 @@ def compile_condition(cond: Condition, members: Sequence[str] = ()) -> Node:
         return _Stale(cond)
     if isinstance(cond, CommLossCondition):
         return _CommLoss(cond)
+    if isinstance(cond, QualityCondition):
+        return _Quality(cond)
     if isinstance(cond, RateCondition):
         return _Rate(cond)
     if isinstance(cond, CounterCondition):
@@ -333,6 +337,52 @@ class _CommLoss(Node):
         lost = [self.point] if self.point is not None else \
             [name for name, r in ctx.values.items() if r.quality is Quality.COMM_LOSS]
         return _earliest([ctx.lost_since.get(name) for name in lost])
+
+
+class _Quality(Node):
+    """``{quality: ..., point: P}``: the point's (any point's) data quality, never unknown.
+
+    A comparison on the same point is unknown meanwhile, so a bad value still raises no
+    threshold alarm; this leaf is what names the bad data itself (a data-quality order)."""
+
+    def __init__(self, cond: QualityCondition) -> None:
+        self.point, self.after = cond.point, cond.after or 0.0
+        self.wanted = cond.qualities()
+        self.time_dependent = "stale" in self.wanted
+
+    def evaluate(self, ctx: Context) -> bool | None:
+        if self.point is not None:
+            return self._matches(ctx, self.point, unread=True)
+        # Device-wide: a point never read (an event point that has not come yet) is not
+        # "uncertain" for that alone; for stale every point counts from the start.
+        names = ctx.values.keys() | (ctx.last_good.keys() if "stale" in self.wanted else set())
+        return any(self._matches(ctx, name, unread=False) for name in sorted(names))
+
+    def since(self, ctx: Context) -> float | None:
+        # Like comm_loss: a device that does not answer has been silent since its last answer.
+        if "comm-loss" not in self.wanted:
+            return None
+        names = [self.point] if self.point is not None else list(ctx.values)
+        return _earliest([ctx.lost_since.get(name) for name in names
+                          if (r := ctx.values.get(name)) is not None
+                          and r.quality is Quality.COMM_LOSS])
+
+    def _matches(self, ctx: Context, name: str, *, unread: bool) -> bool:
+        reading = ctx.values.get(name)
+        quality = None if reading is None else reading.quality
+        if "good" in self.wanted and quality is Quality.GOOD:
+            return True
+        if "bad" in self.wanted and quality is Quality.BAD:
+            return True
+        if "comm-loss" in self.wanted and quality is Quality.COMM_LOSS:
+            return True
+        if "uncertain" in self.wanted and quality is not Quality.GOOD \
+                and (reading is not None or unread):
+            return True
+        if "stale" in self.wanted:
+            seen = ctx.last_good.get(name)
+            return seen is None or ctx.mono - seen >= self.after
+        return False
 
 
 class _Rate(Node):

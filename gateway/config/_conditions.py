@@ -15,7 +15,15 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 from gateway.config._types import Duration, Identifier
 
@@ -34,10 +42,13 @@ __all__ = [
     "EdgeCondition",
     "NotCondition",
     "PointCondition",
+    "QualityCondition",
+    "QualityName",
     "RateCondition",
     "ScheduleCondition",
     "ScheduleWindow",
     "StaleCondition",
+    "condition_model",
     "condition_points",
     "edge_holds",
     "references",
@@ -99,6 +110,45 @@ class CommLossCondition(_Model):
 
     comm_loss: Literal[True]
     point: Identifier | None = None
+
+
+QualityName = Literal["good", "bad", "comm-loss", "stale", "uncertain"]
+
+
+def _as_list(value: Any) -> Any:
+    """``quality: bad`` is short for ``quality: [bad]``."""
+    return [value] if isinstance(value, str) else value
+
+
+class QualityCondition(_Model):
+    """True while the point's (or, without ``point``, any point's) data has one of the named
+    qualities: ``bad`` (the device answered but the value cannot be decoded: a Modbus
+    exception, a malformed payload), ``comm-loss`` (the device does not answer), ``stale`` (no
+    good reading for ``after``), ``uncertain`` (no good value now: bad, comm-loss or never
+    read) or ``good``. Never unknown: the quality is what it looks at."""
+
+    quality: Annotated[list[QualityName], BeforeValidator(_as_list)] = Field(
+        description="one quality, or a list: true when the data has any of them")
+    point: Identifier | None = None
+    after: Duration | None = Field(
+        default=None, gt=0,
+        description="with stale: how long without a good reading makes the data stale")
+
+    @model_validator(mode="after")
+    def _stale_has_after(self) -> QualityCondition:
+        if not self.qualities():
+            raise ValueError("quality needs at least one of good, bad, comm-loss, stale, "
+                             "uncertain")
+        if "stale" in self.qualities() and self.after is None:
+            raise ValueError("quality: stale needs after: DURATION (how long without a good "
+                             "reading), e.g. {quality: stale, point: voltage_l1, after: 5m}")
+        if self.after is not None and "stale" not in self.qualities():
+            raise ValueError("after goes with quality: stale")
+        return self
+
+    def qualities(self) -> frozenset[str]:
+        """The qualities named, as a set."""
+        return frozenset(self.quality)
 
 
 class RateCondition(_Model):
@@ -274,7 +324,8 @@ class DeviceRefCondition(_Model):
 _TAGS: tuple[tuple[str, str], ...] = (
     ("device", "device-ref"),
     ("all", "all-of"), ("any", "any-of"), ("not", "not-of"), ("stale", "stale-check"),
-    ("comm_loss", "comm-loss-check"), ("schedule", "schedule-check"), ("count", "counter"),
+    ("comm_loss", "comm-loss-check"), ("quality", "quality-check"),
+    ("schedule", "schedule-check"), ("count", "counter"),
     ("rate_gt", "rate-check"), ("rate_lt", "rate-check"), ("rate_abs_gt", "rate-check"),
     ("above_baseline", "baseline-check"), ("becomes", "edge"), ("point", "point-check"),
     ("all_devices", "all-devices"), ("any_device", "any-device"),
@@ -296,6 +347,7 @@ Condition = Annotated[
     Annotated[PointCondition, Tag("point-check")]
     | Annotated[StaleCondition, Tag("stale-check")]
     | Annotated[CommLossCondition, Tag("comm-loss-check")]
+    | Annotated[QualityCondition, Tag("quality-check")]
     | Annotated[RateCondition, Tag("rate-check")]
     | Annotated[CounterCondition, Tag("counter")]
     | Annotated[EdgeCondition, Tag("edge")]
@@ -311,7 +363,9 @@ Condition = Annotated[
         _condition_tag,
         custom_error_type="condition",
         custom_error_message="a condition is {point: NAME, eq|ne|gt|ge|lt|le|in: VALUE}, "
-                             "{stale: DURATION}, {comm_loss: true}, {point, rate_gt: X}, "
+                             "{stale: DURATION}, {comm_loss: true}, "
+                             "{quality: bad|comm-loss|stale|uncertain|good, point: NAME}, "
+                             "{point, rate_gt: X}, "
                              "{point, count: VALUE, at_least: N, within: DURATION}, "
                              "{point, becomes: VALUE}, "
                              "{schedule: {from: HH:MM, to: HH:MM}}, {all: [...]}, "
@@ -322,13 +376,21 @@ Condition = Annotated[
 ]
 
 _MODEL_TAGS.update({PointCondition: "point-check", StaleCondition: "stale-check",
-                    CommLossCondition: "comm-loss-check", RateCondition: "rate-check",
+                    CommLossCondition: "comm-loss-check", QualityCondition: "quality-check",
+                    RateCondition: "rate-check",
                     CounterCondition: "counter", EdgeCondition: "edge",
                     ScheduleCondition: "schedule-check",
                     BaselineCondition: "baseline-check",
                     AllCondition: "all-of", AnyCondition: "any-of", NotCondition: "not-of",
                     AllDevicesCondition: "all-devices", AnyDeviceCondition: "any-device",
                     DeviceRefCondition: "device-ref"})
+
+
+def condition_model(value: Any) -> type[BaseModel] | None:
+    """The condition model a YAML mapping is validated as (the member its keys select), so
+    that an unknown key is reported against the fields of that model."""
+    tag = _condition_tag(value)
+    return next((model for model, t in _MODEL_TAGS.items() if t == tag), None)
 
 
 def condition_points(cond: Condition) -> set[str]:

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from gateway.config._conditions import CONDITION_TAGS
+from gateway.config._conditions import CONDITION_TAGS, condition_model
 from gateway.config._detectors import expand_detectors
 from gateway.config._lint import lint
 from gateway.config._models import GatewayConfig
@@ -468,6 +468,9 @@ def _model_for(annotation: Any, node: Any) -> type[BaseModel] | None:
             driver = cand.model_fields.get("driver")
             if driver is not None and node.get("driver") in typing.get_args(driver.annotation):
                 return cand
+        # A rule condition is the member its keys select, as when it is validated.
+        if (picked := condition_model(node)) in candidates:
+            return picked
         for cand in candidates:
             if set(node) & {f.alias or n for n, f in cand.model_fields.items()} == set(node):
                 return cand

@@ -132,6 +132,8 @@ class OrderLink(_Out):
     escalation_role: str | None
     escalation_name: Text | None
     escalation_deadline: str | None
+    #: The alarm's condition has ended, but a latching rule holds it until an operator reset.
+    latched: bool = False
 
 
 class AlarmView(_Out):
@@ -446,4 +448,4 @@ def _link(order: WorkOrder) -> OrderLink:
         escalation_level=esc.level if esc else None, escalation_levels=esc.levels if esc else None,
         escalation_role=esc.role if esc else None,
         escalation_name=Text(zh=esc.name.zh, en=esc.name.en) if esc else None,
-        escalation_deadline=esc.deadline if esc else None)
+        escalation_deadline=esc.deadline if esc else None, latched=order.alarm_latched)

@@ -155,11 +155,12 @@ def window_verdicts(order: WorkOrder, *, zone: ZoneInfo, now: float) -> list[Win
 
 
 def _raising_evidence(versions: Sequence[WorkOrder]) -> dict[str, bool | int | float | str | None]:
-    """The readings that raised the alarm, and those of alarms that joined the order (later
-    versions carry the readings of the alarm's end too, which raised nothing)."""
+    """The readings that raised the alarm, and those of alarms that joined the order or of a
+    latched alarm active again (later versions carry the readings of the alarm's end too,
+    which raised nothing)."""
     evidence = dict(versions[0].evidence)
     for version in versions[1:]:
-        if version.event == "alarm_joined":
+        if version.event in ("alarm_joined", "alarm_reactivated"):
             evidence.update(version.evidence)
     return evidence
 

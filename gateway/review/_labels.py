@@ -55,6 +55,8 @@ EVENT: dict[str, Bilingual] = {
     "assigned": text("派单", "Dispatched"),
     "followed_up": text("回访", "Follow-up call"),
     "reopened": text("回访不满意，工单重新打开", "Follow-up unsatisfied: order reopened"),
+    "alarm_latched": text("告警条件消失，已锁存待复位", "Condition ended: latched until reset"),
+    "alarm_reactivated": text("锁存中告警条件再次出现", "Latched alarm's condition returned"),
 }
 
 #: Statuses an operator recorded at the edge (status_via console), not the platform.

@@ -83,8 +83,17 @@ class _Tracked:
     unacknowledged_sent: bool = False
     #: Restored from the outbox after a restart: the alarm engine no longer knows its alarm.
     restored: bool = False
-    #: Alarms whose condition currently holds on this order (its own and joined ones).
+    #: Alarms that hold this order open (its own and joined ones): their condition holds, or
+    #: it ended on a latching rule and nobody has reset the alarm yet.
     active_alarms: set[str] = field(default_factory=set)
+    #: Those of ``active_alarms`` whose condition ended and that wait for a reset (latched).
+    latched_alarms: set[str] = field(default_factory=set)
+
+    @property
+    def latched(self) -> bool:
+        """Whether every alarm holding the order is latched: nothing is active any more, but
+        the order must not read as cleared before someone resets the alarms."""
+        return bool(self.active_alarms) and self.active_alarms <= self.latched_alarms
 
 
 class WorkOrderDesk:
@@ -148,9 +157,25 @@ class WorkOrderDesk:
                     log.warning("work order %s: alarm %s is active after a restart that lost "
                                 "its alarm history; the order carries on (no second order)",
                                 current.order.id, event.alarm_id)
-                    return None
+                    if not current.order.alarm_latched:
+                        return None
+                    # It went out latched before the restart: it no longer is.
+                    order = self._update(current, "alarm_reactivated", _iso(event.ts),
+                                         alarm_latched=False,
+                                         evidence={**current.order.evidence, **event.evidence})
+                    await self._emit(order)
+                    return order
                 if current is not None and not current.restored and current.order.alarm_active:
-                    return None  # same incident still active: no second order
+                    # The same incident still holds the order: no second order. Its alarm holds
+                    # it again (an alarm reset while a joined one kept the order open, or a
+                    # latched one whose condition came back).
+                    held = self._hold(current, event)
+                    if held is None:
+                        return None
+                    await self._emit(held)
+                    log.info("work order %s: alarm %s is active again", held.id,
+                             event.alarm_id)
+                    return held
                 sibling = self._open_order_for(event)
                 if sibling is not None:
                     order = self._join(sibling, event)
@@ -168,30 +193,17 @@ class WorkOrderDesk:
             else:
                 if current is None or not current.order.alarm_active:
                     return None
-                if event.latched:
-                    # A latching alarm (unintended car movement) stays in alarm after its
-                    # condition ends, until a person resets it: the order does not clear yet.
-                    log.info("work order %s: alarm %s ended and is latched until an operator "
-                             "resets it", current.order.id, event.alarm_id)
+                ended = self._ended(current, event)
+                if ended is None:
                     return None
-                current.active_alarms.discard(event.alarm_id)
-                if current.active_alarms:
-                    return None  # another alarm of the incident still holds
-                status = "alarm_cleared" if current.order.status == "open" else \
-                    current.order.status
-                reset: dict[str, object] = {}
-                if event.transition is Transition.RESET:
-                    reset = {"alarm_reset_by": event.actor,
-                             "alarm_reset_note": event.reason or None}
-                order = self._update(current, "alarm_cleared", _iso(event.ts), status=status,
-                                     alarm_active=False, evidence=event.evidence, **reset)
+                order = ended
             await self._emit(order)
             if order.seq == 1:
                 # Logged once the sink has it (on disk, when the sink is the outbox).
                 log.log(priority_level(order.priority), "work order %s raised (%s %s, respond "
                         "by %s): %s", order.id, order.priority, order.category,
                         order.respond_by, order.title.en, extra={"priority": order.priority})
-            else:
+            elif order.event == "alarm_cleared":
                 log.info("work order %s: alarm %s cleared%s", order.id, event.alarm_id,
                          f" (reset by {order.alarm_reset_by})" if order.alarm_reset_by else "")
             return order
@@ -578,6 +590,39 @@ class WorkOrderDesk:
         t.order = order
         return order
 
+    def _ended(self, current: _Tracked, event: AlarmEvent) -> WorkOrder | None:
+        """An alarm on an order ended (its condition, or for a latching rule the operator's
+        reset): the update to send, if any.
+
+        A latching alarm (unintended car movement, a fire zone) stays in alarm after its
+        condition ends, until a person resets it: the order does not clear. Once every alarm
+        still holding the order waits for a reset, it reads ``alarm_latched``; it clears when
+        the last of them has ended or been reset.
+        """
+        was = current.latched
+        if event.latched:
+            log.info("work order %s: alarm %s ended and is latched until an operator resets "
+                     "it", current.order.id, event.alarm_id)
+            if event.alarm_id in current.active_alarms:
+                current.latched_alarms.add(event.alarm_id)
+        else:
+            current.active_alarms.discard(event.alarm_id)
+            current.latched_alarms.discard(event.alarm_id)
+        if current.active_alarms:
+            if was or not current.latched:
+                return None  # another alarm of the incident still holds it, or no news
+            return self._update(current, "alarm_latched", _iso(event.ts), alarm_latched=True,
+                                evidence={**current.order.evidence, **event.evidence})
+        if event.latched:
+            return None  # (an order restored after a restart: it already says so)
+        status = "alarm_cleared" if current.order.status == "open" else current.order.status
+        reset: dict[str, object] = {}
+        if event.transition is Transition.RESET:
+            reset = {"alarm_reset_by": event.actor, "alarm_reset_note": event.reason or None}
+        return self._update(current, "alarm_cleared", _iso(event.ts), status=status,
+                            alarm_active=False, alarm_latched=False, evidence=event.evidence,
+                            **reset)
+
     def _open_order_for(self, event: AlarmEvent) -> _Tracked | None:
         """An open order whose alarm still holds on the same device and category: the same
         real-world incident seen by another rule (an entrapment and its alarm button)."""
@@ -595,6 +640,18 @@ class WorkOrderDesk:
         tracked.active_alarms.add(event.alarm_id)
         joined = [*tracked.order.joined_alarms, event.alarm_id]
         return self._update(tracked, "alarm_joined", _iso(event.ts), joined_alarms=joined,
+                            alarm_latched=tracked.latched,
+                            evidence={**tracked.order.evidence, **event.evidence})
+
+    def _hold(self, tracked: _Tracked, event: AlarmEvent) -> WorkOrder | None:
+        """An alarm already on the order is active (again): it holds the order until it ends
+        or is reset. An update when the order read latched: it no longer does."""
+        was = tracked.latched
+        tracked.active_alarms.add(event.alarm_id)
+        tracked.latched_alarms.discard(event.alarm_id)
+        if not was:
+            return None
+        return self._update(tracked, "alarm_reactivated", _iso(event.ts), alarm_latched=False,
                             evidence={**tracked.order.evidence, **event.evidence})
 
     def _mono_of(self, wall: float) -> float:

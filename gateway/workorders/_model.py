@@ -37,7 +37,8 @@ WorkOrderStatus = Literal["open", "alarm_cleared", "acknowledged", "on_site", "r
                           "rejected"]
 WorkOrderEvent = Literal["raised", "escalated", "unacknowledged", "pre_alert", "alarm_cleared",
                          "acknowledged", "on_site", "resolved", "rejected", "follow_up_due",
-                         "alarm_joined", "assigned", "followed_up", "reopened"]
+                         "alarm_joined", "alarm_latched", "alarm_reactivated", "assigned",
+                         "followed_up", "reopened"]
 PlatformStatus = Literal["acknowledged", "on_site", "resolved", "rejected"]
 
 #: States the platform reports back, in the order a work order moves through them.
@@ -206,6 +207,12 @@ class WorkOrder(_Frozen):
     alarm_active: bool = Field(default=True,
                                description="False once the alarm has returned to normal (for "
                                            "a latching alarm: once an operator reset it).")
+    alarm_latched: bool = Field(
+        default=False,
+        description="True while the order's alarm is latched: its condition has ended but a "
+                    "latching rule holds it until an operator resets it (alarm_active stays "
+                    "true). Set by the alarm_latched update, false again on alarm_reactivated, "
+                    "alarm_joined by an active alarm, or the alarm_cleared of the reset.")
     title: Bilingual
     description: Bilingual
     location: WorkOrderLocation

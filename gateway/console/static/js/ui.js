@@ -12,6 +12,12 @@ export function priorityBadge(priority, { flash = false } = {}) {
     h("span", { class: "prio-word" }, tOr(`prio.${priority}`, "")));
 }
 
+/** A latched alarm's work order: its condition is gone, it clears only at an operator's reset. */
+export function latchedBadge(latched) {
+  return latched ? h("span", { class: "tag wo-latched", title: t("wo.latched.hint") },
+    t("wo.latched")) : null;
+}
+
 /** An ISA-18.2 state in words. */
 export function stateWord(state) {
   return tOr(`state.${state}`, state);

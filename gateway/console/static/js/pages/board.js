@@ -7,7 +7,8 @@ import * as sound from "../sound.js";
 import { api } from "../api.js";
 import { can, actionsFor, perform } from "../actions.js";
 import { openDialog } from "../dialogs.js";
-import { priorityBadge, stateWord, elapsed, countdown, table, PRIORITIES } from "../ui.js";
+import { priorityBadge, stateWord, elapsed, countdown, table, PRIORITIES, latchedBadge }
+  from "../ui.js";
 
 /** Work-order states in which the on-site deadline still runs. */
 const RESPONDING = new Set(["open", "acknowledged", "alarm_cleared"]);
@@ -165,7 +166,7 @@ export function orderCell(link) {
   const parts = [
     h("div", { class: "wo-status" }, h("span", { class: "wo-label" }, `${t("field.work_order")} · `),
       h("a", { href: `#/orders/${encodeURIComponent(link.id)}`, class: "wo-link" },
-        tOr(`wo.status.${link.status}`, link.status))),
+        tOr(`wo.status.${link.status}`, link.status)), latchedBadge(link.latched)),
   ];
   if (link.escalation_level) {
     parts.push(h("div", { class: "wo-esc" },

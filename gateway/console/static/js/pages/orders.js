@@ -7,7 +7,7 @@ import { t, tOr, pick, fmtPlace, fmtDateTime, fmtDuration, categoryTitle, curren
   from "../i18n.js";
 import * as store from "../store.js";
 import { api, errorText } from "../api.js";
-import { priorityBadge, countdown, table, dash } from "../ui.js";
+import { priorityBadge, countdown, table, dash, latchedBadge } from "../ui.js";
 
 const RESPONDING = new Set(["open", "acknowledged", "alarm_cleared"]);
 const CLOSED = new Set(["resolved", "rejected"]);
@@ -31,7 +31,7 @@ function escalationText(order) {
 
 function statusCell(order) {
   return h("span", { class: ["wo-state", `wo-${order.status}`] },
-    tOr(`wo.status.${order.status}`, order.status));
+    tOr(`wo.status.${order.status}`, order.status), latchedBadge(order.alarm_latched));
 }
 
 function breachesCell(order) {
@@ -215,7 +215,9 @@ function detail(order, versions) {
         [t("field.location"), fmtPlace(order) || "—"],
         [t("field.device"), `${order.location?.device_name || ""} (${order.location?.device || ""})`],
         [t("field.alarm_id"), h("code", {}, order.alarm_id)],
-        [t("orders.alarm_active"), order.alarm_active ? t("cond.active") : t("cond.returned")],
+        [t("orders.alarm_active"), order.alarm_latched
+          ? h("span", {}, latchedBadge(true), " ", t("wo.latched.hint"))
+          : order.alarm_active ? t("cond.active") : t("cond.returned")],
         [t("field.message"), pick(order.description)],
         [t("orders.detected_at"), fmtDateTime(order.detected_at)],
         [t("orders.raised_at"), fmtDateTime(order.raised_at)],
