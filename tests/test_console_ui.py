@@ -353,7 +353,7 @@ async def test_the_work_order_shows_the_platforms_answer_live(
     await expect(listed).to_contain_text("第 1/4 级 中控室")
     await expect(listed).to_contain_text(re.compile(r"到场剩余 0[45]:\d\d"))
     await listed.locator("a.order-link").click()
-    await expect(page.locator("#platform-answer")).to_contain_text("平台尚未回复")
+    await expect(page.locator("#platform-answer")).to_contain_text("尚未接单")
     await no_reload_marker(page)
 
     await platform_answer(console, order_id, {"status": "acknowledged", "by": "张师傅",
