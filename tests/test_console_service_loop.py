@@ -13,7 +13,9 @@ orders) is asserted, never a countdown.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -455,6 +457,24 @@ async def test_overdue_follow_ups_come_first_in_red_and_a_refusal_is_shown_in_wo
     await expect(rows.nth(1)).to_have_attribute("data-overdue", "false")
     await expect(page.locator("#fu-overdue-count")).to_have_text("逾期 1")
 
+    # The keyboard reaches it all: Enter opens the dialog on its first question, Space
+    # answers it, Tab goes on to the next (open only once someone was reached), Esc cancels.
+    await rows.nth(1).locator('[data-action="follow-up"]').focus()
+    await page.keyboard.press("Enter")
+    reached_yes = page.locator("#dialog input[name=reached][value=yes]")
+    await expect(reached_yes).to_be_focused()
+    satisfied_yes = page.locator("#dialog input[name=satisfied][value=yes]")
+    await expect(satisfied_yes).to_be_disabled()
+    await page.keyboard.press("Space")
+    await expect(reached_yes).to_be_checked()
+    await expect(satisfied_yes).to_be_enabled()
+    await page.keyboard.press("Tab")
+    await expect(satisfied_yes).to_be_focused()
+    await page.keyboard.press("Escape")
+    await expect(page.locator("#dialog")).to_be_hidden()
+    status, listed = await loop.api.get("/api/v1/follow-ups")
+    assert status == 200 and [i["attempts"] for i in listed["due"]] == [0, 0], "nothing sent"
+
     # Nobody answered: it stays due, the attempt counted; the dialog asks nothing more.
     await rows.nth(1).locator('[data-action="follow-up"]').click()
     await page.check("#dialog input[name=reached][value=no]")
@@ -484,3 +504,90 @@ async def test_overdue_follow_ups_come_first_in_red_and_a_refusal_is_shown_in_wo
     await page.click('#dialog [data-dialog-button="cancel"]')
     await expect(page.locator("#order-detail .wo-state").first).to_have_text("已解决")
     await expect(page.locator('[data-dispatch="on-site"]')).to_be_disabled()
+
+
+# --------------------------------------------------------------------------- screenshots
+
+
+#: Every priority's follow-up due 2 h after the repair, overdue an hour later.
+SCREEN = "work_orders:\n  priorities:\n" + "".join(
+    f"    {p}: {{follow_up_after: 2h, follow_up_within: 1h}}\n" for p in ("P1", "P2", "P3"))
+
+SHOWCASE = [
+    {"category": "water_leak", "description": "楼上漏水，卫生间天花板滴水", "building": "3号楼",
+     "floor": "12", "room": "1201", "reporter": "张女士", "contact": "13812345678"},
+    {"category": "access_fault", "description": "单元门禁刷卡无反应", "channel": "patrol",
+     "building": "5号楼", "floor": "1", "room": "2单元门厅", "reporter": "巡逻岗 王师傅"},
+    {"category": "elevator_fault", "description": "电梯按钮失灵，到 8 层不停", "device": "E1",
+     "reporter": "李先生", "contact": "13987654321"},
+    {"category": "noise", "description": "凌晨装修噪音", "channel": "walk_in", "building": "7号楼",
+     "floor": "6", "room": "602", "reporter": "赵阿姨", "contact": "13700001111"},
+    {"category": "facility_damage", "description": "北门路灯不亮", "channel": "app",
+     "building": "北门", "reporter": "业主 App", "priority": "P2",
+     "priority_reason": "夜间出入安全"},
+]
+
+
+async def test_screenshots_of_the_reports_and_follow_ups_pages(
+        mosquitto: Mosquitto, tmp_path: Path, browser_context: OpenContext) -> None:
+    """The two pages with a few reports in every state, in zh-CN at 1920x1080. With
+    PROPGW_DOC_SCREENSHOTS=1 (scripts/console-screenshots.sh) they replace
+    docs/img/console-reports-zh.png and docs/img/console-followups-zh.png."""
+    out = DOC_IMAGES if os.environ.get("PROPGW_DOC_SCREENSHOTS") == "1" else tmp_path
+    # The gateway's wall clock ends up near the browser's: the header clock and the times
+    # on the page agree.
+    clock = FakeClock(wall_offset=time.time() - 4 * 3600)
+    async with serving(site_config(tmp_path, mosquitto.port, SCREEN), mosquitto.port,
+                       clock) as loop:
+        made = []
+        for body in SHOWCASE:
+            status, order = await loop.api.post("/api/v1/reports", body)
+            assert status == 200, order
+            made.append(order)
+        leak, door, lift, noise, lamp = made
+        await api_act(loop, leak, "assign", {"role": "engineering", "person": "刘工"})
+        for order in (leak, door):
+            await api_act(loop, order, "on-site")
+            await api_act(loop, order, "resolve", {"note": "已修复"})
+        await loop.advance(2400, step=60)
+        await api_act(loop, lift, "resolve", {"note": "更换按钮板"})
+        await api_act(loop, lamp, "assign", {"role": "patrol", "person": "陈师傅"})
+        await api_act(loop, lamp, "acknowledge")
+        await loop.advance(7200, step=300)
+        await api_act(loop, noise, "resolve", {"note": "已劝导施工方"})
+        await loop.advance(2220, step=60)
+        await api_act(loop, lift, "follow-up", {"reached": False, "comment": "无人接听"})
+        await loop.advance(60, step=10)  # the health sees the outbox empty again
+        status, health = await loop.api.get("/api/v1/health")
+        assert status == 200 and health["status"] == "ok", health
+
+        watched = await browser_context(loop.base)
+        page = await watched.new_page()
+        await page.set_viewport_size({"width": 1920, "height": 1080})
+        await page.emulate_media(reduced_motion="reduce")
+        await login(page, "wang")
+        await expect(page.locator("#followups-badge")).to_have_text("3")
+        await page.click("#nav-followups")
+        await expect(page.locator("#followups-due tbody tr")).to_have_count(3)
+        await expect(page.locator("#followups-due tr.fu-overdue")).to_have_count(2)
+        await expect(page.locator("#followups-upcoming tbody tr")).to_have_count(1)
+        await expect(page.locator("#banner-health")).to_have_count(0)
+        assert await page.evaluate(
+            "document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scroll"
+        shot = out / "console-followups-zh.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 20_000
+
+        await page.click("#nav-reports")
+        await expect(page.locator("#reports-list tbody tr")).to_have_count(5)
+        await fill_report(page, category="power_loss", channel="phone", building="2号楼",
+                          floor="4", room="402", description="整层停电",
+                          reporter="孙先生")
+        await expect(page.locator("#report-graded")).to_have_attribute("data-priority", "P1")
+        assert await page.evaluate(
+            "document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scroll"
+        shot = out / "console-reports-zh.png"
+        await page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 20_000
+        await watched.context.close()  # its live feed ends before the gateway does
