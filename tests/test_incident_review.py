@@ -181,11 +181,15 @@ async def test_an_entrapments_review_has_its_whole_timeline_and_window_verdicts(
             ("acknowledge", 90.0, 90.0), ("on_site", 240.0, 240.0),
             ("resolve", 1200.0, 1200.0)]
         assert summary["incident_list"][0]["breaches"] == ["acknowledge"]
-        assert summary["reports"]["available"] is False
+        assert summary["reports"] == {"available": True, "reports": 0, "by_category": [],
+                                      "by_building": [], "by_channel": []}
+        assert summary["follow_ups"]["calls"] == 0 and summary["follow_ups"]["waiting"] == 1, \
+            "resolved, its follow-up owed"
         assert (await viewer.get("/api/v1/incidents/summary?month=2025-12"))[1]["orders"] == 0
         status, html = await viewer.get("/api/v1/incidents/summary.html?month=2026-01")
         assert status == 200
-        check_page(html, must_contain=["月度服务汇总", "1号楼", "暂无数据"])
+        check_page(html, must_contain=["月度服务汇总", "1号楼", "报事报修", "回访满意度",
+                                       "待回访工单"])
 
         assert (await viewer.get("/api/v1/incidents/nope/review"))[0] == 404
         status, spec = await viewer.get("/api/v1/openapi.json")

@@ -10,10 +10,18 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.alarms import AlarmEvent, AlarmState
+from gateway.clock import FakeClock
 from gateway.config import Location, load_config_text
-from gateway.review import build_review, duration, month_range, monthly_summary, review_html
+from gateway.review import (
+    build_review,
+    duration,
+    month_range,
+    monthly_summary,
+    review_html,
+    summary_html,
+)
 from gateway.review._build import incident_events, window_verdicts
-from gateway.workorders import WorkOrder
+from gateway.workorders import WorkOrder, WorkOrderDesk, grade_report
 
 ZONE = ZoneInfo("Asia/Shanghai")
 T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=ZONE).timestamp()
@@ -95,7 +103,80 @@ def test_the_summary_counts_rates_and_percentiles() -> None:
     times = summary.times[0]
     assert (times.count, times.mean_s, times.p90_s) == (10, 83.0, 110.0)
     assert summary.times[1].mean_s is None and summary.windows[1].pending == 11
-    assert summary.reports.available is False and summary.follow_ups.available is False
+    assert summary.reports.reports == 0 and summary.follow_ups.calls == 0
+
+
+def test_the_summary_counts_reports_by_channel_and_follow_ups_by_outcome() -> None:
+    def call(reached: bool, satisfied: bool | None, at: float) -> dict[str, Any]:
+        return {"at": iso(at), "by": "wang", "reached": reached, "satisfied": satisfied}
+
+    def report(channel: str) -> dict[str, Any]:
+        return {"report": {"channel": channel, "operator": "wang"}, "source": "report"}
+
+    orders = [
+        order(1, priority="P1", category="water_leak", **report("phone"), status="resolved",
+              resolved_at=10, follow_up_by=iso(20), follow_up_overdue_at=30,
+              follow_ups=[call(False, None, 25), call(True, True, 40)]),
+        order(2, priority="P3", category="noise", building="2", **report("patrol"),
+              status="open", reopened_count=1, follow_ups=[call(True, False, 50)]),
+        order(3, priority="P1", category="water_leak", building="2", **report("phone"),
+              status="resolved", resolved_at=10, follow_up_by=iso(-100),
+              follow_up_overdue_at=50),
+        order(4, status="resolved", resolved_at=10, follow_up_by=iso(10_000),
+              follow_up_overdue_at=20_000),
+    ]
+    summary = monthly_summary("2026-03", orders, config=CONFIG, now=T0 + 100)
+    reports = summary.reports
+    assert reports.reports == 3
+    assert [(c.key, c.orders, c.name.zh) for c in reports.by_channel] == [
+        ("phone", 2, "电话"), ("patrol", 1, "巡逻发现")]
+    assert [(c.key, c.orders) for c in reports.by_building] == [("2", 2), ("1", 1)]
+    assert [(c.key, c.orders, c.name.zh) for c in reports.by_category] == [
+        ("water_leak", 2, "漏水"), ("noise", 1, "噪音")]
+    fu = summary.follow_ups
+    assert (fu.calls, fu.orders_followed_up, fu.reached, fu.satisfied, fu.unsatisfied,
+            fu.not_reached) == (3, 2, 2, 1, 1, 1)
+    assert (fu.waiting, fu.overdue, fu.satisfaction) == (2, 1, 0.5), \
+        "3 is past its overdue time, 4 not yet; 1 is closed"
+    page = summary_html(summary, "zh-CN")
+    assert "按来源" in page and "满意率" in page and "50%" in page
+
+
+async def test_the_timeline_shows_dispatch_console_status_follow_ups_and_the_reopening(
+        fake_clock: FakeClock) -> None:
+    sent: list[WorkOrder] = []
+
+    async def sink(o: WorkOrder) -> None:
+        sent.append(o)
+
+    desk = WorkOrderDesk(CONFIG.site, fake_clock, sink, policies=CONFIG.work_orders)
+    raised = await desk.open_report(grade_report(
+        CONFIG, category="water_leak", description="漏水", channel="phone", logged_by="wang",
+        building="1"))
+    steps = [
+        desk.assign(raised.id, by="wang", role="engineering", person="张工", note="带工具"),
+        desk.record_status(raised.id, "on_site", by="wang", note="已到场"),
+        desk.record_status(raised.id, "resolved", by="wang"),
+        desk.record_follow_up(raised.id, by="li", reached=False, comment="无人接听"),
+        desk.record_follow_up(raised.id, by="li", reached=True, satisfied=False,
+                              comment="仍漏水"),
+    ]
+    for step in steps:
+        await fake_clock.advance(60)
+        await step
+    review = build_review(sent, [], config=CONFIG, now=fake_clock.time())
+    rows = [(e.kind, e.what.zh, e.actor, e.detail) for e in review.timeline
+            if e.kind not in ("detected", "work_order")]
+    assert rows == [
+        ("assigned", "派单：工程组 / 张工", "wang", "带工具"),
+        ("on_site", "人员到场（中控室记录）", "wang", "已到场"),
+        ("resolved", "处理完毕（中控室记录）", "wang", None),
+        ("follow_up", "回访：未联系上（第 1 次）", "li", "无人接听"),
+        ("reopened", "回访不满意，工单重新打开（第 1 次），时限与升级重新计时", "li", "仍漏水")]
+    en = review_html(review, "en")
+    assert "Dispatched to Engineering / 张工" in en and "Follow-up: not reached (attempt 1)" in en
+    # The reopened order's windows count from the reopening.
+    assert {v.verdict for v in review.windows} == {"pending"}
 
 
 def test_an_incidents_journal_events_are_its_own() -> None:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from gateway.alarms import AlarmEvent, AlarmJournal
 from gateway.config import GatewayConfig
 from gateway.i18n import category_title, format_location
-from gateway.review._labels import EVENT, TRANSITION, WINDOW, local_iso, text
+from gateway.review._labels import CONSOLE_EVENT, EVENT, ROLE, TRANSITION, WINDOW, local_iso, text
 from gateway.review._model import IncidentReview, TimelineEntry, Window, WindowVerdict
 from gateway.workorders import Bilingual, WorkOrder, WorkOrderLog, parse_instant
 
@@ -30,7 +30,8 @@ _SLACK = 1.0
 _MAX_EVENTS = 5000
 #: Kinds at the same instant, in the order people expect to read them.
 _ORDER = {"detected": 0, "alarm": 1, "work_order": 2, "escalation": 3, "window": 4,
-          "operator": 5, "platform": 6, "on_site": 7, "resolved": 8}
+          "operator": 5, "assigned": 6, "platform": 7, "console": 7, "on_site": 8,
+          "resolved": 9, "follow_up": 10, "reopened": 11}
 
 
 async def gather_review(order_id: str, *, worklog: WorkOrderLog, journal: AlarmJournal,
@@ -121,7 +122,8 @@ def build_review(versions: Sequence[WorkOrder], events: Sequence[AlarmEvent], *,
 
 def window_verdicts(order: WorkOrder, *, zone: ZoneInfo, now: float) -> list[WindowVerdict]:
     """Acknowledge, on-site and resolution windows of ``order``, each with its verdict."""
-    raised = parse_instant(order.raised_at)
+    # A reopened order's windows count from the reopening (the desk's deadlines do).
+    raised = parse_instant(order.reopened_at or order.raised_at)
     recorded: dict[str, float] = {b.window: b.late_by_s for b in order.breaches}
     result: list[WindowVerdict] = []
     names: tuple[Window, ...] = ("acknowledge", "on_site", "resolve")
@@ -221,10 +223,38 @@ def _order_entry(order: WorkOrder, previous: WorkOrder | None, zone: ZoneInfo) -
         return _entry(at, zone, "escalation", what, source="work_order")
     if event in ("acknowledged", "on_site", "resolved", "rejected"):
         stamp = getattr(order, f"{event}_at")
-        kind = {"on_site": "on_site", "resolved": "resolved"}.get(event, "platform")
+        console = order.status_via == "console"
+        kind = {"on_site": "on_site", "resolved": "resolved"}.get(
+            event, "console" if console else "platform")
         return _entry(parse_instant(stamp) if stamp else at, zone, kind,
-                      EVENT[event], actor=order.status_by, detail=order.status_note,
+                      CONSOLE_EVENT[event] if console else EVENT[event],
+                      actor=order.status_by, detail=order.status_note, source="work_order")
+    if event == "assigned" and order.assigned_to is not None:
+        to = order.assigned_to
+        role = ROLE.get(to.role, text(to.role, to.role)) if to.role else None
+        zh = " / ".join(x for x in (role.zh if role else None, to.person) if x)
+        en = " / ".join(x for x in (role.en if role else None, to.person) if x)
+        return _entry(parse_instant(to.at), zone, "assigned",
+                      text(f"派单：{zh}", f"Dispatched to {en}"), actor=to.by, detail=to.note,
                       source="work_order")
+    if event in ("followed_up", "reopened") and order.follow_ups:
+        call = order.follow_ups[-1]
+        if event == "reopened":
+            what = text(f"回访不满意，工单重新打开（第 {order.reopened_count} 次），"
+                        f"时限与升级重新计时",
+                        f"Follow-up: unsatisfied; order reopened ({order.reopened_count}), "
+                        f"windows and escalation start again")
+        elif call.reached:
+            what = text("回访：满意，工单关闭", "Follow-up: satisfied; order closed")
+        else:
+            since = parse_instant(order.resolved_at) if order.resolved_at else 0.0
+            attempt = sum(1 for f in order.follow_ups
+                          if not f.reached and parse_instant(f.at) >= since)
+            what = text(f"回访：未联系上（第 {attempt} 次）",
+                        f"Follow-up: not reached (attempt {attempt})")
+        return _entry(parse_instant(call.at), zone,
+                      "reopened" if event == "reopened" else "follow_up", what, actor=call.by,
+                      detail=call.comment, source="work_order")
     if event == "alarm_cleared":
         return _entry(at, zone, "work_order", EVENT[event], actor=order.alarm_reset_by,
                       detail=order.alarm_reset_note, source="work_order")

@@ -24,6 +24,7 @@ _CSS = """
 body { margin: 0 auto; max-width: 190mm; padding: 8mm 6mm; }
 h1 { font-size: 17pt; margin: 0 0 2mm; }
 h2 { font-size: 13pt; margin: 6mm 0 2mm; border-bottom: 0.4mm solid #333; }
+h3 { font-size: 11pt; margin: 3mm 0 1mm; }
 .sub { color: #444; margin: 0 0 4mm; }
 table { width: 100%; border-collapse: collapse; margin: 0 0 3mm; }
 th, td { text-align: left; vertical-align: top; padding: 1.2mm 1.6mm;
@@ -101,7 +102,16 @@ _WORDS: dict[str, tuple[str, str]] = {
     "incident_list": ("P0/P1 事件列表", "P0/P1 incidents"),
     "reports": ("报事报修", "Reported repairs"),
     "follow_ups": ("回访满意度", "Follow-up satisfaction"),
-    "not_available": ("暂无数据", "Not available yet"),
+    "reports_logged": ("报事工单", "Reports logged"),
+    "by_channel": ("按来源", "By channel"),
+    "fu_calls": ("回访次数", "Calls recorded"),
+    "fu_reached": ("已联系上", "Reached"),
+    "fu_satisfied": ("满意", "Satisfied"),
+    "fu_unsatisfied": ("不满意（工单重开）", "Unsatisfied (order reopened)"),
+    "fu_not_reached": ("未联系上", "Not reached"),
+    "fu_waiting": ("待回访工单", "Orders awaiting follow-up"),
+    "fu_overdue": ("其中逾期", "Of which overdue"),
+    "fu_rate": ("满意率（满意 / 已联系上）", "Satisfaction (satisfied / reached)"),
     "print": ("打印或另存为 PDF：使用浏览器的“打印”功能。",
               "To print or save as PDF, use the browser's Print command."),
 }
@@ -117,7 +127,9 @@ _KINDS: dict[str, tuple[str, str]] = {
     "operator": ("操作员", "operator"), "work_order": ("工单", "work order"),
     "escalation": ("升级", "escalation"), "platform": ("平台", "platform"),
     "on_site": ("到场", "on site"), "resolved": ("完成", "resolved"),
-    "window": ("时限", "window"),
+    "window": ("时限", "window"), "assigned": ("派单", "dispatch"),
+    "console": ("中控室", "console"), "follow_up": ("回访", "follow-up"),
+    "reopened": ("重开", "reopened"),
 }
 
 
@@ -192,10 +204,21 @@ def summary_html(summary: MonthlySummary, lang: str = "zh-CN") -> str:
                  escape(p.t(i.title)), escape(p.status(i.status)),
                  escape(", ".join(i.breaches) or "—")] for i in summary.incident_list),
                 time_col=True, css="incidents")]
-    for key, section in (("reports", summary.reports), ("follow_ups", summary.follow_ups)):
-        out += [f"<h2>{p.w(key)}</h2>",
-                f'<p class="note" data-section="{key}"><strong>{p.w("not_available")}'
-                f"</strong> — {escape(p.t(section.note))}</p>"]
+    rep, fol = summary.reports, summary.follow_ups
+    out += [f"<h2>{p.w('reports')}</h2>",
+            f'<p class="sub" data-section="reports">{p.w("reports_logged")}: {rep.reports}</p>',
+            *(f"<h3>{p.w(key)}</h3>{p.counts(counts)}" for key, counts in (
+                ("by_category", rep.by_category), ("by_building", rep.by_building),
+                ("by_channel", rep.by_channel)) if counts),
+            f"<h2>{p.w('follow_ups')}</h2>",
+            p.table(["measure", "count"], (
+                [p.w(key), str(value)] for key, value in (
+                    ("fu_calls", fol.calls), ("fu_reached", fol.reached),
+                    ("fu_satisfied", fol.satisfied), ("fu_unsatisfied", fol.unsatisfied),
+                    ("fu_not_reached", fol.not_reached), ("fu_waiting", fol.waiting),
+                    ("fu_overdue", fol.overdue),
+                    ("fu_rate", f"{fol.satisfaction:.0%}" if fol.satisfaction is not None
+                     else "—"))), num=frozenset({1}), css="follow-ups")]
     out += [f"<footer>{p.w('generated')}: {escape(summary.generated_at)} · propgw · "
             f"{p.w('print')}</footer>", "</body></html>"]
     return "\n".join(out)

@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 from gateway.workorders import Bilingual
 
-__all__ = ["EVENT", "TRANSITION", "WINDOW", "duration", "local_iso", "text"]
+__all__ = ["CHANNEL", "CONSOLE_EVENT", "EVENT", "ROLE", "TRANSITION", "WINDOW", "duration",
+           "local_iso", "text"]
 
 
 def text(zh: str, en: str) -> Bilingual:
@@ -51,6 +52,34 @@ EVENT: dict[str, Bilingual] = {
     "rejected": text("平台退回", "Rejected by the platform"),
     "follow_up_due": text("回访到期", "Follow-up due"),
     "alarm_joined": text("关联告警并入工单", "Another alarm joined the order"),
+    "assigned": text("派单", "Dispatched"),
+    "followed_up": text("回访", "Follow-up call"),
+    "reopened": text("回访不满意，工单重新打开", "Follow-up unsatisfied: order reopened"),
+}
+
+#: Statuses an operator recorded at the edge (status_via console), not the platform.
+CONSOLE_EVENT: dict[str, Bilingual] = {
+    "acknowledged": text("中控室记录接单", "Acknowledged (recorded at the console)"),
+    "on_site": text("人员到场（中控室记录）", "Staff on site (recorded at the console)"),
+    "resolved": text("处理完毕（中控室记录）", "Resolved (recorded at the console)"),
+}
+
+#: The built-in ladder roles; a site's own roles show by their id.
+ROLE: dict[str, Bilingual] = {
+    "control_room": text("中控室", "Control room"),
+    "patrol": text("巡逻岗", "Patrol"),
+    "engineering": text("工程组", "Engineering"),
+    "supervisor": text("主管", "Supervisor"),
+}
+
+#: How a report reached the control room.
+CHANNEL: dict[str, Bilingual] = {
+    "phone": text("电话", "Phone"),
+    "patrol": text("巡逻发现", "Patrol"),
+    "walk_in": text("来访", "Walk-in"),
+    "app": text("App", "App"),
+    "email": text("邮件", "Email"),
+    "other": text("其他", "Other"),
 }
 
 WINDOW: dict[str, Bilingual] = {

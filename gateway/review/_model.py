@@ -8,9 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.workorders import Bilingual
 
-__all__ = ["Count", "IncidentLine", "IncidentReview", "MonthlySummary", "NotYetAvailable",
-           "TimeStats", "TimelineEntry", "TimelineKind", "Verdict", "Window", "WindowStats",
-           "WindowVerdict"]
+__all__ = ["Count", "FollowUpStats", "IncidentLine", "IncidentReview", "MonthlySummary",
+           "NotYetAvailable", "ReportStats", "TimeStats", "TimelineEntry", "TimelineKind",
+           "Verdict", "Window", "WindowStats", "WindowVerdict"]
 
 Window = Literal["acknowledge", "on_site", "resolve"]
 #: met: done by the deadline; breached: done after it; overdue: not done and the deadline has
@@ -18,7 +18,8 @@ Window = Literal["acknowledge", "on_site", "resolve"]
 #: rejected before it mattered.
 Verdict = Literal["met", "breached", "overdue", "pending", "none"]
 TimelineKind = Literal["detected", "alarm", "operator", "work_order", "escalation", "platform",
-                       "on_site", "resolved", "window"]
+                       "on_site", "resolved", "window", "assigned", "console", "follow_up",
+                       "reopened"]
 EvidenceValue = bool | int | float | str | None
 
 
@@ -124,6 +125,32 @@ class NotYetAvailable(_Model):
     note: Bilingual
 
 
+class ReportStats(_Model):
+    """Reported repairs (source report) raised in the month."""
+
+    available: Literal[True] = True
+    reports: int
+    by_category: list[Count]
+    by_building: list[Count]
+    by_channel: list[Count]
+
+
+class FollowUpStats(_Model):
+    """Follow-up calls (回访) of the orders raised in the month."""
+
+    available: Literal[True] = True
+    calls: int = Field(description="Follow-ups recorded (each call, reached or not).")
+    orders_followed_up: int = Field(description="Orders with at least one follow-up.")
+    reached: int
+    satisfied: int
+    unsatisfied: int = Field(description="Reached and unsatisfied: each reopened its order.")
+    not_reached: int
+    waiting: int = Field(description="Orders resolved and still waiting for their follow-up.")
+    overdue: int = Field(description="Of those, past follow_up_overdue_at.")
+    satisfaction: float | None = Field(description="satisfied / reached; null when nobody "
+                                                   "was reached.")
+
+
 class MonthlySummary(_Model):
     """One calendar month (site time zone) of work orders."""
 
@@ -138,6 +165,6 @@ class MonthlySummary(_Model):
     windows: list[WindowStats]
     times: list[TimeStats]
     incident_list: list[IncidentLine]
-    reports: NotYetAvailable
-    follow_ups: NotYetAvailable
+    reports: ReportStats
+    follow_ups: FollowUpStats
     generated_at: str

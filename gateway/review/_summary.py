@@ -3,8 +3,9 @@ and building, how each response window went, and the times to acknowledge, reach
 resolve (mean and 90th percentile).
 
 Built from the latest version of each order in the work-order history; orders count in the
-month they were raised in. Reported repairs and follow-up calls are shown as not available
-until the gateway records them.
+month they were raised in. Reported repairs count by category, building and channel;
+follow-up calls (回访) by outcome, with the orders still waiting for theirs and how many of
+those are overdue at ``now``.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from zoneinfo import ZoneInfo
 from gateway.config import GatewayConfig
 from gateway.i18n import category_title
 from gateway.review._build import window_verdicts
-from gateway.review._labels import WINDOW, local_iso, text
+from gateway.review._labels import CHANNEL, WINDOW, local_iso, text
 from gateway.review._model import (
     Count,
+    FollowUpStats,
     IncidentLine,
     MonthlySummary,
-    NotYetAvailable,
+    ReportStats,
     TimeStats,
     WindowStats,
 )
@@ -90,29 +92,50 @@ def monthly_summary(month: str, orders: Iterable[WorkOrder], *, config: GatewayC
                                mean_s=round(sum(took) / len(took), 1) if took else None,
                                p90_s=_nearest_rank(took, 0.9)))
     incidents = [o for o in chosen if o.priority in _INCIDENT]
+
+    def category(key: str) -> Bilingual:
+        return text(category_title(key, "zh-CN", policies), category_title(key, "en", policies))
+
+    reports = [o for o in chosen if o.source == "report"]
     return MonthlySummary(
         month=month, timezone=config.site.timezone, site_name=config.site.name,
         orders=len(chosen), incidents=len(incidents),
         by_priority=_counts(chosen, lambda o: o.priority, lambda k: text(k, k)),
-        by_category=_counts(chosen, lambda o: o.category, lambda k: text(
-            category_title(k, "zh-CN", policies), category_title(k, "en", policies))),
-        by_building=_counts(chosen, lambda o: o.location.building or "",
-                            lambda k: text(k or "（未注明）", k or "(not given)")),
+        by_category=_counts(chosen, lambda o: o.category, category),
+        by_building=_counts(chosen, lambda o: o.location.building or "", building),
         windows=windows, times=times,
         incident_list=[IncidentLine(
             order_id=o.id, priority=o.priority, title=o.title,
             raised_at=local_iso(parse_instant(o.raised_at), zone), status=o.status,
             breaches=[v.window for v in verdicts[o.id] if v.verdict in ("breached", "overdue")])
             for o in incidents],
-        reports=NotYetAvailable(note=text(
-            "报事报修尚未在网关记录：本节待报事功能上线后填充。",
-            "Reported repairs are not recorded by the gateway yet: this section fills in "
-            "once they are.")),
-        follow_ups=NotYetAvailable(note=text(
-            "回访结果尚未在网关记录：本节待回访功能上线后填充。",
-            "Follow-up calls are not recorded by the gateway yet: this section fills in once "
-            "they are.")),
+        reports=ReportStats(
+            reports=len(reports), by_category=_counts(reports, lambda o: o.category, category),
+            by_building=_counts(reports, lambda o: o.location.building or "", building),
+            by_channel=_counts(reports, lambda o: o.report.channel if o.report else "other",
+                               lambda k: CHANNEL.get(k, text(k, k)))),
+        follow_ups=follow_up_stats(chosen, now=now),
         generated_at=local_iso(now, zone))
+
+
+def building(key: str) -> Bilingual:
+    return text(key or "（未注明）", key or "(not given)")
+
+
+def follow_up_stats(orders: Sequence[WorkOrder], *, now: float) -> FollowUpStats:
+    """The follow-up calls recorded on ``orders`` (latest versions) and those still owed."""
+    calls = [f for o in orders for f in o.follow_ups]
+    reached = [f for f in calls if f.reached]
+    satisfied = sum(1 for f in reached if f.satisfied)
+    waiting = [o for o in orders if o.status == "resolved" and o.follow_up_by is not None
+               and not any(f.reached and f.satisfied for f in o.follow_ups)]
+    overdue = sum(1 for o in waiting
+                  if o.follow_up_overdue_at and parse_instant(o.follow_up_overdue_at) <= now)
+    return FollowUpStats(
+        calls=len(calls), orders_followed_up=sum(1 for o in orders if o.follow_ups),
+        reached=len(reached), satisfied=satisfied, unsatisfied=len(reached) - satisfied,
+        not_reached=len(calls) - len(reached), waiting=len(waiting), overdue=overdue,
+        satisfaction=round(satisfied / len(reached), 4) if reached else None)
 
 
 def _counts(orders: Sequence[WorkOrder], key: Callable[[WorkOrder], str],
