@@ -329,6 +329,7 @@ async def test_a_phone_report_goes_round_the_loop_in_the_console(
     detail = page.locator("#order-detail")
     await expect(detail.locator(".wo-level").first).to_have_text("第 1/4 级")
     await expect(page.locator("#assigned-to")).to_have_text("未指派")
+    await expect(detail).to_contain_text(PHONE)  # the operator who calls back sees it whole
 
     # Nobody acknowledges within the ladder's first step (control room, 5 min): the patrol.
     first_step = loop.run.gateway.config.work_orders.priorities["P1"].ladder[0].within
@@ -401,6 +402,17 @@ async def test_a_phone_report_goes_round_the_loop_in_the_console(
     await expect(calls.locator("td:nth-child(4)")).to_have_text("否")
     await expect(page.locator('[data-dispatch="acknowledge"]')).to_be_enabled()
 
+    # The month counts the report and the call.
+    await page.click("#nav-kpi")
+    await page.click("#kpi-tab-month")
+    await expect(page.locator("#sum-reports-n .stat-value")).to_have_text("1")
+    await expect(page.locator("table.sum-reports-by_channel")).to_contain_text("电话")
+    follow_ups = page.locator("#sum-follow-ups")
+    for key, value in [("calls", "1"), ("reached", "1"), ("unsatisfied", "1"),
+                       ("satisfaction", "0%")]:
+        await expect(follow_ups.locator(f'dd[data-key="{key}"]')).to_have_text(value)
+    await expect(page.locator("#sum-satisfaction .stat-value")).to_have_text("0%")
+
     # A viewer sees the order and its progress, and no button to change it.
     viewer = await (await browser_context(loop.base)).new_page()
     await login(viewer, "li")
@@ -408,6 +420,8 @@ async def test_a_phone_report_goes_round_the_loop_in_the_console(
     await expect(viewer.locator("#assigned-to")).to_have_text("巡逻岗 · 张师傅")
     await expect(viewer.locator("h1.order-title .wo-reopened")).to_be_visible()
     await expect(viewer.locator("[data-dispatch]")).to_have_count(0)
+    await expect(viewer.locator("#order-detail")).to_contain_text("138****5678")
+    await expect(viewer.locator("#order-detail")).not_to_contain_text(PHONE)
     await expect(viewer.locator("#nav-reports")).to_have_count(0)
 
 

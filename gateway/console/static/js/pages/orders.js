@@ -165,13 +165,17 @@ function mountDetail(view, orderId, ctx) {
   let order = store.state.orders.get(orderId) || null;
   let versions = null;
   let fetched = false;
+  // The reporter's details as entered, for operators (who call back); the work-order routes
+  // and the feed mask the contact. A report's details never change after it was logged.
+  let report = null;
 
   function render() {
     if (!order) {
       fill(box, h("p", { class: "empty-small" }, fetched ? t("orders.not_found") : t("board.loading")));
       return;
     }
-    rebuild(box, detail(order, versions, ctx, took));
+    const shown = report && order.report ? { ...order, report } : order;
+    rebuild(box, detail(shown, versions, ctx, took));
   }
 
   /** An action's answer: the order as it is now (the feed brings the same, maybe later). */
@@ -189,6 +193,11 @@ function mountDetail(view, orderId, ctx) {
         const got = unpackOrder(answer.data);
         if (got.order && (!order || got.order.seq >= order.seq)) order = got.order;
         versions = got.versions;
+        if (order && order.source === "report" && can(ctx.user.role, "operator")) {
+          const full = await api("GET", `/api/v1/reports/${encodeURIComponent(orderId)}`);
+          const entered = full.ok ? unpackOrder(full.data).order : null;
+          if (entered && entered.report) report = entered.report;
+        }
       } else if (answer.status !== 404 && !order) {
         fill(box, h("p", { class: "login-error" }, errorText(answer)));
         return;

@@ -94,6 +94,11 @@ function render(s) {
     h("div", { class: "stats" },
       stat(t("sum.orders"), fmtNumber(s.orders), null, "sum-orders"),
       stat(t("sum.incidents"), fmtNumber(s.incidents), null, "sum-incidents"),
+      s.reports && s.reports.available !== false ? stat(t("sum.reports"),
+        fmtNumber(s.reports.reports), null, "sum-reports-n") : null,
+      s.follow_ups && s.follow_ups.available !== false ? stat(t("sum.fu_satisfaction"),
+        percent(s.follow_ups.satisfaction), t("sum.fu_of", { s: s.follow_ups.satisfied,
+          n: s.follow_ups.reached }), "sum-satisfaction") : null,
       ...(s.windows || []).map((w) => stat(t("sum.compliance_of", { w: pick(w.name) }),
         percent(w.compliance), t("sum.met_of", { met: w.met,
           n: w.met + w.breached + w.overdue }), `sum-window-${w.window}`))),
@@ -125,7 +130,7 @@ function render(s) {
     h("td", { class: "nowrap" }, fmtDateTime(i.raised_at)),
     h("td", {}, tOr(`wo.status.${i.status}`, i.status)),
     h("td", {}, i.breaches.length ? h("span", { class: "breach" },
-      i.breaches.map((w) => tOr(`sla.${w}`, w)).join("、")) : h("span", { class: "muted" },
+      i.breaches.map((w) => tOr(`sla.${w}`, w)).join(currentLang() === "zh" ? "、" : ", ")) : h("span", { class: "muted" },
       t("wo.no_breach"))),
     h("td", {}, h("a", { href: `/api/v1/incidents/${encodeURIComponent(i.order_id)}/review.html?lang=${lang()}`,
       target: "_blank", rel: "noopener", class: "review-link" }, t("sum.review_open"))))),
@@ -133,36 +138,39 @@ function render(s) {
       t("kpi.none")),
     h("div", { class: "two-col" },
       h("div", { id: "sum-reports" }, h("h2", { class: "section-head" }, t("sum.reports")),
-        section(s.reports)),
+        reportsSection(s.reports)),
       h("div", { id: "sum-follow-ups" }, h("h2", { class: "section-head" }, t("sum.follow_ups")),
-        section(s.follow_ups))),
+        followUpsSection(s.follow_ups))),
   ];
 }
 
-/** A section the gateway may not fill yet (`available: false` with a note), else its counts
- * and lists as they come. */
-function section(part) {
-  if (!part) return dash();
-  if (part.available === false) return h("p", { class: "muted" }, pick(part.note));
-  const numbers = [];
-  const lists = [];
-  for (const [key, value] of Object.entries(part)) {
-    if (key === "available" || key === "note") continue;
-    if (typeof value === "number") {
-      numbers.push([key, /rate$/.test(key) ? percent(value) : fmtNumber(value)]);
-    } else if (value === null) {
-      numbers.push([key, "—"]);
-    } else if (Array.isArray(value)) {
-      lists.push([key, value]);
-    }
-  }
+/** Reported repairs of the month: how many, by category, building and channel. */
+function reportsSection(r) {
+  if (!r) return dash();
+  if (r.available === false) return h("p", { class: "muted" }, pick(r.note));
   return [
-    numbers.length ? h("dl", { class: "facts" }, numbers.map(([k, v]) => [
-      h("dt", {}, tOr(`sum.f.${k}`, k)), h("dd", { "data-key": k }, v)])) : null,
-    lists.map(([k, rows]) => [h("h3", {}, tOr(`sum.f.${k}`, k)), rows.length
-      ? table([t("sum.key"), t("sum.count_orders")], rows.map((c) => h("tr",
+    h("p", { class: "sum-line" }, t("sum.reports_n", { n: fmtNumber(r.reports) })),
+    [["by_category", r.by_category], ["by_building", r.by_building],
+      ["by_channel", r.by_channel]].map(([key, rows]) => [
+      h("h3", {}, t(`sum.${key}`)),
+      rows && rows.length ? table([t("sum.key"), t("sum.count_orders")], rows.map((c) => h("tr",
         { "data-key": c.key }, h("td", {}, pick(c.name) || c.key),
-        h("td", {}, fmtNumber(c.orders ?? c.count ?? 0)))))
-      : h("p", { class: "muted" }, t("kpi.none"))]),
+        h("td", {}, fmtNumber(c.orders)))), { className: `sum-reports-${key}` })
+        : h("p", { class: "muted" }, t("kpi.none"))]),
   ];
+}
+
+/** Follow-up calls of the month's orders, and the satisfaction. */
+function followUpsSection(f) {
+  if (!f) return dash();
+  if (f.available === false) return h("p", { class: "muted" }, pick(f.note));
+  const rows = [
+    ["calls", fmtNumber(f.calls)], ["orders_followed_up", fmtNumber(f.orders_followed_up)],
+    ["reached", fmtNumber(f.reached)], ["satisfied", fmtNumber(f.satisfied)],
+    ["unsatisfied", fmtNumber(f.unsatisfied)], ["not_reached", fmtNumber(f.not_reached)],
+    ["waiting", fmtNumber(f.waiting)], ["overdue", fmtNumber(f.overdue)],
+    ["satisfaction", percent(f.satisfaction)],
+  ];
+  return h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", {}, t(`sum.fu_${k}`)),
+    h("dd", { "data-key": k }, v)]));
 }
