@@ -1,5 +1,5 @@
 """The ``propgw`` command line: run, check-config, read, watch, demo, sim, alarms, reports,
-incidents, users.
+orders, incidents, users.
 
 Only this module configures logging (through :mod:`gateway.logs`). Config mistakes are printed
 as one line per problem and exit with status 2, never as a traceback.
@@ -53,7 +53,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         return EXIT_CONFIG
     handler = {"run": _cmd_run, "check-config": _cmd_check, "demo": _cmd_demo,
                "sim": _cmd_sim, "alarms": _cmd_alarms, "reports": _cmd_reports,
-               "incidents": _cmd_incidents, "users": _cmd_users,
+               "orders": _cmd_orders, "incidents": _cmd_incidents, "users": _cmd_users,
                "read": _cmd_commission, "watch": _cmd_commission,
                "example": _cmd_example}[args.command]
     from gateway.errors import ConfigError
@@ -123,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     from gateway.reports_cli import add_reports_parser
 
     add_reports_parser(sub)
+    from gateway.orders_cli import add_orders_parser
+
+    add_orders_parser(sub)
     from gateway.users_cli import add_users_parser
 
     add_users_parser(sub)
@@ -209,6 +212,12 @@ def _cmd_reports(args: argparse.Namespace) -> int:
     from gateway.reports_cli import run_reports_command
 
     return run_reports_command(args)
+
+
+def _cmd_orders(args: argparse.Namespace) -> int:
+    from gateway.orders_cli import run_orders_command
+
+    return run_orders_command(args)
 
 
 def _cmd_users(args: argparse.Namespace) -> int:

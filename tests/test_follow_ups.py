@@ -9,6 +9,7 @@ order, a restart in the middle, and the errors."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,9 +24,12 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.app import Gateway
+from gateway.cli import _parser
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, load_config_text
+from gateway.console import UserStore, users_path
 from gateway.errors import WorkOrderActionRefused
+from gateway.orders_cli import run_orders_async
 from gateway.upstream.schema import upstream_schema
 from gateway.workorders import (
     Assignment,
@@ -487,3 +491,48 @@ def test_a_follow_up_says_satisfied_exactly_when_it_reached_someone() -> None:
         FollowUp(at=at, by="wang", reached=False, satisfied=True)
     with pytest.raises(ValidationError, match="a role, a person or both"):
         Assignment(by="wang", at=at)
+
+
+@pytest.mark.mosquitto
+async def test_propgw_orders_dispatches_records_and_lists_follow_ups(
+        mosquitto: Mosquitto, tmp_path: Path, fake_clock: FakeClock,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    upstream: list[dict[str, Any]] = []
+    async with running_site(tmp_path, mosquitto.port, fake_clock, upstream) as site:
+        path = users_path(site.config)
+        assert path is not None
+        with UserStore(path) as store:
+            tokens = {name: store.issue_token(name, "cli") for name in ("wang", "li")}
+        op = await site.client("wang")
+        status, order = await op.post("/api/v1/reports", LEAK)
+        assert status == 200
+        oid = order["id"]
+
+        async def orders(*argv: str, token: str = tokens["wang"]) -> tuple[int, str]:
+            args = _parser().parse_args(["orders", *argv, "--url", site.base,
+                                         "--token", token])
+            out = io.StringIO()
+            return await run_orders_async(args, out), out.getvalue()
+
+        assert (await orders("assign", oid))[0] == 2
+        assert "--role, --person or both" in capsys.readouterr().err
+        status, out = await orders("assign", oid, "--role", "patrol", "--person", "保安 李")
+        assert status == 0 and out.split("  ")[1:4] == ["2", "assigned", "open"], out
+        status, out = await orders("on-site", oid, "--note", "已到场", token=tokens["li"])
+        assert status == 1 and "operator" in capsys.readouterr().err
+        assert (await orders("on-site", oid, "--note", "已到场"))[0] == 0
+        status, out = await orders("on-site", oid)
+        assert status == 1 and "it is on_site" in capsys.readouterr().err
+        status, out = await orders("resolve", oid)
+        assert status == 0 and "resolved" in out and out.splitlines()[1].startswith("回访时间 ")
+        status, out = await orders("follow-ups", token=tokens["li"])
+        assert status == 0 and out.splitlines()[0].split("  ")[1:3] == ["未到", "P1"], out
+        assert PHONE not in out and out.rstrip().endswith(oid)
+        assert (await orders("follow-up", oid, "--not-reached"))[0] == 0
+        status, out = await orders("follow-up", oid, "--unsatisfied", "--comment", "仍漏")
+        assert status == 0 and out.split("  ")[2:4] == ["reopened", "open"], out
+        assert out.splitlines()[1].startswith("确认时限 ") and out.endswith("· 中控室\n")
+        status, out = await orders("follow-ups", "--json")
+        assert status == 0 and json.loads(out)["upcoming"] == []
+        status, out = await orders("resolve", "nope")
+        assert status == 1 and "does not track" in capsys.readouterr().err

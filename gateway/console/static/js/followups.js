@@ -23,6 +23,7 @@ let soonTimer = null;
 let stopFeed = null;
 let running = false;
 let reading = null;
+let again = false;
 
 /** Calls back whenever the lists were read again. */
 export function subscribe(callback) {
@@ -38,6 +39,7 @@ export function start() {
 
 export function stop() {
   running = false;
+  again = false;
   clearTimeout(timer);
   clearTimeout(soonTimer);
   if (stopFeed) stopFeed();
@@ -51,10 +53,15 @@ function soon() {
   soonTimer = setTimeout(read, 400);
 }
 
-/** Reads the lists now (the page's refresh button, after a follow-up was recorded). */
+/** Reads the lists now (the page's refresh button, after a follow-up was recorded); a read
+ * asked for while one is under way follows it (that one may have started before the
+ * change). */
 export function read() {
   if (!running) return Promise.resolve();
-  if (reading) return reading;
+  if (reading) {
+    again = true;
+    return reading;
+  }
   clearTimeout(timer);
   reading = (async () => {
     try {
@@ -73,6 +80,10 @@ export function read() {
       if (running) timer = setTimeout(read, EVERY);
     }
     if (running) for (const callback of listeners) callback();
+    if (again && running) {
+      again = false;
+      read();
+    }
   })();
   return reading;
 }
