@@ -471,6 +471,17 @@ async def test_overdue_follow_ups_come_first_in_red_and_a_refusal_is_shown_in_wo
     await expect(rows.nth(1)).to_have_attribute("data-overdue", "false")
     await expect(page.locator("#fu-overdue-count")).to_have_text("逾期 1")
 
+    # A viewer sees the same list, the numbers masked and no button to record a call.
+    viewer = await (await browser_context(loop.base)).new_page()
+    await login(viewer, "li")
+    await viewer.click("#nav-followups")
+    await expect(viewer.locator("#followups-due tbody tr")).to_have_count(2)
+    await expect(viewer.locator("#followups-due")).to_contain_text("138****5678")
+    await expect(viewer.locator("#followups-due")).not_to_contain_text(PHONE)
+    await expect(viewer.locator('[data-action="follow-up"]')).to_have_count(0)
+    await expect(rows.nth(0)).to_contain_text(PHONE)
+    await viewer.context.close()
+
     # The keyboard reaches it all: Enter opens the dialog on its first question, Space
     # answers it, Tab goes on to the next (open only once someone was reached), Esc cancels.
     await rows.nth(1).locator('[data-action="follow-up"]').focus()
