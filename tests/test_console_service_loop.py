@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, load_config_text
@@ -222,6 +222,44 @@ async def test_a_phone_report_is_graded_in_the_form_and_a_double_click_is_one_or
     await row.filter(has_text="漏水").locator("a.order-link").click()
     await expect(page.locator("h1.order-title")).to_contain_text("漏水：3号楼 12层 1201室")
     assert page.url.endswith(f"#/orders/{orders[0]['id']}")
+
+
+async def test_a_report_whose_answer_was_lost_is_one_order_when_sent_again(
+        loop: Loop, browser_context: OpenContext) -> None:
+    """The gateway logs the report but its answer never reaches the browser: the operator
+    sends it again, with the same Idempotency-Key, and gets the same order."""
+    watched = await browser_context(loop.base)
+    keys: list[str | None] = []
+
+    async def lose_the_first_answer(route: Route) -> None:
+        if route.request.method != "POST":
+            await route.continue_()
+            return
+        keys.append(await route.request.header_value("idempotency-key"))
+        if len(keys) == 1:
+            await route.fetch()  # the gateway gets it and answers; the browser never hears
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    await watched.context.route("**/api/v1/reports", lose_the_first_answer)
+    page = await watched.new_page()
+    await login(page, "wang")
+    await page.click("#nav-reports")
+    await fill_report(page, category="power_loss", building="2号楼", description="整层停电")
+    await page.click("#report-submit")
+    await expect(page.locator("#report-error")).to_have_text("无法连接网关，请检查网络。")
+    watched.take_errors()  # the reset connection
+    assert len(await loop.reports()) == 1, "the gateway logged it"
+    await page.click("#report-submit")
+    await expect(page.locator("#toasts")).to_contain_text("已登记并派单（P1）")
+    assert len(await loop.reports()) == 1, "sent again, still one order"
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1], keys
+    # The next report is another intention: another key.
+    await fill_report(page, category="noise", description="楼道噪音")
+    await page.click("#report-submit")
+    await expect(page.locator("#reports-list tbody tr")).to_have_count(2)
+    assert len(keys) == 3 and keys[2] != keys[0]
 
 
 async def test_a_refused_report_says_why_and_keeps_the_form(
