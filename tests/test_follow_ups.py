@@ -536,3 +536,11 @@ async def test_propgw_orders_dispatches_records_and_lists_follow_ups(
         assert status == 0 and json.loads(out)["upcoming"] == []
         status, out = await orders("resolve", "nope")
         assert status == 1 and "does not track" in capsys.readouterr().err
+        status, spec = await op.get("/api/v1/openapi.json")
+        paths = spec["paths"]
+        for action in ("assign", "acknowledge", "on-site", "resolve", "follow-up"):
+            operation = paths[f"/api/v1/work-orders/{{order_id}}/{action}"]["post"]
+            assert operation["tags"] == ["work orders"] and operation["description"], action
+        assert "FollowUpBody" in json.dumps(
+            paths["/api/v1/work-orders/{order_id}/follow-up"]["post"]["requestBody"])
+        assert "FollowUpList" in json.dumps(paths["/api/v1/follow-ups"]["get"]["responses"])

@@ -438,7 +438,8 @@ class ReportsResource(PydanticView):
         recorded on it, and with a changed priority, the reason.
 
         Send an ``Idempotency-Key`` header (e.g. a UUID per report) to make a retry safe:
-        while the order it raised is open, the same key returns that order.
+        while the gateway tracks the order it raised (until its follow-up is
+        recorded), the same key returns that order.
 
         Tags: reports
         Status Codes:
