@@ -363,7 +363,7 @@ async def test_the_work_order_shows_the_platforms_answer_live(
     await expect(listed).to_contain_text("第 1/4 级 中控室")
     await expect(listed).to_contain_text(re.compile(r"到场剩余 0[45]:\d\d"))
     await listed.locator("a.order-link").click()
-    await expect(page.locator("#platform-answer")).to_contain_text("平台尚未回复")
+    await expect(page.locator("#platform-answer")).to_contain_text("尚未接单")
     await no_reload_marker(page)
 
     await platform_answer(console, order_id, {"status": "acknowledged", "by": "张师傅",
@@ -403,12 +403,16 @@ async def test_every_page_stays_on_the_gateways_origin(
     watched = await browser_context(console.base)
     page = await watched.new_page()
     await login(page, "admin")
-    for nav, ready in [("orders", "#orders-open table"), ("devices", "#devices table"),
+    for nav, ready in [("orders", "#orders-open table"), ("reports", "#report-form select"),
+                       ("followups", "#followups-none"), ("devices", "#devices table"),
                        ("history", "#history-results table"), ("kpi", "#kpi-hourly svg"),
                        ("users", "#users table"), ("board", "#board-list .alarm")]:
         await page.click(f"#nav-{nav}")
         await expect(page.locator(ready).first).to_be_visible()
     await page.click("#nav-kpi")
+    await page.click("#kpi-tab-month")
+    await expect(page.locator("#sum-orders")).to_be_visible()
+    await page.click("#kpi-tab-alarms")
     for hours in ("168", "720", "24"):
         await page.click(f'[data-hours="{hours}"]')
         await expect(page.locator(f'[data-hours="{hours}"]')).to_have_attribute(

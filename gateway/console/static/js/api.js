@@ -11,11 +11,12 @@ export function whenUnauthorized(callback) { onUnauthorized = callback; }
 
 /**
  * One request. Never throws for an HTTP error: the answer says what happened.
+ * `extra` adds request headers (e.g. an Idempotency-Key).
  * @returns {Promise<{ok: boolean, status: number, data: any, headers: Headers}>}
  * Throws only when the gateway cannot be reached at all.
  */
-export async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
+export async function api(method, path, body, extra = {}) {
+  const headers = { Accept: "application/json", ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = csrfToken;
   const response = await fetch(path, {
@@ -43,4 +44,13 @@ export function errorText(answer) {
   }
   if (typeof data === "string" && data) return data.slice(0, 300);
   return `HTTP ${answer.status}`;
+}
+
+/** A random key for one user intention (Idempotency-Key): the same key on a retry or a second
+ * click makes one order, not two. crypto.randomUUID needs a secure context (https or
+ * localhost); getRandomValues does not, and a control room may open the console over plain
+ * http on its own network. */
+export function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }

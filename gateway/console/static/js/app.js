@@ -14,6 +14,9 @@ import { tick } from "./ui.js";
 import * as login from "./pages/login.js";
 import * as board from "./pages/board.js";
 import * as orders from "./pages/orders.js";
+import * as reports from "./pages/reports.js";
+import * as followupsPage from "./pages/followups.js";
+import * as followups from "./followups.js";
 import * as devices from "./pages/devices.js";
 import * as history from "./pages/history.js";
 import * as kpi from "./pages/kpi.js";
@@ -22,6 +25,8 @@ import * as users from "./pages/users.js";
 const PAGES = [
   { id: "board", page: board, role: "viewer" },
   { id: "orders", page: orders, role: "viewer" },
+  { id: "reports", page: reports, role: "operator" },  // the reports routes are operators'
+  { id: "followups", page: followupsPage, role: "viewer" },
   { id: "devices", page: devices, role: "viewer" },
   { id: "history", page: history, role: "viewer" },
   { id: "kpi", page: kpi, role: "viewer" },
@@ -90,6 +95,7 @@ function startSession(session) {
   sound.allow(can(session.role, "operator"));
   if (!location.hash || location.hash === "#") location.hash = "#/board";
   store.start();
+  followups.start();
   renderShell();
   pollHealth();
 }
@@ -98,6 +104,7 @@ function endSession(expired) {
   app.user = null;
   setCsrf("");
   store.stop();
+  followups.stop();
   sound.allow(false);
   clearTimeout(app.healthTimer);
   app.health = null;
@@ -141,6 +148,7 @@ function renderShell() {
     banners, view);
   shell = { nav, live, soundButton, clock, banners, view };
   updateLive();
+  updateFollowUpBadge();
   updateSoundButton();
   updateBanners();
   updateClock();
@@ -152,6 +160,18 @@ function updateLive() {
   const c = store.state.connection;
   shell.live.className = `live live-${c}`;
   shell.live.textContent = t(`live.${c}`);
+}
+
+/** The follow-ups due, counted next to their page's name (red when some are overdue). */
+function updateFollowUpBadge() {
+  if (!shell) return;
+  const link = shell.nav.querySelector("#nav-followups");
+  if (!link) return;
+  const old = link.querySelector(".nav-badge");
+  const now = followupsPage.badge(followups.state);
+  if (old && now) old.replaceWith(now);
+  else if (old) old.remove();
+  else if (now) link.append(now);
 }
 
 function updateSoundButton() {
@@ -263,6 +283,7 @@ function updateTitle() {
   const base = `${app.site.name} · ${t("app.title")}`;
   document.title = app.user && unacked ? `(${unacked}) ${base}` : base;
 }
+followups.subscribe(updateFollowUpBadge);
 sound.onChange(updateSoundButton);
 // Any click or key on the page lets it sound (browsers need one); it asks only if none came.
 for (const kind of ["pointerdown", "keydown"]) {

@@ -102,16 +102,30 @@ function values(form) {
   const out = {};
   for (const input of form.querySelectorAll("input, select, textarea")) {
     if (!input.name) continue;
+    if (input.type === "radio") {  // a group: the checked one's value, "" when none is
+      if (!(input.name in out)) out[input.name] = "";
+      if (input.checked) out[input.name] = input.value;
+      continue;
+    }
     out[input.name] = input.type === "checkbox" ? input.checked : input.value;
   }
   return out;
 }
 
-/** A labelled form field. */
+/** A labelled form field; `radio` is a group of choices (`options`: [[value, text], ...]). */
 export function field({ name, label, type = "text", value = "", required = false, options,
   hint, maxlength, minlength, autocomplete }) {
   const id = `f-${name}`;
   let input;
+  if (type === "radio") {
+    return h("fieldset", { class: "field field-radio", id },
+      h("legend", {}, label),
+      h("div", { class: "radios" }, options.map(([v, text]) => h("label",
+        { class: "radio", for: `${id}-${v}` },
+        h("input", { type: "radio", id: `${id}-${v}`, name, value: v, checked: v === value,
+          required }), text))),
+      hint ? h("p", { class: "hint" }, hint) : null);
+  }
   if (type === "textarea") {
     input = h("textarea", { id, name, required, maxlength, rows: 3 });
     input.value = value;

@@ -7,6 +7,7 @@ import { t, tOr, fmtNumber, fmtHour, fmtDateTime, fmtDuration, categoryTitle } f
 import { api, errorText } from "../api.js";
 import { barChart, hBars, shareBar } from "../charts.js";
 import { priorityBadge, table, PRIORITIES } from "../ui.js";
+import * as summary from "./summary.js";
 
 const PERIODS = [24, 168, 720];
 const HOUR = 3600;
@@ -14,7 +15,21 @@ const HOUR = 3600;
 const TARGET_PER_HOUR = 6;
 let chosen = 24;
 
-export function mount(view) {
+/** The two views of the statistics page: alarm KPIs (#/kpi) and the month (#/kpi/month). */
+function tabs(current) {
+  return h("nav", { class: "tabs", "aria-label": t("kpi.views") },
+    [["alarms", "#/kpi"], ["month", "#/kpi/month"]].map(([id, href]) => h("a", {
+      href, id: `kpi-tab-${id}`, class: "tab", "aria-current": id === current ? "page" : null,
+    }, t(`kpi.tab_${id}`))));
+}
+
+export function mount(view, ctx) {
+  if (ctx && ctx.param === "month") {
+    const box = h("div", { id: "summary-page" });
+    fill(view, h("section", { class: "page" },
+      h("div", { class: "page-head" }, h("h1", {}, t("sum.title")), tabs("month")), box));
+    return summary.mount(box);
+  }
   const box = h("div", { id: "kpi" }, h("p", { class: "muted" }, t("board.loading")));
   const periodButtons = PERIODS.map((hours) => h("button", { type: "button",
     class: ["btn", "btn-period"], "data-hours": hours, "aria-pressed": String(hours === chosen),
@@ -23,7 +38,7 @@ export function mount(view) {
     for (const b of periodButtons) b.setAttribute("aria-pressed", String(Number(b.dataset.hours) === chosen));
   }
   fill(view, h("section", { class: "page" },
-    h("div", { class: "page-head" }, h("h1", {}, t("kpi.title")),
+    h("div", { class: "page-head" }, h("h1", {}, t("kpi.title")), tabs("alarms"),
       h("div", { class: "period", role: "group", "aria-label": t("kpi.period") }, periodButtons)),
     box));
   let gone = false;

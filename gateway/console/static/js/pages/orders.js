@@ -8,13 +8,15 @@ import { t, tOr, pick, fmtPlace, fmtDateTime, fmtDuration, categoryTitle, curren
 import * as store from "../store.js";
 import { api, errorText } from "../api.js";
 import { priorityBadge, countdown, table, dash, latchedBadge } from "../ui.js";
+import { can } from "../actions.js";
+import { DISPATCH, allowed, perform, roleNames, assignmentText } from "../dispatch.js";
 
 const RESPONDING = new Set(["open", "acknowledged", "alarm_cleared"]);
 const CLOSED = new Set(["resolved", "rejected"]);
 const PRIORITY_ORDER = { P0: 0, P1: 1, P2: 2, P3: 3 };
 
 export function mount(view, ctx) {
-  return ctx.param ? mountDetail(view, ctx.param) : mountList(view);
+  return ctx.param ? mountDetail(view, ctx.param, ctx) : mountList(view);
 }
 
 function orderLink(order, text) {
@@ -34,6 +36,12 @@ function statusCell(order) {
     tOr(`wo.status.${order.status}`, order.status), latchedBadge(order.alarm_latched));
 }
 
+/** 已重新打开 ×2: an unsatisfied follow-up sent the order back to work. */
+function reopenedTag(order) {
+  return order.reopened_count ? h("span", { class: "tag tag-warn wo-reopened" },
+    t("wo.reopened", { n: order.reopened_count })) : null;
+}
+
 function breachesCell(order) {
   const n = (order.breaches || []).length;
   return n ? h("span", { class: "breach" }, t("wo.breaches", { n })) : h("span",
@@ -47,7 +55,9 @@ function orderRow(order) {
       h("div", { class: "muted small" }, pick(order.description))),
     h("td", {}, fmtPlace(order) || "—",
       h("div", { class: "muted small" }, order.location?.device_name || "")),
-    h("td", {}, statusCell(order)),
+    h("td", {}, statusCell(order), " ", reopenedTag(order),
+      order.assigned_to ? h("div", { class: "small wo-assigned" },
+        assignmentText(order.assigned_to)) : null),
     h("td", {}, escalationText(order),
       order.status === "open" && order.escalation ? h("div", { class: "small" },
         countdown(order.escalation.deadline, order.escalation.level < order.escalation.levels
@@ -146,7 +156,7 @@ function reviewUrl(orderId) {
   return `/api/v1/incidents/${encodeURIComponent(orderId)}/review.html?lang=${lang}`;
 }
 
-function mountDetail(view, orderId) {
+function mountDetail(view, orderId, ctx) {
   const box = h("div", { id: "order-detail" }, h("p", { class: "muted" }, t("board.loading")));
   fill(view, h("section", { class: "page" },
     h("p", {}, h("a", { href: "#/orders", class: "back" }, t("orders.back")), " · ",
@@ -155,13 +165,25 @@ function mountDetail(view, orderId) {
   let order = store.state.orders.get(orderId) || null;
   let versions = null;
   let fetched = false;
+  // The reporter's details as entered, for operators (who call back); the work-order routes
+  // and the feed mask the contact. A report's details never change after it was logged.
+  let report = null;
 
   function render() {
     if (!order) {
       fill(box, h("p", { class: "empty-small" }, fetched ? t("orders.not_found") : t("board.loading")));
       return;
     }
-    rebuild(box, detail(order, versions));
+    const shown = report && order.report ? { ...order, report } : order;
+    rebuild(box, detail(shown, versions, ctx, took));
+  }
+
+  /** An action's answer: the order as it is now (the feed brings the same, maybe later). */
+  function took(newer) {
+    if (!newer || !newer.id || (order && newer.seq <= order.seq)) return;
+    if (versions && !versions.some((v) => v.seq === newer.seq)) versions = [...versions, newer];
+    order = newer;
+    render();
   }
 
   (async () => {
@@ -171,6 +193,11 @@ function mountDetail(view, orderId) {
         const got = unpackOrder(answer.data);
         if (got.order && (!order || got.order.seq >= order.seq)) order = got.order;
         versions = got.versions;
+        if (order && order.source === "report" && can(ctx.user.role, "operator")) {
+          const full = await api("GET", `/api/v1/reports/${encodeURIComponent(orderId)}`);
+          const entered = full.ok ? unpackOrder(full.data).order : null;
+          if (entered && entered.report) report = entered.report;
+        }
       } else if (answer.status !== 404 && !order) {
         fill(box, h("p", { class: "login-error" }, errorText(answer)));
         return;
@@ -201,23 +228,30 @@ function timeWith(value, until, label) {
   return h("span", {}, fmtDateTime(value), until ? [" · ", countdown(value, label)] : null);
 }
 
-function detail(order, versions) {
+function detail(order, versions, ctx, took) {
   const esc = order.escalation;
   const answered = order.acknowledged_at || order.on_site_at || order.resolved_at
     || order.rejected_at || order.status_by || order.status_note;
+  const names = roleNames(order, versions);
+  const report = order.source === "report" ? order.report || {} : null;
   return [
-    h("h1", { class: "order-title" }, priorityBadge(order.priority), " ", pick(order.title)),
+    h("h1", { class: "order-title" }, priorityBadge(order.priority), " ", pick(order.title),
+      reopenedTag(order)),
+    dispatchCard(order, versions, ctx, took, names),
     h("div", { class: "cards" },
       h("div", { class: "card" }, h("h2", {}, t("orders.overview")), facts([
         [t("field.status"), statusCell(order)],
         [t("orders.event"), tOr(`wo.event.${order.event}`, order.event)],
         [t("field.category"), categoryTitle(order.category)],
         [t("field.location"), fmtPlace(order) || "—"],
-        [t("field.device"), `${order.location?.device_name || ""} (${order.location?.device || ""})`],
-        [t("field.alarm_id"), h("code", {}, order.alarm_id)],
-        [t("orders.alarm_active"), order.alarm_latched
-          ? h("span", {}, latchedBadge(true), " ", t("wo.latched.hint"))
-          : order.alarm_active ? t("cond.active") : t("cond.returned")],
+        [t("field.device"), order.location?.device ? `${order.location.device_name || ""} (${
+          order.location.device})` : null],
+        ...(report ? reportFacts(report) : [
+          [t("field.alarm_id"), h("code", {}, order.alarm_id)],
+          [t("orders.alarm_active"), order.alarm_latched
+            ? h("span", {}, latchedBadge(true), " ", t("wo.latched.hint"))
+            : order.alarm_active ? t("cond.active") : t("cond.returned")],
+        ]),
         [t("field.message"), pick(order.description)],
         [t("orders.detected_at"), fmtDateTime(order.detected_at)],
         [t("orders.raised_at"), fmtDateTime(order.raised_at)],
@@ -237,9 +271,14 @@ function detail(order, versions) {
         [t("orders.resolve_by"), timeWith(order.resolve_by, !CLOSED.has(order.status),
           "cd.resolve")],
         [t("orders.follow_up_by"), order.follow_up_by ? fmtDateTime(order.follow_up_by) : null],
+        [t("orders.follow_up_overdue_at"), order.follow_up_overdue_at
+          ? fmtDateTime(order.follow_up_overdue_at) : null],
       ])),
       h("div", { class: "card", id: "platform-answer" }, h("h2", {}, t("orders.platform")),
         answered ? facts([
+          [t("orders.status_via"), order.status_via ? h("span", { class: "status-via",
+            "data-via": order.status_via }, tOr(`via.${order.status_via}`, order.status_via))
+            : null],
           [t("wo.status.acknowledged"), order.acknowledged_at ? fmtDateTime(order.acknowledged_at) : null],
           [t("wo.status.on_site"), order.on_site_at ? fmtDateTime(order.on_site_at) : null],
           [t("wo.status.resolved"), order.resolved_at ? fmtDateTime(order.resolved_at) : null],
@@ -254,6 +293,7 @@ function detail(order, versions) {
         h("td", {}, tOr(`sla.${b.window}`, b.window)), h("td", {}, fmtDateTime(b.due)),
         h("td", {}, fmtDateTime(b.at)), h("td", { class: "breach" }, fmtDuration(b.late_by_s)))))
       : h("p", { class: "muted" }, t("wo.no_breach")),
+    followUps(order),
     (order.joined_alarms || []).length || order.related_to ? [
       h("h2", { class: "section-head" }, t("orders.related")),
       facts([[t("orders.joined"), (order.joined_alarms || []).join(", ")],
@@ -271,5 +311,67 @@ function detail(order, versions) {
         h("td", {}, tOr(`wo.event.${v.event}`, v.event)), h("td", {}, statusCell(v)),
         h("td", {}, v.escalation ? escalationText(v) : "—"))), { className: "versions" })]
       : null,
+  ];
+}
+
+/** Who the order is assigned to, and (operators) the buttons that move it on: each enabled
+ * only in the states that allow it; the gateway's refusal is shown in the dialog. */
+function dispatchCard(order, versions, ctx, took, names) {
+  const a = order.assigned_to;
+  const canAct = ctx && can(ctx.user.role, "operator");
+  const actions = [...DISPATCH, ...(allowed(order, "follow-up") ? ["follow-up"] : [])];
+  return h("div", { class: "card dispatch", id: "dispatch" },
+    h("h2", {}, t("dispatch.title")),
+    facts([
+      [t("dispatch.assigned_to"), a ? h("span", { class: "assigned", id: "assigned-to" },
+        assignmentText(a, names)) : h("span", { class: "muted", id: "assigned-to" },
+        t("dispatch.not_assigned"))],
+      [t("dispatch.assign_note"), a && a.note ? a.note : null],
+      [t("dispatch.assigned_by"), a ? t("dispatch.by_at", { who: a.by,
+        at: fmtDateTime(a.at) }) : null],
+    ]),
+    canAct ? h("div", { class: "row-buttons dispatch-buttons", role: "group",
+      "aria-label": t("dispatch.title") }, actions.map((action) => {
+      const ok = allowed(order, action);
+      return h("button", { type: "button", class: ["btn", action === "follow-up"
+        ? "btn-primary" : "btn-action"], "data-dispatch": action,
+        "data-focus-key": `dispatch-${action}`, disabled: !ok,
+        title: ok ? null : t("dispatch.not_now", { status: tOr(`wo.status.${order.status}`,
+          order.status) }),
+        onclick: () => perform(order, action, { versions, done: took }) },
+      t(`dispatch.${action}`));
+    })) : null);
+}
+
+/** The follow-up calls made so far, and the reopenings they caused. */
+function followUps(order) {
+  const calls = order.follow_ups || [];
+  if (!calls.length && !order.reopened_count) return null;
+  const yes = (b) => (b === null || b === undefined ? "—" : b ? t("fu.yes") : t("fu.no"));
+  return [
+    h("h2", { class: "section-head" }, t("fu.history")),
+    order.reopened_count ? h("p", { class: "warning", id: "reopened" }, t("fu.reopened", {
+      n: order.reopened_count, at: fmtDateTime(order.reopened_at) })) : null,
+    calls.length ? table([t("field.time"), t("field.actor"), t("fu.reached"),
+      t("fu.satisfied"), t("field.comment")],
+    calls.map((f) => h("tr", { class: f.reached && f.satisfied === false ? "fu-unsatisfied"
+      : null },
+    h("td", { class: "nowrap" }, fmtDateTime(f.at)), h("td", {}, f.by),
+    h("td", {}, yes(f.reached)), h("td", {}, f.reached ? yes(f.satisfied) : "—"),
+    h("td", { class: "reason" }, f.comment || ""))), { className: "follow-ups" }) : null,
+  ];
+}
+
+/** What the operator logged about a reported repair. */
+function reportFacts(rep) {
+  const o = rep.priority_override;
+  return [
+    [t("orders.source"), t("orders.source_report")],
+    [t("reports.channel"), tOr(`channel.${rep.channel}`, rep.channel || "")],
+    [t("reports.reporter"), rep.reporter],
+    [t("reports.contact"), rep.contact],
+    [t("orders.logged_by"), rep.operator],
+    [t("reports.priority"), o ? t("reports.override", { by: o.by, graded: o.graded,
+      reason: o.reason }) : null],
   ];
 }
