@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from drivers.mqtt._lanes import life_safety_points
 from drivers.mqtt._topics import TopicPattern
 from gateway.config import GatewayConfig, MqttDevice
 from gateway.errors import ConfigError, ConfigProblem
@@ -31,6 +32,9 @@ def build_mqtt_drivers(config: GatewayConfig, clock: Clock) -> list[MqttDriver]:
         config: The validated site config.
         clock: Time source shared by the drivers.
 
+    Topics that carry points read by P0/P1 rules get their own connection per broker (see
+    :func:`~drivers.mqtt._lanes.life_safety_points`).
+
     Returns:
         The drivers, not yet running.
 
@@ -48,6 +52,7 @@ def build_mqtt_drivers(config: GatewayConfig, clock: Clock) -> list[MqttDriver]:
             "site.timezone", "unknown IANA time zone", config.site.timezone)]) from None
     from drivers.mqtt._driver import MqttDriver  # noqa: PLC0415 - see the imports
 
+    life_safety = life_safety_points(config)
     drivers: list[MqttDriver] = []
     problems: list[ConfigProblem] = []
     for broker_id, broker_cfg in config.brokers.items():
@@ -55,7 +60,8 @@ def build_mqtt_drivers(config: GatewayConfig, clock: Clock) -> list[MqttDriver]:
             continue
         try:
             drivers.append(MqttDriver(broker_id, broker_cfg, by_broker[broker_id],
-                                      gateway_id=config.site.gateway_id, clock=clock, tz=tz))
+                                      gateway_id=config.site.gateway_id, clock=clock, tz=tz,
+                                      life_safety=life_safety))
         except ConfigError as exc:
             problems += exc.problems
     if problems:
