@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import aiomqtt
-import paho.mqtt.client as paho
+if TYPE_CHECKING:  # the metrics read lanes without loading the MQTT libraries
+    import aiomqtt
+    import paho.mqtt.client as paho
 
 __all__ = ["Lane", "LaneCounters"]
 
@@ -94,7 +96,7 @@ class Lane:
         return shed
 
 
-class _LaneQueue(asyncio.Queue[aiomqtt.Message]):
+class _LaneQueue(asyncio.Queue["aiomqtt.Message"]):
     """aiomqtt's incoming queue for one connection, bounded by its lane's policy."""
 
     def __init__(self, lane: Lane, client: paho.Client) -> None:

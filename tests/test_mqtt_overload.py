@@ -24,6 +24,7 @@ from drivers.mqtt import MqttDriver
 from gateway.app import Gateway
 from gateway.clock import FakeClock
 from gateway.config import load_config_text
+from gateway.metrics import link_metrics
 from gateway.model import Reading
 from tests.support import Mosquitto
 
@@ -177,6 +178,15 @@ async def test_a_flood_sheds_counted_telemetry_and_every_fire_alarm_gets_through
             shed = telemetry.counters.shed
             assert shed > 0, "the flood was past the gateway's capacity"
             assert health["shed"] == shed
+            report = gateway.health_model.report()
+            assert report.detail["devices"]["mqtt[local]"]["shed"] == shed
+            assert "telemetry_shed" in {r.code for r in report.reasons}
+            samples = {(s.name, s.labels.get("lane")): s.value
+                       for family in link_metrics(lambda: gateway.drivers)()
+                       for s in family.samples}
+            assert samples["propgw_mqtt_messages_shed_total", "telemetry"] == shed
+            assert samples["propgw_mqtt_messages_shed_total", "life-safety"] == 0
+            assert samples["propgw_mqtt_messages_taken_total", "life-safety"] == canaries
             assert safety.counters.shed == 0
             # Every telemetry message is either processed or counted as shed, none lost
             # silently: what the point stage saw is what the lane took.
