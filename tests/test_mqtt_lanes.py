@@ -1,0 +1,131 @@
+"""Which MQTT topics are life-safety, and the second connection that carries them.
+
+The overload itself (a flood, shedding, every fire alarm) is in tests/test_mqtt_overload.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.mqtt._lanes import life_safety_points
+from gateway.clock import FakeClock
+from gateway.config import load_config_text
+from tests.support import Mosquitto
+from tests.test_mqtt_driver import Sink, only_driver, publish, running, site_config, wait_until
+
+SITE = """
+site: {id: s1, name: 测试小区, gateway_id: gw1}
+brokers: {local: {host: 127.0.0.1}}
+devices:
+  - id: FP1
+    driver: mqtt
+    kind: fire_panel
+    points:
+      - {name: fire, topic: fp/1/fire}
+      - {name: supply, topic: fp/1/supply}
+    derived:
+      - {name: trouble, expr: "supply < 20"}
+  - id: "lift-{n}"
+    driver: mqtt
+    kind: elevator
+    points:
+      - {name: trapped, topic: "lift/{n}/trapped"}
+      - {name: bits, topic: "lift/{n}/bits"}
+      - {name: load, topic: "lift/{n}/load"}
+    derived:
+      - {name: door, from: bits, bit: 3}
+      - {name: stuck, expr: "trapped and door"}
+  - id: UPS1
+    driver: mqtt
+    kind: ups
+    points:
+      - {name: volts, topic: ups/1/volts}
+  - id: M1
+    driver: mqtt
+    kind: meter
+    points:
+      - {name: kwh, topic: m/1/kwh}
+rules:
+  - id: fire
+    devices: [FP1]
+    category: fire_alarm
+    priority: P0
+    when: {point: fire, eq: true}
+    message: {zh: 火警, en: fire}
+  - id: fire-trouble
+    kind: fire_panel
+    category: fire_trouble
+    priority: P1
+    when: {point: trouble, eq: true}
+    message: {zh: 故障, en: trouble}
+  - id: entrapment
+    kind: elevator
+    category: elevator_entrapment
+    priority: P0
+    when: {point: stuck, eq: true}
+    message: {zh: 困人, en: trapped}
+  - id: ups-silent
+    kind: ups
+    category: power
+    priority: P1
+    when: {comm_loss: true}
+    message: {zh: 失联, en: silent}
+  - id: meter-high
+    kind: meter
+    category: energy
+    priority: P2
+    when: {point: kwh, gt: 100}
+    message: {zh: 高, en: high}
+"""
+
+
+def test_points_read_by_p0_and_p1_rules_and_their_inputs_are_life_safety() -> None:
+    points = life_safety_points(load_config_text(SITE))
+    assert dict(points) == {
+        "FP1": {"fire", "trouble", "supply"},  # P0 directly, P1 through a derived point
+        "lift-{n}": {"stuck", "trapped", "door", "bits"},  # derived from derived; not load
+        "UPS1": {"*"},  # a rule about the whole device's silence
+    }, "M1 has only a P2 rule: telemetry"
+
+
+@pytest.mark.mosquitto
+async def test_life_safety_topics_travel_on_a_second_connection(
+        mosquitto: Mosquitto, fake_clock: FakeClock) -> None:
+    fire = {"id": "FP1", "driver": "mqtt", "kind": "fire_panel",
+            "points": [{"name": "fire", "topic": "fp/1/fire"},
+                       {"name": "supply", "topic": "fp/1/supply"}]}
+    meter = {"id": "M1", "driver": "mqtt", "kind": "meter",
+             "points": [{"name": "kwh", "topic": "m/1/kwh"}]}
+    config = site_config(mosquitto.port, [fire, meter]).model_copy(update={
+        "rules": load_config_text(SITE).rules[:1]})
+    driver = only_driver(config, fake_clock)
+    telemetry, safety = driver.lanes
+    assert (telemetry.name, safety.name) == ("telemetry", "life-safety")
+    sink = Sink()
+    async with running(driver, sink, subscribed=2):
+        await publish(mosquitto.port, ("fp/1/fire", "true"), ("fp/1/supply", "24"),
+                      ("m/1/kwh", "5"))
+        await sink.wait_for(lambda r: True, count=3)
+        await wait_until(lambda: safety.counters.taken == 1 and telemetry.counters.taken == 2)
+        health = driver.health()
+        assert health.state == "connected"
+        assert health.counters["connects"] == 2
+        assert (health.counters["messages"], health.counters["unmatched"]) == (3, 0)
+        assert health.counters["shed"] == 0
+        assert 1 <= health.counters["queued_peak"] <= 2
+    log = mosquitto.log.read_text()
+    assert " as propgw-gw1-local-safety " in log and " as propgw-gw1-local " in log
+
+
+@pytest.mark.mosquitto
+async def test_without_life_safety_topics_there_is_one_connection(
+        mosquitto: Mosquitto, fake_clock: FakeClock) -> None:
+    meter = {"id": "M1", "driver": "mqtt", "kind": "meter",
+             "points": [{"name": "kwh", "topic": "m/1/kwh"}]}
+    driver = only_driver(site_config(mosquitto.port, [meter]), fake_clock)
+    assert [lane.name for lane in driver.lanes] == ["telemetry"]
+    sink = Sink()
+    async with running(driver, sink):
+        await publish(mosquitto.port, ("m/1/kwh", "5"))
+        await sink.wait_for(lambda r: r.point == "kwh")
+        assert driver.health().counters["connects"] == 1
