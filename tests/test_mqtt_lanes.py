@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import pytest
 
+from drivers.mqtt import build_mqtt_drivers
 from drivers.mqtt._lanes import life_safety_points
 from gateway.clock import FakeClock
 from gateway.config import load_config_text
+from gateway.reload import driver_inputs
 from tests.support import Mosquitto
 from tests.test_mqtt_driver import Sink, only_driver, publish, running, site_config, wait_until
 
@@ -129,3 +131,12 @@ async def test_without_life_safety_topics_there_is_one_connection(
         await publish(mosquitto.port, ("m/1/kwh", "5"))
         await sink.wait_for(lambda r: r.point == "kwh")
         assert driver.health().counters["connects"] == 1
+
+
+def test_a_reload_that_moves_a_topic_between_lanes_restarts_the_driver() -> None:
+    def inputs(priority: str) -> object:
+        config = load_config_text(SITE.replace("priority: P2", f"priority: {priority}"))
+        return driver_inputs(config, build_mqtt_drivers(config, FakeClock()))
+
+    assert inputs("P3") == inputs("P2"), "M1 stays telemetry: the driver keeps running"
+    assert inputs("P1") != inputs("P2"), "M1's topic moves to the life-safety connection"

@@ -179,6 +179,12 @@ class MqttDriver:
         """The connections' lanes: ``telemetry`` and/or ``life-safety``."""
         return tuple(link.lane for link in self._links)
 
+    @property
+    def lane_subscriptions(self) -> tuple[tuple[str, tuple[tuple[str, int], ...]], ...]:
+        """``(lane name, subscriptions)`` per connection: a config reload that moves a topic
+        between lanes (a rule's priority changed) must restart the driver."""
+        return tuple((link.lane.name, link.subscriptions) for link in self._links)
+
     def health(self) -> LinkHealth:
         """A snapshot of the link: state, last error, counters and per-device state.
 
