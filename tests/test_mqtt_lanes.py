@@ -5,12 +5,17 @@ The overload itself (a flood, shedding, every fire alarm) is in tests/test_mqtt_
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from pathlib import Path
+
 import pytest
 
 from drivers.mqtt import build_mqtt_drivers
 from drivers.mqtt._lanes import life_safety_points
 from gateway.clock import FakeClock
 from gateway.config import load_config_text
+from gateway.model import Reading
 from gateway.reload import driver_inputs
 from tests.support import Mosquitto
 from tests.test_mqtt_driver import Sink, only_driver, publish, running, site_config, wait_until
@@ -140,3 +145,42 @@ def test_a_reload_that_moves_a_topic_between_lanes_restarts_the_driver() -> None
 
     assert inputs("P3") == inputs("P2"), "M1 stays telemetry: the driver keeps running"
     assert inputs("P1") != inputs("P2"), "M1's topic moves to the life-safety connection"
+
+
+@pytest.mark.mosquitto
+async def test_the_life_safety_lane_keeps_every_message_past_its_capacity(
+        tmp_path: Path, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    # A broker that sends without waiting for acknowledgements, and a stuck pipeline: 300
+    # fire messages wait in a lane whose capacity is 100.
+    broker = Mosquitto(tmp_path, extra_conf="max_inflight_messages 0\n")
+    broker.start()
+    try:
+        fire = {"id": "fp-{n}", "driver": "mqtt", "kind": "fire_panel",
+                "points": [{"name": "fire", "topic": "fp/{n}/fire"}]}
+        config = site_config(broker.port, [fire], max_queued_messages=100).model_copy(
+            update={"rules": [load_config_text(SITE).rules[0].model_copy(
+                update={"devices": None, "kind": "fire_panel"})]})
+        driver = only_driver(config, fake_clock)
+        [safety] = driver.lanes
+        assert safety.name == "life-safety"
+        sink = Sink()
+        release = asyncio.Event()
+
+        async def stuck(reading: Reading) -> None:
+            await release.wait()
+            await sink(reading)
+
+        total = 300
+        async with running(driver, stuck):  # type: ignore[arg-type]
+            await publish(broker.port, *((f"fp/{n}/fire", "true") for n in range(total)))
+            await wait_until(lambda: safety.waiting == total - 1)
+            release.set()
+            await sink.wait_for(lambda r: r.point == "fire", count=total)
+        assert safety.counters.shed == 0 and safety.counters.peak == total - 1
+        assert {r.device for r in sink.readings} == {f"fp-{n}" for n in range(total)}
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == [f"mqtt[local]: more than 100 life-safety messages waiting at once "
+                            f"({total - 1}); none is shed on this lane: look for a device "
+                            f"flooding life-safety topics"]
+    finally:
+        broker.stop()

@@ -106,6 +106,8 @@ class _LaneLink:
     #: ``lane.counters.shed`` when the last line about shedding was logged, and when.
     shed_logged: int = 0
     shed_logged_at: float | None = field(default=None)
+    #: Whether the WARNING about a life-safety backlog beyond capacity was logged.
+    over_capacity_logged: bool = False
 
 
 @dataclass(slots=True)
@@ -275,6 +277,11 @@ class MqttDriver:
             lane.taken(client, message)
             if lane.counters.shed != link.shed_logged:
                 self._log_shed(link)
+            elif lane.counters.peak > lane.capacity and not link.over_capacity_logged:
+                link.over_capacity_logged = True
+                log.warning("%s: more than %d %s messages waiting at once (%d); none is shed "
+                            "on this lane: look for a device flooding life-safety topics",
+                            self.name, lane.capacity, lane.name, lane.counters.peak)
 
     def _log_shed(self, link: _LaneLink) -> None:
         """A WARNING when shedding starts, then one summary line per interval at most."""
@@ -526,7 +533,7 @@ def _session(driver: MqttDriver, link: _LaneLink) -> MqttSession:
     async def down(reason: str) -> None:
         await driver._link_down(link, reason)
 
-    return MqttSession(f"{driver.broker_id}" if link.client_id == driver.client_id
+    return MqttSession(driver.broker_id if link.client_id == driver.client_id
                        else f"{driver.broker_id}/{link.lane.name}",
                        driver.broker, client_id=link.client_id, clock=driver._clock,
                        on_connected=serve, on_down=down, prepare=link.lane.install)
