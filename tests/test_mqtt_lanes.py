@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.mqtt import build_mqtt_drivers
-from drivers.mqtt._lanes import life_safety_points
+from drivers.mqtt import build_mqtt_drivers, life_safety_points
 from gateway.clock import FakeClock
 from gateway.config import load_config_text
 from gateway.model import Reading

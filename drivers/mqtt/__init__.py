@@ -12,12 +12,15 @@ from gateway.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from drivers.mqtt._build import build_mqtt_drivers, describe_subscriptions
-    from drivers.mqtt._driver import MALFORMED_LOG_INTERVAL, MqttDriver
+    from drivers.mqtt._driver import MALFORMED_LOG_INTERVAL, SHED_LOG_INTERVAL, MqttDriver
+    from drivers.mqtt._lanes import LIFE_SAFETY_PRIORITIES, life_safety_points
     from drivers.mqtt._payload import Decoded, Payload, PointDecoder, compile_path
     from drivers.mqtt._topics import TopicPattern, expand_device_id, is_template
 
 __all__ = [
+    "LIFE_SAFETY_PRIORITIES",
     "MALFORMED_LOG_INTERVAL",
+    "SHED_LOG_INTERVAL",
     "Decoded",
     "MqttDriver",
     "Payload",
@@ -28,6 +31,7 @@ __all__ = [
     "describe_subscriptions",
     "expand_device_id",
     "is_template",
+    "life_safety_points",
 ]
 
 #: Where each name lives. The submodules load on first use, so that `check-config` can
@@ -44,6 +48,9 @@ _WHERE = {
     "describe_subscriptions": "drivers.mqtt._build",
     "expand_device_id": "drivers.mqtt._topics",
     "is_template": "drivers.mqtt._topics",
+    "LIFE_SAFETY_PRIORITIES": "drivers.mqtt._lanes",
+    "SHED_LOG_INTERVAL": "drivers.mqtt._driver",
+    "life_safety_points": "drivers.mqtt._lanes",
 }
 
 
