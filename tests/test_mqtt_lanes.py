@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.mqtt import build_mqtt_drivers, life_safety_points
+from drivers.mqtt import build_mqtt_drivers, describe_subscriptions, life_safety_points
 from gateway.clock import FakeClock
 from gateway.config import load_config_text
 from gateway.model import Reading
@@ -183,3 +183,15 @@ async def test_the_life_safety_lane_keeps_every_message_past_its_capacity(
                             f"flooding life-safety topics"]
     finally:
         broker.stop()
+
+
+def test_check_config_names_the_life_safety_points() -> None:
+    lines = describe_subscriptions(load_config_text(SITE))
+    assert lines == [
+        "mqtt FP1 via broker local: 2 point(s) on fp/1/fire, fp/1/supply (QoS 1); "
+        "life-safety: fire, supply",
+        "mqtt lift-{n} via broker local: 3 point(s) on lift/+/trapped, lift/+/bits, "
+        "lift/+/load (QoS 1); life-safety: bits, trapped",
+        "mqtt UPS1 via broker local: 1 point(s) on ups/1/volts (QoS 1); life-safety: all points",
+        "mqtt M1 via broker local: 1 point(s) on m/1/kwh (QoS 1)",
+    ]

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drivers.mqtt._lanes import life_safety_points
 from drivers.mqtt._topics import TopicPattern
-from gateway.config import GatewayConfig, MqttDevice
+from gateway.config import ALL_POINTS, GatewayConfig, MqttDevice
 from gateway.errors import ConfigError, ConfigProblem
 
 if TYPE_CHECKING:
@@ -70,19 +70,33 @@ def build_mqtt_drivers(config: GatewayConfig, clock: Clock) -> list[MqttDriver]:
 
 
 def describe_subscriptions(config: GatewayConfig) -> list[str]:
-    """One line per enabled MQTT device: broker, topic filters, QoS and stale timeout.
+    """One line per enabled MQTT device: broker, topic filters, QoS, stale timeout and the
+    points whose topics travel on the life-safety connection.
 
     For ``propgw check-config``; reads nothing but the config.
     """
     lines: list[str] = []
+    life_safety = life_safety_points(config)
     for broker_id, devices in _devices_by_broker(config).items():
         for device in devices:
             filters = dict.fromkeys(TopicPattern.compile(p.topic).filter for p in device.points)
             stale = f", stale after {device.stale_after:g}s" if device.stale_after else ""
             lines.append(f"mqtt {device.id} via broker {broker_id}: {len(device.points)} "
                          f"point(s) on {', '.join(filters) or 'no topic'} (QoS {device.qos})"
-                         f"{stale}")
+                         f"{stale}{_lane_note(device, life_safety.get(device.id))}")
     return lines
+
+
+def _lane_note(device: MqttDevice, names: frozenset[str] | None) -> str:
+    """Which of the device's topics go on the life-safety connection (never shed)."""
+    if not names:
+        return ""
+    if ALL_POINTS in names:
+        return "; life-safety: all points"
+    # A message carries every point on its topic: they all travel with the life-safety one.
+    topics = {p.topic for p in device.points if p.name in names}
+    points = sorted(p.name for p in device.points if p.topic in topics)
+    return f"; life-safety: {', '.join(points)}" if points else ""
 
 
 def _devices_by_broker(config: GatewayConfig) -> dict[str, list[MqttDevice]]:
