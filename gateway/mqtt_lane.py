@@ -15,8 +15,8 @@ anything back. A :class:`Lane` turns on paho's manual acknowledgement and replac
   acknowledged, or a broker window larger than ``capacity``). A lane that does not shed
   (life-safety) keeps everything: for QoS 1 and 2 the broker's window bounds it.
 
-Shedding is counted (:attr:`Lane.counters`) and never logged per message: the owner logs a
-summary from :meth:`Lane.shed_since_last_summary`.
+Shedding is counted (:attr:`Lane.counters`) and never logged here: the owner logs a line when
+it starts and a summary per interval, never one per message.
 
 Why not stop reading the socket while the lane is full instead: it needs aiomqtt's private
 reader callback, holds up PINGRESP and SUBACK with the messages, and leaves the excess to the
@@ -69,7 +69,6 @@ class Lane:
         self.capacity = capacity
         self.sheds = sheds
         self.counters = LaneCounters()
-        self._summarised = 0
         self._waiting = 0
 
     def install(self, client: aiomqtt.Client) -> None:
@@ -97,12 +96,6 @@ class Lane:
     def waiting(self) -> int:
         """Messages now waiting (on the current connection)."""
         return self._waiting
-
-    def shed_since_last_summary(self) -> int:
-        """Messages shed since the previous call: for one summary line per interval."""
-        shed = self.counters.shed - self._summarised
-        self._summarised = self.counters.shed
-        return shed
 
 
 class _LaneQueue(asyncio.Queue["aiomqtt.Message"]):
