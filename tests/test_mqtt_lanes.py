@@ -195,3 +195,28 @@ def test_check_config_names_the_life_safety_points() -> None:
         "mqtt UPS1 via broker local: 1 point(s) on ups/1/volts (QoS 1); life-safety: all points",
         "mqtt M1 via broker local: 1 point(s) on m/1/kwh (QoS 1)",
     ]
+
+
+async def test_shedding_is_logged_when_it_starts_then_summarised_once_a_minute(
+        fake_clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    config = load_config_text(SITE)
+    driver = build_mqtt_drivers(config, fake_clock)[0]
+    link = driver._links[0]
+    assert link.lane.name == "telemetry"
+
+    def shed(n: int) -> None:  # what the lane's queue does, then the driver after a message
+        link.lane.counters.shed += n
+        driver._log_shed(link)
+
+    shed(1)
+    for _ in range(59):
+        await fake_clock.advance(1)
+        shed(100)
+    await fake_clock.advance(1)
+    shed(5)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert lines == [
+        "mqtt[local]: more telemetry messages than the gateway keeps up with: shedding the "
+        "oldest beyond 10000 waiting (counted as 'shed'; a summary follows at most every 60 s)",
+        "mqtt[local]: 5905 telemetry message(s) shed in the last 60 s (5906 since start)",
+    ]
