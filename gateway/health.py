@@ -42,6 +42,8 @@ Status = Literal["ok", "degraded", "failing"]
 _DEVICE_DOWN = frozenset({"comm-loss", "link-down", "backoff", "bad"})
 #: Devices named in a reason; more are counted.
 _NAMED_DEVICES = 5
+#: An MQTT link that shed telemetry keeps the health degraded this long after the last shed.
+SHED_RECENT = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,7 @@ class Reason:
             ``upstream_down``, ``messages_waiting``, ``stalled``, ``storage_error``,
             ``not_durable``, ``state_replaced``, ``parked``, ``outbox_over_bound``,
             ``journal_error``, ``worklog_error``, ``comm_loss``, ``alarm_backlog_stalled``,
-            ``influxdb_down``, ``influxdb_buffering``.
+            ``influxdb_down``, ``influxdb_buffering``, ``telemetry_shed``.
         message: For people (English), e.g. ``3 message(s) waiting for mqtt, oldest 45 s``.
         fatal: The gateway is failing, not merely degraded.
     """
@@ -135,6 +137,8 @@ class HealthModel:
         self._worklog = worklog
         self._influx = influx
         self._feed_seen: tuple[int, float] | None = None
+        #: Per link: messages shed so far, and when that number last grew.
+        self._shed_seen: dict[str, tuple[int, float]] = {}
 
     def set_drivers(self, drivers: Sequence[Driver]) -> None:
         """The device links after a config reload."""
@@ -154,7 +158,7 @@ class HealthModel:
             detail["journal"] = self._journal_detail(reasons)
         if self._worklog is not None:
             detail["worklog"] = self._worklog_detail(reasons)
-        detail["devices"] = self._devices(reasons)
+        detail["devices"] = self._devices(now, reasons)
         if self._influx is not None:
             detail["influxdb"] = self._influx_detail(reasons)
         if self._alarm_feed is not None:
@@ -272,7 +276,7 @@ class HealthModel:
                                                         f"InfluxDB"))
         return asdict(s)
 
-    def _devices(self, reasons: list[Reason]) -> dict[str, Any]:
+    def _devices(self, now: float, reasons: list[Reason]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         down: list[str] = []
         for driver in self._drivers:
@@ -280,12 +284,27 @@ class HealthModel:
             out[h.link] = {"state": h.state, "last_error": h.last_error,
                            "devices": dict(h.devices)}
             down += [dev for dev, state in h.devices.items() if state in _DEVICE_DOWN]
+            if "shed" in h.counters:
+                out[h.link]["shed"] = self._shed(h.link, h.counters["shed"], now, reasons)
         if down:
             named = ", ".join(sorted(down)[:_NAMED_DEVICES])
             more = f" and {len(down) - _NAMED_DEVICES} more" if len(down) > _NAMED_DEVICES else ""
             reasons.append(Reason("comm_loss", f"{len(down)} device(s) not answering (or "
                                                f"answering errors): {named}{more}"))
         return out
+
+    def _shed(self, link: str, shed: int, now: float, reasons: list[Reason]) -> int:
+        """An MQTT link's shed telemetry: degraded while it grew within SHED_RECENT."""
+        seen = self._shed_seen.get(link)
+        if seen is None or seen[0] != shed:
+            seen = (shed, now)
+            self._shed_seen[link] = seen
+        if shed and now - seen[1] < SHED_RECENT:
+            reasons.append(Reason("telemetry_shed", f"{link} shed {shed} telemetry message(s) "
+                                                    f"it could not keep up with (life-safety "
+                                                    f"messages are never shed); the last "
+                                                    f"within {SHED_RECENT / 60:.0f} min"))
+        return shed
 
     def _feed(self, now: float, reasons: list[Reason]) -> dict[str, Any]:
         assert self._alarm_feed is not None

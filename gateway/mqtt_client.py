@@ -59,6 +59,8 @@ async def build_client(cfg: BrokerConfig, *, client_id: str,
         keepalive=int(cfg.keepalive),
         timeout=cfg.connect_timeout,
         # Bounded on purpose: aiomqtt drops (with a warning) beyond this instead of growing.
+        # Device links replace this queue with a gateway.mqtt_lane.Lane, which never drops
+        # after an acknowledgement.
         max_queued_incoming_messages=cfg.max_queued_messages,
         tls_context=tls_context,
         tls_insecure=cfg.tls.insecure if cfg.tls else None,
@@ -81,6 +83,8 @@ class MqttSession:
 
     ``on_connected(client)`` subscribes/publishes and then returns only when it is done or
     raises :class:`aiomqtt.MqttError` when the link breaks; the session then reconnects.
+    ``prepare(client)``, when given, runs on each new client before it connects (a device
+    link installs its :class:`~gateway.mqtt_lane.Lane` there).
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class MqttSession:
         on_connected: Callable[[aiomqtt.Client], Awaitable[None]],
         on_down: Callable[[str], Awaitable[None]] | None = None,
         will: aiomqtt.Will | None = None,
+        prepare: Callable[[aiomqtt.Client], None] | None = None,
     ) -> None:
         self.name = name
         self.cfg = cfg
@@ -104,6 +109,7 @@ class MqttSession:
         self._on_connected = on_connected
         self._on_down = on_down
         self._will = will
+        self._prepare = prepare
         self._backoff = Backoff(base=cfg.reconnect.initial, cap=cfg.reconnect.max,
                                 jitter=cfg.reconnect.jitter)
 
@@ -135,6 +141,8 @@ class MqttSession:
                 failing = True
                 await self._down(delay)
                 continue
+            if self._prepare is not None:
+                self._prepare(client)
             try:
                 try:
                     async with client:

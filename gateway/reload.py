@@ -54,7 +54,7 @@ def driver_inputs(config: GatewayConfig, drivers: Sequence[Driver]) -> dict[str,
         if isinstance(driver, ModbusLink):
             out[driver.name] = tuple(by_id[i] for i in driver.device_ids)
         elif isinstance(driver, MqttDriver):
-            out[driver.name] = (driver.broker, driver.devices)
+            out[driver.name] = (driver.broker, driver.devices, driver.lane_subscriptions)
         else:  # a kind this module does not know: never taken for unchanged
             out[driver.name] = object()
     return out

@@ -12,13 +12,16 @@ from gateway.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from drivers.mqtt._build import build_mqtt_drivers, describe_subscriptions
-    from drivers.mqtt._driver import MALFORMED_LOG_INTERVAL, MqttDriver
+    from drivers.mqtt._driver import MALFORMED_LOG_INTERVAL, SHED_LOG_INTERVAL, MqttDriver
     from drivers.mqtt._ids import DeviceIds, IdError
+    from drivers.mqtt._lanes import LIFE_SAFETY_PRIORITIES, life_safety_points
     from drivers.mqtt._payload import Decoded, Payload, PointDecoder, compile_path, id_text
     from drivers.mqtt._topics import TopicPattern, expand_device_id, is_template
 
 __all__ = [
+    "LIFE_SAFETY_PRIORITIES",
     "MALFORMED_LOG_INTERVAL",
+    "SHED_LOG_INTERVAL",
     "Decoded",
     "DeviceIds",
     "IdError",
@@ -32,6 +35,7 @@ __all__ = [
     "expand_device_id",
     "id_text",
     "is_template",
+    "life_safety_points",
 ]
 
 #: Where each name lives. The submodules load on first use, so that `check-config` can
@@ -51,6 +55,9 @@ _WHERE = {
     "expand_device_id": "drivers.mqtt._topics",
     "id_text": "drivers.mqtt._payload",
     "is_template": "drivers.mqtt._topics",
+    "LIFE_SAFETY_PRIORITIES": "drivers.mqtt._lanes",
+    "SHED_LOG_INTERVAL": "drivers.mqtt._driver",
+    "life_safety_points": "drivers.mqtt._lanes",
 }
 
 

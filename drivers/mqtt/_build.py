@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from drivers.mqtt._lanes import life_safety_points
 from drivers.mqtt._topics import TopicPattern
-from gateway.config import GatewayConfig, MqttDevice
+from gateway.config import ALL_POINTS, GatewayConfig, MqttDevice
 from gateway.errors import ConfigError, ConfigProblem
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ def build_mqtt_drivers(config: GatewayConfig, clock: Clock) -> list[MqttDriver]:
         config: The validated site config.
         clock: Time source shared by the drivers.
 
+    Topics that carry points read by P0/P1 rules get their own connection per broker (see
+    :func:`~drivers.mqtt._lanes.life_safety_points`).
+
     Returns:
         The drivers, not yet running.
 
@@ -48,6 +52,7 @@ def build_mqtt_drivers(config: GatewayConfig, clock: Clock) -> list[MqttDriver]:
             "site.timezone", "unknown IANA time zone", config.site.timezone)]) from None
     from drivers.mqtt._driver import MqttDriver  # noqa: PLC0415 - see the imports
 
+    life_safety = life_safety_points(config)
     drivers: list[MqttDriver] = []
     problems: list[ConfigProblem] = []
     for broker_id, broker_cfg in config.brokers.items():
@@ -55,7 +60,8 @@ def build_mqtt_drivers(config: GatewayConfig, clock: Clock) -> list[MqttDriver]:
             continue
         try:
             drivers.append(MqttDriver(broker_id, broker_cfg, by_broker[broker_id],
-                                      gateway_id=config.site.gateway_id, clock=clock, tz=tz))
+                                      gateway_id=config.site.gateway_id, clock=clock, tz=tz,
+                                      life_safety=life_safety))
         except ConfigError as exc:
             problems += exc.problems
     if problems:
@@ -64,11 +70,13 @@ def build_mqtt_drivers(config: GatewayConfig, clock: Clock) -> list[MqttDriver]:
 
 
 def describe_subscriptions(config: GatewayConfig) -> list[str]:
-    """One line per enabled MQTT device: broker, topic filters, QoS and stale timeout.
+    """One line per enabled MQTT device: broker, topic filters, QoS, stale timeout and the
+    points whose topics travel on the life-safety connection.
 
     For ``propgw check-config``; reads nothing but the config.
     """
     lines: list[str] = []
+    life_safety = life_safety_points(config)
     for broker_id, devices in _devices_by_broker(config).items():
         for device in devices:
             filters = dict.fromkeys(TopicPattern.compile(p.topic).filter for p in device.points)
@@ -77,8 +85,20 @@ def describe_subscriptions(config: GatewayConfig) -> list[str]:
                             for name, path in device.split_by.items())
             lines.append(f"mqtt {device.id} via broker {broker_id}: {len(device.points)} "
                          f"point(s) on {', '.join(filters) or 'no topic'} (QoS {device.qos})"
-                         f"{split}{stale}")
+                         f"{split}{stale}{_lane_note(device, life_safety.get(device.id))}")
     return lines
+
+
+def _lane_note(device: MqttDevice, names: frozenset[str] | None) -> str:
+    """Which of the device's topics go on the life-safety connection (never shed)."""
+    if not names:
+        return ""
+    if ALL_POINTS in names:
+        return "; life-safety: all points"
+    # A message carries every point on its topic: they all travel with the life-safety one.
+    topics = {p.topic for p in device.points if p.name in names}
+    points = sorted(p.name for p in device.points if p.topic in topics)
+    return f"; life-safety: {', '.join(points)}" if points else ""
 
 
 def _devices_by_broker(config: GatewayConfig) -> dict[str, list[MqttDevice]]:

@@ -1,10 +1,17 @@
 """The MQTT southbound driver: one broker, every MQTT device on it, readings out.
 
-Per broker, :class:`MqttDriver` runs two tasks in one TaskGroup:
+Per broker, :class:`MqttDriver` runs these tasks in one TaskGroup:
 
 * ``mqtt[<broker>].link``: the shared :class:`~gateway.mqtt_client.MqttSession` state machine.
   On every fresh connection it subscribes again (the broker forgets clean sessions, so a
   restart must never lose a subscription) and then decodes messages into readings.
+* ``mqtt[<broker>].safety``: when some topics carry life-safety points (read by P0/P1 rules)
+  and others do not, a second connection (client id ``<client id>-safety``) for the
+  life-safety topics alone. Each connection is a :class:`~gateway.mqtt_lane.Lane`: a message
+  is acknowledged to the broker only once its readings are on their way, so an overload
+  makes the broker hold messages back; the telemetry lane sheds (oldest first, counted) only
+  beyond ``max_queued_messages`` waiting, the life-safety lane never sheds, and the broker
+  holds or drops per connection, so a telemetry flood cannot crowd out a fire alarm.
 * ``mqtt[<broker>].stale``: one watchdog for every device with ``stale_after``. It sleeps on the
   injected clock until the earliest deadline; the dispatcher wakes it early only when a device
   starts being watched with a deadline before the one it sleeps on.
@@ -20,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 
 import aiomqtt
@@ -32,10 +39,11 @@ from drivers.mqtt._payload import Payload, PointDecoder
 from drivers.mqtt._topics import TopicPattern
 from gateway.aio import raise_if_cancelling, task_group
 from gateway.clock import Clock
-from gateway.config import BrokerConfig, MqttDevice
+from gateway.config import ALL_POINTS, BrokerConfig, MqttDevice
 from gateway.errors import ConfigError, ConfigProblem, DecodeError
 from gateway.model import Quality, Reading
 from gateway.mqtt_client import LinkState, MqttSession
+from gateway.mqtt_lane import Lane
 
 __all__ = ["MqttDriver"]
 
@@ -43,10 +51,19 @@ log = logging.getLogger(__name__)
 
 #: After the first WARNING about a point's malformed payloads, at most one per this many seconds.
 MALFORMED_LOG_INTERVAL = 60.0
+#: After the first WARNING about shed telemetry, one summary line per this many seconds.
+SHED_LOG_INTERVAL = 60.0
 _COUNTERS = ("messages", "readings", "malformed", "unmatched", "bad_topic", "bad_split",
              "subscribe_refused", "comm_loss")
 # Filters per SUBSCRIBE packet: small enough for brokers that cap packet size.
 _SUBSCRIBE_BATCH = 64
+
+
+#: Lane names, in logs and metrics.
+TELEMETRY_LANE = "telemetry"
+SAFETY_LANE = "life-safety"
+#: The state a driver with two connections reports: the worse one.
+_WORST_FIRST = (LinkState.DOWN, LinkState.CONNECTING, LinkState.STOPPED, LinkState.CONNECTED)
 
 
 class _Status(enum.StrEnum):
@@ -77,6 +94,24 @@ class _Tracked:
     lost_by_link: bool = False
 
 
+@dataclass(eq=False)
+class _LaneLink:
+    """One connection of the driver and the routes whose messages it carries."""
+
+    lane: Lane
+    client_id: str
+    routes: tuple[_Route, ...]
+    subscriptions: tuple[tuple[str, int], ...]
+    #: Indices of the devices with a route here: comm-loss when this connection is down.
+    device_indices: frozenset[int]
+    session: MqttSession | None = None
+    #: ``lane.counters.shed`` when the last line about shedding was logged, and when.
+    shed_logged: int = 0
+    shed_logged_at: float | None = field(default=None)
+    #: Whether the WARNING about a life-safety backlog beyond capacity was logged.
+    over_capacity_logged: bool = False
+
+
 @dataclass(slots=True)
 class _LogLimit:
     last_warning: float
@@ -94,6 +129,8 @@ class MqttDriver:
             ``propgw-<gateway_id>-<broker_id>``.
         clock: Time source for timestamps, stale timers and reconnect backoff.
         tz: Time zone for device timestamps without an offset (the site's time zone).
+        life_safety: Device id (as configured) → names of its life-safety points (``"*"``:
+            all); their topics get their own connection and are never shed.
 
     Raises:
         ValueError: ``devices`` is empty.
@@ -109,6 +146,7 @@ class MqttDriver:
         gateway_id: str,
         clock: Clock,
         tz: tzinfo = UTC,
+        life_safety: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         if not devices:
             raise ValueError(f"mqtt[{broker_id}]: a driver needs at least one device")
@@ -119,7 +157,8 @@ class MqttDriver:
         self._clock = clock
         self._routes = _compile_routes(self.devices, tz)
         self._subscriptions = _subscriptions(self._routes)
-        self._session: MqttSession | None = None
+        self._links = _lanes(self._routes, life_safety or {}, self.client_id,
+                             capacity=broker.max_queued_messages)
         self._sink: ReadingSink | None = None
         self._tracked: dict[tuple[int, str], _Tracked] = {}
         self._log_limits: dict[tuple[str, str], _LogLimit] = {}
@@ -139,6 +178,17 @@ class MqttDriver:
         """``(filter, qos)`` pairs subscribed on every connection, one per distinct filter."""
         return self._subscriptions
 
+    @property
+    def lanes(self) -> tuple[Lane, ...]:
+        """The connections' lanes: ``telemetry`` and/or ``life-safety``."""
+        return tuple(link.lane for link in self._links)
+
+    @property
+    def lane_subscriptions(self) -> tuple[tuple[str, tuple[tuple[str, int], ...]], ...]:
+        """``(lane name, subscriptions)`` per connection: a config reload that moves a topic
+        between lanes (a rule's priority changed) must restart the driver."""
+        return tuple((link.lane.name, link.subscriptions) for link in self._links)
+
     def health(self) -> LinkHealth:
         """A snapshot of the link: state, last error, counters and per-device state.
 
@@ -147,17 +197,24 @@ class MqttDriver:
         ``bad_split`` (a message whose ``split_by`` field is missing or names no valid device;
         it feeds no device of that entry),
         ``subscribe_refused`` filters, ``comm_loss`` readings, ``connects``,
-        ``connect_failures`` and ``subscribed`` (completed subscription rounds).
+        ``connect_failures``, ``subscribed`` (completed subscription rounds), ``shed``
+        (telemetry messages shed because ``max_queued_messages`` were waiting) and
+        ``queued_peak`` (the most messages ever waiting in one lane). With two connections
+        the state is the worse of the two and the connection counters add up.
         """
-        session = self._session
+        sessions = [link.session for link in self._links if link.session is not None]
         counters = dict(self._counters)
         counters["subscribed"] = self._subscribed
-        counters["connects"] = session.counters.connects if session else 0
-        counters["connect_failures"] = session.counters.failures if session else 0
+        counters["connects"] = sum(s.counters.connects for s in sessions)
+        counters["connect_failures"] = sum(s.counters.failures for s in sessions)
+        counters["shed"] = sum(link.lane.counters.shed for link in self._links)
+        counters["queued_peak"] = max(link.lane.counters.peak for link in self._links)
+        states = [s.state for s in sessions] or [LinkState.STOPPED]
+        state = next((st for st in _WORST_FIRST if st in states), states[0])
         return LinkHealth(
             link=self.name,
-            state=str(session.state if session else LinkState.STOPPED),
-            last_error=session.last_error if session else None,
+            state=str(state),
+            last_error=next((s.last_error for s in sessions if s.last_error), None),
             counters=counters,
             devices={t.device_id: str(t.status) for t in self._tracked.values()},
         )
@@ -166,8 +223,8 @@ class MqttDriver:
         """Connect, subscribe and emit readings into ``sink`` until cancelled.
 
         Args:
-            sink: Awaited with every reading; a slow sink slows the driver down (aiomqtt's
-                bounded incoming queue then drops, and logs it).
+            sink: Awaited with every reading; a slow sink slows the driver down, and with
+                it the broker (messages are acknowledged once their readings are taken).
 
         Raises:
             RuntimeError: The driver is already running.
@@ -176,9 +233,8 @@ class MqttDriver:
             raise RuntimeError(f"{self.name} is already running")
         self._sink = sink
         self._rearm = asyncio.Event()
-        self._session = MqttSession(
-            self.broker_id, self.broker, client_id=self.client_id, clock=self._clock,
-            on_connected=self._serve, on_down=self._link_down)
+        for link in self._links:
+            link.session = _session(self, link)
         started = self._clock.monotonic()
         for route in self._routes:
             key = (route.index, route.device.id)
@@ -187,21 +243,28 @@ class MqttDriver:
                                               _Status.WAITING)
         try:
             async with task_group() as tg:
-                tg.create_task(self._session.run(), name=f"{self.name}.link")
+                for link in self._links:
+                    assert link.session is not None
+                    suffix = "safety" if link.lane.name == SAFETY_LANE and len(self._links) > 1 \
+                        else "link"
+                    tg.create_task(link.session.run(), name=f"{self.name}.{suffix}")
                 if self._has_stale:
                     tg.create_task(self._watch_stale(), name=f"{self.name}.stale")
         finally:
-            self._session.state = LinkState.STOPPED
+            for link in self._links:
+                if link.session is not None:
+                    link.session.state = LinkState.STOPPED
             self._sink = None
             self._rearm = None
             self._armed = None
 
     # ------------------------------------------------------------------ connection
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
+    async def _serve(self, link: _LaneLink, client: aiomqtt.Client) -> None:
         """One connection's life: subscribe, then dispatch until the link breaks."""
-        for start in range(0, len(self._subscriptions), _SUBSCRIBE_BATCH):
-            batch = list(self._subscriptions[start:start + _SUBSCRIBE_BATCH])
+        subscriptions = link.subscriptions
+        for start in range(0, len(subscriptions), _SUBSCRIBE_BATCH):
+            batch = list(subscriptions[start:start + _SUBSCRIBE_BATCH])
             codes = await client.subscribe(batch, timeout=self.broker.connect_timeout)
             raise_if_cancelling()
             for (topic, qos), code in zip(batch, codes, strict=False):
@@ -210,13 +273,42 @@ class MqttDriver:
                     log.warning("%s: broker refused subscription to %r (qos %d): %s",
                                 self.name, topic, qos, code)
         self._subscribed += 1
-        log.debug("%s: subscribed to %d filter(s)", self.name, len(self._subscriptions))
+        log.debug("%s: subscribed to %d filter(s) for %s", self.name, len(subscriptions),
+                  link.lane.name)
+        lane = link.lane
         async for message in client.messages:
-            await self._dispatch(message)
+            await self._dispatch(message, link.routes)
+            lane.taken(client, message)
+            if lane.counters.shed != link.shed_logged:
+                self._log_shed(link)
+            elif lane.counters.peak > lane.capacity and not link.over_capacity_logged:
+                link.over_capacity_logged = True
+                log.warning("%s: more than %d %s messages waiting at once (%d); none is shed "
+                            "on this lane: look for a device flooding life-safety topics",
+                            self.name, lane.capacity, lane.name, lane.counters.peak)
 
-    async def _link_down(self, reason: str) -> None:
+    def _log_shed(self, link: _LaneLink) -> None:
+        """A WARNING when shedding starts, then one summary line per interval at most."""
+        now = self._clock.monotonic()
+        lane = link.lane
+        if link.shed_logged_at is None:
+            log.warning("%s: more %s messages than the gateway keeps up with: shedding the "
+                        "oldest beyond %d waiting (counted as 'shed'; a summary follows at "
+                        "most every %.0f s)", self.name, lane.name, lane.capacity,
+                        SHED_LOG_INTERVAL)
+        elif now - link.shed_logged_at < SHED_LOG_INTERVAL:
+            return
+        else:
+            log.warning("%s: %d %s message(s) shed in the last %.0f s (%d since start)",
+                        self.name, lane.counters.shed - link.shed_logged, lane.name,
+                        now - link.shed_logged_at, lane.counters.shed)
+        link.shed_logged = lane.counters.shed
+        link.shed_logged_at = now
+
+    async def _link_down(self, link: _LaneLink, reason: str) -> None:
         """The broker is unreachable: every device on it is comm-loss (once per outage)."""
-        lost = [t for t in self._tracked.values() if t.status is not _Status.COMM_LOSS]
+        lost = [t for (index, _), t in self._tracked.items()
+                if t.status is not _Status.COMM_LOSS and index in link.device_indices]
         for tracked in lost:
             await self._comm_loss(tracked, f"broker {self.broker_id} unreachable: {reason}",
                                   by_link=True)
@@ -226,7 +318,7 @@ class MqttDriver:
 
     # ------------------------------------------------------------------ messages
 
-    async def _dispatch(self, message: aiomqtt.Message) -> None:
+    async def _dispatch(self, message: aiomqtt.Message, routes: Sequence[_Route]) -> None:
         self._count("messages")
         topic = message.topic.value
         raw = message.payload
@@ -234,7 +326,7 @@ class MqttDriver:
                           else b"" if raw is None else str(raw))
         received = self._clock.time()
         matched = False
-        for route in self._routes:
+        for route in routes:
             values = route.pattern.match(topic)
             if values is None:
                 continue
@@ -262,6 +354,9 @@ class MqttDriver:
                     reading = Reading(device_id, decoder.name, decoded.value, Quality.GOOD,
                                       received, decoded.source_ts)
                 await self._emit(reading)
+        if not matched and len(routes) < len(self._routes) \
+                and any(r.pattern.match(topic) is not None for r in self._routes):
+            return  # another connection's topic under an overlapping filter: it reads it
         if not matched:
             self._count("unmatched")
             log.debug("%s: no point matches topic %r", self.name, topic)
@@ -421,6 +516,44 @@ def _compile_routes(devices: Sequence[MqttDevice], tz: tzinfo) -> tuple[_Route, 
     if problems:
         raise ConfigError("mqtt devices", problems)
     return tuple(routes)
+
+
+def _lanes(routes: Sequence[_Route], life_safety: Mapping[str, frozenset[str]],
+           client_id: str, *, capacity: int) -> tuple[_LaneLink, ...]:
+    """One connection for the telemetry routes and one for the life-safety routes (a route
+    is life-safety when one of its points is); a single one when either kind is absent."""
+    safety: list[_Route] = []
+    telemetry: list[_Route] = []
+    for route in routes:
+        names = life_safety.get(route.device.id, frozenset())
+        is_safety = ALL_POINTS in names or any(d.name in names for d in route.decoders)
+        (safety if is_safety else telemetry).append(route)
+    links: list[_LaneLink] = []
+    if telemetry:
+        links.append(_link(Lane(TELEMETRY_LANE, capacity=capacity, sheds=True), client_id,
+                           telemetry))
+    if safety:
+        links.append(_link(Lane(SAFETY_LANE, capacity=capacity, sheds=False),
+                           f"{client_id}-safety" if telemetry else client_id, safety))
+    return tuple(links)
+
+
+def _link(lane: Lane, client_id: str, routes: Sequence[_Route]) -> _LaneLink:
+    return _LaneLink(lane, client_id, tuple(routes), _subscriptions(routes),
+                     frozenset(r.index for r in routes))
+
+
+def _session(driver: MqttDriver, link: _LaneLink) -> MqttSession:
+    async def serve(client: aiomqtt.Client) -> None:
+        await driver._serve(link, client)
+
+    async def down(reason: str) -> None:
+        await driver._link_down(link, reason)
+
+    return MqttSession(driver.broker_id if link.client_id == driver.client_id
+                       else f"{driver.broker_id}/{link.lane.name}",
+                       driver.broker, client_id=link.client_id, clock=driver._clock,
+                       on_connected=serve, on_down=down, prepare=link.lane.install)
 
 
 def _subscriptions(routes: Sequence[_Route]) -> tuple[tuple[str, int], ...]:

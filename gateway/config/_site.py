@@ -96,8 +96,9 @@ class BrokerConfig(_Model):
     reconnect: BackoffConfig = BackoffConfig()
     max_queued_messages: int = Field(
         default=10_000, ge=100,
-        description="Incoming messages buffered while the gateway is busy; beyond this the "
-                    "MQTT client drops and the drop is logged.")
+        description="Device brokers: received telemetry messages that may wait while the "
+                    "gateway is busy; beyond this the oldest is shed and counted. Messages "
+                    "with a life-safety point are never shed.")
 
     @property
     def effective_port(self) -> int:

@@ -27,6 +27,7 @@ from gateway.clock import Clock
 from gateway.health import HealthReport
 from gateway.histogram import Histogram
 from gateway.metrics._collector import MetricSource
+from gateway.mqtt_lane import Lane
 from gateway.outbox import DeliveryProgress, Outbox
 from gateway.supervisor import Supervisor
 
@@ -88,6 +89,16 @@ def link_metrics(drivers: Callable[[], Sequence[Driver]]) -> MetricSource:
         lost = GaugeMetricFamily("propgw_devices_comm_loss", "Devices that do not answer at "
                                  "all (comm-loss, link-down, backoff), by link.",
                                  labels=["link"])
+        shed = CounterMetricFamily(
+            "propgw_mqtt_messages_shed", "MQTT messages a device link shed because its lane "
+            "already held max_queued_messages (oldest first; only the telemetry lane ever "
+            "sheds), by link and lane.", labels=["link", "lane"])
+        taken = CounterMetricFamily(
+            "propgw_mqtt_messages_taken", "MQTT messages a device link took and acknowledged "
+            "to the broker, by link and lane.", labels=["link", "lane"])
+        waiting = GaugeMetricFamily(
+            "propgw_mqtt_messages_waiting", "MQTT messages received but not yet taken, by "
+            "link and lane.", labels=["link", "lane"])
         latency = HistogramMetricFamily(
             "propgw_modbus_request_duration_seconds", "Time from a Modbus read request to its "
             "answer, by link (bus); timeouts are not observed but counted in "
@@ -106,7 +117,12 @@ def link_metrics(drivers: Callable[[], Sequence[Driver]]) -> MetricSource:
             hist = getattr(driver, "request_latency", None)
             if isinstance(hist, Histogram):
                 _add_histogram(latency, [h.link], hist)
-        return [readings, events, up, devices, lost, latency]
+            for lane in getattr(driver, "lanes", ()):
+                if isinstance(lane, Lane):
+                    shed.add_metric([h.link, lane.name], lane.counters.shed)
+                    taken.add_metric([h.link, lane.name], lane.counters.taken)
+                    waiting.add_metric([h.link, lane.name], lane.waiting)
+        return [readings, events, up, devices, lost, shed, taken, waiting, latency]
     return source
 
 

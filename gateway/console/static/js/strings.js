@@ -56,6 +56,7 @@ export const ZH = {
   "health.stage_crash_loop": "组件反复崩溃",
   "health.alarm_backlog_stalled": "报警处理积压",
   "health.disk_full": "磁盘已满",
+  "health.telemetry_shed": "设备消息过载，已舍弃部分遥测数据（生命安全消息不舍弃）",
 
   "prio.P0": "紧急",
   "prio.P1": "高",
@@ -601,6 +602,7 @@ export const EN = {
   "health.stage_crash_loop": "A component keeps crashing",
   "health.alarm_backlog_stalled": "Alarm processing backlog",
   "health.disk_full": "Disk full",
+  "health.telemetry_shed": "Device messages overload: telemetry shed (never life-safety)",
 
   "prio.P0": "Critical",
   "prio.P1": "High",

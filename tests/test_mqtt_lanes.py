@@ -1,0 +1,222 @@
+"""Which MQTT topics are life-safety, and the second connection that carries them.
+
+The overload itself (a flood, shedding, every fire alarm) is in tests/test_mqtt_overload.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from drivers.mqtt import build_mqtt_drivers, describe_subscriptions, life_safety_points
+from gateway.clock import FakeClock
+from gateway.config import load_config_text
+from gateway.model import Reading
+from gateway.reload import driver_inputs
+from tests.support import Mosquitto
+from tests.test_mqtt_driver import Sink, only_driver, publish, running, site_config, wait_until
+
+SITE = """
+site: {id: s1, name: 测试小区, gateway_id: gw1}
+brokers: {local: {host: 127.0.0.1}}
+devices:
+  - id: FP1
+    driver: mqtt
+    kind: fire_panel
+    points:
+      - {name: fire, topic: fp/1/fire}
+      - {name: supply, topic: fp/1/supply}
+    derived:
+      - {name: trouble, expr: "supply < 20"}
+  - id: "lift-{n}"
+    driver: mqtt
+    kind: elevator
+    points:
+      - {name: trapped, topic: "lift/{n}/trapped"}
+      - {name: bits, topic: "lift/{n}/bits"}
+      - {name: load, topic: "lift/{n}/load"}
+    derived:
+      - {name: door, from: bits, bit: 3}
+      - {name: stuck, expr: "trapped and door"}
+  - id: UPS1
+    driver: mqtt
+    kind: ups
+    points:
+      - {name: volts, topic: ups/1/volts}
+  - id: M1
+    driver: mqtt
+    kind: meter
+    points:
+      - {name: kwh, topic: m/1/kwh}
+rules:
+  - id: fire
+    devices: [FP1]
+    category: fire_alarm
+    priority: P0
+    when: {point: fire, eq: true}
+    message: {zh: 火警, en: fire}
+  - id: fire-trouble
+    kind: fire_panel
+    category: fire_trouble
+    priority: P1
+    when: {point: trouble, eq: true}
+    message: {zh: 故障, en: trouble}
+  - id: entrapment
+    kind: elevator
+    category: elevator_entrapment
+    priority: P0
+    when: {point: stuck, eq: true}
+    message: {zh: 困人, en: trapped}
+  - id: ups-silent
+    kind: ups
+    category: power
+    priority: P1
+    when: {comm_loss: true}
+    message: {zh: 失联, en: silent}
+  - id: meter-high
+    kind: meter
+    category: energy
+    priority: P2
+    when: {point: kwh, gt: 100}
+    message: {zh: 高, en: high}
+"""
+
+
+def test_points_read_by_p0_and_p1_rules_and_their_inputs_are_life_safety() -> None:
+    points = life_safety_points(load_config_text(SITE))
+    assert dict(points) == {
+        "FP1": {"fire", "trouble", "supply"},  # P0 directly, P1 through a derived point
+        "lift-{n}": {"stuck", "trapped", "door", "bits"},  # derived from derived; not load
+        "UPS1": {"*"},  # a rule about the whole device's silence
+    }, "M1 has only a P2 rule: telemetry"
+
+
+@pytest.mark.mosquitto
+async def test_life_safety_topics_travel_on_a_second_connection(
+        mosquitto: Mosquitto, fake_clock: FakeClock) -> None:
+    fire = {"id": "FP1", "driver": "mqtt", "kind": "fire_panel",
+            "points": [{"name": "fire", "topic": "fp/1/fire"},
+                       {"name": "supply", "topic": "fp/1/supply"}]}
+    meter = {"id": "M1", "driver": "mqtt", "kind": "meter",
+             "points": [{"name": "kwh", "topic": "m/1/kwh"}]}
+    config = site_config(mosquitto.port, [fire, meter]).model_copy(update={
+        "rules": load_config_text(SITE).rules[:1]})
+    driver = only_driver(config, fake_clock)
+    telemetry, safety = driver.lanes
+    assert (telemetry.name, safety.name) == ("telemetry", "life-safety")
+    sink = Sink()
+    async with running(driver, sink, subscribed=2):
+        await publish(mosquitto.port, ("fp/1/fire", "true"), ("fp/1/supply", "24"),
+                      ("m/1/kwh", "5"))
+        await sink.wait_for(lambda r: True, count=3)
+        await wait_until(lambda: safety.counters.taken == 1 and telemetry.counters.taken == 2)
+        health = driver.health()
+        assert health.state == "connected"
+        assert health.counters["connects"] == 2
+        assert (health.counters["messages"], health.counters["unmatched"]) == (3, 0)
+        assert health.counters["shed"] == 0
+        assert 1 <= health.counters["queued_peak"] <= 2
+    log = mosquitto.log.read_text()
+    assert " as propgw-gw1-local-safety " in log and " as propgw-gw1-local " in log
+
+
+@pytest.mark.mosquitto
+async def test_without_life_safety_topics_there_is_one_connection(
+        mosquitto: Mosquitto, fake_clock: FakeClock) -> None:
+    meter = {"id": "M1", "driver": "mqtt", "kind": "meter",
+             "points": [{"name": "kwh", "topic": "m/1/kwh"}]}
+    driver = only_driver(site_config(mosquitto.port, [meter]), fake_clock)
+    assert [lane.name for lane in driver.lanes] == ["telemetry"]
+    sink = Sink()
+    async with running(driver, sink):
+        await publish(mosquitto.port, ("m/1/kwh", "5"))
+        await sink.wait_for(lambda r: r.point == "kwh")
+        assert driver.health().counters["connects"] == 1
+
+
+def test_a_reload_that_moves_a_topic_between_lanes_restarts_the_driver() -> None:
+    def inputs(priority: str) -> object:
+        config = load_config_text(SITE.replace("priority: P2", f"priority: {priority}"))
+        return driver_inputs(config, build_mqtt_drivers(config, FakeClock()))
+
+    assert inputs("P3") == inputs("P2"), "M1 stays telemetry: the driver keeps running"
+    assert inputs("P1") != inputs("P2"), "M1's topic moves to the life-safety connection"
+
+
+@pytest.mark.mosquitto
+async def test_the_life_safety_lane_keeps_every_message_past_its_capacity(
+        tmp_path: Path, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    # A broker that sends without waiting for acknowledgements, and a stuck pipeline: 300
+    # fire messages wait in a lane whose capacity is 100.
+    broker = Mosquitto(tmp_path, extra_conf="max_inflight_messages 0\n")
+    broker.start()
+    try:
+        fire = {"id": "fp-{n}", "driver": "mqtt", "kind": "fire_panel",
+                "points": [{"name": "fire", "topic": "fp/{n}/fire"}]}
+        config = site_config(broker.port, [fire], max_queued_messages=100).model_copy(
+            update={"rules": [load_config_text(SITE).rules[0].model_copy(
+                update={"devices": None, "kind": "fire_panel"})]})
+        driver = only_driver(config, fake_clock)
+        [safety] = driver.lanes
+        assert safety.name == "life-safety"
+        sink = Sink()
+        release = asyncio.Event()
+
+        async def stuck(reading: Reading) -> None:
+            await release.wait()
+            await sink(reading)
+
+        total = 300
+        async with running(driver, stuck):  # type: ignore[arg-type]
+            await publish(broker.port, *((f"fp/{n}/fire", "true") for n in range(total)))
+            await wait_until(lambda: safety.waiting == total - 1)
+            release.set()
+            await sink.wait_for(lambda r: r.point == "fire", count=total)
+        assert safety.counters.shed == 0 and safety.counters.peak == total - 1
+        assert {r.device for r in sink.readings} == {f"fp-{n}" for n in range(total)}
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == [f"mqtt[local]: more than 100 life-safety messages waiting at once "
+                            f"({total - 1}); none is shed on this lane: look for a device "
+                            f"flooding life-safety topics"]
+    finally:
+        broker.stop()
+
+
+def test_check_config_names_the_life_safety_points() -> None:
+    lines = describe_subscriptions(load_config_text(SITE))
+    assert lines == [
+        "mqtt FP1 via broker local: 2 point(s) on fp/1/fire, fp/1/supply (QoS 1); "
+        "life-safety: fire, supply",
+        "mqtt lift-{n} via broker local: 3 point(s) on lift/+/trapped, lift/+/bits, "
+        "lift/+/load (QoS 1); life-safety: bits, trapped",
+        "mqtt UPS1 via broker local: 1 point(s) on ups/1/volts (QoS 1); life-safety: all points",
+        "mqtt M1 via broker local: 1 point(s) on m/1/kwh (QoS 1)",
+    ]
+
+
+async def test_shedding_is_logged_when_it_starts_then_summarised_once_a_minute(
+        fake_clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    config = load_config_text(SITE)
+    driver = build_mqtt_drivers(config, fake_clock)[0]
+    link = driver._links[0]
+    assert link.lane.name == "telemetry"
+
+    def shed(n: int) -> None:  # what the lane's queue does, then the driver after a message
+        link.lane.counters.shed += n
+        driver._log_shed(link)
+
+    shed(1)
+    for _ in range(59):
+        await fake_clock.advance(1)
+        shed(100)
+    await fake_clock.advance(1)
+    shed(5)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert lines == [
+        "mqtt[local]: more telemetry messages than the gateway keeps up with: shedding the "
+        "oldest beyond 10000 waiting (counted as 'shed'; a summary follows at most every 60 s)",
+        "mqtt[local]: 5905 telemetry message(s) shed in the last 60 s (5906 since start)",
+    ]
