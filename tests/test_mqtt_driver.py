@@ -325,6 +325,31 @@ async def test_a_message_without_the_split_field_feeds_no_device_and_is_logged_o
     assert driver.health().counters["bad_topic"] == 0
 
 
+async def test_a_templated_entry_makes_at_most_max_devices(
+        mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture) -> None:
+    """A panel that names ever new zones (a faulty one, or garbage) cannot grow the gateway's
+    memory: past max_devices new ids feed nothing, are counted and warned about once; the
+    devices already made carry on."""
+    caplog.set_level(logging.WARNING, logger="drivers.mqtt")
+    driver = only_driver(site_config(mosquitto.port, [{**PANEL_ZONES, "max_devices": 2}]),
+                         SystemClock())
+    sink = Sink()
+    async with running(driver, sink):
+        await publish(mosquitto.port, *[
+            ("sunny/fire/panel1/events", f'{{"zone": {zone}, "event": "FIRE", "detector": 1}}')
+            for zone in (1, 2, 3, 4, 5, 1)])
+        await sink.wait_for(lambda r: r.device == "panel-zone-1" and r.point == "event",
+                            count=2)
+    assert {r.device for r in sink.readings} == {"panel-zone-1", "panel-zone-2"}
+    health = driver.health()
+    assert health.devices == {"panel-zone-1": "ok", "panel-zone-2": "ok"}
+    assert health.counters["too_many_devices"] == 3
+    refused = [r.getMessage() for r in caplog.records if "max_devices" in r.getMessage()]
+    assert len(refused) == 1, refused
+    assert "device 'panel-zone-3' refused: the entry 'panel-zone-{zone}' already made 2 " \
+        "devices" in refused[0]
+
+
 # --------------------------------------------------------------------------- link loss
 
 

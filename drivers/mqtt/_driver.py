@@ -54,7 +54,7 @@ MALFORMED_LOG_INTERVAL = 60.0
 #: After the first WARNING about shed telemetry, one summary line per this many seconds.
 SHED_LOG_INTERVAL = 60.0
 _COUNTERS = ("messages", "readings", "malformed", "unmatched", "bad_topic", "bad_split",
-             "subscribe_refused", "comm_loss")
+             "too_many_devices", "subscribe_refused", "comm_loss")
 # Filters per SUBSCRIBE packet: small enough for brokers that cap packet size.
 _SUBSCRIBE_BATCH = 64
 
@@ -161,6 +161,8 @@ class MqttDriver:
                              capacity=broker.max_queued_messages)
         self._sink: ReadingSink | None = None
         self._tracked: dict[tuple[int, str], _Tracked] = {}
+        #: Devices each templated entry has made (its routes share the count).
+        self._made: dict[str, int] = {}
         self._log_limits: dict[tuple[str, str], _LogLimit] = {}
         self._counters = dict.fromkeys(_COUNTERS, 0)
         self._subscribed = 0
@@ -338,7 +340,8 @@ class MqttDriver:
                 except IdError as exc:
                     self._bad_id(route, topic, exc)
                     continue
-            self._seen(route, device_id)
+            if not self._seen(route, device_id):
+                continue
             for decoder in route.decoders:
                 try:
                     decoded = decoder.decode(payload, device=device_id)
@@ -372,19 +375,29 @@ class MqttDriver:
             self._limited_warning(("", route.pattern.template),
                                   "%s: message on %r ignored: %s", topic, exc)
 
-    def _seen(self, route: _Route, device_id: str) -> None:
+    def _seen(self, route: _Route, device_id: str) -> bool:
+        """Note a message from ``device_id``; False when its entry may make no more devices."""
         now = self._clock.monotonic()
         key = (route.index, device_id)
         tracked = self._tracked.get(key)
         if tracked is None:
+            made = self._made.get(route.device.id, 0)
+            if made >= route.device.max_devices:
+                self._count("too_many_devices")
+                self._limited_warning(
+                    (route.device.id, "max_devices"), "%s: device %r refused: the entry %r "
+                    "already made %d devices (max_devices)", device_id, route.device.id,
+                    route.device.max_devices)
+                return False
+            self._made[route.device.id] = made + 1
             tracked = _Tracked(device_id, route.device, now, _Status.OK)
             self._tracked[key] = tracked
             log.debug("%s: first message from device %s", self.name, device_id)
             self._maybe_rearm(tracked)
-            return
+            return True
         tracked.last_seen = now
         if tracked.status is _Status.OK:
-            return
+            return True
         if tracked.status is _Status.COMM_LOSS:
             # After a broker outage every device recovers at once: one line each is noise.
             level = logging.DEBUG if tracked.lost_by_link else logging.INFO
@@ -393,6 +406,7 @@ class MqttDriver:
             self._maybe_rearm(tracked)
         else:
             tracked.status = _Status.OK
+        return True
 
     def _count(self, name: str) -> None:
         self._counters[name] += 1

@@ -246,6 +246,12 @@ class MqttDevice(_DeviceBase):
                     "{zone: zone} turns a panel's one topic into devices panel-zone-1, "
                     "panel-zone-2, ... (id panel-zone-{zone}); a message feeds only the "
                     "device its field names.")
+    max_devices: int = Field(
+        default=1000, ge=1, le=100_000,
+        description="A templated id (placeholders from topic levels or split_by) makes at "
+                    "most this many devices; messages naming further ones feed nothing and "
+                    "are counted (too_many_devices): a faulty sender cannot grow the "
+                    "gateway's memory without bound.")
     points: list[MqttPoint] = Field(default_factory=list)
     offline: OfflineSetting | None = Field(
         default=None,
