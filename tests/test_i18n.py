@@ -183,3 +183,15 @@ async def test_work_order_titles_use_the_catalogue(fake_clock: FakeClock, catego
         state=AlarmState.ACTIVE, message_zh="m", message_en="m", location=Location(zone="2"),
         ts=1.5e9, condition_since=1.5e9, mono=0.0, evidence={}))
     assert order is not None and (order.title.zh, order.title.en) == (zh, en)
+
+
+def test_every_health_reason_has_console_text_in_both_languages() -> None:
+    """The console shows a reason by its text; a code without one would show as a raw id."""
+    root = Path(__file__).resolve().parents[1]
+    source = (root / "gateway" / "health.py").read_text(encoding="utf-8")
+    codes = set(re.findall(r'Reason\(\s*"([a-z_]+)"', source))
+    assert {"upstream_down", "telemetry_shed", "influxdb_down"} <= codes
+    strings = (root / "gateway" / "console" / "static" / "js" / "strings.js").read_text(
+        encoding="utf-8")
+    for code in sorted(codes):
+        assert strings.count(f'"health.{code}":') == 2, f"health.{code}: zh-CN and en"

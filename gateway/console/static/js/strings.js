@@ -57,6 +57,9 @@ export const ZH = {
   "health.alarm_backlog_stalled": "报警处理积压",
   "health.disk_full": "磁盘已满",
   "health.telemetry_shed": "设备消息过载，已舍弃部分遥测数据（生命安全消息不舍弃）",
+  "health.influxdb_down": "InfluxDB 无法写入",
+  "health.influxdb_buffering": "历史数据暂存待写入 InfluxDB",
+  "health.worklog_error": "工单记录写入错误",
 
   "prio.P0": "紧急",
   "prio.P1": "高",
@@ -603,6 +606,9 @@ export const EN = {
   "health.alarm_backlog_stalled": "Alarm processing backlog",
   "health.disk_full": "Disk full",
   "health.telemetry_shed": "Device messages overload: telemetry shed (never life-safety)",
+  "health.influxdb_down": "InfluxDB not taking writes",
+  "health.influxdb_buffering": "History buffered for InfluxDB",
+  "health.worklog_error": "Work-order log write error",
 
   "prio.P0": "Critical",
   "prio.P1": "High",
