@@ -26,6 +26,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Locator, Page, Route, expect
 
+from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, load_config_text
 from tests.browser import WatchedContext, origin_of
 from tests.console_support import (
@@ -187,6 +188,38 @@ async def test_an_entrapment_is_on_the_board_within_a_second_with_its_countdown(
     # A life-safety alarm that nobody acknowledged sounds (operators hear it).
     await expect(trapped).to_have_attribute("data-sounding", "true")
     assert await page.evaluate("document.documentElement.dataset.sound") == "P0"
+
+
+async def test_countdowns_and_the_clock_follow_the_gateway_not_the_pc(
+        mosquitto: Mosquitto, tmp_path: Path, fake_clock: FakeClock,
+        browser_context: OpenContext) -> None:
+    """The gateway's clock reads 2026-01-01 08:00 (site time) while this PC's is months later:
+    an entrapment raised now has its five on-site minutes left on the board, not months
+    overdue, the header clock shows the gateway's time and notes the PC's skew."""
+    config = console_config(tmp_path, mosquitto.port)
+    add_users(config)
+    async with running_console(config, mosquitto.port, clock=fake_clock) as run:
+        watched = await browser_context(run.base)
+        page = await watched.new_page()
+        await login(page, "wang")
+        await expect(page.locator("#board-empty")).to_be_visible()
+        await run.publish("dev/E1/trapped", "1")
+        trapped = row(page, "trapped@E1")
+        await trapped.wait_for(timeout=5000)
+        countdown = trapped.locator(".wo-respond .countdown")
+        await expect(countdown).to_have_text(re.compile(r"^到场剩余 0[45]:\d\d$"))
+        await expect(countdown).not_to_have_class(re.compile(r"overdue"))
+        clock = page.locator("header .clock")
+        await expect(clock).to_have_text(re.compile(r"^2026-01-01 08:0\d:\d\d UTC\+8$"))
+        await expect(clock).to_have_class(re.compile(r"clock-skew"))
+        await expect(clock).to_have_attribute("title", re.compile(r"^本机时钟与网关相差 "))
+        # The gateway's time moves on (3 minutes later): the countdown follows it.
+        await fake_clock.advance(180)
+        await page.reload()
+        await expect(row(page, "trapped@E1").locator(".wo-respond .countdown")).to_have_text(
+            re.compile(r"^到场剩余 0[12]:\d\d$"))
+        watched.assert_clean()
+        watched.stop_recording()  # the gateway stops next, under the open page
 
 
 async def test_an_acknowledgement_shows_in_a_second_browser_without_a_reload(

@@ -183,6 +183,9 @@ async def _security_headers(request: web.Request,
                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                             ) -> web.StreamResponse:
     response = await handler(request)
+    if not response.prepared:
+        # The console counts windows down on the gateway's clock, not the PC's (clock.js).
+        response.headers["X-Gateway-Time"] = str(int(request.app[BACKEND].clock.time() * 1000))
     response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")

@@ -1,6 +1,8 @@
 // Talking to the gateway: same origin only, the session cookie, and the CSRF token on every
 // request that changes something.
 
+import { observe } from "./clock.js";
+
 let csrfToken = "";
 let onUnauthorized = null;
 
@@ -19,10 +21,12 @@ export async function api(method, path, body, extra = {}) {
   const headers = { Accept: "application/json", ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = csrfToken;
+  const sentAt = Date.now();
   const response = await fetch(path, {
     method, headers, credentials: "same-origin", cache: "no-store",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  observe(response.headers.get("X-Gateway-Time"), sentAt, Date.now());
   const text = await response.text();
   let data = null;
   if (text) {

@@ -3,7 +3,7 @@
 
 import { h, svg, fill } from "./dom.js";
 import { t, tOr, setLang, currentLang, onLangChange, setTimeZone, setCategories, fmtDateTime,
-  fmtZone,
+  fmtZone, fmtDuration,
   fmtWhen } from "./i18n.js";
 import { api, setCsrf, whenUnauthorized } from "./api.js";
 import * as store from "./store.js";
@@ -11,6 +11,10 @@ import * as sound from "./sound.js";
 import { can } from "./actions.js";
 import { closeDialog } from "./dialogs.js";
 import { tick } from "./ui.js";
+import { now as gatewayNow, skewMs } from "./clock.js";
+
+/** This PC's clock this far off the gateway's gets a note on the header clock. */
+const SKEW_NOTE_MS = 60_000;
 import * as login from "./pages/login.js";
 import * as board from "./pages/board.js";
 import * as orders from "./pages/orders.js";
@@ -195,7 +199,15 @@ function speakerIcon(on) {
 
 function updateClock() {
   if (!shell) return;
-  shell.clock.textContent = `${fmtDateTime(new Date())} ${fmtZone()}`;
+  shell.clock.textContent = `${fmtDateTime(new Date(gatewayNow()))} ${fmtZone()}`;
+  // Times on the page follow the gateway; say so when this PC's own clock is well off.
+  const skew = Math.abs(skewMs()) >= SKEW_NOTE_MS;
+  shell.clock.classList.toggle("clock-skew", skew);
+  if (skew) {
+    shell.clock.title = t("clock.skew", { t: fmtDuration(Math.abs(skewMs()) / 1000) });
+  } else {
+    shell.clock.removeAttribute("title");
+  }
 }
 
 function updateBanners() {

@@ -2,6 +2,7 @@
 // times in the site's time zone; durations in words of the chosen language.
 
 import { ZH, EN } from "./strings.js";
+import { now } from "./clock.js";
 
 const STORE_KEY = "propgw.lang";
 const DICTS = { zh: ZH, en: EN };
@@ -107,7 +108,7 @@ export function fmtWhen(value) {
   const ms = toMs(value);
   if (ms === null) return "—";
   const p = parts(ms, true, true);
-  const today = parts(Date.now(), true, true);
+  const today = parts(now(), true, true);
   const time = `${p.hour}:${p.minute}:${p.second}`;
   if (p.year === today.year && p.month === today.month && p.day === today.day) return time;
   return `${p.month}-${p.day} ${time}`;
@@ -123,7 +124,7 @@ export function fmtHour(ms) {
 export function fmtZone() {
   try {
     const name = new Intl.DateTimeFormat("en", { timeZone, timeZoneName: "shortOffset" })
-      .formatToParts(new Date()).find((p) => p.type === "timeZoneName");
+      .formatToParts(new Date(now())).find((p) => p.type === "timeZoneName");
     return name ? name.value.replace("GMT", "UTC") : timeZone;
   } catch {
     return timeZone;

@@ -1,6 +1,7 @@
 // Small pieces shared by the pages: badges, live durations and countdowns, toasts.
 
 import { h } from "./dom.js";
+import { now as gatewayNow } from "./clock.js";
 import { t, tOr, toMs, fmtDuration, fmtCountdown } from "./i18n.js";
 
 export const PRIORITIES = ["P0", "P1", "P2", "P3"];
@@ -27,7 +28,7 @@ export function stateWord(state) {
 export function elapsed(since) {
   const ms = toMs(since);
   const el = h("span", { class: "elapsed", "data-since": ms ?? "" });
-  el.textContent = ms === null ? "—" : fmtDuration((Date.now() - ms) / 1000);
+  el.textContent = ms === null ? "—" : fmtDuration((gatewayNow() - ms) / 1000);
   return el;
 }
 
@@ -36,7 +37,7 @@ export function elapsed(since) {
 export function countdown(until, label) {
   const ms = toMs(until);
   const el = h("span", { class: "countdown", "data-until": ms ?? "", "data-label": label });
-  updateCountdown(el, Date.now());
+  updateCountdown(el, gatewayNow());
   return el;
 }
 
@@ -55,7 +56,7 @@ function updateCountdown(el, now) {
 
 /** Brings every live duration and countdown under `root` up to date (once a second). */
 export function tick(root = document) {
-  const now = Date.now();
+  const now = gatewayNow();
   for (const el of root.querySelectorAll("[data-since]")) {
     const ms = Number(el.dataset.since);
     if (el.dataset.since && !Number.isNaN(ms)) el.textContent = fmtDuration((now - ms) / 1000);

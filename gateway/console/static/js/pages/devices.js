@@ -5,6 +5,7 @@ import { h, fill, rebuild } from "../dom.js";
 import { t, tOr, fmtPlace, fmtWhen, fmtNumber } from "../i18n.js";
 import { api, errorText } from "../api.js";
 import { table } from "../ui.js";
+import { now } from "../clock.js";
 
 const EVERY = 10000;
 const GOOD = new Set(["ok", "connected"]);
@@ -34,7 +35,7 @@ export function mount(view) {
         const details = row.querySelector("details");
         if (details && opened.has(row.dataset.device)) details.open = true;
       }
-      stamp.textContent = t("devices.as_of", { time: fmtWhen(new Date()) });
+      stamp.textContent = t("devices.as_of", { time: fmtWhen(new Date(now())) });
     }
     timer = setTimeout(load, EVERY);
   }
