@@ -30,8 +30,9 @@ from tests.support import Mosquitto  # noqa: E402
 
 PROPGW = str(Path(sys.executable).parent / "propgw")
 #: The device broker as the shipped mosquitto/propgw.conf sets it up for a gateway.
+#: $SYS every second: what the broker dropped is read from it after each step.
 DEVICE_BROKER_CONF = ("set_tcp_nodelay true\nmax_queued_messages 5000\n"
-                      "max_queued_bytes 8000000\nmax_inflight_messages 20\n")
+                      "max_queued_bytes 8000000\nmax_inflight_messages 20\nsys_interval 1\n")
 CANARY_BASE = 1000
 MARKER_BASE = 1_000_000
 
@@ -134,6 +135,28 @@ def platform_subscriber(port: int) -> Iterator[Platform]:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def broker_dropped(port: int) -> int:
+    """Messages the broker dropped (its retained ``$SYS`` counter; -1 when it gave none)."""
+    got: list[int] = []
+    seen = threading.Event()
+
+    def on_message(_c: object, _u: object, message: paho.MQTTMessage) -> None:
+        got.append(int(message.payload))
+        seen.set()
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-sys")
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.subscribe("$SYS/broker/publish/messages/dropped")
+    client.loop_start()
+    try:
+        seen.wait(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got[0] if got else -1
 
 
 @contextlib.contextmanager

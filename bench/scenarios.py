@@ -49,6 +49,7 @@ class Step:
     cpu_pct: float  # median of the per-second CPU % after the warm-up
     received: int  # messages the subscriber took (gateway: taken + shed)
     shed: int = 0
+    broker_dropped: int = 0  # the device broker's own count ($SYS)
     canaries: int = 0
     canaries_lost: int = 0
     orders_lost: int = 0
@@ -95,12 +96,14 @@ def verdict(step: Step) -> str:
         return "held"
     why = []
     if step.dropped:
-        why.append(f"{step.dropped} not taken")
+        why.append(f"{step.dropped} not taken (the broker dropped {step.broker_dropped})")
     if step.shed:
         why.append(f"{step.shed} shed")
-    lost = step.canaries_lost + step.orders_lost + step.markers_lost
-    if lost:
-        why.append(f"{lost} probes lost")
+    for count, what in ((step.canaries_lost, "canaries with no alarm"),
+                        (step.orders_lost, "canaries with no work order"),
+                        (step.markers_lost, "markers with no alarm")):
+        if count:
+            why.append(f"{count} {what}")
     if not math.isnan(step.worst_p99()) and step.worst_p99() >= 2000:
         why.append(f"p99 {step.worst_p99():.0f} ms")
     return "failed: " + ", ".join(why)
@@ -151,10 +154,13 @@ def gateway_step(work: Path, rate: float, seconds: float, t: Timing) -> Step:
         samples = rig.metrics(port)
         seen = platform.snapshot()
         rss_end = rss_mb(gw.proc.pid)
+        time.sleep(1.1)  # the broker's $SYS counters are a second old at most
+        dropped = rig.broker_dropped(dev.port)
     shed = int(rig.total(samples, "propgw_mqtt_messages_shed_total"))
     return Step(
         target=rate, achieved=load.rate, published=load.published, cpu_pct=cpu,
         received=int(rig.total(samples, "propgw_mqtt_messages_taken_total")) + shed, shed=shed,
+        broker_dropped=dropped,
         canaries=len(load.canaries), markers=len(load.markers),
         canaries_lost=len(load.canaries.keys() - seen.canary_alarm.keys()),
         orders_lost=len(load.canaries.keys() - seen.canary_order.keys()),
@@ -194,6 +200,8 @@ def paho_step(work: Path, rate: float, seconds: float, t: Timing) -> Step:
             while seen["received"] < load.published and time.monotonic() < deadline:
                 time.sleep(0.1)
                 seen = report()
+            time.sleep(1.1)  # the broker's $SYS counters are a second old at most
+            dropped = rig.broker_dropped(dev.port)
         finally:
             if sub.stdin is not None:
                 sub.stdin.close()
@@ -203,7 +211,7 @@ def paho_step(work: Path, rate: float, seconds: float, t: Timing) -> Step:
                 sub.kill()
                 sub.wait()
     return Step(target=rate, achieved=load.rate, published=load.published, cpu_pct=cpu,
-                received=int(seen["received"]), p99_ms=seen["p99_ms"])
+                received=int(seen["received"]), p99_ms=seen["p99_ms"], broker_dropped=dropped)
 
 
 def _links_up(port: int) -> bool:
@@ -217,7 +225,8 @@ def _links_up(port: int) -> bool:
 def _sample(pid: int, procs: list[subprocess.Popen[str]], warmup: float,
             seconds: float) -> tuple[float, float]:
     """Until the publishers end (bounded): the median CPU % of ``pid`` over whole seconds
-    after ``warmup``, and its peak RSS."""
+    after ``warmup`` (at most a third of the load), and its peak RSS."""
+    warmup = min(warmup, seconds / 3)  # short steps keep two thirds of their samples
     start = time.monotonic()
     deadline = start + seconds + 30
     shares: list[float] = []

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 import tempfile
 import time
@@ -94,14 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(steps, step_s, cpu_s, overload_s,
                 Timing(warmup=1.0 if quick else 5.0, settle=1.0 if quick else 10.0,
                        drain=10.0 if quick else 30.0, publishers=args.publishers))
-    started = time.time()
+    started, load_at_start = time.time(), os.getloadavg()[0]
     results = []
     with tempfile.TemporaryDirectory(prefix="propgw-bench-") as tmp:
         for i in range(runs):
             results.append(one_run(Path(tmp) / f"run{i}", plan,
                                    functools.partial(_log, f"run {i + 1}: ")))
     command = "bench/suite.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = report.render(results, plan, started=started, command=command.strip(), quick=quick)
+    text = report.render(results, plan, started=started, load_at_start=load_at_start,
+                         command=command.strip(), quick=quick)
     report.append(args.results, text)
     print(text)
     return 0
