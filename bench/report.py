@@ -83,8 +83,8 @@ def figures(runs: Sequence[Run]) -> list[tuple[str, str, str, str, str]]:
 
     cpu = [r.at_1k.cpu_pct for r in runs]
     paho_cpu = [r.paho_1k.cpu_pct for r in runs]
-    ingest = [_rate(r.sustained()) for r in runs]
-    paho_ingest = [_rate(r.paho_sustained()) for r in runs]
+    ingest = [_rate(r.search) for r in runs]
+    paho_ingest = [_rate(r.paho_search) for r in runs]
     over = [r.overload for r in runs if r.overload is not None]
     return [
         (FIGURES[0] + " (% of one core, median of per-second samples)", "≤ 5 %",
@@ -187,8 +187,13 @@ def _version(name: str) -> str:
         return "?"
 
 
-def _rate(step: Step | None) -> float:
-    return step.target if step is not None else 0.0
+def _rate(search: Sequence[Step]) -> float:
+    """The highest step held; 0 when the first failed; NaN (not measured) when the publishers
+    could not even reach the first."""
+    held = [s.target for s in search if s.sustained()]
+    if held:
+        return held[-1]
+    return math.nan if search and search[0].publisher_short else 0.0
 
 
 def _ceiling(runs: Sequence[Run], which: str) -> str:

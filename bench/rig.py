@@ -15,9 +15,10 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -96,18 +97,22 @@ class Platform:
 
     def on_message(self, _c: object, _u: object, message: paho.MQTTMessage) -> None:
         now = time.time()
-        body = json.loads(message.payload)
+        # Not a message the suite times: ignored (an exception would stop paho's loop).
+        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+            self._note(message.topic, json.loads(message.payload), now)
+
+    def _note(self, topic: str, body: dict[str, Any], now: float) -> None:
         with self.lock:
-            if message.topic.endswith("/gateway/status"):
+            if topic.endswith("/gateway/status"):
                 if body.get("state") == "online" and self.online_at is None:
                     self.online_at = now
-            elif message.topic.endswith("/alarms") and body.get("state") == "active":
+            elif topic.endswith("/alarms") and body.get("state") == "active":
                 if body.get("rule_id") == "fire":
                     self.canary_alarm.setdefault(_canary(body), now)
                 elif body.get("rule_id") == "marker":
                     k = round(body["evidence"]["temp"]) - MARKER_BASE
                     self.marker_alarm.setdefault(k, now)
-            elif message.topic.endswith("/work-orders") and body.get("event") == "raised":
+            elif topic.endswith("/work-orders") and body.get("event") == "raised":
                 self.canary_order.setdefault(_canary(body), now)
 
     def snapshot(self) -> Platform:
@@ -116,10 +121,8 @@ class Platform:
                             dict(self.marker_alarm))
 
 
-def _canary(body: dict[str, object]) -> int:
-    location = body["location"]
-    assert isinstance(location, dict)
-    return int(str(location["device"]).removeprefix("panel-"))
+def _canary(body: dict[str, Any]) -> int:
+    return int(str(body["location"]["device"]).removeprefix("panel-"))
 
 
 @contextlib.contextmanager
@@ -175,6 +178,7 @@ class Gateway:
     proc: subprocess.Popen[bytes]
     started: float
     metrics_port: int | None
+    log: Path
 
 
 @contextlib.contextmanager
@@ -188,7 +192,7 @@ def gateway(work: Path, dev: int, up: int, devices: int, *, metrics: bool) -> It
         proc = subprocess.Popen([PROPGW, "run", "-c", str(config)], cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=log)
     try:
-        yield Gateway(proc, started, port)
+        yield Gateway(proc, started, port, work / "gateway.log")
     finally:
         proc.terminate()
         try:
@@ -198,12 +202,16 @@ def gateway(work: Path, dev: int, up: int, devices: int, *, metrics: bool) -> It
             proc.wait()
 
 
-def wait_until(check: object, timeout: float, what: str) -> None:
-    assert callable(check)
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               log: Path | None = None) -> None:
+    """Poll ``check``; on timeout, say what was awaited and show the end of ``log``."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+            tail = ""
+            if log is not None and log.exists():
+                tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}{tail}")
         time.sleep(0.02)
 
 

@@ -114,7 +114,7 @@ def idle(work: Path, t: Timing) -> Idle:
     ``online`` on the platform broker, then its RSS after ``settle`` seconds."""
     with rig.brokers(work) as (dev, up), rig.platform_subscriber(up.port) as platform, \
             rig.gateway(work, dev.port, up.port, t.devices, metrics=False) as gw:
-        rig.wait_until(lambda: platform.online_at is not None, 60, "the gateway's online")
+        rig.wait_until(lambda: platform.online_at is not None, 60, "the gateway's online", gw.log)
         assert platform.online_at is not None
         online = platform.online_at - gw.started
         time.sleep(t.settle)
@@ -126,8 +126,8 @@ def gateway_step(work: Path, rate: float, seconds: float, t: Timing) -> Step:
             rig.gateway(work, dev.port, up.port, t.devices, metrics=True) as gw:
         assert gw.metrics_port is not None
         port = gw.metrics_port
-        rig.wait_until(lambda: platform.online_at is not None, 60, "the gateway's online")
-        rig.wait_until(lambda: _links_up(port), 30, "the device link")
+        rig.wait_until(lambda: platform.online_at is not None, 60, "the gateway's online", gw.log)
+        rig.wait_until(lambda: _links_up(port), 30, "the device link", gw.log)
         time.sleep(0.5)
         rss_start = rss_mb(gw.proc.pid)
         with rig.publishers(dev.port, rate, seconds, processes=t.publishers,

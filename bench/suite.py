@@ -138,6 +138,10 @@ def one_run(work: Path, plan: Plan, log: Callable[[str], None]) -> Run:
     log(f"paho-only 1000 msg/s: CPU {paho_1k.cpu_pct:.1f} %")
     paho_search = _search(lambda rate: scenarios.paho_step(fresh(), rate, plan.step_seconds, t),
                           steps, log, "paho-only")
+    for who, step in (("propgw", at_1k), ("paho-only", paho_1k)):
+        if step.publisher_short:
+            notes.append(f"{who} at 1,000 msg/s: the publishers reached {step.achieved:.0f} "
+                         "msg/s; its CPU and p99 are at that rate")
     return Run(idle, at_1k, search, overload, paho_1k, paho_search, notes)
 
 
