@@ -7,6 +7,8 @@ folder (outbox, journal, work-order history); optionally the console on a loopba
 * start → online: from just before ``propgw run`` is started to the retained ``online``
   gateway status arriving at a paho subscriber on the upstream broker (the subscriber is
   connected and has cleared the retained status first). ``--runs`` times; median, min, max.
+  With it, the gateway's CPU time (utime + stime) when ``online`` arrives: wall time on a
+  loaded machine mostly measures the load, CPU time what the start costs.
 * idle RSS: VmRSS of one ``propgw run`` after ``--idle`` seconds, with and without the console.
 * import: CPU seconds (``time.process_time``) of ``import gateway.app`` in a fresh interpreter,
   and the VmRSS right after it; ``--runs`` times.
@@ -32,7 +34,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
-from procstats import free_port, process, rss_mb
+from procstats import cpu_seconds, free_port, process, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 PROPGW = str(Path(sys.executable).parent / "propgw")
@@ -106,23 +108,27 @@ class StatusWatch:
         self.client.disconnect()
 
 
-async def start_to_online(config: Path, watch: StatusWatch, *, hold: float) -> tuple[float, float]:
-    """Seconds from start to ``online``; and the VmRSS in MB ``hold`` seconds later."""
+async def start_to_online(config: Path, watch: StatusWatch, *, hold: float
+                          ) -> tuple[float, float, float]:
+    """Seconds from start to ``online``, CPU seconds the gateway used by then; and its VmRSS
+    in MB ``hold`` seconds later."""
     watch.clear()
     start = time.perf_counter()
     with process(PROPGW, "run", "-c", str(config), cwd=REPO) as gw:
         if not await asyncio.to_thread(watch.online.wait, 30):
             raise TimeoutError("the gateway did not say online within 30 s")
+        cpu = cpu_seconds(gw.pid)
         elapsed = watch.at - start
         rss = float("nan")
         if hold:
             await asyncio.sleep(hold)
             rss = rss_mb(gw.pid)
-    return elapsed, rss
+    return elapsed, cpu, rss
 
 
 async def measure(runs: int, idle: float) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"online": [], "rss": [], "rss_console": []}
+    out: dict[str, list[float]] = {"online": [], "online_cpu": [], "rss": [],
+                                   "rss_console": []}
     port = free_port()
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     with tempfile.TemporaryDirectory() as tmp, process(mosquitto, "-p", str(port), cwd=REPO):
@@ -134,10 +140,12 @@ async def measure(runs: int, idle: float) -> dict[str, list[float]]:
             plain = site(Path(tmp) / "plain", port, None)
             with_console = site(Path(tmp) / "console", port, free_port())
             for i in range(runs):
-                out["online"].append((await start_to_online(plain, watch, hold=0))[0])
+                elapsed, cpu, _ = await start_to_online(plain, watch, hold=0)
+                out["online"].append(elapsed)
+                out["online_cpu"].append(cpu)
                 print(f"measured: start to online {i + 1}/{runs}", file=sys.stderr)
-            out["rss"].append((await start_to_online(plain, watch, hold=idle))[1])
-            out["rss_console"].append((await start_to_online(with_console, watch, hold=idle))[1])
+            out["rss"].append((await start_to_online(plain, watch, hold=idle))[2])
+            out["rss_console"].append((await start_to_online(with_console, watch, hold=idle))[2])
         finally:
             watch.close()
     return out
@@ -174,6 +182,7 @@ def main() -> None:
             ("import gateway.app, CPU s", cpu, "{:.3f}"),
             ("VmRSS after import gateway.app, MB", import_rss, "{:.1f}"),
             ("start → upstream online, s", got["online"], "{:.3f}"),
+            ("gateway CPU by online, s", got["online_cpu"], "{:.2f}"),
             (f"VmRSS idle ({args.idle:g} s), no console, MB", got["rss"], "{:.1f}"),
             (f"VmRSS idle ({args.idle:g} s), console on, MB", got["rss_console"], "{:.1f}")]:
         print(f"| {label} | {fmt.format(statistics.median(values))} | "
