@@ -44,7 +44,6 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig, MetricsConfig, durable_state_dir, load_config
 from gateway.errors import ConfigError, ConfigProblem, WorkOrderLogError
 from gateway.health import HealthModel, HealthReport, JournalStatus
-from gateway.influx import InfluxWriter
 from gateway.liveness import Liveness
 from gateway.outbox import DeliveryProgress, Outbox, OutboxItem
 from gateway.points import PointStage
@@ -52,7 +51,7 @@ from gateway.readings import LastReadings
 from gateway.reload import driver_inputs, restart_only_changes
 from gateway.sdnotify import notify, notify_reloading
 from gateway.supervisor import Supervisor
-from gateway.upstream import UpstreamPublisher, alarm_message
+from gateway.upstream import alarm_message
 from gateway.workorders import (
     StatusAnswer,
     WorkOrder,
@@ -66,12 +65,14 @@ if TYPE_CHECKING:
     from gateway.accounting import Accounting
     from gateway.console import ConsoleService
     from gateway.http_server import RouteOwner, WebServer
+    from gateway.influx import InfluxWriter
     from gateway.metrics import GatewayCollector, LoopLagSampler
     from gateway.telemetry import TelemetryStage
-    from gateway.upstream import HttpPublisher
+    from gateway.upstream import HttpPublisher, UpstreamPublisher
 
-# aiohttp (HTTP upstream, the status API and console server) is imported only when the config
-# uses it: a site with MQTT upstream only starts polling sooner (tests/test_startup.py).
+# Each library is imported only when the config uses it (tests/test_lazy_imports.py): aiohttp
+# for the HTTP upstream, the status API, the console and /metrics; aiomqtt for MQTT devices or
+# an MQTT upstream; pymodbus for Modbus devices; the InfluxDB client for `influxdb:`.
 
 __all__ = ["EXIT_FAILING", "Gateway", "Observer", "influx_buffer_path", "outbox_path",
            "wait_for_signals"]
@@ -204,6 +205,8 @@ class Gateway:
             if influx_buffer_path(config) is None:
                 log.warning("no state_dir configured: readings waiting for InfluxDB are kept "
                             "in memory and lost if the gateway stops")
+            from gateway.influx import InfluxWriter
+
             self.influx = InfluxWriter(config, self.clock, buffer_path=influx_buffer_path(config))
             self._influx_feed = self.bus.subscribe("influxdb", maxsize=config.influxdb.queue,
                                                    overflow=Overflow.DROP_OLDEST)
@@ -248,6 +251,8 @@ class Gateway:
                                  max_bytes=int(up.outbox.max_bytes),
                                  snapshot_max_age=config.work_orders.forget_after)
             if up.broker is not None:
+                from gateway.upstream import UpstreamPublisher
+
                 self.upstream = UpstreamPublisher(config, self.clock, self.outbox,
                                                   on_answer=self._on_answer)
             if up.http is not None:

@@ -8,15 +8,17 @@ as one line per problem and exit with status 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import resource
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway import __version__
-from gateway.check_cli import add_check_parser, print_summary
+from gateway.check_cli import print_summary
 
 # Building the parser (every command, `--version` too) imports only light modules: each
 # command imports what it needs when it runs. tests/test_startup.py holds this line.
@@ -47,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(_command_in(argv)).parse_args(argv)
     if not getattr(args, "command", None):
         _parser().print_help()
         return EXIT_CONFIG
@@ -78,7 +81,34 @@ def _stdout_closed() -> int:
     return EXIT_SIGPIPE
 
 
-def _parser() -> argparse.ArgumentParser:
+#: Commands whose parser another module builds: (module, function). A run imports only the
+#: module of its own command; ``--help`` and mistakes import them all to list every command.
+_PARSERS = {
+    "check-config": ("gateway.check_cli", "add_check_parser"),
+    "read": ("gateway.commission", "add_commission_parser"),
+    "watch": ("gateway.commission", "add_commission_parser"),
+    "example": ("gateway.example_cli", "add_example_parser"),
+    "sim": ("gateway.sim_cli", "add_sim_parser"),
+    "alarms": ("gateway.alarms_cli", "add_alarms_parser"),
+    "incidents": ("gateway.incidents_cli", "add_incidents_parser"),
+    "reports": ("gateway.reports_cli", "add_reports_parser"),
+    "orders": ("gateway.orders_cli", "add_orders_parser"),
+    "users": ("gateway.users_cli", "add_users_parser"),
+}
+
+#: Every command, in the order ``propgw --help`` lists them.
+_ORDER = ("run", "check-config", "demo", *(n for n in _PARSERS if n != "check-config"))
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names, if it is the first argument (the top level has no options
+    but ``--help`` and ``--version``, which need every command or none)."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with ``command`` (a known one), only that command's parser is built,
+    so that ``propgw run`` does not import the modules of the other commands."""
     parser = argparse.ArgumentParser(
         prog="propgw",
         description="Edge gateway for smart property facilities (elevators, fire panels, "
@@ -86,14 +116,31 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"propgw {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    only = command if command in _ORDER else None
+    added: set[tuple[str, str]] = set()
+    for name in _ORDER:
+        if only not in (None, name):
+            continue
+        if name == "run":
+            _add_run_parser(sub)
+        elif name == "demo":
+            _add_demo_parser(sub)
+        elif _PARSERS[name] not in added:
+            added.add(_PARSERS[name])
+            module, function = _PARSERS[name]
+            getattr(importlib.import_module(module), function)(sub)
+    return parser
+
+
+def _add_run_parser(sub: Any) -> None:
     run = sub.add_parser("run", help="run the gateway with a site config file")
     run.add_argument("-c", "--config", required=True, type=Path, metavar="FILE",
                      help="site config (YAML)")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                      help="override the config's log_level")
 
-    add_check_parser(sub)
 
+def _add_demo_parser(sub: Any) -> None:
     demo = sub.add_parser("demo", help="run a simulated site end to end (its own MQTT "
                                        "broker is the demo extra)")
     demo.add_argument("--duration", type=float, metavar="S",
@@ -104,32 +151,6 @@ def _parser() -> argparse.ArgumentParser:
                       help="send work orders to this broker (watch with mosquitto_sub)")
     demo.add_argument("--log-level", default="WARNING",
                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-
-    from gateway.commission import add_commission_parser
-
-    add_commission_parser(sub)
-    from gateway.example_cli import add_example_parser
-
-    add_example_parser(sub)
-    from gateway.sim_cli import add_sim_parser
-
-    add_sim_parser(sub)
-    from gateway.alarms_cli import add_alarms_parser
-
-    add_alarms_parser(sub)
-    from gateway.incidents_cli import add_incidents_parser
-
-    add_incidents_parser(sub)
-    from gateway.reports_cli import add_reports_parser
-
-    add_reports_parser(sub)
-    from gateway.orders_cli import add_orders_parser
-
-    add_orders_parser(sub)
-    from gateway.users_cli import add_users_parser
-
-    add_users_parser(sub)
-    return parser
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

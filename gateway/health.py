@@ -20,16 +20,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from drivers.base import Driver
 from gateway.bus import Subscription
 from gateway.clock import Clock
 from gateway.config import HealthConfig
-from gateway.influx import InfluxStatus
 from gateway.outbox import DeliveryProgress, Outbox
 from gateway.supervisor import Supervisor
 from gateway.workorders import WorkOrderLogHealth
+
+if TYPE_CHECKING:
+    from gateway.influx import InfluxStatus
 
 __all__ = ["HealthModel", "HealthReport", "JournalStatus", "Reason", "Status"]
 

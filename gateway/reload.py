@@ -15,15 +15,18 @@ device names a new broker, a new rule a new category policy).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
 from drivers.base import Driver
-from drivers.modbus import ModbusLink
-from drivers.mqtt import MqttDriver
 from gateway.config import GatewayConfig
+
+if TYPE_CHECKING:
+    from drivers.modbus import ModbusLink
+    from drivers.mqtt import MqttDriver
 
 __all__ = ["RELOADABLE", "driver_inputs", "restart_only_changes"]
 
@@ -49,15 +52,25 @@ def driver_inputs(config: GatewayConfig, drivers: Sequence[Driver]) -> dict[str,
     """What each driver was built from, by driver name: a driver whose inputs are equal in the
     old and the new config keeps running through a reload."""
     by_id = {d.id: d for d in config.devices}
+    # A driver class whose module was never imported has no instances: looked up in
+    # sys.modules so that a site without Modbus (or MQTT) devices never loads pymodbus
+    # (or aiomqtt) just to answer no.
+    modbus = cast("type[ModbusLink] | None", _loaded("drivers.modbus._link", "ModbusLink"))
+    mqtt = cast("type[MqttDriver] | None", _loaded("drivers.mqtt._driver", "MqttDriver"))
     out: dict[str, object] = {}
     for driver in drivers:
-        if isinstance(driver, ModbusLink):
+        if modbus is not None and isinstance(driver, modbus):
             out[driver.name] = tuple(by_id[i] for i in driver.device_ids)
-        elif isinstance(driver, MqttDriver):
+        elif mqtt is not None and isinstance(driver, mqtt):
             out[driver.name] = (driver.broker, driver.devices, driver.lane_subscriptions)
         else:  # a kind this module does not know: never taken for unchanged
             out[driver.name] = object()
     return out
+
+
+def _loaded(module: str, name: str) -> object:
+    """``module.name`` if that module is already imported, else None."""
+    return getattr(sys.modules.get(module), name, None)
 
 
 def _diff(path: str, old: Any, new: Any) -> list[str]:

@@ -120,3 +120,14 @@ def test_a_gateway_with_mqtt_upstream_only_loads_no_http_library() -> None:
         timeout=60).stdout))
     assert {"pymodbus", "aiomqtt", "drivers.modbus._link"} <= modules
     assert packages(modules) & {"aiohttp", "aiohttp_pydantic", "argon2", "amqtt"} == set()
+
+
+def test_a_command_builds_only_its_own_parser() -> None:
+    # `propgw run` (every systemd start) does not import the other commands' modules; the
+    # top-level help still lists every command.
+    others = {"gateway.users_cli", "gateway.alarms_cli", "gateway.sim_cli", "gateway.commission",
+              "gateway.reports_cli", "gateway.orders_cli", "gateway.incidents_cli",
+              "gateway.example_cli", "simulators"}
+    assert not others & loaded("run", "--help")
+    assert "gateway.users_cli" in loaded("users", "--help")
+    assert others - {"simulators"} <= loaded("--help")

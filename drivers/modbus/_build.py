@@ -34,9 +34,12 @@ def build_modbus_links(devices: Sequence[DeviceConfig], clock: Clock) -> list[Mo
         ValueError: Devices on one serial port disagree on serial settings or unit ids (the
             config loader normally reports this first).
     """
+    groups = _group(devices)
+    if not groups:
+        return []  # a site without Modbus devices never loads pymodbus
     from drivers.modbus._link import ModbusLink  # noqa: PLC0415 - see the imports
 
-    return [ModbusLink(group, clock) for group in _group(devices).values()]
+    return [ModbusLink(group, clock) for group in groups.values()]
 
 
 def describe_polling(devices: Sequence[DeviceConfig]) -> list[str]:

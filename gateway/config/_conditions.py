@@ -64,8 +64,11 @@ ALL_POINTS = "*"
 
 class _Model(BaseModel):
     # Finite numbers only, as in StrictModel: `gt: .nan` would never match.
+    # defer_build: the condition tree is recursive, and building each node's validator at
+    # import (model_rebuild of every node) generated the whole tree's schema seven times;
+    # deferred, RuleConfig builds it once and a node builds its own only if used alone.
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
-                              allow_inf_nan=False)
+                              allow_inf_nan=False, defer_build=True)
 
 
 class PointCondition(_Model):
@@ -455,12 +458,3 @@ def references(cond: Condition) -> list[DeviceRefCondition]:
 def uses_quantifiers(cond: Condition) -> bool:
     """Whether ``all_devices``/``any_device`` appear anywhere in the condition."""
     return any(isinstance(c, AllDevicesCondition | AnyDeviceCondition) for c in walk(cond))
-
-
-AllCondition.model_rebuild()
-AnyCondition.model_rebuild()
-NotCondition.model_rebuild()
-AllDevicesCondition.model_rebuild()
-AnyDeviceCondition.model_rebuild()
-EdgeCondition.model_rebuild()
-DeviceRefCondition.model_rebuild()

@@ -1,0 +1,108 @@
+"""What ``propgw run`` loads for a config: module sets, not times.
+
+Every library costs start time and resident memory on the Pi, so a gateway loads only what its
+config uses: aiohttp for the HTTP upstream, the status API, the console or /metrics; pymodbus
+for Modbus devices; aiomqtt for MQTT devices or an MQTT upstream; the InfluxDB writer for
+``influxdb:``; never the simulators or the browser driver. Each test builds a Gateway in a fresh
+interpreter and reads ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Builds a Gateway from the config text on stdin (inside a loop, as ``propgw run`` does) and
+#: prints the names of the loaded modules.
+_BUILD = """
+import asyncio, json, sys
+from gateway.app import Gateway
+from gateway.config import load_config_text
+
+config = load_config_text(sys.stdin.read(), env={})
+
+async def build() -> None:
+    Gateway(config)
+
+asyncio.run(build())
+print(json.dumps(sorted(sys.modules)))
+"""
+
+SITE = """\
+site: {id: lazy, name: lazy, gateway_id: gw1}
+brokers:
+  devices: {host: 127.0.0.1, port: 1}
+  platform: {host: 127.0.0.1, port: 1}
+devices:
+  - {id: S1, driver: mqtt, broker: devices, kind: sensor,
+     points: [{name: temp, topic: dev/S1, type: number, path: temp}]}
+rules:
+  - {id: hot, kind: sensor, when: {point: temp, gt: 80}, category: overheat, priority: P1,
+     message: {zh: 过热, en: hot}}
+"""
+MQTT_UPSTREAM = "upstream: {broker: platform, topic_prefix: pm}\n"
+MODBUS_DEVICE = """\
+  - {id: M1, driver: modbus-tcp, host: 127.0.0.1, port: 1, unit: 1, kind: meter,
+     points: [{name: power, address: 0, type: uint16}]}
+"""
+HTTP_UPSTREAM = """\
+upstream:
+  http: {url: "http://127.0.0.1:1/api/work-orders", token: token-0123456789abcdef}
+"""
+INFLUX = """\
+influxdb: {url: "http://127.0.0.1:1", org: o, bucket: b, token: t}
+"""
+
+#: Never at run time, whatever the config: test and commissioning tools.
+NEVER = {"simulators", "playwright", "amqtt"}
+
+
+def loaded(config: str) -> set[str]:
+    """Top-level packages and gateway modules loaded once a Gateway is built from ``config``."""
+    out = subprocess.run([sys.executable, "-c", _BUILD], input=config, cwd=REPO, check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    return set(json.loads(out))
+
+
+def packages(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+def test_mqtt_site_loads_no_http_modbus_influx_or_console() -> None:
+    modules = loaded(SITE + MQTT_UPSTREAM)
+    assert "aiomqtt" in packages(modules)  # what the site does use is there
+    assert packages(modules) & {"aiohttp", "pymodbus", "serial", "influxdb_client", *NEVER} \
+        == set()
+    assert not {"gateway.console", "gateway.http_server", "gateway.influx", "gateway.metrics",
+                "gateway.telemetry", "gateway.accounting", "drivers.modbus._link"} & modules
+
+
+def test_each_config_section_loads_its_library() -> None:
+    with_modbus = loaded(SITE.replace("devices:\n", "devices:\n" + MODBUS_DEVICE))
+    assert {"pymodbus", "drivers"} <= packages(with_modbus)
+    assert "drivers.modbus._link" in with_modbus
+
+    with_influx = loaded(SITE + INFLUX)
+    assert "gateway.influx" in with_influx
+
+    with_console = loaded(SITE + MQTT_UPSTREAM + "console: {port: 1}\n")
+    assert "aiohttp" in packages(with_console)
+    assert "gateway.console" in with_console
+
+    for modules in (with_modbus, with_influx, with_console):
+        assert packages(modules) & NEVER == set()
+
+
+def test_modbus_site_with_http_upstream_loads_no_mqtt_client() -> None:
+    site = SITE.replace("devices:\n  - {id: S1, driver: mqtt, broker: devices, kind: sensor,\n"
+                        "     points: [{name: temp, topic: dev/S1, type: number, path: temp}]}\n",
+                        "devices:\n" + MODBUS_DEVICE.replace("kind: meter", "kind: sensor")
+                        .replace("name: power", "name: temp"))
+    assert "driver: mqtt" not in site
+    modules = loaded(site + HTTP_UPSTREAM)
+    assert {"pymodbus", "aiohttp"} <= packages(modules)
+    assert packages(modules) & {"aiomqtt", "paho", "influxdb_client", *NEVER} == set()
