@@ -446,7 +446,8 @@ async def test_a_fire_door_rule_reads_the_panels_zone_state_by_reference(
 
 def test_the_documented_pairs_load_against_the_bundled_profiles() -> None:
     doc = (REPO / "docs" / "configuration.md").read_text()
-    section = doc[doc.index("### Conditions on other devices"):doc.index("### Detector packs")]
+    start = doc.index("### Conditions on other devices")
+    section = doc[start:doc.index("\n### ", start)]
     rules = "".join(re.findall(r"```yaml\n(.*?)```", section, re.S))
     config = load_config_text("""
 site: {id: s, name: s, gateway_id: g}
