@@ -272,7 +272,8 @@ class GatewayConfig(_Model):
                 if missing:
                     problems.append(f"rules[{i}].when: device {dev.id!r} has no point(s) "
                                     f"{', '.join(sorted(missing))} (rule {rule.id})")
-        return problems + reference_problems(self.rules, self.devices, self.points_of)
+        return problems + reference_problems(self.rules, self.devices, self.points_of,
+                                             self.rule_devices)
 
     def points_of(self, dev: DeviceConfig) -> set[str]:
         """Every point of a device a rule may read: its own, derived and accounting points."""
