@@ -130,6 +130,24 @@ async def test_one_rule_raises_exactly_the_door_of_the_zone_in_fire(
                         ("locked-in-zone-fire@door-2", False)]
 
 
+async def test_a_configured_door_that_never_reported_is_judged_on_the_panels_change(
+        make_rig: Callable[[str], Rig]) -> None:
+    """A door with a literal id has its rules from start-up: a rule that needs nothing of the
+    door fires on the panel alone; one that needs the door's point stays unknown (a door that
+    never reported is not known to be locked) and raises nothing."""
+    release = """
+  - id: release-in-zone-fire
+    kind: door
+    when: {device: "FACP-1-zone-{zone}", point: event, eq: FIRE}
+    category: fire_alarm
+    priority: P1
+    message: {zh: x, en: x}
+"""
+    rig = make_rig(site_text(THREE, LOCKED_IN_ZONE_FIRE + release))
+    await rig.message("FACP-1-zone-2", event="FIRE")  # no door has said anything
+    assert rig.seen == [("release-in-zone-fire@door-2", True)]
+
+
 async def test_a_door_whose_zone_names_no_device_is_unknown_not_stale(
         make_rig: Callable[[str], Rig], fake_clock: FakeClock) -> None:
     """``stale`` on a point that never reported is true; on a reference that names nothing
