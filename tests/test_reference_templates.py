@@ -23,7 +23,7 @@ from gateway.alarms import Detection, RuleEvaluator
 from gateway.app import Gateway
 from gateway.bus import Bus
 from gateway.clock import FakeClock
-from gateway.config import GatewayConfig, lint, load_config_text
+from gateway.config import GatewayConfig, lint, load_config_text, offline_warnings
 from gateway.errors import ConfigError
 from gateway.model import Quality, Reading, Value
 from tests.support import Mosquitto
@@ -263,6 +263,30 @@ def test_literal_panel_zones_are_checked_against_each_door() -> None:
     assert problems(text) == []
     (warning,) = warnings(text)
     assert "door-4" in warning[1] and "'FACP-1-zone-4' is no configured device" in warning[1]
+
+
+def test_a_silence_rule_through_a_reference_is_checked_against_the_panels_offline_policy(
+        ) -> None:
+    """``{device: ..., stale: 90s}`` judges the panel's silence, so the panel's ``offline``
+    policy is what makes it meaningful: the warning names the panel, once per rule."""
+    rule = """
+  - id: zone-panel-silent
+    kind: door
+    when: {device: "FACP-1-zone-{zone}", stale: 90s}
+    category: communication
+    priority: P3
+    message: {zh: x, en: x}
+"""
+    text = site_text(THREE, rule)
+    (warning,) = offline_warnings(load_config_text(text))
+    assert warning[0] == "devices[3]"
+    assert "zone-panel-silent" in warning[1] and "FACP-1-zone-{zone}" in warning[1]
+    never = text.replace("split_by: {zone: zone},", "split_by: {zone: zone}, offline: never,")
+    (warning,) = offline_warnings(load_config_text(never))
+    assert warning[0] == "devices[3].offline" and "never fires" in warning[1]
+    declared = text.replace("split_by: {zone: zone},", "split_by: {zone: zone}, "
+                                                       "offline: {after: 10m},")
+    assert offline_warnings(load_config_text(declared)) == []
 
 
 def propgw(*args: str) -> subprocess.CompletedProcess[str]:

@@ -37,7 +37,7 @@ from gateway.config._devices import DeviceConfig, Location, placeholders
 from gateway.config._rules import RuleConfig
 
 __all__ = ["REFERENCE_FIELDS", "fill_reference", "reference_fields", "reference_problems",
-           "reference_warnings", "referenced_device"]
+           "reference_targets", "reference_warnings", "referenced_device"]
 
 #: The location fields a reference's ``{placeholders}`` may name.
 REFERENCE_FIELDS = ("building", "floor", "zone", "room")
@@ -99,6 +99,18 @@ def reference_problems(rules: Sequence[RuleConfig], devices: Sequence[DeviceConf
             for shown, dev in targets:
                 problems += _point_problems(rule, ref, path, shown, points_of(dev))
     return problems
+
+
+def reference_targets(rule: RuleConfig, ref: DeviceRefCondition,
+                      devices: Sequence[DeviceConfig], devices_of: DevicesOf
+                      ) -> list[DeviceConfig]:
+    """The configured devices a reference of ``rule`` reads (for a templated reference, those
+    it resolves to for some device of the rule; a templated device's config once)."""
+    if placeholders(ref.device):
+        return [dev for _, dev in _resolve_for_rule(rule, ref.device, devices,
+                                                    devices_of).targets()]
+    dev = referenced_device(ref.device, devices)
+    return [] if dev is None else [dev]
 
 
 def reference_warnings(rules: Sequence[RuleConfig], devices: Sequence[DeviceConfig],
