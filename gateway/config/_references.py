@@ -186,6 +186,7 @@ def _resolve_for_rule(rule: RuleConfig, template: str, devices: Sequence[DeviceC
     result = _Resolved(template, [], [], [])
     wanted = set(_NAME.findall(template))
     captured: set[str] = set()
+    named: dict[str, DeviceConfig | None] = {}
     for who, fields, captures in _rule_fields(rule, devices_of):
         captured |= captures
         # Location values of a templated device may hold its captures ("{zone}").
@@ -196,7 +197,10 @@ def _resolve_for_rule(rule: RuleConfig, template: str, devices: Sequence[DeviceC
             names = ", ".join(lacking)
             result.unresolved.append((who, f"no {names} in its location"))
             continue
-        dev = _matching_device(filled, devices) if left else referenced_device(filled, devices)
+        if filled not in named:  # many devices name the same few (one per zone)
+            named[filled] = _matching_device(filled, devices) if left \
+                else referenced_device(filled, devices)
+        dev = named[filled]
         if dev is None or (not left and not _IDENTIFIER.fullmatch(filled)):
             result.unresolved.append((who, f"{filled!r} is no configured device"))
         else:
