@@ -513,9 +513,9 @@ class RuleEvaluator:
             priority=rule.priority,
             active=active,
             message_zh=_render(message_zh, {**fields, "location":
-                                                 format_location(inst.location, "zh-CN")}),
+                                             format_location(inst.location, "zh-CN")}),
             message_en=_render(message_en, {**fields, "location":
-                                                 format_location(inst.location, "en")}),
+                                             format_location(inst.location, "en")}),
             location=inst.location,
             ts=self._clock.time(),
             condition_since=inst.since_wall,
@@ -523,7 +523,6 @@ class RuleEvaluator:
             evidence=evidence,
             work_order=rule.work_order,
         )
-
 
     def _referenced_values(self, template: str, inst: _Instance) -> str:
         """``{FACP-1-zone-{zone}:fire}`` (the reference as the rule writes it, a colon, a
