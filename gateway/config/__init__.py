@@ -93,6 +93,7 @@ from gateway.config._references import (
     fill_reference,
     reference_fields,
     reference_problems,
+    reference_targets,
     reference_warnings,
     referenced_device,
 )
@@ -225,6 +226,7 @@ __all__ = [
     "read_limited",
     "reference_fields",
     "reference_problems",
+    "reference_targets",
     "reference_warnings",
     "referenced_device",
     "references",
