@@ -40,6 +40,17 @@ class DeviceDirectory:
             self._cache[device_id] = self._expand(device_id)
         return self._cache[device_id]
 
+    def captures(self, device_id: str) -> dict[str, str]:
+        """What a templated device's id captured (``door-{door}`` as ``door-7``: door=7);
+        empty for a literal or unknown id."""
+        if device_id in self._exact:
+            return {}
+        for rx, _ in self._templates:
+            match = rx.fullmatch(device_id)
+            if match is not None:
+                return match.groupdict()
+        return {}
+
     def _expand(self, device_id: str) -> DeviceConfig | None:
         for rx, dev in self._templates:
             match = rx.fullmatch(device_id)

@@ -23,7 +23,7 @@ from gateway.alarms import Detection, RuleEvaluator
 from gateway.app import Gateway
 from gateway.bus import Bus
 from gateway.clock import FakeClock
-from gateway.config import GatewayConfig, load_config, load_config_text, references
+from gateway.config import GatewayConfig, lint, load_config, load_config_text, references
 from gateway.errors import ConfigError
 from gateway.model import Quality, Reading, Value
 from tests.support import Mosquitto
@@ -447,13 +447,13 @@ async def test_a_fire_door_rule_reads_the_panels_zone_state_by_reference(
 def test_the_documented_pairs_load_against_the_bundled_profiles() -> None:
     doc = (REPO / "docs" / "configuration.md").read_text()
     start = doc.index("### Conditions on other devices")
-    section = doc[start:doc.index("\n### ", start + 1)]
+    section = doc[start:doc.index("\n### ", start)]  # "#### One rule..." included
     rules = "".join(re.findall(r"```yaml\n(.*?)```", section, re.S))
     config = load_config_text("""
 site: {id: s, name: s, gateway_id: g}
 brokers: {local: {host: 127.0.0.1}}
 devices:
-  - {id: door-3F-east, driver: mqtt, kind: access_door,
+  - {id: door-3F-east, driver: mqtt, kind: access_door, location: {zone: "3"},
      points: [{name: locked, topic: acs/3fe/locked, type: bool}]}
   - {id: "{panel}-zone-{zone}", driver: mqtt, profile: fire-panel-zone-mqtt}
   - {id: "{panel}", driver: mqtt, profile: fire-panel-mqtt}
@@ -462,9 +462,12 @@ devices:
 rules:
 """ + rules)
     assert [r.id for r in config.rules] == [
-        "door-locked-in-fire", "car-not-homed-in-fire", "stopped-between-floors-in-power-cut"]
+        "door-locked-in-fire", "car-not-homed-in-fire", "stopped-between-floors-in-power-cut",
+        "door-locked-in-zone-fire"]
     assert {ref.device for r in config.rules for ref in references(r.when)} == {
-        "FACP-1-zone-3", "FACP-1", "main-meter"}
+        "FACP-1-zone-3", "FACP-1", "main-meter", "FACP-1-zone-{zone}"}
+    assert [w for w in lint(config) if w[0].startswith("rules")] == [], \
+        "the messages' referenced values are no unknown placeholders"
 
 
 def test_check_config_verbose_prints_the_referenced_device() -> None:

@@ -37,6 +37,7 @@ from gateway.config import (
     RateCondition,
     ScheduleCondition,
     StaleCondition,
+    condition_points,
 )
 from gateway.model import Quality, Reading, Value
 
@@ -91,18 +92,25 @@ class Node:
         return None
 
 
-def compile_condition(cond: Condition, members: Sequence[str] = ()) -> Node:
-    """Build a fresh evaluator tree for one (rule, device) or (rule, group) instance."""
+#: Fills a reference's ``{placeholders}`` for one instance: the concrete device id, or None
+#: when it names no device there (see :func:`gateway.config.fill_reference`).
+Resolver = Callable[[str], str | None]
+
+
+def compile_condition(cond: Condition, members: Sequence[str] = (),
+                      resolve: Resolver | None = None) -> Node:
+    """Build a fresh evaluator tree for one (rule, device) or (rule, group) instance; a
+    reference's device id is resolved once here, never per reading."""
     if isinstance(cond, AllCondition):
-        return _All([compile_condition(c, members) for c in cond.all])
+        return _All([compile_condition(c, members, resolve) for c in cond.all])
     if isinstance(cond, AnyCondition):
-        return _Any([compile_condition(c, members) for c in cond.any])
+        return _Any([compile_condition(c, members, resolve) for c in cond.any])
     if isinstance(cond, NotCondition):
-        return _Not(compile_condition(cond.not_, members))
+        return _Not(compile_condition(cond.not_, members, resolve))
     if isinstance(cond, AllDevicesCondition):
-        return _EachDevice(cond.all_devices, members, every=True)
+        return _EachDevice(cond.all_devices, members, every=True, resolve=resolve)
     if isinstance(cond, AnyDeviceCondition):
-        return _EachDevice(cond.any_device, members, every=False)
+        return _EachDevice(cond.any_device, members, every=False, resolve=resolve)
     if isinstance(cond, PointCondition):
         return _Compare(cond)
     if isinstance(cond, StaleCondition):
@@ -116,12 +124,15 @@ def compile_condition(cond: Condition, members: Sequence[str] = ()) -> Node:
     if isinstance(cond, CounterCondition):
         return _Counter(cond)
     if isinstance(cond, EdgeCondition):
-        return _Edge(cond, compile_condition(cond.while_, members)
+        return _Edge(cond, compile_condition(cond.while_, members, resolve)
                      if cond.while_ is not None else None)
     if isinstance(cond, BaselineCondition):
         return _Baseline(cond)
     if isinstance(cond, DeviceRefCondition):
-        return OnDevice(cond.device, compile_condition(cond.when))
+        device = cond.device if resolve is None or "{" not in cond.device \
+            else resolve(cond.device)
+        return OnDevice(device, compile_condition(cond.when), written=cond.device,
+                        points=condition_points(cond.when))
     assert isinstance(cond, ScheduleCondition)
     return _Schedule(cond)
 
@@ -226,9 +237,10 @@ class _Not(_Group):
 class _EachDevice(Node):
     """``all_devices``/``any_device``: one inner tree per member device of the group."""
 
-    def __init__(self, inner: Condition, members: Sequence[str], *, every: bool) -> None:
+    def __init__(self, inner: Condition, members: Sequence[str], *, every: bool,
+                 resolve: Resolver | None = None) -> None:
         self.every = every
-        self.inner = {m: compile_condition(inner) for m in members}
+        self.inner = {m: compile_condition(inner, (), resolve) for m in members}
         self.time_dependent = any(n.time_dependent for n in self.inner.values())
         #: Each member's latest result, kept as evidence for the alarm.
         self.results: dict[str, bool | None] = dict.fromkeys(members)
@@ -546,24 +558,35 @@ class OnDevice(Node):
     The tree's own :meth:`observe` does not reach it (those are the rule's device's
     readings); the evaluator hands it the referenced device's readings through
     :meth:`observe_referenced` (see :func:`reference_nodes`).
+
+    ``device`` is None when a templated reference names no device for this instance (a door
+    with no zone in its location): the condition is then unknown, whatever it says (even a
+    ``stale`` leaf, which would otherwise read a device that never reports as stale).
     """
 
-    def __init__(self, device: str, inner: Node) -> None:
+    def __init__(self, device: str | None, inner: Node, *, written: str | None = None,
+                 points: frozenset[str] | set[str] = frozenset()) -> None:
         self.device = device
         self.inner = inner
-        self.time_dependent = inner.time_dependent
+        #: The reference as the rule writes it (``FACP-1-zone-{zone}``), for messages.
+        self.written = written if written is not None else (device or "")
+        #: The referenced points this condition reads ("*": any).
+        self.points = frozenset(points)
+        self.time_dependent = inner.time_dependent and device is not None
 
     def observe_referenced(self, reading: Reading, mono: float) -> None:
-        if reading.device == self.device:
+        if self.device is not None and reading.device == self.device:
             self.inner.observe(reading, mono)
 
     def evaluate(self, ctx: Context) -> bool | None:
-        if ctx.device is None:
+        if ctx.device is None or self.device is None:
             return None
         return self.inner.evaluate(ctx.device(self.device))
 
     def since(self, ctx: Context) -> float | None:
-        return None if ctx.device is None else self.inner.since(ctx.device(self.device))
+        if ctx.device is None or self.device is None:
+            return None
+        return self.inner.since(ctx.device(self.device))
 
 
 def reference_nodes(node: Node) -> list[OnDevice]:

@@ -15,6 +15,10 @@ A condition may read another device (``{device: fire-panel-1, point: zone3_state
 an index from each referenced (device, point) to the instances that read it, built with the
 instances, lets a reading of the referenced device re-evaluate exactly those instances, so the
 rule follows either side; a device nobody references costs one dictionary look-up per message.
+A templated reference (``FACP-1-zone-{zone}``) is filled once per instance when it is built,
+from its device's location and id captures, so the index holds concrete ids and a reading
+costs the same as with a literal reference; one that names no device leaves that part of the
+condition unknown for the instance (logged once).
 
 The readings of one message (one MQTT payload, one Modbus read: same device, same receive
 time) are applied together before the rules are evaluated, so a rule never sees half of a
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import string
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +66,8 @@ from gateway.config import (
     Location,
     RuleConfig,
     condition_points,
+    fill_reference,
+    reference_fields,
     references,
 )
 from gateway.config import placeholders as id_placeholders
@@ -381,16 +388,39 @@ class RuleEvaluator:
         """A new instance, or while reconfiguring the old one if nothing it was built from
         changed."""
         old = self._reuse.pop(f"{rule.id}@{device_id}", None)
-        if old is not None and (old.rule, old.name, old.location, old.members) == (
-                rule, name, location, members):
+        resolve = self._resolver(device_id, location, members)
+        targets = tuple(resolve(ref.device) for ref in references(rule.when)
+                        if "{" in ref.device)
+        if old is not None and (old.rule, old.name, old.location, old.members, old.targets) == (
+                rule, name, location, members, targets):
             inst = old
         else:
-            node = compile_condition(rule.when, members)
+            node = compile_condition(rule.when, members, resolve)
             restore_levels(node, self._saved.get(f"{rule.id}@{device_id}", ()))
-            inst = _Instance(rule, node, device_id, name, location, members)
+            inst = _Instance(rule, node, device_id, name, location, members, targets)
+            for ref in inst.refs:
+                if ref.device is None:
+                    log.warning("rule %s on %s: %r names no device here (its location or id "
+                                "lacks a placeholder, or the id is not configured); that part "
+                                "of the condition stays unknown", rule.id, device_id,
+                                ref.written)
         if inst.reads:
             self._index_references(inst)
         return inst
+
+    def _resolver(self, device_id: str, location: Location, members: tuple[str, ...]
+                  ) -> Callable[[str], str | None]:
+        """Fills a templated reference for one instance: from its location and (a device,
+        not a group) its id's captures; an id no configured device has names nothing."""
+        fields = reference_fields(location, {} if members else
+                                  self._directory.captures(device_id))
+
+        def resolve(template: str) -> str | None:
+            found = fill_reference(template, fields)
+            return found if found is not None and self._directory.get(found) is not None \
+                else None
+
+        return resolve
 
     def _context(self, device_id: str, now: float) -> Context:
         def other(device: str) -> Context:  # a group's member, or a referenced device
@@ -472,6 +502,8 @@ class RuleEvaluator:
         fields: dict[str, object] = {name: _display(r.value) for name, r in values.items()}
         fields.update(device=inst.device_id, device_name=inst.name,
                       members=len(inst.members))
+        message_zh = self._referenced_values(rule.message.zh, inst)
+        message_en = self._referenced_values(rule.message.en, inst)
         return Detection(
             alarm_id=inst.alarm_id,
             rule_id=rule.id,
@@ -480,10 +512,10 @@ class RuleEvaluator:
             category=rule.category,
             priority=rule.priority,
             active=active,
-            message_zh=_render(rule.message.zh, {**fields, "location":
-                                                 format_location(inst.location, "zh-CN")}),
-            message_en=_render(rule.message.en, {**fields, "location":
-                                                 format_location(inst.location, "en")}),
+            message_zh=_render(message_zh, {**fields, "location":
+                                             format_location(inst.location, "zh-CN")}),
+            message_en=_render(message_en, {**fields, "location":
+                                             format_location(inst.location, "en")}),
             location=inst.location,
             ts=self._clock.time(),
             condition_since=inst.since_wall,
@@ -491,6 +523,24 @@ class RuleEvaluator:
             evidence=evidence,
             work_order=rule.work_order,
         )
+
+    def _referenced_values(self, template: str, inst: _Instance) -> str:
+        """``{FACP-1-zone-{zone}:fire}`` (the reference as the rule writes it, a colon, a
+        point of that device) filled with that device's latest value, "-" when none."""
+        for ref in inst.refs:
+            opening = "{" + ref.written + ":"
+            if opening not in template:
+                continue
+            theirs = self._values.get(ref.device, {}) if ref.device is not None else {}
+
+            def value(match: re.Match[str], theirs: Mapping[str, Reading] = theirs) -> str:
+                reading = theirs.get(match.group(1))
+                shown = str(_display(reading.value if reading is not None else None))
+                return shown.replace("{", "{{").replace("}", "}}")
+
+            template = re.sub(re.escape(opening) + r"([A-Za-z0-9][A-Za-z0-9_.\-]*)\}", value,
+                              template)
+        return template
 
 
 @dataclass(eq=False)
@@ -502,6 +552,8 @@ class _Instance:
     name: str
     location: Location
     members: tuple[str, ...] = ()
+    #: What each templated reference resolved to (None: nothing), to tell a reload's change.
+    targets: tuple[str | None, ...] = ()
     points: set[str] = field(init=False)
     #: Points of other devices the condition reads (``device:``), by device.
     reads: dict[str, set[str]] = field(init=False)
@@ -513,10 +565,11 @@ class _Instance:
 
     def __post_init__(self) -> None:
         self.points = condition_points(self.rule.when)
-        self.reads = {}
-        for ref in references(self.rule.when):
-            self.reads.setdefault(ref.device, set()).update(condition_points(ref.when))
         self.refs = reference_nodes(self.node)
+        self.reads = {}
+        for ref in self.refs:  # concrete ids, filled for this instance
+            if ref.device is not None:
+                self.reads.setdefault(ref.device, set()).update(ref.points)
 
     @property
     def alarm_id(self) -> str:

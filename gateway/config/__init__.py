@@ -88,7 +88,15 @@ from gateway.config._offline import (
     device_stale_leaves,
     offline_warnings,
 )
-from gateway.config._references import reference_problems, referenced_device
+from gateway.config._references import (
+    REFERENCE_FIELDS,
+    fill_reference,
+    reference_fields,
+    reference_problems,
+    reference_targets,
+    reference_warnings,
+    referenced_device,
+)
 from gateway.config._reports import (
     DEFAULT_REPORT_CATEGORIES,
     REPORT_CHANNELS,
@@ -123,6 +131,7 @@ __all__ = [
     "MAX_NODES",
     "MAX_SCALAR_CHARS",
     "MESSAGE_FIELDS",
+    "REFERENCE_FIELDS",
     "REPORT_CHANNELS",
     "AccountingConfig",
     "AlarmsConfig",
@@ -204,6 +213,7 @@ __all__ = [
     "durable_state_dir",
     "edge_holds",
     "expand_detectors",
+    "fill_reference",
     "lint",
     "load_config",
     "load_config_text",
@@ -214,7 +224,10 @@ __all__ = [
     "parse_yaml",
     "placeholders",
     "read_limited",
+    "reference_fields",
     "reference_problems",
+    "reference_targets",
+    "reference_warnings",
     "referenced_device",
     "references",
     "templated_text_warnings",

@@ -288,6 +288,18 @@ class NotCondition(_Model):
     not_: Condition = Field(alias="not")
 
 
+#: A device id that may hold ``{placeholders}`` filled from the rule's device.
+DeviceTemplate = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^(?:[A-Za-z0-9]|\{[A-Za-z_][A-Za-z0-9_]*\})"
+                r"(?:[A-Za-z0-9_.\-]|\{[A-Za-z_][A-Za-z0-9_]*\})*$",
+        description="a device id; {name} placeholders are filled from the rule's device",
+    ),
+]
+
 #: The internal key a reference keeps its condition under (hidden from error paths).
 _REF_INNER = "device-condition"
 
@@ -302,7 +314,9 @@ class DeviceRefCondition(_Model):
     like the condition it is; the model keeps that condition under an internal key.
     """
 
-    device: Identifier = Field(description="the id of the device whose points it reads")
+    device: DeviceTemplate = Field(
+        description="the id of the device whose points it reads; {zone}, {building}, "
+                    "{floor}, {room} and the rule's device's id captures are filled per device")
     when: Condition = Field(alias=_REF_INNER)
 
     @model_validator(mode="before")

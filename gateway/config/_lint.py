@@ -14,6 +14,7 @@ import re
 import string
 from collections.abc import Mapping
 
+from gateway.config._conditions import references
 from gateway.config._devices import (
     ModbusPoint,
     ModbusRtuDevice,
@@ -22,6 +23,7 @@ from gateway.config._devices import (
 )
 from gateway.config._models import GatewayConfig
 from gateway.config._offline import offline_warnings
+from gateway.config._references import reference_warnings
 from gateway.config._rules import RuleConfig
 
 __all__ = ["MESSAGE_FIELDS", "lint"]
@@ -66,6 +68,7 @@ def lint(config: GatewayConfig, address_texts: Mapping[str, str] | None = None
     found += templated_text_warnings(config.devices)
     for i, rule in enumerate(config.rules):
         found += _placeholders(config, rule, f"rules[{i}]")
+    found += reference_warnings(config.rules, config.devices, config.rule_devices)
     found += offline_warnings(config)
     return found
 
@@ -133,7 +136,7 @@ def _placeholders(config: GatewayConfig, rule: RuleConfig, path: str) -> list[tu
     everything = set().union(*known.values())
     found = []
     for lang in ("zh", "en"):
-        template = getattr(rule.message, lang)
+        template = _without_referenced(getattr(rule.message, lang), rule)
         where = f"{path}.message.{lang}"
         try:
             parsed = [(field, spec, conversion)
@@ -171,3 +174,12 @@ def _placeholders(config: GatewayConfig, rule: RuleConfig, path: str) -> list[tu
                 found.append((where, f"{{{name}}} is not a point of {', '.join(lacking)}: "
                                      f"on those devices it would reach operators as written"))
     return found
+
+
+def _without_referenced(template: str, rule: RuleConfig) -> str:
+    """The message without its ``{DEVICE:point}`` placeholders (a referenced device's values,
+    filled by the alarm stage), which are not format fields."""
+    for ref in references(rule.when):
+        template = re.sub(re.escape("{" + ref.device + ":") + r"[A-Za-z0-9][A-Za-z0-9_.\-]*\}",
+                          "", template)
+    return template

@@ -28,6 +28,7 @@ from gateway.config._conditions import (
     AllCondition,
     AnyCondition,
     Condition,
+    DeviceRefCondition,
     NotCondition,
     PointCondition,
 )
@@ -62,7 +63,7 @@ from gateway.config._northbound import (
     UpstreamConfig,
     WorkOrdersConfig,
 )
-from gateway.config._references import reference_problems
+from gateway.config._references import reference_problems, reference_targets
 from gateway.config._reports import ReportsConfig
 from gateway.config._rules import Message, RuleConfig
 from gateway.config._site import BackoffConfig, BrokerConfig, SiteConfig, TlsConfig
@@ -272,7 +273,8 @@ class GatewayConfig(_Model):
                 if missing:
                     problems.append(f"rules[{i}].when: device {dev.id!r} has no point(s) "
                                     f"{', '.join(sorted(missing))} (rule {rule.id})")
-        return problems + reference_problems(self.rules, self.devices, self.points_of)
+        return problems + reference_problems(self.rules, self.devices, self.points_of,
+                                             self.rule_devices)
 
     def points_of(self, dev: DeviceConfig) -> set[str]:
         """Every point of a device a rule may read: its own, derived and accounting points."""
@@ -330,6 +332,12 @@ class GatewayConfig(_Model):
         """Broker ids other than the upstream one."""
         upstream = self.upstream.broker if self.upstream else None
         return {b for b in self.brokers if b != upstream} or set(self.brokers)
+
+    def referenced_devices(self, rule: RuleConfig, ref: DeviceRefCondition
+                           ) -> list[DeviceConfig]:
+        """The devices a ``device:`` reference of ``rule`` reads (a templated reference: those
+        it names for some device of the rule)."""
+        return reference_targets(rule, ref, self.devices, self.rule_devices)
 
     def rule_devices(self, rule: RuleConfig) -> list[DeviceConfig]:
         """Enabled devices a rule applies to."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag
 
-from gateway.config._conditions import Condition, StaleCondition, walk
+from gateway.config._conditions import Condition, StaleCondition, references, walk
 from gateway.config._types import Duration, Identifier
 from gateway.config._types import StrictModel as _Model
 
@@ -69,31 +69,43 @@ def device_stale_leaves(cond: Condition) -> list[StaleCondition]:
 
 def offline_warnings(config: GatewayConfig) -> list[tuple[str, str]]:
     """``(key path, message)`` for MQTT devices whose silence a rule judges without knowing
-    whether the device reports periodically, or never judges because it does not."""
-    found: list[tuple[str, str]] = []
+    whether the device reports periodically, or never judges because it does not; a
+    ``stale`` inside a reference (``{device: FACP-1, stale: 90s}``) judges the referenced
+    device."""
+    found: dict[tuple[str, str], str] = {}
     for rule in config.rules:
-        leaves = device_stale_leaves(rule.when)
-        if not leaves:
-            continue
-        after = f"{min(leaf.stale for leaf in leaves):g} s"
-        for dev in config.rule_devices(rule):
-            if dev.driver != "mqtt":
+        judged = [(device_stale_leaves(rule.when), list(config.rule_devices(rule)))]
+        judged += [(device_stale_leaves(ref.when), config.referenced_devices(rule, ref))
+                   for ref in references(rule.when)]
+        for leaves, devices in judged:
+            if not leaves:
                 continue
-            path = f"devices[{_index(config, dev.id)}]"
-            if dev.offline == "never":
-                found.append((f"{path}.offline", (
-                    f"rule {rule.id} calls {dev.id} offline after {after} without a message, "
-                    f"but the device says 'offline: never' (it reports only on change): that "
-                    f"rule never fires for it, so nothing notices if it goes offline. Give it "
-                    f"a heartbeat point (offline: {{heartbeat: [POINT]}}) or a rule on its "
-                    f"status/last-will point")))
-            elif dev.offline is None and dev.stale_after is None:
-                found.append((path, (
-                    f"rule {rule.id} calls {dev.id} offline after {after} without a message. "
-                    f"If the device reports only on change, set 'offline: never' (or "
-                    f"'offline: {{heartbeat: [POINT]}}'); if it reports at least that often, "
-                    f"say so with 'offline: {{after: DURATION}}' or 'stale_after'")))
-    return sorted(found, key=lambda f: f[0])
+            after = f"{min(leaf.stale for leaf in leaves):g} s"
+            for dev in devices:
+                if dev.driver == "mqtt":
+                    found.update(_offline_warning(config, rule.id, dev, after))
+    return sorted(((path, message) for (path, _), message in found.items()),
+                  key=lambda f: f[0])
+
+
+def _offline_warning(config: GatewayConfig, rule_id: str, dev: Any, after: str
+                     ) -> dict[tuple[str, str], str]:
+    """At most one warning for one (rule, MQTT device), keyed to report it once."""
+    path = f"devices[{_index(config, dev.id)}]"
+    if dev.offline == "never":
+        return {(f"{path}.offline", rule_id): (
+            f"rule {rule_id} calls {dev.id} offline after {after} without a message, "
+            f"but the device says 'offline: never' (it reports only on change): that "
+            f"rule never fires for it, so nothing notices if it goes offline. Give it "
+            f"a heartbeat point (offline: {{heartbeat: [POINT]}}) or a rule on its "
+            f"status/last-will point")}
+    if dev.offline is None and dev.stale_after is None:
+        return {(path, rule_id): (
+            f"rule {rule_id} calls {dev.id} offline after {after} without a message. "
+            f"If the device reports only on change, set 'offline: never' (or "
+            f"'offline: {{heartbeat: [POINT]}}'); if it reports at least that often, "
+            f"say so with 'offline: {{after: DURATION}}' or 'stale_after'")}
+    return {}
 
 
 def _index(config: GatewayConfig, device_id: str) -> int:
