@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,13 @@ class Sink:
 
     def __init__(self) -> None:
         self.readings: list[Reading] = []
+        #: (readings, urgent) per call: one call per message.
+        self.batches: list[tuple[int, bool]] = []
         self._changed = asyncio.Event()
 
-    async def __call__(self, reading: Reading) -> None:
-        self.readings.append(reading)
+    async def __call__(self, readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        self.readings.extend(readings)
+        self.batches.append((len(readings), urgent))
         self._changed.set()
 
     def of(self, device: str, point: str | None = None) -> list[Reading]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -165,12 +166,12 @@ async def test_the_life_safety_lane_keeps_every_message_past_its_capacity(
         sink = Sink()
         release = asyncio.Event()
 
-        async def stuck(reading: Reading) -> None:
+        async def stuck(readings: Sequence[Reading], *, urgent: bool = False) -> None:
             await release.wait()
-            await sink(reading)
+            await sink(readings, urgent=urgent)
 
         total = 300
-        async with running(driver, stuck):  # type: ignore[arg-type]
+        async with running(driver, stuck):
             await publish(broker.port, *((f"fp/{n}/fire", "true") for n in range(total)))
             await wait_until(lambda: safety.waiting == total - 1)
             release.set()

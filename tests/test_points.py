@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -60,8 +60,8 @@ class Rig:
         self.clock = clock
         self.out: list[Reading] = []
 
-        async def sink(reading: Reading) -> None:
-            self.out.append(reading)
+        async def sink(readings: Sequence[Reading], *, urgent: bool = False) -> None:
+            self.out.extend(readings)
 
         self.stage = PointStage(config.devices, clock, sink)
 
@@ -243,8 +243,8 @@ async def test_the_stage_forgets_the_devices_updated_longest_ago(
         fake_clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     out: list[Reading] = []
 
-    async def sink(reading: Reading) -> None:
-        out.append(reading)
+    async def sink(readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        out.extend(readings)
 
     stage = PointStage(load_config_text(SITE).devices, fake_clock, sink, max_devices=2)
     for door in ("D1", "D2", "D3"):

@@ -69,13 +69,16 @@ class Decoded:
 class Payload:
     """One message's payload; text and JSON are decoded once and shared by all its points."""
 
-    __slots__ = ("_document", "_parsed", "_text", "raw")
+    __slots__ = ("_document", "_parsed", "_stamps", "_text", "raw")
 
     def __init__(self, raw: bytes | bytearray | str) -> None:
         self.raw = raw
         self._text: str | None = None
         self._parsed = False
         self._document: Any = None
+        #: Timestamps already decoded, by (``timestamp_path``, time zone): the points of one
+        #: message usually share one, parsed once for all of them.
+        self._stamps: dict[tuple[str, tzinfo], float] | None = None
 
     def text(self) -> str:
         if self._text is None:
@@ -144,15 +147,31 @@ class PointDecoder:
         Raises:
             DecodeError: The payload is malformed or the value does not fit the point's type.
         """
+        value, source_ts = self.decode_value(payload, device=device)
+        return Decoded(value, source_ts)
+
+    def decode_value(self, payload: Payload, *, device: str) -> tuple[Scalar, float | None]:
+        """:meth:`decode` as a plain ``(value, source_ts)`` pair, for the hot path (no object
+        per reading); the timestamp is decoded once per payload for every point sharing it.
+
+        Raises:
+            DecodeError: As :meth:`decode`.
+        """
         try:
             value = self._value(payload)
-            source_ts = None
-            if self._ts_path is not None:
-                source_ts = self._timestamp(
-                    _walk(payload.document(), self._ts_path, self.point.timestamp_path or ""))
+            if self._ts_path is None:
+                return value, None
+            key = (self.point.timestamp_path or "", self._tz)
+            stamps = payload._stamps
+            if stamps is None:
+                stamps = payload._stamps = {}
+            source_ts = stamps.get(key)
+            if source_ts is None:
+                source_ts = stamps[key] = self._timestamp(
+                    _walk(payload.document(), self._ts_path, key[0]))
         except _Invalid as exc:
             raise DecodeError(str(exc), device=device) from None
-        return Decoded(value, source_ts)
+        return value, source_ts
 
     def _value(self, payload: Payload) -> Scalar:
         if self._path is not None:
