@@ -45,6 +45,8 @@ _TRUE = frozenset({"true", "1", "on"})
 _FALSE = frozenset({"false", "0", "off"})
 # Longest integer text that can be within float range (1.8e308 has 309 digits).
 _MAX_INT_CHARS = 310
+# Shortest integer text beyond float range (1.8e308 has 309 digits).
+_MIN_HUGE_INT_CHARS = 309
 # Epoch values above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
 _MS_THRESHOLD = 1e11
 
@@ -96,8 +98,12 @@ class Payload:
         if not self._parsed:
             text = self.text()
             try:
-                self._document = json.loads(text, parse_constant=_refuse_constant,
-                                            parse_int=_json_int)
+                # An integer beyond float range has at least 309 digits: a shorter payload
+                # cannot hold one, and skips the per-integer hook (most messages do).
+                self._document = (json.loads(text, parse_constant=_refuse_constant)
+                                  if len(text) < _MIN_HUGE_INT_CHARS else
+                                  json.loads(text, parse_constant=_refuse_constant,
+                                             parse_int=_json_int))
             except json.JSONDecodeError as exc:
                 raise _Invalid(f"payload is not JSON ({exc.msg} at char {exc.pos})") from None
             except ValueError as exc:
