@@ -114,6 +114,10 @@ async def test_life_safety_topics_travel_on_a_second_connection(
                       ("m/1/kwh", "5"))
         await sink.wait_for(lambda r: True, count=3)
         await wait_until(lambda: safety.counters.taken == 1 and telemetry.counters.taken == 2)
+        # The life-safety connection's readings are urgent: they overtake telemetry on the
+        # way to the alarms.
+        assert {(r.device, r.point) for r in sink.urgent} == {("FP1", "fire")}
+        assert sorted(sink.batches) == [(1, False), (1, False), (1, True)]
         health = driver.health()
         assert health.state == "connected"
         assert health.counters["connects"] == 2
