@@ -11,10 +11,10 @@ consumer task (JSON parsed once there) and acknowledging it only once taken:
 * ``aiomqtt``: aiomqtt 2.5.1 as the gateway uses it (paho manual ack; ``ack`` after the
   consumer took the message). Per PUBACK paho writes a byte to its self-pipe pair, aiomqtt
   adds the socket writer via ``call_soon_threadsafe`` (a loop wake-up) and removes it again.
-* ``aiomqtt-tuned``: the same, with the writer registration replaced: a PUBACK is written at
-  the end of the loop iteration that queued it (acknowledgements of one read coalesce into
-  one ``send``), the writer is added only when the socket would block, and paho's self-pipe
-  pair (only its own ``loop()`` reads it) is closed.
+* ``aiomqtt-tuned``: the same, with the writer registration the gateway's device links use
+  (``gateway.mqtt_lane``): a PUBACK is written at the end of the loop iteration that queued
+  it (acknowledgements of one read coalesce into one ``send``), and the writer is added only
+  when the socket would block.
 * ``paho-thread``: paho's own network thread (``loop_start``); ``on_message`` appends to a
   list and wakes the event loop once per batch (``call_soon_threadsafe`` only when the list
   was empty); the consumer acknowledges from the loop thread.
@@ -276,10 +276,10 @@ async def _aiomqtt(port: int, window: _Window, variant: str) -> None:
     paho = client._client
     paho.manual_ack_set(True)
     if variant == "aiomqtt-tuned":
-        _tune(client)
+        from gateway.mqtt_lane import _coalesce_writes
+
+        _coalesce_writes(client)
     async with client:
-        if variant == "aiomqtt-tuned":
-            _close_self_pipe(paho)
         await client.subscribe("bench/+/data", qos=1)
         async for message in client.messages:
             json.loads(message.payload)  # type: ignore[arg-type]
@@ -287,48 +287,6 @@ async def _aiomqtt(port: int, window: _Window, variant: str) -> None:
             window.took()
             if window.done.is_set():
                 return
-
-
-def _tune(client: Any) -> None:
-    """Write acknowledgements at the end of the loop iteration that queued them; add the
-    socket writer only when a write would block."""
-    loop = asyncio.get_running_loop()
-    paho = client._client
-    state = {"scheduled": False, "writer": False}
-
-    def flush() -> None:
-        state["scheduled"] = False
-        try:
-            paho.loop_write()
-        except Exception as exc:  # noqa: BLE001 - a broken socket ends the connection
-            if not client._disconnected.done():
-                client._disconnected.set_exception(exc)
-            return
-        if paho.want_write() and not state["writer"] and paho.socket() is not None:
-            state["writer"] = True
-            loop.add_writer(paho.socket().fileno(), flush)
-
-    def register(_c: Any, _u: Any, sock: Any) -> None:
-        if state["scheduled"]:
-            return
-        state["scheduled"] = True
-        loop.call_soon_threadsafe(flush)  # connect() runs in an executor thread
-
-    def unregister(_c: Any, _u: Any, sock: Any) -> None:
-        if state["writer"]:
-            state["writer"] = False
-            loop.remove_writer(sock.fileno())
-
-    paho.on_socket_register_write = register
-    paho.on_socket_unregister_write = unregister
-
-
-def _close_self_pipe(paho: Any) -> None:
-    for name in ("_sockpairR", "_sockpairW"):
-        sock = getattr(paho, name)
-        if sock is not None:
-            sock.close()
-            setattr(paho, name, None)
 
 
 async def _paho_thread(port: int, window: _Window, variant: str) -> None:
