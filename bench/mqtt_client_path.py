@@ -139,7 +139,8 @@ def _clients(args: argparse.Namespace, port: int) -> None:
             recv = subprocess.Popen([sys.executable, __file__, "_receive", variant, str(port),
                                      str(args.warmup), str(args.seconds)],
                                     stdout=subprocess.PIPE, env=env)
-            time.sleep(1.5)  # connected and subscribed
+            assert recv.stdout is not None
+            recv.stdout.readline()  # "ready": connected and subscribed
             pub = _publisher(port, args.rate, args.warmup + args.seconds + 2)
             out, _ = recv.communicate(timeout=args.warmup + args.seconds + 60)
             pub.wait(timeout=60)
@@ -260,6 +261,10 @@ class _Window:
             self.done.set()
 
 
+def _ready() -> None:
+    print("ready", flush=True)
+
+
 def _receive(variant: str, port: int, warmup: float, seconds: float) -> dict[str, float]:
     window = _Window(warmup, seconds)
     runner = {"aiomqtt": _aiomqtt, "aiomqtt-tuned": _aiomqtt, "paho-thread": _paho_thread,
@@ -281,6 +286,7 @@ async def _aiomqtt(port: int, window: _Window, variant: str) -> None:
         _coalesce_writes(client)
     async with client:
         await client.subscribe("bench/+/data", qos=1)
+        _ready()
         async for message in client.messages:
             json.loads(message.payload)  # type: ignore[arg-type]
             paho.ack(message.mid, message.qos)
@@ -313,6 +319,8 @@ async def _paho_thread(port: int, window: _Window, variant: str) -> None:
     client.connect("127.0.0.1", port)
     client.subscribe("bench/+/data", qos=1)
     client.loop_start()
+    await asyncio.sleep(0.5)  # SUBACK
+    _ready()
     try:
         while not window.done.is_set():
             batch = await queue.get()
@@ -338,6 +346,8 @@ async def _gmqtt(port: int, window: _Window, variant: str) -> None:
     client.on_message = on_message
     await client.connect("127.0.0.1", port, version=gmqtt.constants.MQTTv311)
     client.subscribe("bench/+/data", qos=1)
+    await asyncio.sleep(0.5)  # SUBACK
+    _ready()
     try:
         while not window.done.is_set():
             json.loads(await queue.get())
@@ -363,6 +373,8 @@ async def _paho_only(port: int, window: _Window, variant: str) -> None:
     client.connect("127.0.0.1", port)
     client.subscribe("bench/+/data", qos=1)
     client.loop_start()
+    await asyncio.sleep(0.5)  # SUBACK
+    _ready()
     try:
         await done.wait()
     finally:
