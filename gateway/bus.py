@@ -93,8 +93,8 @@ class ReadingQueue:
                 waiter.cancel()
                 if waiter in putters:
                     putters.remove(waiter)
-                # Another putter may go in the room this one was woken for.
-                self._wake(putters)
+                else:  # woken: another putter may go in the room this one leaves
+                    self._wake(putters)
                 raise
         self._add(batch, urgent)
         if putters and (self._urgent_size if urgent else self._routine_size) < self.maxsize:
@@ -182,6 +182,8 @@ class ReadingQueue:
             waiter.cancel()
             if waiter in self._getters:
                 self._getters.remove(waiter)
+            elif self.qsize():
+                self._wake(self._getters)  # woken for a batch it will not take
             raise
 
     def _finish(self, count: int) -> None:
