@@ -86,7 +86,11 @@ class CycleClock:
         self.completed: list[float] = []
         self.done = asyncio.Event()
 
-    async def __call__(self, reading: Reading) -> None:
+    async def __call__(self, readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        for reading in readings:
+            self._take(reading)
+
+    def _take(self, reading: Reading) -> None:
         if not reading.good:
             self.bad += 1
         self._seen[reading.device] += 1

@@ -7,7 +7,7 @@ orders, upstream or console code.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,8 +15,17 @@ from gateway.model import Reading
 
 __all__ = ["Driver", "LinkHealth", "ReadingSink"]
 
-#: Where a driver puts readings; awaiting it is how back-pressure reaches the driver.
-ReadingSink = Callable[[Reading], Awaitable[None]]
+class ReadingSink(Protocol):
+    """Where a driver puts readings; awaiting it is how back-pressure reaches the driver.
+
+    A driver hands over the readings of one message or one poll block in one call (one bus
+    operation for all of them, and derived points computed from the whole set). ``urgent``
+    marks life-safety readings, which overtake routine ones on their way to the alarms.
+    """
+
+    def __call__(self, readings: Sequence[Reading], /, *,
+                 urgent: bool = False) -> Awaitable[None]:
+        ...
 
 
 @dataclass

@@ -1,31 +1,204 @@
 """Fan-out of readings from drivers to the stages that consume them.
 
+A driver publishes the readings of one message or one poll block together, as one *batch*: one
+bus operation per batch, not per reading, so a JSON message of four points costs one queue
+append per subscriber instead of four. Consumers still take readings one at a time
+(:meth:`Subscription.get`); bounds and counters are in readings.
+
 Back-pressure is decided per subscriber, on purpose:
 
 * ``block`` (alarms): a full queue makes :meth:`Bus.publish` wait, which slows the drivers down.
   Losing a reading could hide a life-safety condition, so alarms never drop.
-* ``drop-oldest`` (telemetry, live console feed): a full queue sheds its oldest reading and
-  counts it; the first drop is logged at WARNING, later ones only counted.
+* ``drop-oldest`` (telemetry, live console feed): a full queue sheds its oldest readings and
+  counts them; the first drop is logged at WARNING, later ones only counted.
+
+Urgent batches (from the life-safety lane of an MQTT broker) overtake the routine ones queued
+for a ``block`` subscriber: the alarm engine takes them next, and a full queue of telemetry
+readings never makes them wait, since they have a bound of their own (``maxsize`` readings
+again). Order is kept within each kind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from gateway.model import Reading
 
-__all__ = ["Bus", "Overflow", "Subscription"]
+__all__ = ["Bus", "Overflow", "ReadingQueue", "Subscription"]
 
 log = logging.getLogger(__name__)
+
+_NO_READINGS: tuple[Reading, ...] = ()
 
 
 class Overflow(enum.StrEnum):
     BLOCK = "block"
     DROP_OLDEST = "drop-oldest"
+
+
+class ReadingQueue:
+    """A subscriber's bounded queue of batches, counted in readings.
+
+    ``maxsize`` bounds the routine readings waiting (a batch is let in while fewer are
+    waiting, so a queue may hold up to one batch more); urgent batches have a bound of their
+    own and are taken first. ``join`` waits until the consumer has taken every reading put in
+    (shed ones included).
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._routine: collections.deque[Sequence[Reading]] = collections.deque()
+        self._urgent: collections.deque[Sequence[Reading]] = collections.deque()
+        self._routine_size = 0
+        self._urgent_size = 0
+        #: The batch being taken reading by reading, and the position in it.
+        self._current: Sequence[Reading] = _NO_READINGS
+        self._pos = 0
+        self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._putters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._urgent_putters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._unfinished = 0
+        self._done = asyncio.Event()
+        self._done.set()
+
+    def qsize(self) -> int:
+        """Readings waiting (urgent ones included)."""
+        return self._routine_size + self._urgent_size + len(self._current) - self._pos
+
+    def empty(self) -> bool:
+        return self.qsize() == 0
+
+    def full(self) -> bool:
+        """Whether a routine batch would have to wait (or shed)."""
+        return self._routine_size >= self.maxsize
+
+    async def join(self) -> None:
+        """Wait until every reading put in has been taken (or shed)."""
+        await self._done.wait()
+
+    async def put(self, batch: Sequence[Reading], *, urgent: bool = False) -> None:
+        """Queue ``batch``, waiting while its kind's bound is reached."""
+        putters = self._urgent_putters if urgent else self._putters
+        while (self._urgent_size if urgent else self._routine_size) >= self.maxsize:
+            waiter = asyncio.get_running_loop().create_future()
+            putters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                waiter.cancel()
+                if waiter in putters:
+                    putters.remove(waiter)
+                else:  # woken: another putter may go in the room this one leaves
+                    self._wake(putters)
+                raise
+        self._add(batch, urgent)
+        if putters and (self._urgent_size if urgent else self._routine_size) < self.maxsize:
+            self._wake(putters)  # room for more than this batch
+
+    def put_shedding(self, batch: Sequence[Reading]) -> int:
+        """Queue ``batch`` without waiting: beyond ``maxsize`` the oldest readings go.
+
+        Returns:
+            How many readings were shed.
+        """
+        self._add(batch, False)
+        excess = self._routine_size - self.maxsize
+        shed = 0
+        while excess > 0 and self._routine:
+            oldest = self._routine[0]
+            if len(oldest) <= excess:
+                self._routine.popleft()
+                gone = len(oldest)
+            else:
+                self._routine[0] = oldest[excess:]
+                gone = excess
+            excess -= gone
+            shed += gone
+        self._routine_size -= shed
+        self._finish(shed)
+        return shed
+
+    async def get(self) -> Reading:
+        """The next reading, waiting for one if need be."""
+        while self._pos >= len(self._current):
+            if not self._next_batch():
+                await self._wait_for_batch()
+        reading = self._current[self._pos]
+        self._pos += 1
+        self._finish(1)
+        return reading
+
+    def get_nowait(self) -> Reading | None:
+        """The next reading, or ``None`` when none is waiting."""
+        if self._pos >= len(self._current) and not self._next_batch():
+            return None
+        reading = self._current[self._pos]
+        self._pos += 1
+        self._finish(1)
+        return reading
+
+    # -- helpers
+
+    def _add(self, batch: Sequence[Reading], urgent: bool) -> None:
+        if not batch:
+            return
+        if urgent:
+            self._urgent.append(batch)
+            self._urgent_size += len(batch)
+        else:
+            self._routine.append(batch)
+            self._routine_size += len(batch)
+        self._unfinished += len(batch)
+        self._done.clear()
+        self._wake(self._getters)
+
+    def _next_batch(self) -> bool:
+        """Start taking the next batch (urgent ones first); False when there is none."""
+        if self._urgent:
+            batch = self._urgent.popleft()
+            self._urgent_size -= len(batch)
+            self._wake(self._urgent_putters)
+        elif self._routine:
+            batch = self._routine.popleft()
+            self._routine_size -= len(batch)
+            self._wake(self._putters)
+        else:
+            self._current, self._pos = _NO_READINGS, 0
+            return False
+        self._current, self._pos = batch, 0
+        return True
+
+    async def _wait_for_batch(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._getters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            waiter.cancel()
+            if waiter in self._getters:
+                self._getters.remove(waiter)
+            elif self.qsize():
+                self._wake(self._getters)  # woken for a batch it will not take
+            raise
+
+    def _finish(self, count: int) -> None:
+        self._unfinished -= count
+        if self._unfinished <= 0:
+            self._unfinished = 0
+            self._done.set()
+
+    @staticmethod
+    def _wake(waiters: collections.deque[asyncio.Future[None]]) -> None:
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
 
 @dataclass(eq=False)
@@ -34,25 +207,21 @@ class Subscription:
 
     name: str
     overflow: Overflow
-    queue: asyncio.Queue[Reading]
+    queue: ReadingQueue
     dropped: int = 0
     delivered: int = 0
     _closed: bool = field(default=False, repr=False)
 
     async def get(self) -> Reading:
         reading = await self.queue.get()
-        self.queue.task_done()  # so queue.join() means "the consumer has taken everything"
         self.delivered += 1
         return reading
 
     def get_nowait(self) -> Reading | None:
         """The next queued reading, or ``None`` when the queue is empty (never waits)."""
-        try:
-            reading = self.queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
-        self.queue.task_done()
-        self.delivered += 1
+        reading = self.queue.get_nowait()
+        if reading is not None:
+            self.delivered += 1
         return reading
 
     async def __aiter__(self) -> AsyncIterator[Reading]:
@@ -61,18 +230,19 @@ class Subscription:
 
 
 class Bus:
-    """Publishes each reading to every subscription."""
+    """Publishes each batch of readings to every subscription."""
 
     def __init__(self) -> None:
         self._subs: list[Subscription] = []
+        #: Readings published.
         self.published = 0
 
     def subscribe(self, name: str, *, maxsize: int = 1000,
                   overflow: Overflow = Overflow.BLOCK) -> Subscription:
-        """Add a consumer; ``maxsize`` bounds its queue (must be > 0)."""
+        """Add a consumer; ``maxsize`` bounds its queue in readings (must be > 0)."""
         if maxsize <= 0:
             raise ValueError(f"subscription {name!r}: maxsize must be > 0, got {maxsize}")
-        sub = Subscription(name, overflow, asyncio.Queue(maxsize))
+        sub = Subscription(name, overflow, ReadingQueue(maxsize))
         self._subs.append(sub)
         return sub
 
@@ -84,18 +254,29 @@ class Bus:
     def subscriptions(self) -> tuple[Subscription, ...]:
         return tuple(self._subs)
 
-    async def publish(self, reading: Reading) -> None:
-        """Deliver to every subscriber, waiting only on ``block`` subscribers that are full."""
-        self.published += 1
+    async def publish(self, readings: Reading | Sequence[Reading], *,
+                      urgent: bool = False) -> None:
+        """Deliver one reading or one batch to every subscriber, waiting only on ``block``
+        subscribers that are full.
+
+        Args:
+            readings: A reading, or the readings of one message or poll block (the bus keeps
+                the sequence: do not change it afterwards).
+            urgent: Life-safety readings: they overtake routine ones queued for ``block``
+                subscribers.
+        """
+        batch: Sequence[Reading] = (readings,) if isinstance(readings, Reading) else readings
+        if not batch:
+            return
+        self.published += len(batch)
         for sub in self._subs:
             if sub.overflow is Overflow.BLOCK:
-                await sub.queue.put(reading)
+                await sub.queue.put(batch, urgent=urgent)
                 continue
-            if sub.queue.full():
-                sub.queue.get_nowait()
-                sub.queue.task_done()  # taken by us, never by the consumer: keep join() true
-                sub.dropped += 1
-                if sub.dropped == 1:
+            shed = sub.queue.put_shedding(batch)
+            if shed:
+                first = sub.dropped == 0
+                sub.dropped += shed
+                if first:
                     log.warning("bus: subscriber %s is not keeping up; dropping oldest readings "
                                 "(counted in metrics, logged once)", sub.name)
-            sub.queue.put_nowait(reading)

@@ -9,9 +9,10 @@ Every reading passes through unchanged. In addition:
 * **Derived points** (a device's ``derived:``) are computed from the device's other points and
   published like any reading, so rules, messages, the journal and the console see them as
   points. They are computed once per *batch*: the readings a driver delivers in one go (one
-  Modbus read, one MQTT message). So when two bits of one register change in the same poll,
-  the derived value goes straight from the old combination to the new one, never through a
-  mix of the two. A batch ends when the driver pauses (this stage's task runs) or when a point
+  Modbus read, one MQTT message, handed over in one call) and go on with it, as one batch. So
+  when two bits of one register change in the same poll, the derived value goes straight from
+  the old combination to the new one, never through a mix of the two. Readings handed over
+  one at a time form a batch until the driver pauses (this stage's task runs) or a point
   already in the batch is read again.
 * **Quality**: a derived value has the worst quality of its inputs (comm-loss over bad over
   good), with the error of that input; its time is that of its newest input. Until every input
@@ -36,7 +37,7 @@ import collections
 import heapq
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from drivers.base import ReadingSink
@@ -64,7 +65,7 @@ def derive_once(device: DeviceConfig, device_id: str, readings: Iterable[Reading
     if state is None or not device.derived:
         return []
 
-    async def discard(_: Reading) -> None:
+    async def discard(_: Sequence[Reading], *, urgent: bool = False) -> None:
         return None
 
     for reading in readings:
@@ -79,7 +80,7 @@ class PointStage:
     Args:
         devices: The configured devices (disabled ones are ignored).
         clock: Time source for expiry deadlines and the expired readings' timestamps.
-        sink: Where every reading goes on to (``bus.publish``).
+        sink: Where every batch goes on to (``bus.publish``).
         max_devices: At most this many devices' input values are kept.
 
     Use :meth:`publish` as the drivers' sink and run :meth:`run` alongside them.
@@ -126,8 +127,51 @@ class PointStage:
         if self._wake is not None:
             self._wake.set()
 
-    async def publish(self, reading: Reading) -> None:
-        """Pass ``reading`` on, after the derived points of an earlier batch it ends."""
+    async def publish(self, readings: Reading | Sequence[Reading], *,
+                      urgent: bool = False) -> None:
+        """Pass a driver's batch on, with the derived points it gives, as one batch.
+
+        Args:
+            readings: The readings of one message or poll block. A single reading (not in a
+                sequence) is one of a batch delivered reading by reading: its derived points
+                follow once the driver pauses or a point of the batch is read again.
+            urgent: Life-safety readings (passed on to the bus).
+        """
+        if isinstance(readings, Reading):
+            await self._publish_one(readings)
+            return
+        out: list[Reading] | None = None  # a copy only when something is added
+        touched: dict[str, _State] = {}
+        for i, reading in enumerate(readings):
+            state = self._state(reading.device)
+            if state is None:
+                if out is not None:
+                    out.append(reading)
+                continue
+            if reading.point in state.expiring:
+                self._arm(state, reading)
+            if reading.point in state.inputs:
+                if reading.point in state.dirty:
+                    derived = self._derive(reading.device, state)
+                    if derived:
+                        out = list(readings[:i]) if out is None else out
+                        self._count(derived)
+                        out.extend(derived)
+                state.last[reading.point] = reading
+                touched[reading.device] = state
+                state.dirty.add(reading.point)
+            if out is not None:
+                out.append(reading)
+        for device_id, state in touched.items():
+            if state.dirty:
+                derived = self._derive(device_id, state)
+                if derived:
+                    out = list(readings) if out is None else out
+                    self._count(derived)
+                    out.extend(derived)
+        await self._sink(readings if out is None else out, urgent=urgent)
+
+    async def _publish_one(self, reading: Reading) -> None:
         state = self._state(reading.device)
         if state is not None:
             if reading.point in state.expiring:
@@ -140,7 +184,7 @@ class PointStage:
                 self._pending[reading.device] = None
                 if self._wake is not None:
                     self._wake.set()
-        await self._sink(reading)
+        await self._sink((reading,))
 
     async def run(self) -> None:
         """Derive after each batch and publish expired values, until cancelled."""
@@ -244,9 +288,12 @@ class PointStage:
         log.log(level, "derived point %s.%s cannot be computed: %s", device_id, name, reason)
 
     async def _emit(self, readings: list[Reading]) -> None:
-        for reading in readings:
-            self.derived += 1
-            await self._sink(reading)
+        if readings:
+            self._count(readings)
+            await self._sink(readings)
+
+    def _count(self, derived: list[Reading]) -> None:
+        self.derived += len(derived)
 
     # -- expiry
 
@@ -282,7 +329,7 @@ class PointStage:
             self.expired += 1
             log.debug("%s.%s: no message for %gs; it reads %r until the next one", device_id,
                       point, state.expiring[point][0], to)
-            await self.publish(Reading(device_id, point, to, Quality.GOOD, self._clock.time()))
+            await self.publish((Reading(device_id, point, to, Quality.GOOD, self._clock.time()),))
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from drivers.mqtt import MqttDriver
@@ -22,8 +22,8 @@ class Sink:
         self.readings: list[Reading] = []
         self._changed = asyncio.Event()
 
-    async def __call__(self, reading: Reading) -> None:
-        self.readings.append(reading)
+    async def __call__(self, readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        self.readings.extend(readings)
         self._changed.set()
 
     def latest(self, device: str, point: str) -> Reading | None:

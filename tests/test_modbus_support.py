@@ -30,9 +30,9 @@ class Collector:
         self._now = now
         self._changed = asyncio.Condition()
 
-    async def __call__(self, reading: Reading) -> None:
-        self.readings.append(reading)
-        self.arrived.append(self._now())
+    async def __call__(self, readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        self.readings.extend(readings)
+        self.arrived.extend([self._now()] * len(readings))
         async with self._changed:
             self._changed.notify_all()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import aiomqtt
 import pytest
 
 from drivers.mqtt import MqttDriver, build_mqtt_drivers, describe_subscriptions
+from drivers.mqtt._payload import PointDecoder
 from gateway.clock import Clock, FakeClock, SystemClock
 from gateway.config import GatewayConfig, load_config_text
 from gateway.model import Quality, Reading
@@ -36,10 +37,17 @@ class Sink:
 
     def __init__(self) -> None:
         self.readings: list[Reading] = []
+        #: (readings, urgent) per call: one call per message.
+        self.batches: list[tuple[int, bool]] = []
+        #: Readings handed over as urgent (life-safety).
+        self.urgent: list[Reading] = []
         self._changed = asyncio.Event()
 
-    async def __call__(self, reading: Reading) -> None:
-        self.readings.append(reading)
+    async def __call__(self, readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        self.readings.extend(readings)
+        self.batches.append((len(readings), urgent))
+        if urgent:
+            self.urgent.extend(readings)
         self._changed.set()
 
     def of(self, device: str, point: str | None = None) -> list[Reading]:
@@ -648,3 +656,33 @@ brokers: {{b: {{host: 127.0.0.1, port: {mosquitto.port}, reconnect: {{initial: 0
         async with asyncio.timeout(5):
             await session.run()
     assert session.counters.failures == 0 and session.state is LinkState.STOPPED
+
+
+async def test_one_message_is_one_batch_with_its_timestamp_decoded_once(
+        mosquitto: Mosquitto, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    points = [{"name": name, "topic": "env/{room}", "path": name, "timestamp_path": "ts"}
+              for name in ("temp", "hum", "seq", "sent_us")]
+    driver = only_driver(site_config(mosquitto.port, [
+        {"id": "env-{room}", "driver": "mqtt", "points": points}]), fake_clock)
+    parsed: list[object] = []
+    real = PointDecoder._timestamp
+
+    def counting(self: PointDecoder, raw: object) -> float:
+        parsed.append(raw)
+        return real(self, raw)
+
+    monkeypatch.setattr(PointDecoder, "_timestamp", counting)
+    sink = Sink()
+    async with running(driver, sink):
+        await publish(mosquitto.port,
+                      ("env/a", '{"ts": "2026-03-01T08:00:00+08:00", "temp": 21.5, "hum": 40, '
+                                '"seq": 7, "sent_us": 1772323200000000}'),
+                      ("env/b", '{"ts": 1772323201.5, "temp": 20, "hum": 41, "seq": 8, '
+                                '"sent_us": 1}'))
+        await sink.wait_for(lambda r: True, count=8)
+    assert sink.batches == [(4, False), (4, False)], "one hand-over per message"
+    assert [(r.device, r.point, r.value, r.source_ts) for r in sink.readings[:4]] == [
+        ("env-a", "temp", 21.5, 1772323200.0), ("env-a", "hum", 40, 1772323200.0),
+        ("env-a", "seq", 7, 1772323200.0), ("env-a", "sent_us", 1772323200000000, 1772323200.0)]
+    assert {r.source_ts for r in sink.readings[4:]} == {1772323201.5}
+    assert parsed == ["2026-03-01T08:00:00+08:00", 1772323201.5], "once per message"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,10 @@ async def test_life_safety_topics_travel_on_a_second_connection(
                       ("m/1/kwh", "5"))
         await sink.wait_for(lambda r: True, count=3)
         await wait_until(lambda: safety.counters.taken == 1 and telemetry.counters.taken == 2)
+        # The life-safety connection's readings are urgent: they overtake telemetry on the
+        # way to the alarms.
+        assert {(r.device, r.point) for r in sink.urgent} == {("FP1", "fire")}
+        assert sorted(sink.batches) == [(1, False), (1, False), (1, True)]
         health = driver.health()
         assert health.state == "connected"
         assert health.counters["connects"] == 2
@@ -165,12 +170,12 @@ async def test_the_life_safety_lane_keeps_every_message_past_its_capacity(
         sink = Sink()
         release = asyncio.Event()
 
-        async def stuck(reading: Reading) -> None:
+        async def stuck(readings: Sequence[Reading], *, urgent: bool = False) -> None:
             await release.wait()
-            await sink(reading)
+            await sink(readings, urgent=urgent)
 
         total = 300
-        async with running(driver, stuck):  # type: ignore[arg-type]
+        async with running(driver, stuck):
             await publish(broker.port, *((f"fp/{n}/fire", "true") for n in range(total)))
             await wait_until(lambda: safety.waiting == total - 1)
             release.set()

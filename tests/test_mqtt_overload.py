@@ -15,7 +15,7 @@ import logging
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -101,11 +101,11 @@ async def stuck_gateway(port: int, clock: FakeClock
     seen: Counter[str] = Counter()
     release = asyncio.Event()
 
-    async def slow(reading: Reading) -> None:
-        if reading.point == "temp":
+    async def slow(readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        if any(reading.point == "temp" for reading in readings):
             await release.wait()
-        await take(reading)
-        seen[reading.point] += 1
+        await take(readings, urgent=urgent)
+        seen.update(reading.point for reading in readings)
 
     gateway.points._sink = slow
     stop = asyncio.Event()

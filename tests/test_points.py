@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -60,8 +60,8 @@ class Rig:
         self.clock = clock
         self.out: list[Reading] = []
 
-        async def sink(reading: Reading) -> None:
-            self.out.append(reading)
+        async def sink(readings: Sequence[Reading], *, urgent: bool = False) -> None:
+            self.out.extend(readings)
 
         self.stage = PointStage(config.devices, clock, sink)
 
@@ -243,8 +243,8 @@ async def test_the_stage_forgets_the_devices_updated_longest_ago(
         fake_clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     out: list[Reading] = []
 
-    async def sink(reading: Reading) -> None:
-        out.append(reading)
+    async def sink(readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        out.extend(readings)
 
     stage = PointStage(load_config_text(SITE).devices, fake_clock, sink, max_devices=2)
     for door in ("D1", "D2", "D3"):
@@ -458,3 +458,25 @@ async def test_a_lost_derived_point_is_silent_since_its_earliest_silent_input(
     lost = rig.derived("service_mode")[-1]
     assert lost.quality is Quality.COMM_LOSS
     assert lost.silent_since == now - 7
+
+
+async def test_a_batch_goes_on_as_one_batch_with_its_derived_points(
+        fake_clock: FakeClock) -> None:
+    calls: list[tuple[list[tuple[str, Value]], bool]] = []
+
+    async def sink(readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        calls.append(([(r.point, r.value) for r in readings], urgent))
+
+    stage = PointStage(load_config_text(SITE).devices, fake_clock, sink)
+    now = fake_clock.time()
+    await stage.publish([Reading("E1", p, v, Quality.GOOD, now)
+                         for p, v in (("mode_word", 1), ("car_status", 0), ("speed", 0.0))],
+                        urgent=True)
+    [(readings, urgent)] = calls
+    assert urgent
+    assert readings[:3] == [("mode_word", 1), ("car_status", 0), ("speed", 0.0)]
+    assert ("service_mode", 2) in readings[3:], "derived from the whole batch, in it"
+    assert stage.derived == len(readings) - 3
+    # Nothing is left for the stage's task: the batch has ended.
+    await stage.publish([Reading("M1", "kwh", 5, Quality.GOOD, now)])
+    assert calls[1] == ([("kwh", 5)], False)

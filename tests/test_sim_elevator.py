@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -53,10 +54,11 @@ async def read_all(sim: ElevatorSim) -> dict[str, Reading]:
         done = asyncio.Event()
         expected = len(yaml.safe_load(PROFILE.read_text())["points"])
 
-        async def sink(reading: Reading) -> None:
-            seen[reading.point] = reading
-            if len(seen) == expected:
-                done.set()
+        async def sink(readings: Sequence[Reading], *, urgent: bool = False) -> None:
+            for reading in readings:
+                seen[reading.point] = reading
+                if len(seen) == expected:
+                    done.set()
 
         task = asyncio.create_task(link.run(sink))
         try:
@@ -121,7 +123,11 @@ async def test_fault_injection_reaches_the_gateway_as_quality(
         bad: list[Reading] = []
         good_again = asyncio.Event()
 
-        async def sink(reading: Reading) -> None:
+        async def sink(readings: Sequence[Reading], *, urgent: bool = False) -> None:
+            for reading in readings:
+                take(reading)
+
+        def take(reading: Reading) -> None:
             if reading.quality is not Quality.GOOD:
                 bad.append(reading)
             elif bad:
@@ -221,7 +227,11 @@ async def test_eight_elevators_on_one_rtu_line(pty_pair: tuple[str, str]) -> Non
     positions: dict[str, object] = {}
     done = asyncio.Event()
 
-    async def sink(reading: Reading) -> None:
+    async def sink(readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        for reading in readings:
+            take(reading)
+
+    def take(reading: Reading) -> None:
         assert reading.quality is Quality.GOOD, reading
         if reading.point == "car_position":
             positions[reading.device] = reading.value

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 import pytest
 
@@ -35,13 +36,14 @@ class CycleSink:
         self._missing = {device: set(points) for device, points in expected.items()}
         self.complete = asyncio.Event()
 
-    async def __call__(self, reading: Reading) -> None:
-        self.readings.append(reading)
-        missing = self._missing.get(reading.device)
-        if missing is not None:
-            missing.discard(reading.point)
-            if not missing:
-                del self._missing[reading.device]
+    async def __call__(self, readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        self.readings.extend(readings)
+        for reading in readings:
+            missing = self._missing.get(reading.device)
+            if missing is not None:
+                missing.discard(reading.point)
+                if not missing:
+                    del self._missing[reading.device]
         if not self._missing:
             self.complete.set()
 

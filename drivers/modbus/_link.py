@@ -178,7 +178,8 @@ class ModbusLink:
         COMM_LOSS and is retried with back-off. Only cancellation (or a bug) ends it.
 
         Args:
-            sink: Awaited once per reading; a slow sink slows polling (back-pressure).
+            sink: Awaited once per block read (or failed); a slow sink slows polling
+                (back-pressure).
 
         Raises:
             RuntimeError: The link is already running.
@@ -330,6 +331,7 @@ class ModbusLink:
     async def _emit_block(self, sink: ReadingSink, dev: _Device, block: ReadBlock,
                           data: list[int] | list[bool]) -> None:
         ts = self._clock.time()
+        readings: list[Reading] = []
         for point in block.points:
             try:
                 value = decode_point(point, block.slice_for(point, data), device=dev.cfg.id)
@@ -341,7 +343,8 @@ class ModbusLink:
             else:
                 reading = Reading(device=dev.cfg.id, point=point.name, value=value,
                                   quality=Quality.GOOD, received_ts=ts)
-            await sink(reading)
+            readings.append(reading)
+        await sink(readings)  # one batch per block: one bus operation, derived points once
         self._health.count("readings", len(block.points))
 
     async def _emit_failed(self, sink: ReadingSink, dev: _Device,
@@ -351,10 +354,9 @@ class ModbusLink:
         silent_since = None
         if quality is Quality.COMM_LOSS and dev.last_answer is not None:
             silent_since = ts - max(0.0, self._clock.monotonic() - dev.last_answer)
-        for point in points:
-            await sink(Reading(device=dev.cfg.id, point=point.name, value=None,
-                               quality=quality, received_ts=ts, error=error,
-                               silent_since=silent_since))
+        await sink([Reading(device=dev.cfg.id, point=point.name, value=None, quality=quality,
+                            received_ts=ts, error=error, silent_since=silent_since)
+                    for point in points])
         self._health.count("readings", len(points))
 
     def _settle(self, dev: _Device, outcome: str, problem: str) -> None:

@@ -91,6 +91,7 @@ class _Tracked:
     cfg: MqttDevice
     last_seen: float  # clock.monotonic() of the last message (or of the driver's start)
     status: _Status
+    index: int  # the device's position among the driver's devices
     lost_by_link: bool = False
 
 
@@ -159,6 +160,10 @@ class MqttDriver:
         self._subscriptions = _subscriptions(self._routes)
         self._links = _lanes(self._routes, life_safety or {}, self.client_id,
                              capacity=broker.max_queued_messages)
+        #: Devices with a route on the life-safety connection, when there are two.
+        self._safety_indices = frozenset().union(*(
+            link.device_indices for link in self._links
+            if link.lane.name == SAFETY_LANE and len(self._links) > 1))
         self._sink: ReadingSink | None = None
         self._tracked: dict[tuple[int, str], _Tracked] = {}
         #: Devices each templated entry has made (its routes share the count).
@@ -242,7 +247,7 @@ class MqttDriver:
             key = (route.index, route.device.id)
             if not route.ids.templated and key not in self._tracked:
                 self._tracked[key] = _Tracked(route.device.id, route.device, started,
-                                              _Status.WAITING)
+                                              _Status.WAITING, route.index)
         try:
             async with task_group() as tg:
                 for link in self._links:
@@ -278,8 +283,9 @@ class MqttDriver:
         log.debug("%s: subscribed to %d filter(s) for %s", self.name, len(subscriptions),
                   link.lane.name)
         lane = link.lane
+        urgent = lane.name == SAFETY_LANE and len(self._links) > 1
         async for message in client.messages:
-            await self._dispatch(message, link.routes)
+            await self._dispatch(message, link.routes, urgent=urgent)
             lane.taken(client, message)
             if lane.counters.shed != link.shed_logged:
                 self._log_shed(link)
@@ -320,14 +326,17 @@ class MqttDriver:
 
     # ------------------------------------------------------------------ messages
 
-    async def _dispatch(self, message: aiomqtt.Message, routes: Sequence[_Route]) -> None:
-        self._count("messages")
+    async def _dispatch(self, message: aiomqtt.Message, routes: Sequence[_Route], *,
+                        urgent: bool = False) -> None:
+        """Decode one message into readings and hand them on together (one batch)."""
+        self._counters["messages"] += 1
         topic = message.topic.value
         raw = message.payload
         payload = Payload(raw if isinstance(raw, bytes | bytearray | str)
                           else b"" if raw is None else str(raw))
         received = self._clock.time()
         matched = False
+        readings: list[Reading] = []
         for route in routes:
             values = route.pattern.match(topic)
             if values is None:
@@ -344,19 +353,20 @@ class MqttDriver:
                 continue
             for decoder in route.decoders:
                 try:
-                    decoded = decoder.decode(payload, device=device_id)
+                    value, source_ts = decoder.decode_value(payload, device=device_id)
                 except DecodeError as exc:
                     reason = str(exc.args[0])
                     self._count("malformed")
                     self._limited_warning((device_id, decoder.name),
                                           "%s: malformed payload for %s on %r: %s",
                                           f"{device_id}.{decoder.name}", topic, reason)
-                    reading = Reading(device_id, decoder.name, None, Quality.BAD, received,
-                                      error=reason)
+                    readings.append(Reading(device_id, decoder.name, None, Quality.BAD,
+                                            received, error=reason))
                 else:
-                    reading = Reading(device_id, decoder.name, decoded.value, Quality.GOOD,
-                                      received, decoded.source_ts)
-                await self._emit(reading)
+                    readings.append(Reading(device_id, decoder.name, value, Quality.GOOD,
+                                            received, source_ts))
+        if readings:
+            await self._emit(readings, urgent=urgent)
         if not matched and len(routes) < len(self._routes) \
                 and any(r.pattern.match(topic) is not None for r in self._routes):
             return  # another connection's topic under an overlapping filter: it reads it
@@ -390,7 +400,7 @@ class MqttDriver:
                     route.device.max_devices)
                 return False
             self._made[route.device.id] = made + 1
-            tracked = _Tracked(device_id, route.device, now, _Status.OK)
+            tracked = _Tracked(device_id, route.device, now, _Status.OK, route.index)
             self._tracked[key] = tracked
             log.debug("%s: first message from device %s", self.name, device_id)
             self._maybe_rearm(tracked)
@@ -411,11 +421,11 @@ class MqttDriver:
     def _count(self, name: str) -> None:
         self._counters[name] += 1
 
-    async def _emit(self, reading: Reading) -> None:
+    async def _emit(self, readings: list[Reading], *, urgent: bool) -> None:
         if self._sink is None:
             raise RuntimeError(f"{self.name}: reading emitted while not running")
-        self._count("readings")
-        await self._sink(reading)
+        self._counters["readings"] += len(readings)
+        await self._sink(readings, urgent=urgent)
 
     async def _comm_loss(self, tracked: _Tracked, reason: str, *, by_link: bool) -> None:
         if tracked.status is _Status.COMM_LOSS:
@@ -427,10 +437,13 @@ class MqttDriver:
         # device that reports on change may rightly have said nothing for hours before.
         silent_since = now if by_link \
             else now - max(0.0, self._clock.monotonic() - tracked.last_seen)
-        for point in tracked.cfg.points:
-            self._count("comm_loss")
-            await self._emit(Reading(tracked.device_id, point.name, None, Quality.COMM_LOSS,
-                                     now, error=reason, silent_since=silent_since))
+        readings = [Reading(tracked.device_id, point.name, None, Quality.COMM_LOSS, now,
+                            error=reason, silent_since=silent_since)
+                    for point in tracked.cfg.points]
+        self._counters["comm_loss"] += len(readings)
+        # On the life-safety lane's footing when the device has a route there: its comm-loss
+        # must not arrive after a newer urgent reading of the same device.
+        await self._emit(readings, urgent=tracked.index in self._safety_indices)
 
     def _limited_warning(self, key: tuple[str, str], msg: str, *args: object) -> None:
         """First WARNING per key, then at most one per interval; the rest DEBUG and counted."""

@@ -45,6 +45,8 @@ _TRUE = frozenset({"true", "1", "on"})
 _FALSE = frozenset({"false", "0", "off"})
 # Longest integer text that can be within float range (1.8e308 has 309 digits).
 _MAX_INT_CHARS = 310
+# Shortest integer text beyond float range (1.8e308 has 309 digits).
+_MIN_HUGE_INT_CHARS = 309
 # Epoch values above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
 _MS_THRESHOLD = 1e11
 
@@ -69,13 +71,16 @@ class Decoded:
 class Payload:
     """One message's payload; text and JSON are decoded once and shared by all its points."""
 
-    __slots__ = ("_document", "_parsed", "_text", "raw")
+    __slots__ = ("_document", "_parsed", "_stamps", "_text", "raw")
 
     def __init__(self, raw: bytes | bytearray | str) -> None:
         self.raw = raw
         self._text: str | None = None
         self._parsed = False
         self._document: Any = None
+        #: Timestamps already decoded, by (``timestamp_path``, time zone): the points of one
+        #: message usually share one, parsed once for all of them.
+        self._stamps: dict[tuple[str, tzinfo], float] | None = None
 
     def text(self) -> str:
         if self._text is None:
@@ -93,8 +98,12 @@ class Payload:
         if not self._parsed:
             text = self.text()
             try:
-                self._document = json.loads(text, parse_constant=_refuse_constant,
-                                            parse_int=_json_int)
+                # An integer beyond float range has at least 309 digits: a shorter payload
+                # cannot hold one, and skips the per-integer hook (most messages do).
+                self._document = (json.loads(text, parse_constant=_refuse_constant)
+                                  if len(text) < _MIN_HUGE_INT_CHARS else
+                                  json.loads(text, parse_constant=_refuse_constant,
+                                             parse_int=_json_int))
             except json.JSONDecodeError as exc:
                 raise _Invalid(f"payload is not JSON ({exc.msg} at char {exc.pos})") from None
             except ValueError as exc:
@@ -144,15 +153,31 @@ class PointDecoder:
         Raises:
             DecodeError: The payload is malformed or the value does not fit the point's type.
         """
+        value, source_ts = self.decode_value(payload, device=device)
+        return Decoded(value, source_ts)
+
+    def decode_value(self, payload: Payload, *, device: str) -> tuple[Scalar, float | None]:
+        """:meth:`decode` as a plain ``(value, source_ts)`` pair, for the hot path (no object
+        per reading); the timestamp is decoded once per payload for every point sharing it.
+
+        Raises:
+            DecodeError: As :meth:`decode`.
+        """
         try:
             value = self._value(payload)
-            source_ts = None
-            if self._ts_path is not None:
-                source_ts = self._timestamp(
-                    _walk(payload.document(), self._ts_path, self.point.timestamp_path or ""))
+            if self._ts_path is None:
+                return value, None
+            key = (self.point.timestamp_path or "", self._tz)
+            stamps = payload._stamps
+            if stamps is None:
+                stamps = payload._stamps = {}
+            source_ts = stamps.get(key)
+            if source_ts is None:
+                source_ts = stamps[key] = self._timestamp(
+                    _walk(payload.document(), self._ts_path, key[0]))
         except _Invalid as exc:
             raise DecodeError(str(exc), device=device) from None
-        return Decoded(value, source_ts)
+        return value, source_ts
 
     def _value(self, payload: Payload) -> Scalar:
         if self._path is not None:

@@ -45,12 +45,13 @@ async def poll_once(device: ModbusDevice, points: Sequence[str], clock: Clock) -
     wanted = {p.name for p in device.points}
     complete = asyncio.Event()
 
-    async def sink(reading: Reading) -> None:
-        if complete.is_set():
-            return  # a second cycle (short poll_interval) must not replace the first
-        readings[reading.point] = reading
-        if wanted <= readings.keys():
-            complete.set()
+    async def sink(batch: Sequence[Reading], *, urgent: bool = False) -> None:
+        for reading in batch:
+            if complete.is_set():
+                return  # a second cycle (short poll_interval) must not replace the first
+            readings[reading.point] = reading
+            if wanted <= readings.keys():
+                complete.set()
 
     deadline = read_deadline(device, len(link.plan(device.id)))
     async with asyncio.TaskGroup() as tg:

@@ -90,8 +90,13 @@ class LineView:
         if len(self.rows) < MAX_ROWS:
             self.rows.setdefault((device, point), _Row())
 
-    async def __call__(self, reading: Reading) -> None:
+    async def __call__(self, readings: Sequence[Reading], *, urgent: bool = False) -> None:
         """The drivers' sink."""
+        for reading in readings:
+            self.take(reading)
+
+    def take(self, reading: Reading) -> None:
+        """Show ``reading`` when it changes its point's line."""
         key = (reading.device, reading.point)
         row = self.rows.get(key)
         if row is None:

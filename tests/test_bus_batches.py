@@ -1,0 +1,98 @@
+"""The bus takes one batch per message or poll block; life-safety batches go first."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.bus import Bus, Overflow
+from gateway.model import Quality, Reading
+
+T0 = 1_767_225_600.0
+
+
+def batch(device: str, *values: float) -> list[Reading]:
+    return [Reading(device, f"p{i}", v, Quality.GOOD, T0) for i, v in enumerate(values)]
+
+
+async def test_a_batch_is_taken_reading_by_reading_and_counted_in_readings() -> None:
+    bus = Bus()
+    alarms = bus.subscribe("alarms", maxsize=100)
+    await bus.publish(batch("E1", 1, 2, 3))
+    await bus.publish(Reading("E2", "p0", 9, Quality.GOOD, T0))  # a lone reading still goes
+    assert (bus.published, alarms.queue.qsize()) == (4, 4)
+    taken = [await alarms.get() for _ in range(3)]
+    assert [(r.device, r.value) for r in taken] == [("E1", 1), ("E1", 2), ("E1", 3)]
+    assert alarms.queue.qsize() == 1
+    last = alarms.get_nowait()
+    assert last is not None and (last.device, alarms.get_nowait()) == ("E2", None)
+    assert alarms.delivered == 4
+    async with asyncio.timeout(1):
+        await alarms.queue.join()  # everything taken
+
+
+async def test_a_subscriber_that_falls_behind_sheds_its_oldest_readings_across_batches() -> None:
+    bus = Bus()
+    feed = bus.subscribe("console", maxsize=5, overflow=Overflow.DROP_OLDEST)
+    for n in range(3):
+        await bus.publish(batch(f"E{n}", 1, 2, 3))  # 9 readings for room for 5
+    assert (feed.dropped, feed.queue.qsize()) == (4, 5)
+    kept = [feed.get_nowait() for _ in range(5)]
+    assert [(r.device, r.point) for r in kept if r is not None] == [
+        ("E1", "p1"), ("E1", "p2"), ("E2", "p0"), ("E2", "p1"), ("E2", "p2")]
+    async with asyncio.timeout(1):
+        await feed.queue.join()  # shed readings count as done
+
+
+async def test_life_safety_batches_overtake_queued_telemetry() -> None:
+    bus = Bus()
+    alarms = bus.subscribe("alarms", maxsize=4)
+    await bus.publish(batch("meter-1", 1, 2))
+    await bus.publish(batch("meter-2", 3, 4))  # the routine bound is reached
+    # A fire reading does not wait for room among the telemetry readings...
+    async with asyncio.timeout(1):
+        await bus.publish(batch("FP1", 1), urgent=True)
+    # ...which a further telemetry batch does.
+    late = asyncio.create_task(bus.publish(batch("meter-3", 5)))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not late.done()
+    first = await alarms.get()
+    assert first.device == "FP1", "taken before the telemetry queued ahead of it"
+    assert [(await alarms.get()).device for _ in range(2)] == ["meter-1", "meter-1"]
+    async with asyncio.timeout(1):
+        await late  # room again once a batch was taken
+    rest = [(await alarms.get()).device for _ in range(3)]
+    assert rest == ["meter-2", "meter-2", "meter-3"]
+
+
+async def test_urgent_batches_have_a_bound_of_their_own() -> None:
+    bus = Bus()
+    alarms = bus.subscribe("alarms", maxsize=2)
+    await bus.publish(batch("FP1", 1, 1), urgent=True)
+    blocked = asyncio.create_task(bus.publish(batch("FP2", 1), urgent=True))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not blocked.done(), "a flood on the life-safety lane still pushes back"
+    assert (await alarms.get()).device == "FP1"
+    async with asyncio.timeout(1):
+        await blocked
+    assert [(await alarms.get()).device for _ in range(2)] == ["FP1", "FP2"]
+
+
+async def test_a_cancelled_publisher_leaves_the_queue_usable() -> None:
+    bus = Bus()
+    alarms = bus.subscribe("alarms", maxsize=1)
+    await bus.publish(batch("E1", 1))
+    stuck = asyncio.create_task(bus.publish(batch("E2", 2)))
+    waiting = asyncio.create_task(bus.publish(batch("E3", 3)))
+    await asyncio.sleep(0)
+    stuck.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stuck
+    assert (await alarms.get()).device == "E1"
+    async with asyncio.timeout(1):
+        await waiting
+    assert (await alarms.get()).device == "E3"
+    assert alarms.queue.empty()
