@@ -606,7 +606,7 @@ class Gateway:
             key=f"{event.alarm_id}:{event.state.value}:{event.ts:.3f}",
             payload=message.model_dump_json().encode()))
         await self.desk.handle(event)
-        await asyncio.shield(stored)
+        await stored  # cancelling the wait leaves the message to the outbox's writer
 
     async def _on_work_order(self, order: WorkOrder) -> None:
         # The work-order history keeps a reporter's contact; beyond it, it is masked unless

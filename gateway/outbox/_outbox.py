@@ -384,7 +384,9 @@ class Outbox:
         Raises:
             RuntimeError: the outbox is not open.
         """
-        return await asyncio.shield(self.submit(item))
+        # Not shielded: cancelling this cancels only the wait; the writer still stores and
+        # hands out the message.
+        return await self.submit(item)
 
     def submit(self, item: OutboxItem) -> asyncio.Future[Envelope | None]:
         """Queue ``item`` for the writer now; the future resolves as :meth:`put` returns.
@@ -674,12 +676,14 @@ class Outbox:
             if env is None:
                 continue
             env.durable = ok
+            # The producer resumes before any publisher sees the message, as when it queued
+            # the message itself (its bookkeeping, e.g. counters, comes first).
+            if pending.stored is not None and not pending.stored.done():
+                pending.stored.set_result(env)
             if env.id in self._messages:  # not shed while it was being written
                 for target in env.pending:
                     heapq.heappush(self._heaps[target], (env.rank, env.id))
                     self._ready[target].set()
-            if pending.stored is not None and not pending.stored.done():
-                pending.stored.set_result(env)
 
     def _storage_failed(self, exc: sqlite3.Error, unwritten: Sequence[Op]) -> None:
         reason = f"{type(exc).__name__}: {exc}"
