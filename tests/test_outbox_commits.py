@@ -1,5 +1,6 @@
 """How the outbox commits: life-safety writes first and together, on disk before a publisher
-sees them, and nothing acknowledged lost when the process is SIGKILLed mid group commit."""
+sees them, and nothing acknowledged lost when the process is SIGKILLed mid group commit or
+right after the platform received a work order."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ import pytest
 from gateway.clock import FakeClock
 from gateway.outbox import Outbox, OutboxItem
 from gateway.outbox._store import Insert, Op, SaveSnapshot
+from tests.drill_support import (
+    gateway,
+    mqtt_platform,
+    mqtt_upstream,
+    outbox_state,
+    set_trapped,
+    site_config,
+)
+from tests.support import Mosquitto, free_port
 
 TARGETS = {"mqtt": {"work-orders", "alarms", "telemetry"}}
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,3 +153,29 @@ async def test_sigkill_during_group_commits_loses_no_acknowledged_work_order(
             keys.add(env.key)
             outbox.delivered("mqtt", env)
     assert set(acknowledged) <= keys
+
+
+@pytest.mark.mosquitto
+@pytest.mark.slow
+@pytest.mark.drill
+async def test_a_work_order_the_platform_has_is_in_the_outbox_file_when_sigkilled(
+        tmp_path: Path) -> None:
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "up").mkdir()
+    devices, upstream = Mosquitto(tmp_path / "dev"), Mosquitto(tmp_path / "up")
+    config = site_config(tmp_path, devices_port=devices.port, elevators=3,
+                         upstream=mqtt_upstream(upstream.port), status_port=free_port())
+    with devices.running(), upstream.running():
+        async with mqtt_platform(upstream.port) as platform, gateway(config) as gw:
+            await gw.start()
+            await gw.wait_for(r"mqtt\[upstream\]: connected")
+            await set_trapped(devices.port, {1: 1, 2: 1, 3: 1})
+            async with asyncio.timeout(20):
+                while not platform.orders():
+                    await asyncio.sleep(0.002)
+            await gw.kill()  # at once: no cleanup, like a power cut
+            received = {o["id"]: o["seq"] for o in platform.orders()}
+    saved, _ = outbox_state(tmp_path / "state")
+    assert received, "the platform received a work order before the kill"
+    # The open order's state is committed with the message itself, before it is sent.
+    assert {i: saved.get(i) for i in received} == received
