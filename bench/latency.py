@@ -1,4 +1,4 @@
-"""Detection-to-upstream latency of a work order, under background telemetry load.
+"""Detection-to-upstream latency of a work order and of its alarm message, under load.
 
 Measures, on this machine, the time from the moment the gateway sees an entrapment condition
 become true *after the rule's own on-delay* (``AlarmEvent.mono``, taken by the alarm engine) to
@@ -15,7 +15,9 @@ Background load, bounded in count and time, loopback only:
   work order must overtake them: life-safety first).
 
 Each run traps a passenger in another elevator; ``--runs`` runs, p50/p99 reported, once
-idle and once under load. Run: ``.venv/bin/python bench/latency.py [--runs 50]``
+idle and once under load, for the work order and for the alarm message (``alarms`` channel) of
+the same activation, measured from the same ``AlarmEvent.mono``: the gap between the two is what
+the work order pays on top of the alarm. Run: ``.venv/bin/python bench/latency.py [--runs 50]``
 """
 
 from __future__ import annotations
@@ -62,6 +64,18 @@ rules:
 """
 
 
+@dataclass
+class Latencies:
+    """Milliseconds, one value per entrapment."""
+
+    #: Detection to the work order at the platform.
+    orders: list[float]
+    #: Detection to the alarm message at the platform.
+    alarms: list[float]
+    #: The work order's arrival after its alarm message's (paired per activation).
+    gaps: list[float]
+
+
 #: Load actually achieved during the last scenario's measurement.
 ACHIEVED: dict[str, float] = {}
 
@@ -72,6 +86,11 @@ class Probe:
 
     detected: dict[str, float] = field(default_factory=dict)
     received: dict[str, float] = field(default_factory=dict)
+    #: Alarm id -> AlarmEvent.mono of its activation / arrival of its "active" alarm message.
+    alarm_detected: dict[str, float] = field(default_factory=dict)
+    alarm_received: dict[str, float] = field(default_factory=dict)
+    #: Alarm id -> arrival of the work order it raised.
+    order_received: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     #: AlarmEvent.mono of the activation each work order was raised for.
@@ -82,6 +101,8 @@ class Probe:
     def alarm(self, event: AlarmEvent) -> None:
         if event.state.value == "active":
             self.pending_mono = event.mono
+            with self.lock:
+                self.alarm_detected.setdefault(event.alarm_id, event.mono)
 
     def work_order(self, order: WorkOrder) -> None:
         # Called by the gateway right after the alarm event that raised it, before the commit.
@@ -92,15 +113,21 @@ class Probe:
     def on_message(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
         now = time.monotonic()
         order = json.loads(message.payload)
+        if message.topic.endswith("/alarms"):
+            if order.get("state") == "active":
+                with self.lock:
+                    self.alarm_received.setdefault(order["alarm_id"], now)
+            return
         if order.get("event") == "raised":
             with self.lock:
                 self.received[order["id"]] = now
+                self.order_received.setdefault(order["alarm_id"], now)
             if self.loop is not None:
                 self.loop.call_soon_threadsafe(self.arrived.set)
 
 
 async def scenario(runs: int, *, device_rate: int, upstream_rate: int, meters: int,
-                   delay_ms: int, max_seconds: float) -> list[float]:
+                   delay_ms: int, max_seconds: float) -> Latencies:
     """Latencies in milliseconds of ``runs`` entrapments."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -124,7 +151,7 @@ async def scenario(runs: int, *, device_rate: int, upstream_rate: int, meters: i
             subscriber = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="platform")
             subscriber.on_message = probe.on_message
             subscriber.connect("127.0.0.1", up.port)
-            subscriber.subscribe("pm/bench/work-orders", qos=1)
+            subscriber.subscribe([("pm/bench/work-orders", 1), ("pm/bench/alarms", 1)])
             subscriber.loop_start()
             try:
                 return await _measure(config, probe, runs, dev.port, device_rate=device_rate,
@@ -137,7 +164,7 @@ async def scenario(runs: int, *, device_rate: int, upstream_rate: int, meters: i
 
 async def _measure(config: object, probe: Probe, runs: int, dev_port: int, *, device_rate: int,
                    upstream_rate: int, meters: int, delay_ms: int,
-                   max_seconds: float) -> list[float]:
+                   max_seconds: float) -> Latencies:
     from gateway.config import GatewayConfig
     assert isinstance(config, GatewayConfig)
     probe.loop = asyncio.get_running_loop()
@@ -173,8 +200,13 @@ async def _measure(config: object, probe: Probe, runs: int, dev_port: int, *, de
                                        - sent0) / elapsed
         stop.set()
     with probe.lock:
-        return [(probe.received[k] - mono) * 1000 for k, mono in probe.detected.items()
-                if k in probe.received]
+        orders = [(probe.received[k] - mono) * 1000 for k, mono in probe.detected.items()
+                  if k in probe.received]
+        alarms = [(probe.alarm_received[k] - mono) * 1000
+                  for k, mono in probe.alarm_detected.items() if k in probe.alarm_received]
+        gaps = [(probe.order_received[k] - t) * 1000 for k, t in probe.alarm_received.items()
+                if k in probe.order_received]
+        return Latencies(orders, alarms, gaps)
 
 
 async def _device_load(port: int, rate: int, meters: int, stop: asyncio.Event) -> None:
@@ -210,6 +242,12 @@ def _row(name: str, lat: list[float]) -> str:
             f"{q[98]:.1f} | {lat[-1]:.1f} |")
 
 
+def _rows(scenario: str, lat: Latencies) -> None:
+    print(_row(f"{scenario}: work order", lat.orders))
+    print(_row(f"{scenario}: alarm message", lat.alarms))
+    print(_row(f"{scenario}: work order after its alarm message", lat.gaps), flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
@@ -226,12 +264,13 @@ def main() -> int:
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     idle = asyncio.run(scenario(args.runs, device_rate=0, upstream_rate=0, meters=args.meters,
                                 delay_ms=args.delay_ms, max_seconds=args.max_seconds))
-    print(_row("idle", idle), flush=True)
+    _rows("idle", idle)
     loaded = asyncio.run(scenario(args.runs, device_rate=args.device_rate,
                                   upstream_rate=args.upstream_rate, meters=args.meters,
                                   delay_ms=args.delay_ms, max_seconds=args.max_seconds))
-    print(_row(f"load: {args.device_rate} readings/s from {args.meters} meters + "
-               f"{args.upstream_rate} upstream telemetry msgs/s", loaded), flush=True)
+    load = (f"load: {args.device_rate} readings/s from {args.meters} meters + "
+            f"{args.upstream_rate} upstream telemetry msgs/s")
+    _rows(load, loaded)
     print("achieved under load: " + ", ".join(f"{v:.0f} {k}" for k, v in ACHIEVED.items()))
     return 0
 

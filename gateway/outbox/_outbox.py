@@ -27,24 +27,33 @@ is carried over, and a fresh durable file takes its place. Only when the file ca
 at all (permissions, a read-only disk, another gateway holding it) does the outbox run in
 memory (``health().durable`` is False).
 
-All SQLite work runs in a worker thread behind one writer task, which batches concurrent writes
-into one transaction (group commit), so the event loop never waits on the disk.
+All SQLite work runs on the outbox's own worker thread (not the shared default pool, where it
+would queue behind other stages' disk work) behind one writer task, so the event loop never
+waits on the disk. The writer batches what is queued into one transaction (group commit: one
+fsync for a batch). Life-safety writes (work orders, their snapshots, P0 alarm messages) go
+first: each round commits them in their own fsync'ed transaction before any routine write
+(telemetry, other alarm messages, delivery confirmations), so a work order waits for at most the
+one routine transaction already on the disk, never behind a queue of them. A message is handed
+to the publishers by the writer the moment its transaction is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import heapq
 import json
 import logging
 import sqlite3
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, TypeVar
 
+from gateway.aio import first_of
 from gateway.clock import Clock
 from gateway.outbox._store import (
     Done,
@@ -71,6 +80,8 @@ Kind = Literal["work_order", "alarm", "telemetry"]
 #: Send order: lower first. Telemetry goes after every alarm priority.
 PRIORITY_RANK: dict[str, int] = {"P0": 0, "P1": 1, "P2": 2, "P3": 3}
 _TELEMETRY_RANK = 4
+_T = TypeVar("_T")
+#: Routine writes per transaction, at most (life-safety writes are never held back by this).
 _BATCH = 500
 _STORAGE_RETRY = 5.0
 _CLOSE_TIMEOUT = 1.0
@@ -157,7 +168,19 @@ class OutboxHealth:
 @dataclass(slots=True)
 class _Pending:
     op: Op
+    #: Resolved once written: True when it is on disk (a flush's waiter).
     future: asyncio.Future[bool] | None = None
+    #: The message an Insert stores, and who waits for it: queued for the publishers and
+    #: resolved by the writer once its transaction is committed.
+    env: Envelope | None = None
+    stored: asyncio.Future[Envelope | None] | None = None
+
+    @property
+    def urgent(self) -> bool:
+        """A life-safety write: committed ahead of routine ones."""
+        op = self.op
+        return isinstance(op, SaveSnapshot) or (
+            isinstance(op, Insert) and (op.kind == "work_order" or op.rank == 0))
 
 
 _STOP = object()
@@ -210,7 +233,11 @@ class Outbox:
         self._volatile: dict[int, Insert] = {}
         self._volatile_snapshots: dict[str, SaveSnapshot] = {}
         self._replaced: str | None = None
-        self._ops: asyncio.Queue[_Pending | object] = asyncio.Queue()
+        #: Writes waiting for the writer: life-safety ones, and the rest in order (and _STOP).
+        self._urgent: collections.deque[_Pending] = collections.deque()
+        self._ops: collections.deque[_Pending | object] = collections.deque()
+        self._wake = asyncio.Event()
+        self._executor: ThreadPoolExecutor | None = None
         self._writer: asyncio.Task[None] | None = None
         self._next_id = 1
         self._storage_error: str | None = None
@@ -227,20 +254,25 @@ class Outbox:
             raise RuntimeError("outbox is already open")
         since = self._clock.time() - self._snapshot_max_age
         carried: Loaded | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         try:
             try:
-                loaded = await asyncio.to_thread(self._store.open, snapshots_since=since)
-            except sqlite3.Error as exc:
-                if self._path is None or not is_unreadable(exc):
-                    raise
-                carried = await asyncio.to_thread(self._replace, exc)
-                loaded = await asyncio.to_thread(self._store.open, snapshots_since=since)
-        except (sqlite3.Error, OSError) as exc:
-            log.critical("outbox %s cannot be opened (%s): work orders are kept IN MEMORY "
-                         "ONLY and are lost if the gateway stops", self._path, exc)
-            self._store = Store(None)
-            self._durable = False
-            loaded = await asyncio.to_thread(self._store.open, snapshots_since=since)
+                try:
+                    loaded = await self._call(lambda: self._store.open(snapshots_since=since))
+                except sqlite3.Error as exc:
+                    if self._path is None or not is_unreadable(exc):
+                        raise
+                    carried = await self._call(functools.partial(self._replace, exc))
+                    loaded = await self._call(lambda: self._store.open(snapshots_since=since))
+            except (sqlite3.Error, OSError) as exc:
+                log.critical("outbox %s cannot be opened (%s): work orders are kept IN MEMORY "
+                             "ONLY and are lost if the gateway stops", self._path, exc)
+                self._store = Store(None)
+                self._durable = False
+                loaded = await self._call(lambda: self._store.open(snapshots_since=since))
+        except BaseException:
+            await self._shutdown_executor()
+            raise
         if carried is not None:
             loaded = _merge(loaded, carried)
         self._load(loaded, carried=carried is not None)
@@ -255,7 +287,8 @@ class Outbox:
             return
         # Shielded and time-boxed: the last delivery confirmations are worth writing even
         # while cancelled, but a hung disk must not hold up shutdown.
-        self._ops.put_nowait(_STOP)
+        self._ops.append(_STOP)
+        self._wake.set()
         try:
             async with asyncio.timeout(_CLOSE_TIMEOUT):
                 await asyncio.shield(writer)
@@ -265,9 +298,27 @@ class Outbox:
             await _cancel(writer)
         except asyncio.CancelledError:
             await _cancel(writer)
-            await asyncio.shield(asyncio.to_thread(self._store.close))
+            await asyncio.shield(self._close_store())
             raise
-        await asyncio.shield(asyncio.to_thread(self._store.close))
+        await asyncio.shield(self._close_store())
+
+    async def _close_store(self) -> None:
+        try:
+            await self._call(self._store.close)
+        finally:
+            await self._shutdown_executor()
+
+    async def _call(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` on the outbox's own thread (never the shared default pool)."""
+        if self._executor is None:
+            raise RuntimeError("outbox is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def _shutdown_executor(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # Waits for a write still on the disk (its thread cannot be interrupted).
+            await asyncio.to_thread(executor.shutdown, True)
 
     def _replace(self, exc: sqlite3.Error) -> Loaded:
         """Move the unreadable file aside and read what can still be read from it."""
@@ -310,7 +361,7 @@ class Outbox:
             writes += [snap for body in self.snapshots
                        if (snap := _snapshot_op(body, wall)) is not None]
         for op in writes:
-            self._ops.put_nowait(_Pending(op))
+            self._enqueue(_Pending(op))
         stale = sum(1 for op in writes if isinstance(op, Done))
         if stale:
             log.warning("outbox: %d delivery(ies) to targets no longer configured dropped",
@@ -333,18 +384,35 @@ class Outbox:
         Raises:
             RuntimeError: the outbox is not open.
         """
+        # Not shielded: cancelling this cancels only the wait; the writer still stores and
+        # hands out the message.
+        return await self.submit(item)
+
+    def submit(self, item: OutboxItem) -> asyncio.Future[Envelope | None]:
+        """Queue ``item`` for the writer now; the future resolves as :meth:`put` returns.
+
+        Items submitted before the writer next runs share its transaction (one fsync), e.g.
+        an alarm message and the work order it raises. The writer hands the message to the
+        publishers once it is committed, whether or not anyone awaits the future.
+
+        Raises:
+            RuntimeError: the outbox is not open.
+        """
         if self._writer is None:
             raise RuntimeError("outbox is not open")
+        stored: asyncio.Future[Envelope | None] = asyncio.get_running_loop().create_future()
         # "telemetry/E1" goes to the targets that take "telemetry".
         base = item.channel.split("/", 1)[0]
         targets = tuple(t for t, channels in self._targets.items() if base in channels)
         if not targets:
-            return None
+            stored.set_result(None)
+            return stored
         queued = self._by_key.get(item.key)
         if queued is not None and queued in self._messages:
             # The same message again (an upstream stage replaying after a restart): the key
             # is its identity, so it is queued once.
-            return self._messages[queued]
+            stored.set_result(self._messages[queued])
+            return stored
         rank = _TELEMETRY_RANK if item.kind == "telemetry" else PRIORITY_RANK.get(
             item.priority, 3)
         env = Envelope(self._next_id, item.kind, rank, item.channel, item.key, item.payload,
@@ -352,29 +420,23 @@ class Outbox:
                        queued=self._clock.monotonic())
         self._next_id += 1
         if not self._make_room(env):
-            return None
+            stored.set_result(None)
+            return stored
         self._add(env)
         op = Insert(env.id, env.kind, env.rank, env.channel, env.key, env.payload, env.created,
                     targets)
         if item.snapshot is not None:
             order_id, body, still_open = item.snapshot
-            self._ops.put_nowait(_Pending(SaveSnapshot(order_id, body, still_open,
-                                                       env.created)))
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._ops.put_nowait(_Pending(op, future))
-        env.durable = await asyncio.shield(future)
-        if env.id in self._messages:  # not shed while it was being written
-            for target in targets:
-                heapq.heappush(self._heaps[target], (env.rank, env.id))
-                self._ready[target].set()
-        return env
+            self._enqueue(_Pending(SaveSnapshot(order_id, body, still_open, env.created)))
+        self._enqueue(_Pending(op, env=env, stored=stored))
+        return stored
 
     async def flush(self) -> None:
         """Wait until every write queued so far has been attempted."""
         if self._writer is None:
             return
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._ops.put_nowait(_Pending(Flush(), future))
+        self._enqueue(_Pending(Flush(), future))
         await asyncio.shield(future)
 
     # ------------------------------------------------------------------ consumers
@@ -402,7 +464,7 @@ class Outbox:
         env.parked.pop(target, None)
         if not env.pending:
             self._remove(env)
-        self._ops.put_nowait(_Pending(Done(env.id, target)))
+        self._enqueue(_Pending(Done(env.id, target)))
 
     def park(self, target: str, env: Envelope, reason: str) -> None:
         """``target`` refused ``env`` for good (HTTP 4xx): keep it, but stop sending it."""
@@ -411,7 +473,7 @@ class Outbox:
         env.parked[target] = reason
         log.error("outbox: %s refused %s %s for good and it is parked: %s", target, env.kind,
                   env.key, reason)
-        self._ops.put_nowait(_Pending(Park(env.id, target, reason)))
+        self._enqueue(_Pending(Park(env.id, target, reason)))
 
     def retry_parked(self, target: str) -> int:
         """Queue every parked message of ``target`` again (after the cause was fixed)."""
@@ -419,7 +481,7 @@ class Outbox:
         for env in list(self._messages.values()):
             if env.parked.pop(target, None) is not None:
                 heapq.heappush(self._heaps[target], (env.rank, env.id))
-                self._ops.put_nowait(_Pending(Unpark(env.id, target)))
+                self._enqueue(_Pending(Unpark(env.id, target)))
                 count += 1
         if count:
             self._ready[target].set()
@@ -494,7 +556,7 @@ class Outbox:
                 return True
             self._remove(victim)
             self._count_shed(victim)
-            self._ops.put_nowait(_Pending(Shed(victim.id)))
+            self._enqueue(_Pending(Shed(victim.id)))
         self._over_bound = False
         return True
 
@@ -518,39 +580,50 @@ class Outbox:
 
     # ------------------------------------------------------------------ the writer
 
+    def _enqueue(self, pending: _Pending) -> None:
+        (self._urgent if pending.urgent else self._ops).append(pending)
+        self._wake.set()
+
     async def _write_loop(self) -> None:
         stopping = False
         while not stopping:
-            first = await self._next_op()
-            batch: list[_Pending] = []
-            for item in [first, *self._drain()]:
-                if item is _STOP:
-                    stopping = True
-                elif isinstance(item, _Pending):
-                    batch.append(item)
+            await self._work()
+            if self._urgent and self._storage_error is None:
+                # Life-safety first, in a transaction of their own; any that arrive while it
+                # is on the disk go next, still ahead of the routine writes.
+                batch = list(self._urgent)
+                self._urgent.clear()
+                await self._commit(batch)
+                continue
+            batch, stopping = self._take_routine()
+            if self._storage_error is not None:
+                # The disk refuses writes: one attempt (and probe) for everything.
+                batch = [*self._urgent, *batch]
+                self._urgent.clear()
             if batch or self._storage_error is not None:
                 await self._commit(batch)
 
-    async def _next_op(self) -> _Pending | object:
-        if self._storage_error is None:
-            return await self._ops.get()
-        # Storage failed earlier: try again after a while even if nothing new arrives.
-        getter = asyncio.ensure_future(self._ops.get())
-        sleeper = asyncio.ensure_future(self._clock.sleep(_STORAGE_RETRY))
-        try:
-            await asyncio.wait({getter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            if not getter.done():
-                getter.cancel()
-            await asyncio.gather(sleeper, getter, return_exceptions=True)
-        return getter.result() if getter.done() and not getter.cancelled() else _Pending(Flush())
+    async def _work(self) -> None:
+        """Return when writes are queued, or (storage failed earlier) when it is time to try
+        the disk again even if nothing new arrived."""
+        while not (self._urgent or self._ops):
+            self._wake.clear()
+            if self._storage_error is None:
+                await self._wake.wait()
+            else:
+                await first_of(self._wake.wait(), self._clock.sleep(_STORAGE_RETRY))
+                return
 
-    def _drain(self) -> list[_Pending | object]:
-        items: list[_Pending | object] = []
-        while len(items) < _BATCH and not self._ops.empty():
-            items.append(self._ops.get_nowait())
-        return items
+    def _take_routine(self) -> tuple[list[_Pending], bool]:
+        batch: list[_Pending] = []
+        stopping = False
+        while self._ops and len(batch) < _BATCH:
+            item = self._ops.popleft()
+            if item is _STOP:
+                stopping = True
+            elif isinstance(item, _Pending):
+                batch.append(item)
+        return batch, stopping
 
     async def _commit(self, batch: list[_Pending]) -> None:
         retry: list[Op] = [op for env_id, op in self._volatile.items()
@@ -564,7 +637,7 @@ class Outbox:
             op.kind == "work_order" or op.rank == 0)) for op in ops)
         error: sqlite3.Error | None = None
         try:
-            await asyncio.to_thread(self._store.apply, ops, durable=durable)
+            await self._call(lambda: self._store.apply(ops, durable=durable))
         except sqlite3.Error as exc:
             error = exc
             # Confirmations and sheds free space: never let writes that do not fit hold them
@@ -572,8 +645,8 @@ class Outbox:
             others = [op for op in ops if not isinstance(op, Insert | SaveSnapshot | Probe)]
             if others:
                 try:
-                    await asyncio.to_thread(self._store.apply, others, durable=False)
-                    await asyncio.to_thread(self._store.apply, growing, durable=durable)
+                    await self._call(lambda: self._store.apply(others, durable=False))
+                    await self._call(lambda: self._store.apply(growing, durable=durable))
                     error = None
                 except sqlite3.Error as again:
                     error = again
@@ -595,11 +668,22 @@ class Outbox:
                 env.durable = self._durable
         self._resolve(batch, ok=self._durable)
 
-    @staticmethod
-    def _resolve(batch: list[_Pending], *, ok: bool) -> None:
+    def _resolve(self, batch: list[_Pending], *, ok: bool) -> None:
         for pending in batch:
             if pending.future is not None and not pending.future.done():
                 pending.future.set_result(ok)
+            env = pending.env
+            if env is None:
+                continue
+            env.durable = ok
+            # The producer resumes before any publisher sees the message, as when it queued
+            # the message itself (its bookkeeping, e.g. counters, comes first).
+            if pending.stored is not None and not pending.stored.done():
+                pending.stored.set_result(env)
+            if env.id in self._messages:  # not shed while it was being written
+                for target in env.pending:
+                    heapq.heappush(self._heaps[target], (env.rank, env.id))
+                    self._ready[target].set()
 
     def _storage_failed(self, exc: sqlite3.Error, unwritten: Sequence[Op]) -> None:
         reason = f"{type(exc).__name__}: {exc}"
