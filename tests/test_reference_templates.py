@@ -26,6 +26,7 @@ from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, lint, load_config_text, offline_warnings
 from gateway.errors import ConfigError
 from gateway.model import Quality, Reading, Value
+from tests.gateway_support import gateway_with_platform, until
 from tests.support import Mosquitto
 
 REPO = Path(__file__).resolve().parents[1]
@@ -352,37 +353,8 @@ async def running_gateway(tmp_path: Path, port: int, clock: FakeClock
     doors = "\n".join(DOOR.format(z=z) for z in "123")
     config = load_config_text(GATEWAY.format(state=tmp_path / "state", port=port,
                                              doors=doors))
-    gateway = Gateway(config, clock=clock)
-    stop = asyncio.Event()
-    orders: list[dict[str, Any]] = []
-    async with aiomqtt.Client("127.0.0.1", port) as platform, asyncio.TaskGroup() as tg:
-        await platform.subscribe("pm/s1/work-orders", qos=1)
-        task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
-
-        async def listen() -> None:
-            async for message in platform.messages:
-                assert isinstance(message.payload, bytes)
-                orders.append(json.loads(message.payload))
-
-        listener = tg.create_task(listen())
-        try:
-            async with asyncio.timeout(10):
-                await gateway.started.wait()
-                while not (gateway.upstream is not None and gateway.upstream.connected):
-                    await asyncio.sleep(0.01)
-            yield gateway, orders
-        finally:
-            stop.set()
-            async with asyncio.timeout(10):
-                await task
-            listener.cancel()
-
-
-async def until(check: Callable[[], bool], clock: FakeClock) -> None:
-    async with asyncio.timeout(10):
-        while not check():
-            await asyncio.sleep(0.01)
-            await clock.advance(0)
+    async with gateway_with_platform(config, port, clock, topic="pm/s1/work-orders") as run:
+        yield run
 
 
 @pytest.mark.mosquitto
