@@ -57,7 +57,7 @@ class Reason:
             ``upstream_down``, ``messages_waiting``, ``stalled``, ``storage_error``,
             ``not_durable``, ``state_replaced``, ``parked``, ``outbox_over_bound``,
             ``journal_error``, ``worklog_error``, ``comm_loss``, ``alarm_backlog_stalled``,
-            ``influxdb_down``, ``influxdb_buffering``, ``telemetry_shed``.
+            ``influxdb_down``, ``influxdb_buffering``, ``telemetry_shed``, ``broker_dropped``.
         message: For people (English), e.g. ``3 message(s) waiting for mqtt, oldest 45 s``.
         fatal: The gateway is failing, not merely degraded.
     """
@@ -288,6 +288,9 @@ class HealthModel:
             down += [dev for dev, state in h.devices.items() if state in _DEVICE_DOWN]
             if "shed" in h.counters:
                 out[h.link]["shed"] = self._shed(h.link, h.counters["shed"], now, reasons)
+            if h.counters.get("broker_dropped"):
+                out[h.link]["broker_dropped"] = self._broker_dropped(
+                    h.link, h.counters["broker_dropped"], now, reasons)
         if down:
             named = ", ".join(sorted(down)[:_NAMED_DEVICES])
             more = f" and {len(down) - _NAMED_DEVICES} more" if len(down) > _NAMED_DEVICES else ""
@@ -297,16 +300,32 @@ class HealthModel:
 
     def _shed(self, link: str, shed: int, now: float, reasons: list[Reason]) -> int:
         """An MQTT link's shed telemetry: degraded while it grew within SHED_RECENT."""
-        seen = self._shed_seen.get(link)
-        if seen is None or seen[0] != shed:
-            seen = (shed, now)
-            self._shed_seen[link] = seen
-        if shed and now - seen[1] < SHED_RECENT:
+        if shed and self._grew_lately(link, shed, now):
             reasons.append(Reason("telemetry_shed", f"{link} shed {shed} telemetry message(s) "
                                                     f"it could not keep up with (life-safety "
                                                     f"messages are never shed); the last "
                                                     f"within {SHED_RECENT / 60:.0f} min"))
         return shed
+
+    def _broker_dropped(self, link: str, dropped: int, now: float,
+                        reasons: list[Reason]) -> int:
+        """Messages the device broker dropped before the gateway took them: degraded while the
+        count grew within SHED_RECENT."""
+        if self._grew_lately(f"{link}/broker", dropped, now):
+            reasons.append(Reason("broker_dropped", f"the broker of {link} dropped {dropped} "
+                                                    f"message(s) before the gateway took them "
+                                                    f"(its queue for the gateway was full); "
+                                                    f"the last within {SHED_RECENT / 60:.0f} "
+                                                    f"min"))
+        return dropped
+
+    def _grew_lately(self, key: str, count: int, now: float) -> bool:
+        """Whether ``count`` changed within SHED_RECENT (the first sight counts as a change)."""
+        seen = self._shed_seen.get(key)
+        if seen is None or seen[0] != count:
+            seen = (count, now)
+            self._shed_seen[key] = seen
+        return now - seen[1] < SHED_RECENT
 
     def _feed(self, now: float, reasons: list[Reason]) -> dict[str, Any]:
         assert self._alarm_feed is not None

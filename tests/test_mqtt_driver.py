@@ -358,6 +358,47 @@ async def test_a_templated_entry_makes_at_most_max_devices(
         "devices" in refused[0]
 
 
+async def test_messages_the_broker_dropped_before_the_gateway_took_them_are_counted(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The gateway is stuck, so it acknowledges nothing: mosquitto sends its in-flight window
+    (20), queues 10 more for the gateway and drops the rest. Its own $SYS count of dropped
+    messages reaches the driver, which counts exactly what was not delivered, and says so in
+    one WARNING."""
+    caplog.set_level(logging.WARNING, logger="drivers.mqtt")
+    broker = Mosquitto(tmp_path, extra_conf="sys_interval 1\nmax_inflight_messages 20\n"
+                                            "max_queued_messages 10\n")
+    sensors = {"id": "sensor-{n}", "driver": "mqtt", "kind": "meter",
+               "points": [{"name": "temp", "topic": "tele/{n}", "path": "temp"}]}
+    release = asyncio.Event()
+    sink = Sink()
+
+    async def stuck(readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        await release.wait()
+        await sink(readings, urgent=urgent)
+
+    with broker.running():
+        driver = only_driver(site_config(broker.port, [sensors]), SystemClock())
+        task = asyncio.create_task(driver.run(stuck))  # type: ignore[arg-type]
+        try:
+            await wait_until(lambda: driver.health().counters["subscribed"] >= 1)
+            await publish(broker.port, *[(f"tele/{i % 5}", f'{{"temp": {i}}}')
+                                         for i in range(200)])
+            release.set()
+            await wait_until(lambda: driver.health().counters["broker_dropped"] > 0)
+            taken = len(sink.readings)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    counters = driver.health().counters
+    assert 0 < taken < 200, taken
+    assert counters["broker_dropped"] == 200 - taken
+    warnings = [r.getMessage() for r in caplog.records if "the broker dropped" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert f"the broker dropped {200 - taken} message(s) before the gateway took them" \
+        in warnings[0]
+
+
 # --------------------------------------------------------------------------- link loss
 
 

@@ -54,7 +54,9 @@ MALFORMED_LOG_INTERVAL = 60.0
 #: After the first WARNING about shed telemetry, one summary line per this many seconds.
 SHED_LOG_INTERVAL = 60.0
 _COUNTERS = ("messages", "readings", "malformed", "unmatched", "bad_topic", "bad_split",
-             "too_many_devices", "subscribe_refused", "comm_loss")
+             "too_many_devices", "subscribe_refused", "comm_loss", "broker_dropped")
+#: mosquitto's cumulative count of messages it dropped (queue or in-flight limits), retained.
+BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 # Filters per SUBSCRIBE packet: small enough for brokers that cap packet size.
 _SUBSCRIBE_BATCH = 64
 
@@ -168,6 +170,10 @@ class MqttDriver:
         self._tracked: dict[tuple[int, str], _Tracked] = {}
         #: Devices each templated entry has made (its routes share the count).
         self._made: dict[str, int] = {}
+        #: The broker's last drop count, and the drops already logged (and when).
+        self._broker_total: int | None = None
+        self._drops_logged = 0
+        self._drops_logged_at: float | None = None
         self._log_limits: dict[tuple[str, str], _LogLimit] = {}
         self._counters = dict.fromkeys(_COUNTERS, 0)
         self._subscribed = 0
@@ -284,7 +290,12 @@ class MqttDriver:
                   link.lane.name)
         lane = link.lane
         urgent = lane.name == SAFETY_LANE and len(self._links) > 1
+        if self.broker.broker_drops and link is self._links[0]:
+            await self._watch_broker_drops(client)
         async for message in client.messages:
+            if message.topic.value == BROKER_DROPPED_TOPIC:
+                self._broker_dropped(message.payload)  # QoS 0, and not a device's message
+                continue
             await self._dispatch(message, link.routes, urgent=urgent)
             lane.taken(client, message)
             if lane.counters.shed != link.shed_logged:
@@ -294,6 +305,43 @@ class MqttDriver:
                 log.warning("%s: more than %d %s messages waiting at once (%d); none is shed "
                             "on this lane: look for a device flooding life-safety topics",
                             self.name, lane.capacity, lane.name, lane.counters.peak)
+
+    async def _watch_broker_drops(self, client: aiomqtt.Client) -> None:
+        """Subscribe to the broker's own count of dropped messages (mosquitto's $SYS), so what
+        it dropped before the gateway took it is counted too. Optional: a broker that refuses
+        (no $SYS, or an ACL) costs one INFO line."""
+        codes = await client.subscribe(BROKER_DROPPED_TOPIC, qos=0,
+                                       timeout=self.broker.connect_timeout)
+        raise_if_cancelling()
+        if any(getattr(code, "is_failure", False) or code == 0x80 for code in codes):
+            log.info("%s: the broker does not let the gateway read %s; messages it drops are "
+                     "not counted (set broker_drops: false to stop asking)", self.name,
+                     BROKER_DROPPED_TOPIC)
+
+    def _broker_dropped(self, payload: object) -> None:
+        """Take the broker's cumulative drop count; what grew since the last one is ours to
+        count. The first value is the baseline (drops before this connection are not known to
+        be the gateway's); a smaller value means the broker restarted and counts afresh."""
+        try:
+            total = int(payload.decode() if isinstance(payload, bytes | bytearray)
+                        else str(payload))
+        except (TypeError, ValueError):
+            return
+        last, self._broker_total = self._broker_total, total
+        if last is None:
+            return
+        grew = total - last if total >= last else total
+        if grew <= 0:
+            return
+        self._counters["broker_dropped"] += grew
+        now = self._clock.monotonic()
+        dropped = self._counters["broker_dropped"]
+        if self._drops_logged_at is None or now - self._drops_logged_at >= SHED_LOG_INTERVAL:
+            log.warning("%s: the broker dropped %d message(s) before the gateway took them "
+                        "(%d since start): its queue for the gateway was full; the gateway "
+                        "cannot keep up with the devices' rate (see docs/operations.md)",
+                        self.name, dropped - self._drops_logged, dropped)
+            self._drops_logged, self._drops_logged_at = dropped, now
 
     def _log_shed(self, link: _LaneLink) -> None:
         """A WARNING when shedding starts, then one summary line per interval at most."""

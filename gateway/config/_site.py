@@ -99,6 +99,11 @@ class BrokerConfig(_Model):
         description="Device brokers: received telemetry messages that may wait while the "
                     "gateway is busy; beyond this the oldest is shed and counted. Messages "
                     "with a life-safety point are never shed.")
+    broker_drops: bool = Field(
+        default=True,
+        description="Device brokers: also count what the broker itself dropped before the "
+                    "gateway took it (mosquitto's $SYS/broker/publish/messages/dropped, read "
+                    "if the broker publishes it and lets the gateway subscribe).")
 
     @property
     def effective_port(self) -> int:

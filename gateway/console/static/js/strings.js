@@ -61,6 +61,7 @@ export const ZH = {
   "health.influxdb_down": "InfluxDB 无法写入",
   "health.influxdb_buffering": "历史数据暂存待写入 InfluxDB",
   "health.worklog_error": "工单记录写入错误",
+  "health.broker_dropped": "设备 MQTT 服务器在网关接收前丢弃了消息（网关处理不及）",
 
   "prio.P0": "紧急",
   "prio.P1": "高",
@@ -611,6 +612,7 @@ export const EN = {
   "health.influxdb_down": "InfluxDB not taking writes",
   "health.influxdb_buffering": "History buffered for InfluxDB",
   "health.worklog_error": "Work-order log write error",
+  "health.broker_dropped": "The device broker dropped messages before the gateway took them",
 
   "prio.P0": "Critical",
   "prio.P1": "High",
