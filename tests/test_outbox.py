@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -229,3 +231,28 @@ async def test_put_needs_an_open_outbox(tmp_path: Path, fake_clock: FakeClock) -
         await outbox.put(order(1))
     with pytest.raises(ValueError, match="at least one target"):
         Outbox(None, targets={}, clock=fake_clock)
+
+
+async def test_an_open_cancelled_midway_leaves_no_connection_behind(
+        tmp_path: Path, fake_clock: FakeClock) -> None:
+    """A gateway stopped while its outbox is still opening (a slow SD card) must not leave the
+    SQLite file open behind the outbox: the store is closed once its thread has finished."""
+    outbox = Outbox(tmp_path / "o.db", targets=TARGETS, clock=fake_clock)
+    store = outbox._store
+    opening, release = threading.Event(), threading.Event()
+    real_open = store.open
+
+    def slow_open(**kwargs: Any) -> Any:
+        opening.set()
+        release.wait(10)
+        return real_open(**kwargs)
+
+    store.open = slow_open  # type: ignore[method-assign]
+    task = asyncio.create_task(outbox.__aenter__())
+    await asyncio.to_thread(opening.wait, 10)
+    task.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert store._conn is None, "the store opened for a cancelled outbox was closed"

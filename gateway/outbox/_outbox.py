@@ -271,6 +271,10 @@ class Outbox:
                 self._durable = False
                 loaded = await self._call(lambda: self._store.open(snapshots_since=since))
         except BaseException:
+            # Cancelled (or failed) while the outbox's thread may still be opening the store:
+            # close it there, after that, so no connection outlives an outbox never opened.
+            if self._executor is not None:
+                self._executor.submit(self._store.close)
             await self._shutdown_executor()
             raise
         if carried is not None:
