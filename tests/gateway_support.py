@@ -53,3 +53,25 @@ async def until(check: Callable[[], bool], clock: FakeClock) -> None:
         while not check():
             await asyncio.sleep(0.01)
             await clock.advance(0)
+
+
+class RuleProbe:
+    """Publishes device messages and waits until the rules have judged each of them."""
+
+    def __init__(self, gateway: Gateway, device_client: aiomqtt.Client,
+                 clock: FakeClock) -> None:
+        self.rules = gateway.engine.rules
+        self._client = device_client
+        self._clock = clock
+
+    def active(self) -> set[str]:
+        """Ids of the alarms whose condition holds now."""
+        return {d.alarm_id for d in self.rules.active()}
+
+    async def publish(self, topic: str, payload: str, judged: int) -> None:
+        """Publish; wait until the rules judged it ``judged`` times and the lock is free."""
+        before = self.rules.evaluations
+        await self._client.publish(topic, payload, qos=1)
+        await until(lambda: self.rules.evaluations >= before + judged, self._clock)
+        async with self.rules._lock:  # the last judgement (and its detection) is complete
+            pass

@@ -25,7 +25,7 @@ from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, lint, load_config, load_config_text, references
 from gateway.errors import ConfigError
 from gateway.model import Quality, Reading, Value
-from tests.gateway_support import gateway_with_platform, until
+from tests.gateway_support import RuleProbe, gateway_with_platform, until
 from tests.support import Mosquitto
 
 REPO = Path(__file__).resolve().parents[1]
@@ -374,18 +374,8 @@ async def test_a_fire_door_rule_reads_the_panels_zone_state_by_reference(
         mosquitto: Mosquitto, tmp_path: Path, fake_clock: FakeClock) -> None:
     async with running_gateway(tmp_path, mosquitto.port, fake_clock) as (gateway, orders), \
             aiomqtt.Client("127.0.0.1", mosquitto.port) as dev:
-        rules = gateway.engine.rules
-
-        def active() -> set[str]:
-            return {d.alarm_id for d in rules.active()}
-
-        async def publish(topic: str, payload: str, judged: int) -> None:
-            """Publish; wait until the rules judged it and the lock is free again."""
-            before = rules.evaluations
-            await dev.publish(topic, payload, qos=1)
-            await until(lambda: rules.evaluations >= before + judged, fake_clock)
-            async with rules._lock:  # the last judgement (and its detection) is complete
-                pass
+        probe = RuleProbe(gateway, dev, fake_clock)
+        rules, active, publish = probe.rules, probe.active, probe.publish
 
         both = {"locked-in-fire@door-3", "zone-not-normal@door-3"}
         await publish("acs/door-3/locked", "true", judged=1)  # locked-in-fire reads it

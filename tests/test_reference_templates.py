@@ -26,7 +26,7 @@ from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, lint, load_config_text, offline_warnings
 from gateway.errors import ConfigError
 from gateway.model import Quality, Reading, Value
-from tests.gateway_support import gateway_with_platform, until
+from tests.gateway_support import RuleProbe, gateway_with_platform, until
 from tests.support import Mosquitto
 
 REPO = Path(__file__).resolve().parents[1]
@@ -362,18 +362,8 @@ async def test_zone_2_fire_on_a_split_panel_raises_exactly_door_2s_order(
         mosquitto: Mosquitto, tmp_path: Path, fake_clock: FakeClock) -> None:
     async with running_gateway(tmp_path, mosquitto.port, fake_clock) as (gateway, orders), \
             aiomqtt.Client("127.0.0.1", mosquitto.port) as dev:
-        rules = gateway.engine.rules
-
-        def active() -> set[str]:
-            return {d.alarm_id for d in rules.active()}
-
-        async def publish(topic: str, payload: str, judged: int) -> None:
-            """Publish; wait until the rules judged it and the lock is free again."""
-            before = rules.evaluations
-            await dev.publish(topic, payload, qos=1)
-            await until(lambda: rules.evaluations >= before + judged, fake_clock)
-            async with rules._lock:  # the last judgement (and its detection) is complete
-                pass
+        probe = RuleProbe(gateway, dev, fake_clock)
+        active, publish = probe.active, probe.publish
 
         for z in "123":
             await publish(f"acs/door-{z}/locked", "true", judged=1)
