@@ -15,12 +15,18 @@ consumer task (JSON parsed once there) and acknowledging it only once taken:
   (``gateway.mqtt_lane``): a PUBACK is written at the end of the loop iteration that queued
   it (acknowledgements of one read coalesce into one ``send``), and the writer is added only
   when the socket would block.
+* ``aiomqtt-buffered``: ``aiomqtt-tuned`` plus the buffered reads of the device links
+  (``gateway.mqtt_lane``): one ``recv`` of up to 64 KiB serves paho's small reads, and
+  aiomqtt's reader callback takes every packet of the chunk in one readiness event.
 * ``paho-thread``: paho's own network thread (``loop_start``); ``on_message`` appends to a
   list and wakes the event loop once per batch (``call_soon_threadsafe`` only when the list
   was empty); the consumer acknowledges from the loop thread.
 * ``gmqtt``: gmqtt 0.8.0 (pure asyncio protocol), ``optimistic_acknowledgement=False``:
   PUBACK once the async ``on_message`` has put the message on the consumer's queue.
   Needs ``--gmqtt-path`` (a folder gmqtt is installed in): not a dependency of propgw.
+* ``gmqtt-lane``: gmqtt as a device link would need it: the async ``on_message`` queues the
+  message with a future and returns (PUBACK) only once the consumer took it and resolved
+  the future, as ``Lane.taken`` does (gmqtt's ``on_message`` is not given the packet id).
 * ``paho-only``: paho thread, automatic ack, JSON parsed in ``on_message``: the ceiling.
 
 ``gateway``: a real ``propgw run`` from each ``--tree`` (alternating, ``--runs`` times) with the
@@ -53,7 +59,8 @@ from procstats import cpu_seconds  # noqa: E402
 from tests.support import Mosquitto  # noqa: E402
 
 DEVICES = 10
-VARIANTS = ("aiomqtt", "aiomqtt-tuned", "paho-thread", "gmqtt", "paho-only")
+VARIANTS = ("aiomqtt", "aiomqtt-tuned", "aiomqtt-buffered", "paho-thread", "gmqtt",
+            "gmqtt-lane", "paho-only")
 
 PUBLISHER = """
 import json, sys, time
@@ -267,8 +274,9 @@ def _ready() -> None:
 
 def _receive(variant: str, port: int, warmup: float, seconds: float) -> dict[str, float]:
     window = _Window(warmup, seconds)
-    runner = {"aiomqtt": _aiomqtt, "aiomqtt-tuned": _aiomqtt, "paho-thread": _paho_thread,
-              "gmqtt": _gmqtt, "paho-only": _paho_only}[variant]
+    runner = {"aiomqtt": _aiomqtt, "aiomqtt-tuned": _aiomqtt, "aiomqtt-buffered": _aiomqtt,
+              "paho-thread": _paho_thread, "gmqtt": _gmqtt, "gmqtt-lane": _gmqtt_lane,
+              "paho-only": _paho_only}[variant]
     asyncio.run(runner(port, window, variant))
     assert window.result is not None
     return window.result
@@ -280,10 +288,12 @@ async def _aiomqtt(port: int, window: _Window, variant: str) -> None:
     client = aiomqtt.Client("127.0.0.1", port, identifier=f"bench-{variant}")
     paho = client._client
     paho.manual_ack_set(True)
-    if variant == "aiomqtt-tuned":
-        from gateway.mqtt_lane import _coalesce_writes
+    if variant in ("aiomqtt-tuned", "aiomqtt-buffered"):
+        from gateway.mqtt_lane import _buffer_reads, _coalesce_writes
 
         _coalesce_writes(client)
+        if variant == "aiomqtt-buffered":
+            _buffer_reads(client)
     async with client:
         await client.subscribe("bench/+/data", qos=1)
         _ready()
@@ -351,6 +361,33 @@ async def _gmqtt(port: int, window: _Window, variant: str) -> None:
     try:
         while not window.done.is_set():
             json.loads(await queue.get())
+            window.took()
+    finally:
+        await client.disconnect()
+
+
+async def _gmqtt_lane(port: int, window: _Window, variant: str) -> None:
+    import gmqtt
+
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[bytes, asyncio.Future[int]]] = asyncio.Queue()
+
+    async def on_message(_c: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
+        taken: asyncio.Future[int] = loop.create_future()
+        queue.put_nowait((payload, taken))
+        return await taken  # the PUBACK's reason code, sent by gmqtt when this returns
+
+    client = gmqtt.Client(f"bench-{variant}", optimistic_acknowledgement=False)
+    client.on_message = on_message
+    await client.connect("127.0.0.1", port, version=gmqtt.constants.MQTTv311)
+    client.subscribe("bench/+/data", qos=1)
+    await asyncio.sleep(0.5)  # SUBACK
+    _ready()
+    try:
+        while not window.done.is_set():
+            payload, taken = await queue.get()
+            json.loads(payload)
+            taken.set_result(0)
             window.took()
     finally:
         await client.disconnect()

@@ -77,11 +77,13 @@ class Lane:
 
         aiomqtt 2.5.1 has no public way to do either: its paho client and its queue are
         private attributes (``queue_type`` cannot see the paho client that must acknowledge
-        a shed message). Acknowledgements are written as :func:`_coalesce_writes` says.
+        a shed message). Acknowledgements are written as :func:`_coalesce_writes` says,
+        and the socket is read as :func:`_buffer_reads` says.
         """
         client._client.manual_ack_set(True)
         client._queue = _LaneQueue(self, client._client)
         _coalesce_writes(client)
+        _buffer_reads(client)
 
     def taken(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         """The gateway has taken ``message`` from ``client``: acknowledge it to the broker.
@@ -180,3 +182,69 @@ def _coalesce_writes(client: aiomqtt.Client) -> None:
 
     paho.on_socket_register_write = register
     paho.on_socket_unregister_write = unregister
+
+
+#: Bytes asked of the socket per read: a burst of small PUBLISH packets in one system call.
+_READ_SIZE = 65536
+
+
+def _buffer_reads(client: aiomqtt.Client) -> None:
+    """Read the socket in large chunks and let paho take its packets from the chunk.
+
+    paho reads every packet with at least three ``recv`` calls (the command byte, the length
+    byte(s), the rest), and aiomqtt's reader callback reads one packet per readiness event,
+    so a second packet already in the socket costs another trip through the event loop. Here
+    one ``recv`` takes whatever has arrived; paho's small reads are served from that chunk,
+    and aiomqtt's callback keeps reading while the chunk is not used up (it asks the socket
+    for ``pending()`` bytes, as it does for TLS). Measured with ``bench/mqtt_client_path.py``:
+    see bench/RESULTS.md.
+    """
+    mqtt_client = client._client
+    opened = mqtt_client.on_socket_open
+
+    def on_open(paho_client: paho.Client, userdata: Any, sock: Any) -> None:
+        # Called (in paho's connect, an executor thread) before CONNECT is sent and before
+        # the event loop starts reading: nothing has been read from the socket yet.
+        buffered = _BufferedSocket(sock)
+        paho_client._sock = buffered
+        if opened is not None:
+            opened(paho_client, userdata, buffered)
+
+    mqtt_client.on_socket_open = on_open
+
+
+class _BufferedSocket:
+    """A socket whose ``recv`` serves from the last large read (see :func:`_buffer_reads`).
+
+    Everything but ``recv`` and ``pending`` goes to the socket itself. Only the event loop's
+    thread reads; a read that would block raises as the socket's own would.
+    """
+
+    __slots__ = ("_chunk", "_pos", "_sock", "_tls")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._tls = hasattr(sock, "pending")
+        self._chunk = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        pos = self._pos
+        chunk = self._chunk
+        if pos >= len(chunk):
+            chunk = bytes(self._sock.recv(_READ_SIZE))  # raises BlockingIOError if none
+            if len(chunk) <= size:
+                return chunk
+            self._chunk = chunk
+            pos = 0
+        end = pos + size
+        self._pos = end
+        return chunk[pos:end]
+
+    def pending(self) -> int:
+        """Bytes read but not yet taken (plus what TLS has decrypted but not returned)."""
+        left = len(self._chunk) - self._pos
+        return left + self._sock.pending() if self._tls else left
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
