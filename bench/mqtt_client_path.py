@@ -18,6 +18,10 @@ consumer task (JSON parsed once there) and acknowledging it only once taken:
 * ``aiomqtt-buffered``: ``aiomqtt-tuned`` plus the buffered reads of the device links
   (``gateway.mqtt_lane``): one ``recv`` of up to 64 KiB serves paho's small reads, and
   aiomqtt's reader callback takes every packet of the chunk in one readiness event.
+* ``lane``: the gateway's device-link path itself: ``gateway.mqtt_lane.Lane`` installed on
+  a client built by ``gateway.mqtt_client.build_client`` (manual ack, coalesced writes,
+  buffered reads, the lane's queue) and read with ``Lane.messages``, acknowledged with
+  ``Lane.taken``.
 * ``paho-thread``: paho's own network thread (``loop_start``); ``on_message`` appends to a
   list and wakes the event loop once per batch (``call_soon_threadsafe`` only when the list
   was empty); the consumer acknowledges from the loop thread.
@@ -59,7 +63,7 @@ from procstats import cpu_seconds  # noqa: E402
 from tests.support import Mosquitto  # noqa: E402
 
 DEVICES = 10
-VARIANTS = ("aiomqtt", "aiomqtt-tuned", "aiomqtt-buffered", "paho-thread", "gmqtt",
+VARIANTS = ("aiomqtt", "aiomqtt-tuned", "aiomqtt-buffered", "lane", "paho-thread", "gmqtt",
             "gmqtt-lane", "paho-only")
 
 PUBLISHER = """
@@ -275,8 +279,8 @@ def _ready() -> None:
 def _receive(variant: str, port: int, warmup: float, seconds: float) -> dict[str, float]:
     window = _Window(warmup, seconds)
     runner = {"aiomqtt": _aiomqtt, "aiomqtt-tuned": _aiomqtt, "aiomqtt-buffered": _aiomqtt,
-              "paho-thread": _paho_thread, "gmqtt": _gmqtt, "gmqtt-lane": _gmqtt_lane,
-              "paho-only": _paho_only}[variant]
+              "lane": _lane, "paho-thread": _paho_thread, "gmqtt": _gmqtt,
+              "gmqtt-lane": _gmqtt_lane, "paho-only": _paho_only}[variant]
     asyncio.run(runner(port, window, variant))
     assert window.result is not None
     return window.result
@@ -300,6 +304,26 @@ async def _aiomqtt(port: int, window: _Window, variant: str) -> None:
         async for message in client.messages:
             json.loads(message.payload)  # type: ignore[arg-type]
             paho.ack(message.mid, message.qos)
+            window.took()
+            if window.done.is_set():
+                return
+
+
+async def _lane(port: int, window: _Window, variant: str) -> None:
+    from gateway.config import BrokerConfig
+    from gateway.mqtt_client import build_client
+    from gateway.mqtt_lane import Lane
+
+    lane = Lane("telemetry", capacity=10_000, sheds=True)
+    cfg = BrokerConfig.model_validate({"host": "127.0.0.1", "port": port})
+    client = await build_client(cfg, client_id=f"bench-{variant}")
+    lane.install(client)
+    async with client:
+        await client.subscribe("bench/+/data", qos=1)
+        _ready()
+        async for message in lane.messages(client):
+            json.loads(message.payload)  # type: ignore[arg-type]
+            lane.taken(client, message)
             window.took()
             if window.done.is_set():
                 return
@@ -390,6 +414,8 @@ async def _gmqtt_lane(port: int, window: _Window, variant: str) -> None:
             taken.set_result(0)
             window.took()
     finally:
+        while not queue.empty():  # else gmqtt logs each cancelled on_message with a traceback
+            queue.get_nowait()[1].set_result(0)
         await client.disconnect()
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,11 @@ class Lane:
         if message.qos > 0:
             client._client.ack(message.mid, message.qos)
 
+    def messages(self, client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:
+        """The messages of ``client`` (installed on, and connected), as ``client.messages``
+        gives them (see :class:`_LaneMessages`)."""
+        return _LaneMessages(client)
+
     @property
     def waiting(self) -> int:
         """Messages now waiting (on the current connection)."""
@@ -103,12 +109,19 @@ class Lane:
 
 
 class _LaneQueue(asyncio.Queue["aiomqtt.Message"]):
-    """aiomqtt's incoming queue for one connection, bounded by its lane's policy."""
+    """aiomqtt's incoming queue for one connection, bounded by its lane's policy.
+
+    Read through :class:`_LaneMessages` only: it waits on one future that a message or the
+    end of the connection resolves.
+    """
 
     def __init__(self, lane: Lane, client: paho.Client) -> None:
         super().__init__()  # unbounded: the lane decides, aiomqtt must never see QueueFull
         self._lane = lane
         self._paho = client
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None
+        self._watched: asyncio.Future[None] | None = None  # the end of connection watched
         lane._waiting = 0
 
     def put_nowait(self, item: aiomqtt.Message) -> None:
@@ -122,11 +135,58 @@ class _LaneQueue(asyncio.Queue["aiomqtt.Message"]):
         size = self.qsize()
         lane._waiting = size
         lane.counters.peak = max(lane.counters.peak, size)
+        self._wake()
 
     def get_nowait(self) -> aiomqtt.Message:
         item = super().get_nowait()
         self._lane._waiting = self.qsize()
         return item
+
+    async def wait(self, disconnected: asyncio.Future[None]) -> None:
+        """Return once a message was put or ``disconnected`` is done (or both)."""
+        if self._watched is not disconnected:
+            self._watched = disconnected
+            disconnected.add_done_callback(self._wake)
+        waiter = self._waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self, _: object = None) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class _LaneMessages:
+    """The messages of one connection, in order; raises :class:`aiomqtt.MqttError` once the
+    connection is gone and every message it brought was taken.
+
+    What aiomqtt's ``client.messages`` does, without its cost per message: a task to get from
+    the queue and an ``asyncio.wait`` on that task and the end of the connection.
+    """
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        if not isinstance(client._queue, _LaneQueue):
+            raise TypeError("Lane.messages needs a client the lane was installed on")
+        self._client = client
+        self._queue: _LaneQueue = client._queue
+
+    def __aiter__(self) -> _LaneMessages:
+        return self
+
+    async def __anext__(self) -> aiomqtt.Message:
+        queue = self._queue
+        while not queue.qsize():
+            disconnected = self._client._disconnected  # a new future on each connect
+            if disconnected.done():
+                import aiomqtt  # noqa: PLC0415 - the metrics import this module without it
+
+                raise aiomqtt.MqttError("Disconnected during message iteration") \
+                    from disconnected.exception()
+            await queue.wait(disconnected)
+        return queue.get_nowait()
 
 
 def _coalesce_writes(client: aiomqtt.Client) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from drivers.mqtt import build_mqtt_drivers, describe_subscriptions, life_safety_points
@@ -299,3 +300,43 @@ async def test_a_lane_reads_a_burst_in_a_few_large_reads_and_loses_no_byte(
         assert lane.counters.taken == total and lane.counters.shed == 0
     finally:
         broker.stop()
+
+
+async def test_a_lane_gives_what_arrived_then_ends_when_the_broker_goes(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    stopped = False
+    try:
+        cfg = site_config(broker.port, []).brokers["local"]
+        lane = Lane("telemetry", capacity=100, sheds=True)
+        client = await build_client(cfg, client_id="ends")
+        lane.install(client)
+        got: list[bytes] = []
+        try:
+            async with client:
+                await client.subscribe("ends/#", qos=1)
+
+                async def consume() -> None:
+                    async for message in lane.messages(client):
+                        assert isinstance(message.payload, bytes)
+                        got.append(message.payload)
+                        lane.taken(client, message)
+
+                consumer = asyncio.create_task(consume())
+                await publish(broker.port, *((f"ends/{n}", f"m{n}") for n in range(3)))
+                await wait_until(lambda: len(got) == 3)
+                assert not consumer.done()  # waiting for the next message
+                broker.stop()
+                stopped = True
+                with pytest.raises(aiomqtt.MqttError, match="Disconnected"):
+                    async with asyncio.timeout(10):
+                        await consumer
+        except aiomqtt.MqttError:
+            pass  # leaving the context of a client whose broker is gone
+        finally:
+            close_socket(client)
+        assert got == [b"m0", b"m1", b"m2"]
+        assert lane.counters.taken == 3
+    finally:
+        if not stopped:
+            broker.stop()

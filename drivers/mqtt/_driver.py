@@ -292,7 +292,7 @@ class MqttDriver:
         urgent = lane.name == SAFETY_LANE and len(self._links) > 1
         if self.broker.broker_drops and link is self._links[0]:
             await self._watch_broker_drops(client)
-        async for message in client.messages:
+        async for message in lane.messages(client):
             if message.topic.value == BROKER_DROPPED_TOPIC:
                 self._broker_dropped(message.payload)  # QoS 0, and not a device's message
                 continue
