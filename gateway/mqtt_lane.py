@@ -297,7 +297,7 @@ class _BufferedSocket:
                 return chunk
             self._chunk = chunk
             pos = 0
-        end = pos + size
+        end = min(pos + size, len(chunk))  # never past the chunk: pending() stays exact
         self._pos = end
         return chunk[pos:end]
 
