@@ -5,9 +5,10 @@ timestamp from ``ts``) go through the MQTT driver's dispatch, the point stage, t
 alarm engine (a P3 rule on ``temp``, a P0 fire rule elsewhere) and the console's last-readings
 view, with the config of ``bench/mqtt_client_path.py``; CPU time (``time.process_time``) until
 the alarm engine has taken every reading. ``TREE`` is the source tree to import (A/B: run it
-once with each tree, alternately); ``-p`` prints a profile. The consumers run after every
-``EVERY`` messages (default 50: a busy gateway, many messages per wake-up); ``--every 1`` is a
-quiet one, where each message crosses the pipeline alone (1,000 msg/s).
+once with each tree, alternately); ``-p`` prints a profile (``PROFILE_SORT=cumulative`` to
+sort it so). The consumers run after every ``EVERY`` messages (default 50: a busy gateway,
+many messages per wake-up); ``--every 1`` is a quiet one, where each message crosses the
+pipeline alone (1,000 msg/s).
 
     .venv/bin/python bench/reading_path.py TREE [N] [-p] [--every EVERY]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import json
+import os
 import pstats
 import sys
 import time
@@ -81,7 +83,8 @@ async def main(tree: str, count: int, profile: bool, every: int) -> None:
         print(f"{tree}: {1e6 * used / count:.1f} us CPU per message ({count} messages, "
               f"consumers run every {every}, {alarms.delivered} readings to the alarm engine)")
         if prof is not None:
-            pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+            order = os.environ.get("PROFILE_SORT", "tottime")  # or cumulative
+            pstats.Stats(prof).sort_stats(order).print_stats(40)
         for task in tasks:
             task.cancel()
 

@@ -110,6 +110,17 @@ class ReadingQueue:
         if putters and (self._urgent_size if urgent else self._routine_size) < self.maxsize:
             self._wake(putters)  # room for more than this batch
 
+    def put_nowait(self, batch: Sequence[Reading], *, urgent: bool = False) -> bool:
+        """Queue ``batch`` if its kind's bound is not reached; False (nothing queued) if it
+        is, and :meth:`put` must wait."""
+        if (self._urgent_size if urgent else self._routine_size) >= self.maxsize:
+            return False
+        self._add(batch, urgent)
+        putters = self._urgent_putters if urgent else self._putters
+        if putters and (self._urgent_size if urgent else self._routine_size) < self.maxsize:
+            self._wake(putters)  # room for more than this batch
+        return True
+
     def put_shedding(self, batch: Sequence[Reading]) -> int:
         """Queue ``batch`` without waiting: beyond ``maxsize`` the oldest readings go.
 
@@ -344,7 +355,8 @@ class Bus:
         self.published += len(batch)
         for sub in self._subs:
             if sub.overflow is Overflow.BLOCK:
-                await sub.queue.put(batch, urgent=urgent)
+                if not sub.queue.put_nowait(batch, urgent=urgent):  # no coroutine when room
+                    await sub.queue.put(batch, urgent=urgent)
                 continue
             shed = sub.queue.put_shedding(batch)
             if shed:

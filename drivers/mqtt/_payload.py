@@ -126,7 +126,8 @@ class PointDecoder:
             without ``path`` (a plain payload has no fields).
     """
 
-    __slots__ = ("_map", "_path", "_scaled", "_ts_path", "_tz", "point")
+    __slots__ = ("_key", "_map", "_path", "_scaled", "_ts_key", "_ts_path", "_type", "_tz",
+                 "point")
 
     def __init__(self, point: MqttPoint, *, tz: tzinfo = UTC) -> None:
         self.point = point
@@ -138,6 +139,12 @@ class PointDecoder:
         self._tz = tz
         self._map = point.map or {}
         self._scaled = point.scale != 1.0 or point.offset != 0.0
+        self._type = point.type
+        #: A path of one field (``temp``, the usual case) is looked up without walking.
+        self._key = (self._path[0] if self._path is not None and len(self._path) == 1
+                     and isinstance(self._path[0], str) else None)
+        #: The points of one message sharing a timestamp parse it once (see Payload).
+        self._ts_key = (point.timestamp_path or "", tz)
 
     @property
     def name(self) -> str:
@@ -167,7 +174,7 @@ class PointDecoder:
             value = self._value(payload)
             if self._ts_path is None:
                 return value, None
-            key = (self.point.timestamp_path or "", self._tz)
+            key = self._ts_key
             stamps = payload._stamps
             if stamps is None:
                 stamps = payload._stamps = {}
@@ -181,9 +188,14 @@ class PointDecoder:
 
     def _value(self, payload: Payload) -> Scalar:
         if self._path is not None:
-            raw = _walk(payload.document(), self._path, self.point.path or "")
+            document = payload.document()
+            key = self._key
+            if key is not None and type(document) is dict and key in document:
+                raw = document[key]
+            else:
+                raw = _walk(document, self._path, self.point.path or "")
             raw = _scalar(raw, self.point.path or "")
-        elif self.point.type == "string":
+        elif self._type == "string":
             raw = _plain(payload.text(), keep_text=True)
         else:
             raw = _plain(payload.text(), keep_text=False)
@@ -191,7 +203,7 @@ class PointDecoder:
             mapped = self._map.get(_key_text(raw))
             if mapped is not None:
                 return mapped
-        value = _coerce(raw, self.point.type)
+        value = raw if self._type == "auto" else _coerce(raw, self._type)
         if self._scaled and isinstance(value, int | float) and not isinstance(value, bool):
             value = self._scale(value)
         if self._map:

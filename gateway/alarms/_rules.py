@@ -80,6 +80,8 @@ __all__ = ["DetectionSink", "RuleEvaluator"]
 
 log = logging.getLogger(__name__)
 
+_GOOD = Quality.GOOD
+_COMM_LOSS = Quality.COMM_LOSS
 #: At most this many queued readings are applied before evaluating (a bound, not a tuning).
 _MESSAGE_MAX = 512
 
@@ -295,17 +297,23 @@ class RuleEvaluator:
         now = self._clock.monotonic()
         values = self._values.setdefault(device, {})
         lost = self._lost_since.setdefault(device, {})
+        last_good: dict[str, float] | None = None
         for reading in readings:
-            values[reading.point] = reading
-            if reading.good:
-                self._last_good.setdefault(device, {})[reading.point] = now
-            if reading.quality is not Quality.COMM_LOSS:
-                lost.pop(reading.point, None)
-            elif reading.point not in lost:
-                lost[reading.point] = _silent_since(reading, now)
+            point, quality = reading.point, reading.quality
+            values[point] = reading
+            if quality is _GOOD:
+                if last_good is None:
+                    last_good = self._last_good.setdefault(device, {})
+                last_good[point] = now
+            if quality is not _COMM_LOSS:
+                if lost:
+                    lost.pop(point, None)
+            elif point not in lost:
+                lost[point] = _silent_since(reading, now)
         readers = self._readers_of(device, readings, now) if device in self._readers else []
         for inst in self._instances_for(device):
-            seen = [r for r in readings if r.point in inst.points or ALL_POINTS in inst.points]
+            points = inst.points
+            seen = readings if ALL_POINTS in points else [r for r in readings if r.point in points]
             if seen:
                 for reading in seen:
                     inst.node.observe(reading, now)
