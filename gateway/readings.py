@@ -128,10 +128,34 @@ class LastReadings:
         return tap
 
     def take(self, readings: Sequence[Reading]) -> None:
-        """Keep the readings of one batch."""
+        """Keep the readings of one batch (mostly one device's: it is looked up once per
+        run of its readings)."""
         debug = log.isEnabledFor(logging.DEBUG)
+        age = self._age
+        dev_id: str | None = None
+        dev: _Device
         for reading in readings:
-            self._take(reading, debug)
+            device, point = reading.device, reading.point
+            key = (device, point)
+            if key in age:
+                age.move_to_end(key)
+            else:
+                if len(age) >= self.max_points:
+                    self._evict()
+                    dev_id = None  # it may have taken this device with its last point
+                age[key] = None
+            if device != dev_id:
+                found = self._devices.get(device)
+                dev = self._devices[device] = _Device() if found is None else found
+                dev_id = device
+            if debug:
+                self._log_change(dev.points.get(point), reading)
+            dev.points[point] = reading
+            dev.readings += 1
+            dev.by_quality[reading.quality] += 1
+            received = reading.received_ts
+            if dev.last_received is None or received > dev.last_received:
+                dev.last_received = received
 
     async def run(self, subscription: Subscription) -> None:
         """Take readings from ``subscription`` until cancelled.
@@ -162,30 +186,14 @@ class LastReadings:
         return ReadingsSnapshot(devices={d: self._devices[d].detail(d) for d in ids},
                                 feed=view, evicted=self.evicted)
 
-    def _take(self, reading: Reading, debug: bool) -> None:
-        key = (reading.device, reading.point)
-        if key in self._age:
-            self._age.move_to_end(key)
-        else:
-            if len(self._age) >= self.max_points:
-                self._evict()
-            self._age[key] = None
-        dev = self._devices.get(reading.device)
-        if dev is None:
-            dev = self._devices[reading.device] = _Device()
-        before = dev.points.get(reading.point)
-        dev.points[reading.point] = reading
-        if debug and (
-                before is None or (before.value, before.quality, before.error)
-                != (reading.value, reading.quality, reading.error)):
-            # What the gateway reads, at --log-level DEBUG: each change, not each poll.
+    @staticmethod
+    def _log_change(before: Reading | None, reading: Reading) -> None:
+        """What the gateway reads, at --log-level DEBUG: each change, not each poll."""
+        if before is None or (before.value, before.quality, before.error) != (
+                reading.value, reading.quality, reading.error):
             why = f": {reading.error}" if reading.error else ""
             log.debug("%s.%s = %r (%s%s)", reading.device, reading.point, reading.value,
                       reading.quality.value, why)
-        dev.readings += 1
-        dev.by_quality[reading.quality] += 1
-        if dev.last_received is None or reading.received_ts > dev.last_received:
-            dev.last_received = reading.received_ts
 
     def _evict(self) -> None:
         (device, point), _ = self._age.popitem(last=False)

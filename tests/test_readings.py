@@ -179,3 +179,14 @@ async def test_a_view_attached_to_the_bus_is_fed_inline_with_each_batch() -> Non
         await bus.publish(reading("M1", f"p{n}", n, T0 + n))
     assert sorted(view.snapshot()["devices"]) == ["M1"] and view.evicted == 3
     assert (tap.delivered, tap.failed, alarms.queue.qsize()) == (6, 0, 6)
+
+
+async def test_a_batch_that_evicts_its_own_device_keeps_the_newest_point() -> None:
+    bus = Bus()
+    view = LastReadings(max_points=1)
+    view.attach(bus)
+    await bus.publish([reading("A", "x", 1, T0), reading("A", "y", 2, T0)])
+    snap = view.snapshot()
+    assert {d: sorted(v["last"]) for d, v in snap["devices"].items()} == {"A": ["y"]}
+    assert (snap["devices"]["A"]["readings"], view.evicted) == (1, 1), \
+        "the device went with its last point and came back with the next one"

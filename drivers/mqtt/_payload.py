@@ -127,10 +127,12 @@ class PointDecoder:
     """
 
     __slots__ = ("_key", "_map", "_path", "_scaled", "_ts_key", "_ts_path", "_type", "_tz",
-                 "point")
+                 "name", "point")
 
     def __init__(self, point: MqttPoint, *, tz: tzinfo = UTC) -> None:
         self.point = point
+        #: The point's name (an attribute: read for every reading).
+        self.name = point.name
         self._path = compile_path(point.path) if point.path is not None else None
         if point.timestamp_path is not None and point.path is None:
             raise ValueError("timestamp_path needs a JSON payload: set 'path' as well")
@@ -145,10 +147,6 @@ class PointDecoder:
                      and isinstance(self._path[0], str) else None)
         #: The points of one message sharing a timestamp parse it once (see Payload).
         self._ts_key = (point.timestamp_path or "", tz)
-
-    @property
-    def name(self) -> str:
-        return self.point.name
 
     def decode(self, payload: Payload, *, device: str) -> Decoded:
         """The point's value in ``payload``.
