@@ -126,8 +126,8 @@ class PointDecoder:
             without ``path`` (a plain payload has no fields).
     """
 
-    __slots__ = ("_key", "_map", "_path", "_scaled", "_ts_key", "_ts_path", "_type", "_tz",
-                 "name", "point")
+    __slots__ = ("_key", "_map", "_path", "_plain_number", "_scaled", "_ts_key", "_ts_path",
+                 "_type", "_tz", "name", "point")
 
     def __init__(self, point: MqttPoint, *, tz: tzinfo = UTC) -> None:
         self.point = point
@@ -145,6 +145,9 @@ class PointDecoder:
         #: A path of one field (``temp``, the usual case) is looked up without walking.
         self._key = (self._path[0] if self._path is not None and len(self._path) == 1
                      and isinstance(self._path[0], str) else None)
+        #: A number in one field, kept as it is (no map, no scale): the hot path's case.
+        self._plain_number = (self._key is not None and not self._map and not self._scaled
+                              and point.type in ("auto", "number"))
         #: The points of one message sharing a timestamp parse it once (see Payload).
         self._ts_key = (point.timestamp_path or "", tz)
 
@@ -169,7 +172,15 @@ class PointDecoder:
             DecodeError: As :meth:`decode`.
         """
         try:
-            value = self._value(payload)
+            value: Scalar | None = None
+            if self._plain_number:  # the usual case, without the general steps
+                document = payload.document()
+                if type(document) is dict:
+                    raw = document.get(self._key)
+                    if type(raw) is int or (type(raw) is float and math.isfinite(raw)):
+                        value = raw
+            if value is None:
+                value = self._value(payload)
             if self._ts_path is None:
                 return value, None
             key = self._ts_key
