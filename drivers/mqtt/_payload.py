@@ -51,6 +51,13 @@ _MIN_HUGE_INT_CHARS = 309
 _MS_THRESHOLD = 1e11
 
 
+#: Per point type: the JSON value types it keeps unchanged (see ``_coerce``).
+_KEPT_AS_IS: dict[str, frozenset[type]] = {
+    "auto": frozenset({bool, int, float, str}), "number": frozenset({int, float}),
+    "int": frozenset({int}), "bool": frozenset({bool}), "string": frozenset({str}),
+}
+
+
 class _Invalid(Exception):
     """A payload does not fit; the message is the short reason shown to operators."""
 
@@ -126,7 +133,7 @@ class PointDecoder:
             without ``path`` (a plain payload has no fields).
     """
 
-    __slots__ = ("_key", "_map", "_path", "_plain_number", "_scaled", "_ts_key", "_ts_path",
+    __slots__ = ("_as_is", "_key", "_map", "_path", "_scaled", "_ts_key", "_ts_path",
                  "_type", "_tz", "name", "point")
 
     def __init__(self, point: MqttPoint, *, tz: tzinfo = UTC) -> None:
@@ -145,9 +152,11 @@ class PointDecoder:
         #: A path of one field (``temp``, the usual case) is looked up without walking.
         self._key = (self._path[0] if self._path is not None and len(self._path) == 1
                      and isinstance(self._path[0], str) else None)
-        #: A number in one field, kept as it is (no map, no scale): the hot path's case.
-        self._plain_number = (self._key is not None and not self._map and not self._scaled
-                              and point.type in ("auto", "number"))
+        #: With one field, no map and no scale: the JSON types the point's type keeps as
+        #: they are (a finite float), so the hot path skips the general steps for them.
+        self._as_is: frozenset[type] = (
+            _KEPT_AS_IS[point.type] if self._key is not None and not self._map
+            and not self._scaled else frozenset())
         #: The points of one message sharing a timestamp parse it once (see Payload).
         self._ts_key = (point.timestamp_path or "", tz)
 
@@ -173,11 +182,12 @@ class PointDecoder:
         """
         try:
             value: Scalar | None = None
-            if self._plain_number:  # the usual case, without the general steps
+            if self._as_is:  # the usual case, without the general steps
                 document = payload.document()
-                if type(document) is dict:
-                    raw = document.get(self._key)
-                    if type(raw) is int or (type(raw) is float and math.isfinite(raw)):
+                if type(document) is dict and self._key in document:
+                    raw = document[self._key]
+                    kind = type(raw)
+                    if kind in self._as_is and (kind is not float or math.isfinite(raw)):
                         value = raw
             if value is None:
                 value = self._value(payload)
