@@ -94,7 +94,7 @@ class ReadingQueue:
     async def put(self, batch: Sequence[Reading], *, urgent: bool = False) -> None:
         """Queue ``batch``, waiting while its kind's bound is reached."""
         putters = self._urgent_putters if urgent else self._putters
-        while (self._urgent_size if urgent else self._routine_size) >= self.maxsize:
+        while not self.put_nowait(batch, urgent=urgent):
             waiter = asyncio.get_running_loop().create_future()
             putters.append(waiter)
             try:
@@ -106,9 +106,6 @@ class ReadingQueue:
                 else:  # woken: another putter may go in the room this one leaves
                     self._wake(putters)
                 raise
-        self._add(batch, urgent)
-        if putters and (self._urgent_size if urgent else self._routine_size) < self.maxsize:
-            self._wake(putters)  # room for more than this batch
 
     def put_nowait(self, batch: Sequence[Reading], *, urgent: bool = False) -> bool:
         """Queue ``batch`` if its kind's bound is not reached; False (nothing queued) if it
