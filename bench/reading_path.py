@@ -5,9 +5,12 @@ timestamp from ``ts``) go through the MQTT driver's dispatch, the point stage, t
 alarm engine (a P3 rule on ``temp``, a P0 fire rule elsewhere) and the console's last-readings
 view, with the config of ``bench/mqtt_client_path.py``; CPU time (``time.process_time``) until
 the alarm engine has taken every reading. ``TREE`` is the source tree to import (A/B: run it
-once with each tree, alternately); ``-p`` prints a profile.
+once with each tree, alternately); ``-p`` prints a profile (``PROFILE_SORT=cumulative`` to
+sort it so). The consumers run after every ``EVERY`` messages (default 50: a busy gateway,
+many messages per wake-up); ``--every 1`` is a quiet one, where each message crosses the
+pipeline alone (1,000 msg/s).
 
-    .venv/bin/python bench/reading_path.py TREE [N] [-p]
+    .venv/bin/python bench/reading_path.py TREE [N] [-p] [--every EVERY]
 """
 
 from __future__ import annotations
@@ -15,15 +18,17 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import json
+import os
 import pstats
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
 
-async def main(tree: str, count: int, profile: bool) -> None:
+async def main(tree: str, count: int, profile: bool, every: int) -> None:
     sys.path.insert(0, tree)
     import aiomqtt
 
@@ -42,27 +47,26 @@ async def main(tree: str, count: int, profile: bool) -> None:
     clock = SystemClock()
     bus = Bus()
     alarms = bus.subscribe("alarms", maxsize=10_000, overflow=Overflow.BLOCK)
-    feed = bus.subscribe("readings", maxsize=1000, overflow=Overflow.DROP_OLDEST)
+    view = LastReadings()
+    inline = hasattr(view, "attach")  # as the tree's gateway/app.py wires it
+    if inline:
+        view.attach(bus)
+    else:
+        feed = bus.subscribe("readings", maxsize=1000, overflow=Overflow.DROP_OLDEST)
     points = PointStage(config.devices, clock, bus.publish)
 
     async def announce(_: object) -> None:
         return None
 
     engine = AlarmEngine(config, clock, announce)
-    view = LastReadings()
     driver = build_mqtt_drivers(config, clock)[0]
     driver._sink = points.publish
     link = next(link for link in driver._links if link.lane.name == "telemetry")
-    messages = []
-    for i in range(count):
-        now = time.time()
-        body = {"ts": round(now, 3), "temp": 20.0 + (i % 50) / 10, "hum": 40 + i % 7,
-                "seq": i, "sent_us": int(now * 1e6)}
-        messages.append(aiomqtt.Message(f"bench/{i % 10}/data", json.dumps(body).encode(), 1,
-                                        False, i % 60000 + 1, None))
+    messages = _messages(aiomqtt, count)
     async with asyncio.TaskGroup() as tg:
-        tasks = [tg.create_task(engine.run(alarms)), tg.create_task(view.run(feed)),
-                 tg.create_task(points.run())]
+        tasks = [tg.create_task(engine.run(alarms)), tg.create_task(points.run())]
+        if not inline:
+            tasks.append(tg.create_task(view.run(feed)))
         await asyncio.sleep(0.2)
         prof = cProfile.Profile() if profile else None
         cpu = time.process_time()
@@ -70,20 +74,38 @@ async def main(tree: str, count: int, profile: bool) -> None:
             prof.enable()
         for k, message in enumerate(messages):
             await driver._dispatch(message, link.routes)
-            if k % 50 == 0:
+            if k % every == 0:
                 await asyncio.sleep(0)  # let the consumers run, as between socket reads
         await alarms.queue.join()
         if prof is not None:
             prof.disable()
         used = time.process_time() - cpu
         print(f"{tree}: {1e6 * used / count:.1f} us CPU per message ({count} messages, "
-              f"{alarms.delivered} readings to the alarm engine)")
+              f"consumers run every {every}, {alarms.delivered} readings to the alarm engine)")
         if prof is not None:
-            pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+            order = os.environ.get("PROFILE_SORT", "tottime")  # or cumulative
+            pstats.Stats(prof).sort_stats(order).print_stats(40)
         for task in tasks:
             task.cancel()
 
 
+def _messages(aiomqtt: Any, count: int) -> list[Any]:
+    messages = []
+    for i in range(count):
+        now = time.time()
+        body = {"ts": round(now, 3), "temp": 20.0 + (i % 50) / 10, "hum": 40 + i % 7,
+                "seq": i, "sent_us": int(now * 1e6)}
+        messages.append(aiomqtt.Message(f"bench/{i % 10}/data", json.dumps(body).encode(), 1,
+                                        False, i % 60000 + 1, None))
+    return messages
+
+
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "-p"]
-    asyncio.run(main(args[0], int(args[1]) if len(args) > 1 else 20_000, "-p" in sys.argv))
+    argv = sys.argv[1:]
+    every = 50
+    if "--every" in argv:
+        at = argv.index("--every")
+        every = max(1, int(argv[at + 1]))
+        del argv[at:at + 2]
+    args = [a for a in argv if a != "-p"]
+    asyncio.run(main(args[0], int(args[1]) if len(args) > 1 else 20_000, "-p" in argv, every))

@@ -168,10 +168,10 @@ class Gateway:
         #: Every version of every work order, for people (the console); never in the way of
         #: delivery: record() only queues.
         self.worklog = WorkOrderLog(work_order_log_path(config), clock=self.clock)
-        #: The last reading of every point, for people; a slow view drops, never blocks.
+        #: The last reading of every point, for people; fed inline by the bus (a few
+        #: dictionary updates per reading: cheaper than a queue and a task wake-up).
         self.readings = LastReadings()
-        self._readings_feed = self.bus.subscribe("readings", maxsize=1000,
-                                                 overflow=Overflow.DROP_OLDEST)
+        self.readings.attach(self.bus)
         #: Consumption per interval, when the config has an accounting: section.
         self.accounting, self._accounting_feed = self._build_accounting(config)
         self._build_history(config)
@@ -284,7 +284,6 @@ class Gateway:
                 ("points", self.points.run),
                 ("alarms", lambda: self.engine.run(self._alarm_feed)),
                 ("workorders", self.desk.run),
-                ("readings", lambda: self.readings.run(self._readings_feed)),
             ]
             if self.accounting is not None and self._accounting_feed is not None:
                 accounting, feed = self.accounting, self._accounting_feed

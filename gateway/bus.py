@@ -2,8 +2,10 @@
 
 A driver publishes the readings of one message or one poll block together, as one *batch*: one
 bus operation per batch, not per reading, so a JSON message of four points costs one queue
-append per subscriber instead of four. Consumers still take readings one at a time
-(:meth:`Subscription.get`); bounds and counters are in readings.
+append per subscriber instead of four. Consumers take readings one at a time
+(:meth:`Subscription.get`) or a batch at a time (:meth:`Subscription.get_batch`: one call and
+at most one wake-up per batch, which is what a busy consumer wants); bounds and counters are in
+readings either way.
 
 Back-pressure is decided per subscriber, on purpose:
 
@@ -11,6 +13,14 @@ Back-pressure is decided per subscriber, on purpose:
   Losing a reading could hide a life-safety condition, so alarms never drop.
 * ``drop-oldest`` (telemetry, live console feed): a full queue sheds its oldest readings and
   counts them; the first drop is logged at WARNING, later ones only counted.
+
+A consumer that only updates in-memory state (the console's last readings) can instead be a
+:class:`Tap`: the bus calls it with each batch, inline, once every queue has taken the batch.
+No queue, no task, no wake-up per message: at a quiet 1,000 messages/s that wake-up costs
+more than the work. The trade-off: a tap runs in the publisher's (the driver's) time, so it
+must be quick (O(readings) dictionary updates) and never wait; its memory bound is its own (a
+tap keeps no backlog); and a tap that raises is isolated by the bus, which logs the first
+failure with its traceback, counts every one, and carries on delivering.
 
 Urgent batches (from the life-safety lane of an MQTT broker) overtake the routine ones queued
 for a ``block`` subscriber: the alarm engine takes them next, and a full queue of telemetry
@@ -24,12 +34,12 @@ import asyncio
 import collections
 import enum
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.model import Reading
 
-__all__ = ["Bus", "Overflow", "ReadingQueue", "Subscription"]
+__all__ = ["Bus", "Overflow", "ReadingQueue", "Subscription", "Tap"]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +94,7 @@ class ReadingQueue:
     async def put(self, batch: Sequence[Reading], *, urgent: bool = False) -> None:
         """Queue ``batch``, waiting while its kind's bound is reached."""
         putters = self._urgent_putters if urgent else self._putters
-        while (self._urgent_size if urgent else self._routine_size) >= self.maxsize:
+        while not self.put_nowait(batch, urgent=urgent):
             waiter = asyncio.get_running_loop().create_future()
             putters.append(waiter)
             try:
@@ -96,9 +106,17 @@ class ReadingQueue:
                 else:  # woken: another putter may go in the room this one leaves
                     self._wake(putters)
                 raise
+
+    def put_nowait(self, batch: Sequence[Reading], *, urgent: bool = False) -> bool:
+        """Queue ``batch`` if its kind's bound is not reached; False (nothing queued) if it
+        is, and :meth:`put` must wait."""
+        if (self._urgent_size if urgent else self._routine_size) >= self.maxsize:
+            return False
         self._add(batch, urgent)
+        putters = self._urgent_putters if urgent else self._putters
         if putters and (self._urgent_size if urgent else self._routine_size) < self.maxsize:
             self._wake(putters)  # room for more than this batch
+        return True
 
     def put_shedding(self, batch: Sequence[Reading]) -> int:
         """Queue ``batch`` without waiting: beyond ``maxsize`` the oldest readings go.
@@ -142,6 +160,20 @@ class ReadingQueue:
         self._finish(1)
         return reading
 
+    async def get_batch(self) -> Sequence[Reading]:
+        """What is left of the batch being taken, else the next batch (urgent ones first),
+        waiting for one if need be; never empty."""
+        while self._pos >= len(self._current):
+            if not self._next_batch():
+                await self._wait_for_batch()
+        return self._take_rest()
+
+    def get_batch_nowait(self) -> Sequence[Reading] | None:
+        """As :meth:`get_batch`, or ``None`` when no reading is waiting."""
+        if self._pos >= len(self._current) and not self._next_batch():
+            return None
+        return self._take_rest()
+
     # -- helpers
 
     def _add(self, batch: Sequence[Reading], urgent: bool) -> None:
@@ -172,6 +204,13 @@ class ReadingQueue:
             return False
         self._current, self._pos = batch, 0
         return True
+
+    def _take_rest(self) -> Sequence[Reading]:
+        batch, pos = self._current, self._pos
+        rest = batch if pos == 0 else batch[pos:]
+        self._current, self._pos = _NO_READINGS, 0
+        self._finish(len(rest))
+        return rest
 
     async def _wait_for_batch(self) -> None:
         waiter = asyncio.get_running_loop().create_future()
@@ -224,16 +263,43 @@ class Subscription:
             self.delivered += 1
         return reading
 
+    async def get_batch(self) -> Sequence[Reading]:
+        """The next batch of readings (or the rest of one partly taken with :meth:`get`):
+        the readings of one message or poll block, in order; urgent batches first."""
+        batch = await self.queue.get_batch()
+        self.delivered += len(batch)
+        return batch
+
+    def get_batch_nowait(self) -> Sequence[Reading] | None:
+        """As :meth:`get_batch`, or ``None`` when the queue is empty (never waits)."""
+        batch = self.queue.get_batch_nowait()
+        if batch is not None:
+            self.delivered += len(batch)
+        return batch
+
     async def __aiter__(self) -> AsyncIterator[Reading]:
         while True:
             yield await self.get()
 
 
+@dataclass(eq=False)
+class Tap:
+    """A consumer the bus calls inline with each batch (see the module's docstring)."""
+
+    name: str
+    take: Callable[[Sequence[Reading]], None]
+    #: Readings handed to ``take``.
+    delivered: int = 0
+    #: Batches whose ``take`` raised (their readings are counted as delivered all the same).
+    failed: int = 0
+
+
 class Bus:
-    """Publishes each batch of readings to every subscription."""
+    """Publishes each batch of readings to every subscription and tap."""
 
     def __init__(self) -> None:
         self._subs: list[Subscription] = []
+        self._taps: list[Tap] = []
         #: Readings published.
         self.published = 0
 
@@ -250,9 +316,24 @@ class Bus:
         if sub in self._subs:
             self._subs.remove(sub)
 
+    def tap(self, name: str, take: Callable[[Sequence[Reading]], None]) -> Tap:
+        """Add a consumer called inline with each batch (after every queue has it); ``take``
+        must be quick and never wait, and must not change the sequence it is given."""
+        tap = Tap(name, take)
+        self._taps.append(tap)
+        return tap
+
+    def untap(self, tap: Tap) -> None:
+        if tap in self._taps:
+            self._taps.remove(tap)
+
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
         return tuple(self._subs)
+
+    @property
+    def taps(self) -> tuple[Tap, ...]:
+        return tuple(self._taps)
 
     async def publish(self, readings: Reading | Sequence[Reading], *,
                       urgent: bool = False) -> None:
@@ -271,7 +352,8 @@ class Bus:
         self.published += len(batch)
         for sub in self._subs:
             if sub.overflow is Overflow.BLOCK:
-                await sub.queue.put(batch, urgent=urgent)
+                if not sub.queue.put_nowait(batch, urgent=urgent):  # no coroutine when room
+                    await sub.queue.put(batch, urgent=urgent)
                 continue
             shed = sub.queue.put_shedding(batch)
             if shed:
@@ -280,3 +362,12 @@ class Bus:
                 if first:
                     log.warning("bus: subscriber %s is not keeping up; dropping oldest readings "
                                 "(counted in metrics, logged once)", sub.name)
+        for tap in self._taps:
+            tap.delivered += len(batch)
+            try:
+                tap.take(batch)
+            except Exception:  # isolated: a view's bug must not stop the drivers
+                tap.failed += 1
+                if tap.failed == 1:
+                    log.exception("bus: %s failed to take a batch of readings; it keeps being "
+                                  "fed (failures counted in metrics, logged once)", tap.name)

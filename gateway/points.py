@@ -91,6 +91,8 @@ class PointStage:
         if max_devices < 1:
             raise ValueError(f"max_devices must be >= 1, got {max_devices}")
         self._directory = DeviceDirectory(devices)
+        #: No device has derived or expiring points: batches go straight on, untouched.
+        self._passthrough = not self.needed
         self._clock = clock
         self._sink = sink
         self._max_devices = max_devices
@@ -119,6 +121,7 @@ class PointStage:
         changed expression never mixes old and new inputs; expiry countdowns start again with
         each point's next message."""
         self._directory = DeviceDirectory(devices)
+        self._passthrough = not self.needed
         self._states.clear()
         self._pending.clear()
         self._deadlines.clear()
@@ -137,13 +140,21 @@ class PointStage:
                 follow once the driver pauses or a point of the batch is read again.
             urgent: Life-safety readings (passed on to the bus).
         """
+        if self._passthrough:
+            await self._sink((readings,) if isinstance(readings, Reading) else readings,
+                             urgent=urgent)
+            return
         if isinstance(readings, Reading):
             await self._publish_one(readings)
             return
         out: list[Reading] | None = None  # a copy only when something is added
         touched: dict[str, _State] = {}
+        device: str | None = None
+        state: _State | None = None
         for i, reading in enumerate(readings):
-            state = self._state(reading.device)
+            if reading.device != device:  # a batch is mostly one device's readings
+                device = reading.device
+                state = self._state(device)
             if state is None:
                 if out is not None:
                     out.append(reading)

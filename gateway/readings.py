@@ -4,11 +4,15 @@ A bus subscriber that keeps, for each (device, point), the latest :class:`~gatew
 (value, quality, the device's and the gateway's timestamps, the error), and for each device how
 many readings it took, when the last one arrived and how many of each quality.
 
-Back-pressure: a view, never a brake. Subscribe it with ``Overflow.DROP_OLDEST``: when it falls
-behind, the bus sheds its oldest queued readings and counts them (:attr:`Subscription.dropped`,
-shown in :meth:`LastReadings.snapshot`), so the drivers and the alarm engine never wait for it.
-A shed reading is an older one: the newest of each point still arrives, so the values shown are
-never older than the queue; only the counters undercount, by the number dropped.
+Feeding: the gateway taps the bus (:meth:`LastReadings.attach`): the bus calls
+:meth:`LastReadings.take` with each batch, inline, so the view costs no queue and no task
+wake-up per message, only its dictionary updates, and it never falls behind (nothing shed).
+It can also run as an ordinary subscriber (:meth:`LastReadings.run`) with ``Overflow.DROP_OLDEST``:
+when it falls behind, the bus sheds its oldest queued readings and counts them
+(:attr:`Subscription.dropped`, shown in :meth:`LastReadings.snapshot`), so the drivers and the
+alarm engine never wait for it. A shed reading is an older one: the newest of each point still
+arrives, so the values shown are never older than the queue; only the counters undercount, by
+the number dropped.
 
 Memory: bounded by ``max_points``. A reading of a point not seen before, once the bound is
 reached, evicts the point updated longest ago (a device that went away, a templated MQTT device
@@ -19,7 +23,8 @@ At DEBUG level every change of a point's value or quality is logged (``E1.car_st
 
 Durability: none on purpose. It is rebuilt from the live feed within one poll cycle of a restart.
 
-Failure: nothing here can fail; :meth:`LastReadings.run` only updates dictionaries, and ends
+Failure: nothing here can fail; :meth:`LastReadings.take` only updates dictionaries (and a
+tap that raised would be logged, counted and fed on by the bus), :meth:`LastReadings.run` ends
 only when cancelled.
 """
 
@@ -28,10 +33,11 @@ from __future__ import annotations
 import collections
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
-from gateway.bus import Subscription
+from gateway.bus import Bus, Subscription, Tap
 from gateway.model import Quality, Reading, Value
 
 __all__ = ["DeviceReadings", "DeviceView", "FeedView", "LastReadings", "PointView",
@@ -77,7 +83,8 @@ class DeviceReadings(DeviceView):
 
 
 class FeedView(TypedDict):
-    """The view's bus subscription."""
+    """The view's bus subscription, or its tap (fed inline: nothing queued or dropped, and
+    ``maxsize`` 0 since there is no queue)."""
 
     name: str
     delivered: int
@@ -88,7 +95,7 @@ class FeedView(TypedDict):
 
 class ReadingsSnapshot(TypedDict):
     devices: dict[str, DeviceReadings]
-    #: None until :meth:`LastReadings.run` was given a subscription.
+    #: None until :meth:`LastReadings.attach` or :meth:`LastReadings.run` was called.
     feed: FeedView | None
     #: Points evicted to stay within ``max_points``.
     evicted: int
@@ -111,8 +118,44 @@ class LastReadings:
         self._devices: dict[str, _Device] = {}
         #: Every kept (device, point), the one updated longest ago first.
         self._age: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
-        self._feed: Subscription | None = None
+        self._feed: Subscription | Tap | None = None
         self.evicted = 0
+
+    def attach(self, bus: Bus, name: str = "readings") -> Tap:
+        """Be fed by ``bus`` inline, with each batch it publishes (no queue, no task)."""
+        tap = bus.tap(name, self.take)
+        self._feed = tap
+        return tap
+
+    def take(self, readings: Sequence[Reading]) -> None:
+        """Keep the readings of one batch (mostly one device's: it is looked up once per
+        run of its readings)."""
+        debug = log.isEnabledFor(logging.DEBUG)
+        age = self._age
+        dev_id: str | None = None
+        dev: _Device
+        for reading in readings:
+            device, point = reading.device, reading.point
+            key = (device, point)
+            if key in age:
+                age.move_to_end(key)
+            else:
+                if len(age) >= self.max_points:
+                    self._evict()
+                    dev_id = None  # it may have taken this device with its last point
+                age[key] = None
+            if device != dev_id:
+                found = self._devices.get(device)
+                dev = self._devices[device] = _Device() if found is None else found
+                dev_id = device
+            if debug:
+                self._log_change(dev.points.get(point), reading)
+            dev.points[point] = reading
+            dev.readings += 1
+            dev.by_quality[reading.quality] += 1
+            received = reading.received_ts
+            if dev.last_received is None or received > dev.last_received:
+                dev.last_received = received
 
     async def run(self, subscription: Subscription) -> None:
         """Take readings from ``subscription`` until cancelled.
@@ -122,7 +165,7 @@ class LastReadings:
         """
         self._feed = subscription
         while True:
-            self._take(await subscription.get())
+            self.take(await subscription.get_batch())
 
     def devices(self) -> list[DeviceView]:
         """Every device seen, by id."""
@@ -133,37 +176,24 @@ class LastReadings:
         devices), its counters and the last reading of each point."""
         ids = sorted(self._devices) if device is None else [device] * (device in self._devices)
         feed = self._feed
-        return ReadingsSnapshot(
-            devices={d: self._devices[d].detail(d) for d in ids},
-            feed=None if feed is None else FeedView(
-                name=feed.name, delivered=feed.delivered, dropped=feed.dropped,
-                queued=feed.queue.qsize(), maxsize=feed.queue.maxsize),
-            evicted=self.evicted)
+        view: FeedView | None = None
+        if isinstance(feed, Tap):
+            view = FeedView(name=feed.name, delivered=feed.delivered, dropped=0, queued=0,
+                            maxsize=0)
+        elif feed is not None:
+            view = FeedView(name=feed.name, delivered=feed.delivered, dropped=feed.dropped,
+                            queued=feed.queue.qsize(), maxsize=feed.queue.maxsize)
+        return ReadingsSnapshot(devices={d: self._devices[d].detail(d) for d in ids},
+                                feed=view, evicted=self.evicted)
 
-    def _take(self, reading: Reading) -> None:
-        key = (reading.device, reading.point)
-        if key in self._age:
-            self._age.move_to_end(key)
-        else:
-            if len(self._age) >= self.max_points:
-                self._evict()
-            self._age[key] = None
-        dev = self._devices.get(reading.device)
-        if dev is None:
-            dev = self._devices[reading.device] = _Device()
-        before = dev.points.get(reading.point)
-        dev.points[reading.point] = reading
-        if log.isEnabledFor(logging.DEBUG) and (
-                before is None or (before.value, before.quality, before.error)
-                != (reading.value, reading.quality, reading.error)):
-            # What the gateway reads, at --log-level DEBUG: each change, not each poll.
+    @staticmethod
+    def _log_change(before: Reading | None, reading: Reading) -> None:
+        """What the gateway reads, at --log-level DEBUG: each change, not each poll."""
+        if before is None or (before.value, before.quality, before.error) != (
+                reading.value, reading.quality, reading.error):
             why = f": {reading.error}" if reading.error else ""
             log.debug("%s.%s = %r (%s%s)", reading.device, reading.point, reading.value,
                       reading.quality.value, why)
-        dev.readings += 1
-        dev.by_quality[reading.quality] += 1
-        if dev.last_received is None or reading.received_ts > dev.last_received:
-            dev.last_received = reading.received_ts
 
     def _evict(self) -> None:
         (device, point), _ = self._age.popitem(last=False)

@@ -205,3 +205,45 @@ async def test_readings_of_unknown_devices_are_ignored(harness: Harness) -> None
     await harness.bus.publish(Reading("nope", "car_status", 0, Quality.GOOD, 0.0))
     await harness.clock.advance(100)
     assert harness.events == []
+
+
+async def test_readings_are_judged_message_by_message_across_batches_urgent_first(
+        config: GatewayConfig, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The evaluator takes whole batches; it still judges each message (one device, one
+    # receive time) once, with all of its readings, even when a driver handed it over in
+    # pieces, and a life-safety batch queued behind a routine one is taken first.
+    engine = AlarmEngine(config, fake_clock, lambda _: asyncio.sleep(0))
+    rules = engine.rules
+    judged: list[list[tuple[str, str]]] = []
+    real = rules.process_message
+
+    async def spy(readings: list[Reading]) -> None:
+        judged.append([(r.device, r.point) for r in readings])
+        await real(readings)
+
+    monkeypatch.setattr(rules, "process_message", spy)
+    bus = Bus()
+    feed = bus.subscribe("alarms")
+    t0 = fake_clock.time()
+
+    def r(device: str, point: str, ts: float) -> Reading:
+        return Reading(device, point, 1, Quality.GOOD, ts)
+
+    await bus.publish([r("E1", "car_status", t0), r("E1", "door_zone", t0),
+                       r("X9", "a", t0), r("E1", "door_status", t0 + 1)])
+    await bus.publish([r("E1", "alarm_button", t0 + 1)])  # the same message, in two calls
+    await bus.publish([r("E1", "door_zone", t0 + 2)])
+    await bus.publish([r("FP1", "fire", t0 + 3)], urgent=True)
+    task = asyncio.create_task(rules.run(feed))
+    try:
+        async with asyncio.timeout(2):
+            await feed.queue.join()
+            while len(judged) < 5:
+                await asyncio.sleep(0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert judged == [
+        [("FP1", "fire")],
+        [("E1", "car_status"), ("E1", "door_zone")], [("X9", "a")],
+        [("E1", "door_status"), ("E1", "alarm_button")], [("E1", "door_zone")]]

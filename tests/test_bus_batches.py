@@ -96,3 +96,77 @@ async def test_a_cancelled_publisher_leaves_the_queue_usable() -> None:
         await waiting
     assert (await alarms.get()).device == "E3"
     assert alarms.queue.empty()
+
+
+async def test_a_consumer_takes_a_whole_batch_in_one_call_urgent_ones_first() -> None:
+    bus = Bus()
+    alarms = bus.subscribe("alarms", maxsize=100)
+    assert alarms.get_batch_nowait() is None
+    await bus.publish(batch("meter-1", 1, 2, 3))
+    await bus.publish(batch("meter-2", 4))
+    await bus.publish(batch("FP1", 1, 1), urgent=True)
+    first = await alarms.get()  # the urgent batch, partly taken reading by reading...
+    rest = await alarms.get_batch()  # ...then the rest of it
+    assert [(r.device, r.point) for r in (first, *rest)] == [("FP1", "p0"), ("FP1", "p1")]
+    assert [r.value for r in await alarms.get_batch()] == [1, 2, 3]
+    assert [r.device for r in alarms.get_batch_nowait() or ()] == ["meter-2"]
+    assert alarms.get_batch_nowait() is None
+    assert (alarms.delivered, alarms.queue.qsize()) == (6, 0)
+    async with asyncio.timeout(1):
+        await alarms.queue.join()  # every reading taken
+    waiting = asyncio.create_task(alarms.get_batch())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await bus.publish(batch("meter-3", 7, 8))
+    async with asyncio.timeout(1):
+        assert [r.value for r in await waiting] == [7, 8]
+
+
+async def test_taking_a_batch_makes_room_for_a_waiting_publisher() -> None:
+    bus = Bus()
+    alarms = bus.subscribe("alarms", maxsize=2)
+    await bus.publish(batch("E1", 1, 2))
+    late = asyncio.create_task(bus.publish(batch("E2", 3)))
+    await asyncio.sleep(0)
+    assert not late.done(), "alarms never drop: a full queue makes the publisher wait"
+    assert len(await alarms.get_batch()) == 2
+    async with asyncio.timeout(1):
+        await late
+    assert [r.device for r in await alarms.get_batch()] == ["E2"]
+
+
+async def test_a_tap_is_fed_inline_with_every_batch_after_the_queues() -> None:
+    bus = Bus()
+    alarms = bus.subscribe("alarms", maxsize=100)
+    seen: list[tuple[str, int]] = []
+    tap = bus.tap("readings", lambda b: seen.append((b[0].device, alarms.queue.qsize())))
+    await bus.publish(batch("E1", 1, 2))
+    await bus.publish(Reading("E2", "p0", 3, Quality.GOOD, T0))
+    assert seen == [("E1", 2), ("E2", 3)], "called at once, once the queues have the batch"
+    assert (tap.delivered, tap.failed, bus.taps) == (3, 0, (tap,))
+    bus.untap(tap)
+    await bus.publish(batch("E3", 4))
+    assert len(seen) == 2
+
+
+async def test_a_failing_tap_is_logged_once_counted_and_stops_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    bus = Bus()
+    alarms = bus.subscribe("alarms", maxsize=100)
+    calls: list[int] = []
+
+    def broken(readings: object) -> None:
+        calls.append(1)
+        raise KeyError("a view's bug")
+
+    tap = bus.tap("readings", broken)
+    kept: list[str] = []
+    bus.tap("other", lambda b: kept.extend(r.device for r in b))
+    with caplog.at_level("ERROR", logger="gateway.bus"):
+        for n in range(3):
+            await bus.publish(batch(f"E{n}", 1))
+    assert (len(calls), tap.failed, tap.delivered) == (3, 3, 3)
+    assert kept == ["E0", "E1", "E2"], "the other tap is fed all the same"
+    assert alarms.queue.qsize() == 3, "the drivers and the alarm engine never notice"
+    errors = [r for r in caplog.records if "readings failed" in r.getMessage()]
+    assert len(errors) == 1 and errors[0].exc_info is not None

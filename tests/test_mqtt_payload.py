@@ -264,3 +264,31 @@ def test_config_mistakes_are_found_when_the_decoder_is_built() -> None:
         decoder(timestamp_path="ts")
     with pytest.raises(ValueError, match="bad field path"):
         decoder(path="a..b")
+
+
+# --------------------------------------------------------------------------- the short cut
+
+
+def _outcome(payload: str, **point: Any) -> tuple[str, Any]:
+    try:
+        value = decoder(**point).decode(Payload(payload), device="dev-1").value
+    except DecodeError as exc:
+        return "error", str(exc.args[0])
+    return type(value).__name__, value
+
+
+@pytest.mark.parametrize("type_", ["auto", "number", "int", "bool", "string"])
+@pytest.mark.parametrize("field", [
+    "1", "-7", "1.5", "3.0", "-0.0", "1e308", "true", "false", '"7"', '"on"', '"abc"', "null",
+    "[1]", '{"a": 1}', "1" * 400,
+])
+def test_one_field_without_map_or_scale_decodes_as_the_general_steps_do(
+        type_: str, field: str) -> None:
+    # A point reading one field, unmapped and unscaled, takes a short cut for the JSON types
+    # its type keeps as they are; a map that matches nothing forces the general steps.
+    payload = f'{{"v": {field}, "ts": 1767225600}}'
+    fast = _outcome(payload, path="v", type=type_)
+    general = _outcome(payload, path="v", type=type_, map={"no such value": 0})
+    assert fast == general
+    missing = _outcome('{"w": 1}', path="v", type=type_)
+    assert missing == ("error", "field 'v' is missing")

@@ -161,3 +161,32 @@ async def test_at_debug_level_each_change_of_a_point_is_logged_once(
         ])
     assert [r.getMessage() for r in caplog.records if r.name == "gateway.readings"] == [
         "E1.floor = 3 (good)", "E1.floor = 4 (good)", "E1.floor = None (comm-loss: timed out)"]
+
+
+async def test_a_view_attached_to_the_bus_is_fed_inline_with_each_batch() -> None:
+    # As the gateway wires it: no queue and no task, so nothing to fall behind or shed.
+    bus = Bus()
+    alarms = bus.subscribe("alarms", maxsize=100)
+    view = LastReadings(max_points=3)
+    tap = view.attach(bus)
+    await bus.publish([reading("E1", "floor", 3, T0), reading("E1", "door", "open", T0)])
+    snap = view.snapshot()  # no await in between: taken during publish
+    assert {p: v["value"] for p, v in snap["devices"]["E1"]["last"].items()} == {
+        "door": "open", "floor": 3}
+    assert snap["feed"] == {"name": "readings", "delivered": 2, "dropped": 0, "queued": 0,
+                            "maxsize": 0}
+    for n in range(4):  # bounded all the same: the points updated longest ago go
+        await bus.publish(reading("M1", f"p{n}", n, T0 + n))
+    assert sorted(view.snapshot()["devices"]) == ["M1"] and view.evicted == 3
+    assert (tap.delivered, tap.failed, alarms.queue.qsize()) == (6, 0, 6)
+
+
+async def test_a_batch_that_evicts_its_own_device_keeps_the_newest_point() -> None:
+    bus = Bus()
+    view = LastReadings(max_points=1)
+    view.attach(bus)
+    await bus.publish([reading("A", "x", 1, T0), reading("A", "y", 2, T0)])
+    snap = view.snapshot()
+    assert {d: sorted(v["last"]) for d, v in snap["devices"].items()} == {"A": ["y"]}
+    assert (snap["devices"]["A"]["readings"], view.evicted) == (1, 1), \
+        "the device went with its last point and came back with the next one"

@@ -61,6 +61,8 @@ BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 _SUBSCRIBE_BATCH = 64
 
 
+_GOOD = Quality.GOOD
+
 #: Lane names, in logs and metrics.
 TELEMETRY_LANE = "telemetry"
 SAFETY_LANE = "life-safety"
@@ -411,8 +413,8 @@ class MqttDriver:
                     readings.append(Reading(device_id, decoder.name, None, Quality.BAD,
                                             received, error=reason))
                 else:
-                    readings.append(Reading(device_id, decoder.name, value, Quality.GOOD,
-                                            received, source_ts))
+                    readings.append(Reading(device_id, decoder.name, value, _GOOD, received,
+                                            source_ts))
         if readings:
             await self._emit(readings, urgent=urgent)
         if not matched and len(routes) < len(self._routes) \

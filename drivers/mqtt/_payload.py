@@ -51,6 +51,13 @@ _MIN_HUGE_INT_CHARS = 309
 _MS_THRESHOLD = 1e11
 
 
+#: Per point type: the JSON value types it keeps unchanged (see ``_coerce``).
+_KEPT_AS_IS: dict[str, frozenset[type]] = {
+    "auto": frozenset({bool, int, float, str}), "number": frozenset({int, float}),
+    "int": frozenset({int}), "bool": frozenset({bool}), "string": frozenset({str}),
+}
+
+
 class _Invalid(Exception):
     """A payload does not fit; the message is the short reason shown to operators."""
 
@@ -126,10 +133,13 @@ class PointDecoder:
             without ``path`` (a plain payload has no fields).
     """
 
-    __slots__ = ("_map", "_path", "_scaled", "_ts_path", "_tz", "point")
+    __slots__ = ("_as_is", "_key", "_map", "_path", "_scaled", "_ts_key", "_ts_path",
+                 "_type", "_tz", "name", "point")
 
     def __init__(self, point: MqttPoint, *, tz: tzinfo = UTC) -> None:
         self.point = point
+        #: The point's name (an attribute: read for every reading).
+        self.name = point.name
         self._path = compile_path(point.path) if point.path is not None else None
         if point.timestamp_path is not None and point.path is None:
             raise ValueError("timestamp_path needs a JSON payload: set 'path' as well")
@@ -138,10 +148,17 @@ class PointDecoder:
         self._tz = tz
         self._map = point.map or {}
         self._scaled = point.scale != 1.0 or point.offset != 0.0
-
-    @property
-    def name(self) -> str:
-        return self.point.name
+        self._type = point.type
+        #: A path of one field (``temp``, the usual case) is looked up without walking.
+        self._key = (self._path[0] if self._path is not None and len(self._path) == 1
+                     and isinstance(self._path[0], str) else None)
+        #: With one field, no map and no scale: the JSON types the point's type keeps as
+        #: they are (a finite float), so the hot path skips the general steps for them.
+        self._as_is: frozenset[type] = (
+            _KEPT_AS_IS[point.type] if self._key is not None and not self._map
+            and not self._scaled else frozenset())
+        #: The points of one message sharing a timestamp parse it once (see Payload).
+        self._ts_key = (point.timestamp_path or "", tz)
 
     def decode(self, payload: Payload, *, device: str) -> Decoded:
         """The point's value in ``payload``.
@@ -164,10 +181,19 @@ class PointDecoder:
             DecodeError: As :meth:`decode`.
         """
         try:
-            value = self._value(payload)
+            value: Scalar | None = None
+            if self._as_is:  # the usual case, without the general steps
+                document = payload.document()
+                if type(document) is dict and self._key in document:
+                    raw = document[self._key]
+                    kind = type(raw)
+                    if kind in self._as_is and (kind is not float or math.isfinite(raw)):
+                        value = raw
+            if value is None:
+                value = self._value(payload)
             if self._ts_path is None:
                 return value, None
-            key = (self.point.timestamp_path or "", self._tz)
+            key = self._ts_key
             stamps = payload._stamps
             if stamps is None:
                 stamps = payload._stamps = {}
@@ -181,9 +207,14 @@ class PointDecoder:
 
     def _value(self, payload: Payload) -> Scalar:
         if self._path is not None:
-            raw = _walk(payload.document(), self._path, self.point.path or "")
+            document = payload.document()
+            key = self._key
+            if key is not None and type(document) is dict and key in document:
+                raw = document[key]
+            else:
+                raw = _walk(document, self._path, self.point.path or "")
             raw = _scalar(raw, self.point.path or "")
-        elif self.point.type == "string":
+        elif self._type == "string":
             raw = _plain(payload.text(), keep_text=True)
         else:
             raw = _plain(payload.text(), keep_text=False)
@@ -191,7 +222,7 @@ class PointDecoder:
             mapped = self._map.get(_key_text(raw))
             if mapped is not None:
                 return mapped
-        value = _coerce(raw, self.point.type)
+        value = raw if self._type == "auto" else _coerce(raw, self._type)
         if self._scaled and isinstance(value, int | float) and not isinstance(value, bool):
             value = self._scale(value)
         if self._map:

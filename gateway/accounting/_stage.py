@@ -134,8 +134,8 @@ class Accounting:
         await self.load()
         try:
             while True:
-                reading = await feed.get()
-                await self.account(reading)
+                for reading in await feed.get_batch():  # one queue operation per batch
+                    await self.account(reading)
                 if self._dirty and self.clock.monotonic() >= self._next_save:
                     await self.save()
         finally:

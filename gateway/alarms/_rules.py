@@ -80,6 +80,8 @@ __all__ = ["DetectionSink", "RuleEvaluator"]
 
 log = logging.getLogger(__name__)
 
+_GOOD = Quality.GOOD
+_COMM_LOSS = Quality.COMM_LOSS
 #: At most this many queued readings are applied before evaluating (a bound, not a tuning).
 _MESSAGE_MAX = 512
 
@@ -186,26 +188,39 @@ class RuleEvaluator:
             self._tg = tg
             ticker = tg.create_task(self._ticker(), name="alarms.ticker")
             try:
-                carry: Reading | None = None
                 while True:
-                    first = carry if carry is not None else await readings.get()
-                    carry = None
-                    message = [first]
-                    while len(message) < _MESSAGE_MAX:
-                        nxt = readings.get_nowait()
-                        if nxt is None:
-                            break
-                        if nxt.device != first.device or nxt.received_ts != first.received_ts:
-                            carry = nxt
-                            break
-                        message.append(nxt)
-                    await self.process_message(message)
+                    await self._take_messages(readings, await readings.get_batch())
             finally:
                 self._tg = None
                 ticker.cancel()
                 for insts in self._instances.values():
                     for inst in insts:
                         inst.cancel_timer()
+
+    async def _take_messages(self, readings: Subscription, batch: Sequence[Reading]) -> None:
+        """Process ``batch`` message by message: runs of readings of one device and one
+        receive time, continued by the batches already queued behind it (at most
+        ``_MESSAGE_MAX`` readings). Batches are taken whole (one queue operation each, not one
+        per reading), the next one only once this one is used up: urgent ones still go first."""
+        message: list[Reading] = []
+        pos = 0
+        while True:
+            if pos >= len(batch):
+                if message and len(message) < _MESSAGE_MAX:
+                    nxt = readings.get_batch_nowait()
+                    if nxt is not None:
+                        batch, pos = nxt, 0
+                        continue
+                if message:
+                    await self.process_message(message)
+                return
+            reading = batch[pos]
+            if message and (len(message) >= _MESSAGE_MAX or reading.device != message[0].device
+                            or reading.received_ts != message[0].received_ts):
+                await self.process_message(message)
+                message = []
+            message.append(reading)
+            pos += 1
 
     async def reconfigure(self, config: GatewayConfig) -> tuple[int, int, int]:
         """Apply the rules and devices of ``config`` (its site must be the same).
@@ -282,17 +297,23 @@ class RuleEvaluator:
         now = self._clock.monotonic()
         values = self._values.setdefault(device, {})
         lost = self._lost_since.setdefault(device, {})
+        last_good: dict[str, float] | None = None
         for reading in readings:
-            values[reading.point] = reading
-            if reading.good:
-                self._last_good.setdefault(device, {})[reading.point] = now
-            if reading.quality is not Quality.COMM_LOSS:
-                lost.pop(reading.point, None)
-            elif reading.point not in lost:
-                lost[reading.point] = _silent_since(reading, now)
+            point, quality = reading.point, reading.quality
+            values[point] = reading
+            if quality is _GOOD:
+                if last_good is None:
+                    last_good = self._last_good.setdefault(device, {})
+                last_good[point] = now
+            if quality is not _COMM_LOSS:
+                if lost:
+                    lost.pop(point, None)
+            elif point not in lost:
+                lost[point] = _silent_since(reading, now)
         readers = self._readers_of(device, readings, now) if device in self._readers else []
         for inst in self._instances_for(device):
-            seen = [r for r in readings if r.point in inst.points or ALL_POINTS in inst.points]
+            points = inst.points
+            seen = readings if ALL_POINTS in points else [r for r in readings if r.point in points]
             if seen:
                 for reading in seen:
                     inst.node.observe(reading, now)

@@ -192,15 +192,15 @@ class InfluxWriter:
 
     async def _collect(self, feed: Subscription) -> None:
         while True:
-            reading = await feed.get()
-            if not self._pending:
-                self._pending_since = self._clock.monotonic()
-                self._wake.set()  # the sender times the interval from now
-            self._pending.append(self._encoder.line(reading))
-            if len(self._pending) >= self.cfg.batch_size:
-                self._seal()
-                while len(self._ready) > READY_BATCHES:
-                    await self._keep(self._ready.popleft())
+            for reading in await feed.get_batch():  # one queue operation per batch
+                if not self._pending:
+                    self._pending_since = self._clock.monotonic()
+                    self._wake.set()  # the sender times the interval from now
+                self._pending.append(self._encoder.line(reading))
+                if len(self._pending) >= self.cfg.batch_size:
+                    self._seal()
+                    while len(self._ready) > READY_BATCHES:
+                        await self._keep(self._ready.popleft())
 
     def _seal(self) -> None:
         if not self._pending:

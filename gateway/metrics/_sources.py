@@ -146,7 +146,13 @@ def bus_metrics(bus: Bus) -> MetricSource:
             capacity.add_metric([sub.name], sub.queue.maxsize)
             delivered.add_metric([sub.name], sub.delivered)
             dropped.add_metric([sub.name], sub.dropped)
-        return [published, depth, capacity, delivered, dropped]
+        failed = CounterMetricFamily("propgw_bus_tap_failures", "Batches a consumer fed "
+                                     "inline by the bus (a tap) failed to take.",
+                                     labels=["subscription"])
+        for tap in bus.taps:  # fed inline: no queue, nothing dropped
+            delivered.add_metric([tap.name], tap.delivered)
+            failed.add_metric([tap.name], tap.failed)
+        return [published, depth, capacity, delivered, dropped, failed]
     return source
 
 

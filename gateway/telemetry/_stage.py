@@ -127,7 +127,8 @@ class TelemetryStage:
 
     async def _read(self) -> None:
         while True:
-            self.take(await self._feed.get())
+            for reading in await self._feed.get_batch():  # one queue operation per batch
+                self.take(reading)
 
     def take(self, reading: Reading) -> None:
         """Offer one reading (what :meth:`run` does with each reading of the feed)."""
