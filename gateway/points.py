@@ -145,7 +145,7 @@ class PointStage:
                              urgent=urgent)
             return
         if isinstance(readings, Reading):
-            await self._publish_one(readings)
+            await self._publish_one(readings, urgent=urgent)
             return
         out: list[Reading] | None = None  # a copy only when something is added
         touched: dict[str, _State] = {}
@@ -182,7 +182,7 @@ class PointStage:
                     out.extend(derived)
         await self._sink(readings if out is None else out, urgent=urgent)
 
-    async def _publish_one(self, reading: Reading) -> None:
+    async def _publish_one(self, reading: Reading, *, urgent: bool) -> None:
         state = self._state(reading.device)
         if state is not None:
             if reading.point in state.expiring:
@@ -195,7 +195,7 @@ class PointStage:
                 self._pending[reading.device] = None
                 if self._wake is not None:
                     self._wake.set()
-        await self._sink((reading,))
+        await self._sink((reading,), urgent=urgent)
 
     async def run(self) -> None:
         """Derive after each batch and publish expired values, until cancelled."""

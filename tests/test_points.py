@@ -480,3 +480,17 @@ async def test_a_batch_goes_on_as_one_batch_with_its_derived_points(
     # Nothing is left for the stage's task: the batch has ended.
     await stage.publish([Reading("M1", "kwh", 5, Quality.GOOD, now)])
     assert calls[1] == ([("kwh", 5)], False)
+
+
+async def test_a_single_urgent_reading_stays_urgent(fake_clock: FakeClock) -> None:
+    calls: list[tuple[list[str], bool]] = []
+
+    async def sink(readings: Sequence[Reading], *, urgent: bool = False) -> None:
+        calls.append(([r.point for r in readings], urgent))
+
+    stage = PointStage(load_config_text(SITE).devices, fake_clock, sink)
+    now = fake_clock.time()
+    # E1 has derived points: the stage is not a pass-through, the single-reading path runs.
+    await stage.publish(Reading("E1", "car_status", 0, Quality.GOOD, now), urgent=True)
+    await stage.publish(Reading("E1", "speed", 0.0, Quality.GOOD, now))
+    assert calls[:2] == [(["car_status"], True), (["speed"], False)]
