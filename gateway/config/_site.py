@@ -93,7 +93,7 @@ class BrokerConfig(_Model):
     keepalive: Duration = Field(default=30.0, ge=5, le=3600)
     connect_timeout: Duration = Field(default=10.0, gt=0, le=120)
     tls: TlsConfig | None = None
-    reconnect: BackoffConfig = BackoffConfig()
+    reconnect: BackoffConfig = Field(default_factory=BackoffConfig)
     max_queued_messages: int = Field(
         default=10_000, ge=100,
         description="Device brokers: received telemetry messages that may wait while the "
