@@ -62,6 +62,8 @@ NEVER = {"simulators", "playwright", "amqtt"}
 #: pydantic's plugin lookup (an entry-point scan) and what it loads: gateway/__init__.py answers
 #: it. Here when a pydantic version looks for plugins another way.
 PLUGIN_LOOKUP = {"importlib.metadata", "zipfile", "csv"}
+#: Only what a config with mistakes needs: "did you mean" hints.
+ON_MISTAKES = {"difflib"}
 
 
 def loaded(config: str) -> set[str]:
@@ -83,6 +85,7 @@ def test_mqtt_site_loads_no_http_modbus_influx_or_console() -> None:
     assert not {"gateway.console", "gateway.http_server", "gateway.influx", "gateway.metrics",
                 "gateway.telemetry", "gateway.accounting", "drivers.modbus._link"} & modules
     assert not PLUGIN_LOOKUP & modules
+    assert not ON_MISTAKES & modules
 
 
 def test_each_config_section_loads_its_library() -> None:

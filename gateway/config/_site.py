@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import zoneinfo
 from pathlib import Path
@@ -42,6 +41,8 @@ class SiteConfig(_Model):
         # A misspelt zone would run night schedules and the console's clock hours off.
         zones = _zones()
         if zones and name not in zones:
+            import difflib  # noqa: PLC0415 - for a mistake's hint only: a gateway that runs never loads it
+
             close = difflib.get_close_matches(name, zones, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown time zone {name!r}{hint} (IANA names such as "
