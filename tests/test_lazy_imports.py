@@ -10,6 +10,7 @@ interpreter and reads ``sys.modules``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,8 @@ NEVER = {"simulators", "playwright", "amqtt"}
 PLUGIN_LOOKUP = {"importlib.metadata", "zipfile", "csv"}
 #: Only what a config with mistakes needs: "did you mean" hints.
 ON_MISTAKES = {"difflib"}
+#: What paho's `import urllib.request` would load: it reads proxy settings only with PySocks.
+PROXY_LOOKUP = {"http.client", "email", "email.parser"}
 
 
 def loaded(config: str) -> set[str]:
@@ -86,6 +89,7 @@ def test_mqtt_site_loads_no_http_modbus_influx_or_console() -> None:
                 "gateway.telemetry", "gateway.accounting", "drivers.modbus._link"} & modules
     assert not PLUGIN_LOOKUP & modules
     assert not ON_MISTAKES & modules
+    assert not PROXY_LOOKUP & modules
 
 
 def test_each_config_section_loads_its_library() -> None:
@@ -144,3 +148,34 @@ def test_config_sections_build_no_validator_of_their_own() -> None:
     assert not {"SiteConfig", "BrokerConfig", "UpstreamConfig", "MqttDevice", "MqttPoint",
                 "ConsoleConfig", "MetricsConfig", "InfluxConfig", "TelemetryConfig",
                 "AccountingConfig"} & built, built
+
+
+#: Imports gateway and paho, then uses urllib.request; prints what was loaded at each step.
+_URLLIB = """
+import json, sys
+import gateway
+import paho.mqtt.client
+import urllib.request
+steps = ["http.client" in sys.modules]
+proxies = urllib.request.getproxies()
+from urllib.request import proxy_bypass
+steps += ["http.client" in sys.modules, isinstance(proxies, dict), callable(proxy_bypass),
+          type(sys.modules["urllib.request"]).__name__]
+print(json.dumps(steps))
+"""
+
+
+def test_urllib_request_loads_on_first_use_only(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", _URLLIB], cwd=REPO, check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    assert json.loads(out) == [False, True, True, True, "module"]
+
+
+def test_urllib_request_loads_as_usual_when_paho_may_use_it(tmp_path: Path) -> None:
+    # With PySocks installed, paho's connect threads read proxy settings: no lazy module then.
+    (tmp_path / "socks.py").write_text("", encoding="utf-8")
+    script = "import sys, gateway; print('urllib.request' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, text=True,
+                         capture_output=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)}).stdout
+    assert out.strip() == "False"
