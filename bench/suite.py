@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import report
+import rig
 import scenarios
 from scenarios import Idle, Step, Timing
 
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(steps, step_s, cpu_s, overload_s,
                 Timing(warmup=1.0 if quick else 5.0, settle=1.0 if quick else 10.0,
                        drain=10.0 if quick else 30.0, publishers=args.publishers))
+    rig.compile_sources()
     started, load_at_start = time.time(), os.getloadavg()[0]
     results = []
     with tempfile.TemporaryDirectory(prefix="propgw-bench-") as tmp:

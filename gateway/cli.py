@@ -110,7 +110,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     """The command line; with ``command`` (a known one), only that command's parser is built,
     so that ``propgw run`` does not import the modules of the other commands."""
     parser = argparse.ArgumentParser(
-        prog="propgw",
+        prog="propgw", formatter_class=_HelpFormatter,
         description="Edge gateway for smart property facilities (elevators, fire panels, "
                     "access control, meters): detects alarms and raises work orders upstream.")
     parser.add_argument("--version", action="version", version=f"propgw {__version__}")
@@ -133,7 +133,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _add_run_parser(sub: Any) -> None:
-    run = sub.add_parser("run", help="run the gateway with a site config file")
+    run = sub.add_parser("run", help="run the gateway with a site config file",
+                         formatter_class=_HelpFormatter)
     run.add_argument("-c", "--config", required=True, type=Path, metavar="FILE",
                      help="site config (YAML)")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -151,6 +152,31 @@ def _add_demo_parser(sub: Any) -> None:
                       help="send work orders to this broker (watch with mosquitto_sub)")
     demo.add_argument("--log-level", default="WARNING",
                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's, sized to the terminal without :mod:`shutil`: argparse imports shutil for
+    that on every ``add_argument``, and shutil brings the bz2 and lzma libraries along (0.5 MB
+    of a running gateway's memory, for help text it never prints)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         width if width is not None else _terminal_columns())
+
+
+def _terminal_columns() -> int:
+    """What ``shutil.get_terminal_size().columns`` says: $COLUMNS, the terminal, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0 and sys.__stdout__ is not None:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):  # not a terminal, or no real file
+            columns = 0
+    return columns if columns > 0 else 80
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

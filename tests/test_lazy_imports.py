@@ -10,6 +10,7 @@ interpreter and reads ``sys.modules``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,13 @@ influxdb: {url: "http://127.0.0.1:1", org: o, bucket: b, token: t}
 
 #: Never at run time, whatever the config: test and commissioning tools.
 NEVER = {"simulators", "playwright", "amqtt"}
+#: pydantic's plugin lookup (an entry-point scan) and what it loads: gateway/__init__.py answers
+#: it. Here when a pydantic version looks for plugins another way.
+PLUGIN_LOOKUP = {"importlib.metadata", "zipfile", "csv"}
+#: Only what a config with mistakes needs: "did you mean" hints.
+ON_MISTAKES = {"difflib"}
+#: What paho's `import urllib.request` would load: it reads proxy settings only with PySocks.
+PROXY_LOOKUP = {"http.client", "email", "email.parser"}
 
 
 def loaded(config: str) -> set[str]:
@@ -79,6 +87,9 @@ def test_mqtt_site_loads_no_http_modbus_influx_or_console() -> None:
         == set()
     assert not {"gateway.console", "gateway.http_server", "gateway.influx", "gateway.metrics",
                 "gateway.telemetry", "gateway.accounting", "drivers.modbus._link"} & modules
+    assert not PLUGIN_LOOKUP & modules
+    assert not ON_MISTAKES & modules
+    assert not PROXY_LOOKUP & modules
 
 
 def test_each_config_section_loads_its_library() -> None:
@@ -106,3 +117,65 @@ def test_modbus_site_with_http_upstream_loads_no_mqtt_client() -> None:
     modules = loaded(site + HTTP_UPSTREAM)
     assert {"pymodbus", "aiohttp"} <= packages(modules)
     assert packages(modules) & {"aiomqtt", "paho", "influxdb_client", *NEVER} == set()
+
+
+#: Prints the config sections whose own validator was built while a Gateway was built.
+_BUILT = """
+import asyncio, json, sys
+import gateway.config as c
+from gateway.app import Gateway
+from gateway.config import load_config_text
+
+config = load_config_text(sys.stdin.read(), env={})
+
+async def build() -> None:
+    Gateway(config)
+
+asyncio.run(build())
+print(json.dumps(sorted(n for n in c.__all__ if getattr(getattr(c, n), "__pydantic_complete__",
+                                                         False))))
+"""
+
+
+def test_config_sections_build_no_validator_of_their_own() -> None:
+    # GatewayConfig's validator covers every section; one per section would be a second copy.
+    out = subprocess.run([sys.executable, "-c", _BUILT], input=SITE + MQTT_UPSTREAM, cwd=REPO,
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    built = set(json.loads(out))
+    assert "GatewayConfig" in built
+    # Sections the file gives (validated inside GatewayConfig) or leaves off (None). A section
+    # left to its default is built when the default is made: that one is validated alone.
+    assert not {"SiteConfig", "BrokerConfig", "UpstreamConfig", "MqttDevice", "MqttPoint",
+                "ConsoleConfig", "MetricsConfig", "InfluxConfig", "TelemetryConfig",
+                "AccountingConfig"} & built, built
+
+
+#: Imports gateway and paho, then uses urllib.request; prints what was loaded at each step.
+_URLLIB = """
+import json, sys
+import gateway
+import paho.mqtt.client
+import urllib.request
+steps = ["http.client" in sys.modules]
+proxies = urllib.request.getproxies()
+from urllib.request import proxy_bypass
+steps += ["http.client" in sys.modules, isinstance(proxies, dict), callable(proxy_bypass),
+          type(sys.modules["urllib.request"]).__name__]
+print(json.dumps(steps))
+"""
+
+
+def test_urllib_request_loads_on_first_use_only(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", _URLLIB], cwd=REPO, check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    assert json.loads(out) == [False, True, True, True, "module"]
+
+
+def test_urllib_request_loads_as_usual_when_paho_may_use_it(tmp_path: Path) -> None:
+    # With PySocks installed, paho's connect threads read proxy settings: no lazy module then.
+    (tmp_path / "socks.py").write_text("", encoding="utf-8")
+    script = "import sys, gateway; print('urllib.request' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, text=True,
+                         capture_output=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)}).stdout
+    assert out.strip() == "False"

@@ -97,15 +97,15 @@ class JournalConfig(_Model):
 class AlarmsConfig(_Model):
     """The alarm lifecycle: journal, shelving, flood and chatter, suppression by design."""
 
-    journal: JournalConfig = JournalConfig()
+    journal: JournalConfig = Field(default_factory=JournalConfig)
     shelve_max: Duration = Field(default=8 * 3600.0, gt=0,
                                  description="Longest shelving an operator may ask for.")
     close_unacknowledged_after: Duration | None = Field(
         default=3600.0, gt=0,
         description="An alarm back to normal but never acknowledged is closed by the system "
                     "after this long (null: wait for an operator). Latched alarms are not.")
-    flood: FloodConfig = FloodConfig()
-    chatter: ChatterConfig = ChatterConfig()
+    flood: FloodConfig = Field(default_factory=FloodConfig)
+    chatter: ChatterConfig = Field(default_factory=ChatterConfig)
     suppression: list[SuppressionRule] = Field(
         default_factory=lambda: [SuppressionRule(
             id="fire-releases-doors", while_active=["fire_alarm"],

@@ -54,7 +54,7 @@ class ConsoleConfig(_Model):
     session_ttl: Annotated[Duration, Field(gt=60)] = Field(
         default=12 * 3600.0,
         description="A login lasts this long without activity (one shift by default).")
-    login: LoginLimits = LoginLimits()
+    login: LoginLimits = Field(default_factory=LoginLimits)
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> ConsoleConfig:

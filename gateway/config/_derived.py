@@ -15,7 +15,6 @@ checked for the whole device by :func:`derived_problems`.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 
 from pydantic import Field, field_validator, model_validator
@@ -104,6 +103,8 @@ def derived_problems(path: str, point_names: Iterable[str],
         if unknown:
             key = "from" if point.from_ is not None else "expr"
             others = sorted(names - {point.name})
+            import difflib  # noqa: PLC0415 - for a mistake's hint only: a gateway that runs never loads it
+
             close = difflib.get_close_matches(unknown[0], others, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             problems.append(f"{where}.{key}: unknown point(s) {', '.join(unknown)}{hint} "

@@ -165,7 +165,7 @@ class _DeviceBase(_Model):
     kind: str = Field(default="generic", pattern=r"^[a-z][a-z0-9_]*$",
                       description="elevator, fire_panel, access_door, energy_meter, "
                                   "water_meter, ... Rules select devices by kind.")
-    location: Location = Location()
+    location: Location = Field(default_factory=Location)
     profile: str | None = Field(default=None,
                                 description="Device profile whose points are merged in.")
     enabled: bool = True

@@ -57,7 +57,7 @@ class InfluxConfig(_Model):
     queue: int = Field(default=10_000, ge=100, le=1_000_000,
                        description="Readings waiting to be batched; beyond it the oldest are "
                                    "dropped (the alarm path is never slowed).")
-    buffer: InfluxBufferConfig = InfluxBufferConfig()
+    buffer: InfluxBufferConfig = Field(default_factory=InfluxBufferConfig)
 
     @field_validator("url")
     @classmethod

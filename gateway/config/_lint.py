@@ -9,7 +9,6 @@ never stop the gateway, so a site that runs today keeps running after an upgrade
 
 from __future__ import annotations
 
-import difflib
 import re
 import string
 from collections.abc import Mapping
@@ -163,6 +162,8 @@ def _placeholders(config: GatewayConfig, rule: RuleConfig, path: str) -> list[tu
                 continue
             lacking = sorted(dev for dev, names_ in known.items() if name not in names_)
             if len(lacking) == len(known):
+                import difflib  # noqa: PLC0415 - for a mistake's hint only: a gateway that runs never loads it
+
                 close = difflib.get_close_matches(name, sorted(everything), n=1, cutoff=0.6)
                 hint = f"; did you mean {close[0]}?" if close else ""
                 valid = "the device's points" if rule.group_by is None else \

@@ -8,7 +8,6 @@ was found and what was expected. Values that came from environment variables are
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import typing
@@ -488,6 +487,8 @@ def _model_for(annotation: Any, node: Any) -> type[BaseModel] | None:
 def _suggest(key: str, allowed: list[str]) -> str:
     if not allowed:
         return ""
+    import difflib  # noqa: PLC0415 - for a mistake's hint only: a gateway that runs never loads it
+
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else "."
     return f"{hint} Expected one of: {', '.join(sorted(allowed))}"

@@ -146,12 +146,12 @@ class GatewayConfig(_Model):
                     "Used only when set in the file (or, for the outbox, via systemd's "
                     "$STATE_DIRECTORY); otherwise that state lives in memory and a warning "
                     "says so, so tests and demos never share /var/lib/propgw.")
-    work_orders: WorkOrdersConfig = WorkOrdersConfig()
-    alarms: AlarmsConfig = AlarmsConfig()
+    work_orders: WorkOrdersConfig = Field(default_factory=WorkOrdersConfig)
+    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
     reports: ReportsConfig = Field(
         default_factory=ReportsConfig,
         description="Reported repairs: the category catalogue and the reporter's privacy.")
-    health: HealthConfig = HealthConfig()
+    health: HealthConfig = Field(default_factory=HealthConfig)
     console: ConsoleConfig | None = Field(
         default=None, description="The operator console; off unless this section is given.")
     accounting: AccountingConfig | None = Field(

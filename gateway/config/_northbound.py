@@ -319,11 +319,11 @@ class HttpUpstreamConfig(_Model):
                                     description="Sent as 'Authorization: Bearer <token>'.")
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="Extra request headers (values may be ${ENV}).")
-    timeouts: HttpTimeouts = HttpTimeouts()
+    timeouts: HttpTimeouts = Field(default_factory=HttpTimeouts)
     retry: BackoffConfig = Field(
         default=BackoffConfig(initial=1.0, max=60.0),
         description="Back-off between retries of 5xx, 408/429 and network errors.")
-    tls: HttpTlsConfig = HttpTlsConfig()
+    tls: HttpTlsConfig = Field(default_factory=HttpTlsConfig)
 
     @field_validator("url", "alarms_url", "telemetry_url")
     @classmethod
@@ -376,7 +376,7 @@ class StatusApiConfig(_Model):
                                                              "certificate (PEM).")
     key_file: Path | None = None
     limits: HttpServerLimits = Field(
-        default=HttpServerLimits(),
+        default_factory=HttpServerLimits,
         description="Connection, time and size limits against slow or oversized clients.")
 
     @model_validator(mode="after")
@@ -397,7 +397,7 @@ class UpstreamConfig(_Model):
     alarms: bool = Field(default=True, description="Also send every alarm transition.")
     http: HttpUpstreamConfig | None = None
     status_api: StatusApiConfig | None = None
-    outbox: OutboxConfig = OutboxConfig()
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 
     @model_validator(mode="after")
     def _somewhere_to_send(self) -> UpstreamConfig:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import zoneinfo
 from pathlib import Path
@@ -42,6 +41,8 @@ class SiteConfig(_Model):
         # A misspelt zone would run night schedules and the console's clock hours off.
         zones = _zones()
         if zones and name not in zones:
+            import difflib  # noqa: PLC0415 - for a mistake's hint only: a gateway that runs never loads it
+
             close = difflib.get_close_matches(name, zones, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown time zone {name!r}{hint} (IANA names such as "
@@ -93,7 +94,7 @@ class BrokerConfig(_Model):
     keepalive: Duration = Field(default=30.0, ge=5, le=3600)
     connect_timeout: Duration = Field(default=10.0, gt=0, le=120)
     tls: TlsConfig | None = None
-    reconnect: BackoffConfig = BackoffConfig()
+    reconnect: BackoffConfig = Field(default_factory=BackoffConfig)
     max_queued_messages: int = Field(
         default=10_000, ge=100,
         description="Device brokers: received telemetry messages that may wait while the "
