@@ -64,12 +64,15 @@ class Lane:
         sheds: Whether this lane may shed at all; False for life-safety messages.
     """
 
-    def __init__(self, name: str, *, capacity: int, sheds: bool) -> None:
+    def __init__(self, name: str, *, capacity: int, sheds: bool, linger: float = 0.0) -> None:
         if capacity <= 0:
             raise ValueError(f"lane {name!r}: capacity must be > 0, got {capacity}")
+        if linger < 0:
+            raise ValueError(f"lane {name!r}: linger must be >= 0, got {linger}")
         self.name = name
         self.capacity = capacity
         self.sheds = sheds
+        self.linger = linger
         self.counters = LaneCounters()
         self._waiting = 0
 
@@ -84,7 +87,7 @@ class Lane:
         client._client.manual_ack_set(True)
         client._queue = _LaneQueue(self, client._client)
         _coalesce_writes(client)
-        _buffer_reads(client)
+        _buffer_reads(client, self.linger)
 
     def taken(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         """The gateway has taken ``message`` from ``client``: acknowledge it to the broker.
@@ -122,9 +125,11 @@ class _LaneQueue(asyncio.Queue["aiomqtt.Message"]):
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[None] | None = None
         self._watched: asyncio.Future[None] | None = None  # the end of connection watched
+        self.puts = 0  # messages put (on this connection): what a read brought
         lane._waiting = 0
 
     def put_nowait(self, item: aiomqtt.Message) -> None:
+        self.puts += 1
         lane = self._lane
         if lane.sheds and self.qsize() >= lane.capacity:
             oldest = self.get_nowait()
@@ -248,7 +253,7 @@ def _coalesce_writes(client: aiomqtt.Client) -> None:
 _READ_SIZE = 65536
 
 
-def _buffer_reads(client: aiomqtt.Client) -> None:
+def _buffer_reads(client: aiomqtt.Client, linger: float) -> None:
     """Read the socket in large chunks and let paho take its packets from the chunk.
 
     paho reads every packet with at least three ``recv`` calls (the command byte, the length
@@ -261,16 +266,32 @@ def _buffer_reads(client: aiomqtt.Client) -> None:
     """
     mqtt_client = client._client
     opened = mqtt_client.on_socket_open
+    closed = mqtt_client.on_socket_close
+    loop = asyncio.get_running_loop()
+    reader: _LingeringReader | None = None
 
     def on_open(paho_client: paho.Client, userdata: Any, sock: Any) -> None:
         # Called (in paho's connect, an executor thread) before CONNECT is sent and before
         # the event loop starts reading: nothing has been read from the socket yet.
+        nonlocal reader
         buffered = _BufferedSocket(sock)
         paho_client._sock = buffered
         if opened is not None:
-            opened(paho_client, userdata, buffered)
+            opened(paho_client, userdata, buffered)  # aiomqtt: add its reader, from the loop
+        if linger > 0:  # replace aiomqtt's reader, once it is added (the loop runs in order)
+            reader = _LingeringReader(loop, client, buffered, linger)
+            loop.call_soon_threadsafe(reader.start)
+
+    def on_close(paho_client: paho.Client, userdata: Any, sock: Any) -> None:
+        nonlocal reader
+        if reader is not None and reader.reads_from(sock):
+            reader.stop()
+            reader = None
+        if closed is not None:
+            closed(paho_client, userdata, sock)
 
     mqtt_client.on_socket_open = on_open
+    mqtt_client.on_socket_close = on_close
 
 
 class _BufferedSocket:
@@ -280,19 +301,21 @@ class _BufferedSocket:
     thread reads; a read that would block raises as the socket's own would.
     """
 
-    __slots__ = ("_chunk", "_pos", "_sock", "_tls")
+    __slots__ = ("_chunk", "_pos", "_sock", "_tls", "reads")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
         self._tls = hasattr(sock, "pending")
         self._chunk = b""
         self._pos = 0
+        self.reads = 0  # reads of the socket that returned (data, or b"" at its end)
 
     def recv(self, size: int) -> bytes:
         pos = self._pos
         chunk = self._chunk
         if pos >= len(chunk):
             chunk = bytes(self._sock.recv(_READ_SIZE))  # raises BlockingIOError if none
+            self.reads += 1
             if len(chunk) <= size:
                 return chunk
             self._chunk = chunk
@@ -308,3 +331,87 @@ class _BufferedSocket:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
+
+
+#: Messages one read must bring for the next read to come at once rather than a linger later:
+#: a batch that size already shares the pipeline's cost per pass, and waiting would only cap
+#: the rate at the broker's in-flight window per linger.
+_FULL_READ = 16
+
+
+class _LingeringReader:
+    """Read the socket at most once per ``linger`` while messages keep coming.
+
+    After a read that brought something the socket is no longer watched; ``linger`` later it
+    is read again, and so on while reads bring messages. A read that finds nothing (or
+    brings only packets that are not messages) watches the socket again, so an idle link
+    costs nothing and a lone message after a quiet spell is read at once. A read that
+    brings :data:`_FULL_READ` messages or more is followed by the next one at once.
+    """
+
+    __slots__ = ("_client", "_fd", "_linger", "_loop", "_open", "_sock", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: aiomqtt.Client,
+                 sock: _BufferedSocket, linger: float) -> None:
+        self._loop = loop
+        self._client = client
+        self._sock = sock
+        self._fd: int = sock.fileno()
+        self._linger = linger
+        self._open = True
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        if self._open:
+            self._loop.add_reader(self._fd, self._readable)
+
+    def reads_from(self, sock: Any) -> bool:
+        return sock is self._sock
+
+    def stop(self) -> None:
+        """The socket is closing (paho's ``on_socket_close``, in the loop's thread)."""
+        self._open = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _readable(self) -> None:
+        self._loop.remove_reader(self._fd)
+        self._read()
+
+    def _read(self) -> None:
+        self._timer = None
+        if not self._open:
+            return
+        client = self._client
+        paho = client._client
+        sock = self._sock
+        queue = client._queue
+        if not isinstance(queue, _LaneQueue):
+            raise TypeError("a lingering reader needs a client the lane was installed on")
+        first = sock.reads
+        puts = queue.puts
+        try:
+            while True:
+                reads = sock.reads
+                paho.loop_read()
+                if sock.pending() > 0:  # the chunk, or TLS's decrypted bytes, not used up
+                    continue
+                # The socket gave something: there may be more (over TLS a read returns one
+                # record, mosquitto sends one per packet), up to a batch that shares the pass.
+                if sock.reads != reads and queue.puts - puts < _FULL_READ and self._open:
+                    continue
+                break
+        except Exception as exc:  # noqa: BLE001 - as aiomqtt: a broken socket ends the link
+            if not client._disconnected.done():
+                client._disconnected.set_exception(exc)
+            return
+        if not self._open:  # the read found the end of the connection
+            return
+        got = queue.puts - puts
+        if sock.reads == first or got == 0:
+            self._loop.add_reader(self._fd, self._readable)
+        elif got >= _FULL_READ:
+            self._loop.call_soon(self._read)
+        else:
+            self._timer = self._loop.call_later(self._linger, self._read)

@@ -163,7 +163,8 @@ class MqttDriver:
         self._routes = _compile_routes(self.devices, tz)
         self._subscriptions = _subscriptions(self._routes)
         self._links = _lanes(self._routes, life_safety or {}, self.client_id,
-                             capacity=broker.max_queued_messages)
+                             capacity=broker.max_queued_messages,
+                             linger=broker.read_linger)
         #: Devices with a route on the life-safety connection, when there are two.
         self._safety_indices = frozenset().union(*(
             link.device_indices for link in self._links
@@ -596,9 +597,11 @@ def _compile_routes(devices: Sequence[MqttDevice], tz: tzinfo) -> tuple[_Route, 
 
 
 def _lanes(routes: Sequence[_Route], life_safety: Mapping[str, frozenset[str]],
-           client_id: str, *, capacity: int) -> tuple[_LaneLink, ...]:
+           client_id: str, *, capacity: int, linger: float) -> tuple[_LaneLink, ...]:
     """One connection for the telemetry routes and one for the life-safety routes (a route
-    is life-safety when one of its points is); a single one when either kind is absent."""
+    is life-safety when one of its points is); a single one when either kind is absent.
+    Only the telemetry connection lingers between reads (``linger``): a life-safety message
+    is read as soon as it arrives."""
     safety: list[_Route] = []
     telemetry: list[_Route] = []
     for route in routes:
@@ -607,8 +610,8 @@ def _lanes(routes: Sequence[_Route], life_safety: Mapping[str, frozenset[str]],
         (safety if is_safety else telemetry).append(route)
     links: list[_LaneLink] = []
     if telemetry:
-        links.append(_link(Lane(TELEMETRY_LANE, capacity=capacity, sheds=True), client_id,
-                           telemetry))
+        links.append(_link(Lane(TELEMETRY_LANE, capacity=capacity, sheds=True, linger=linger),
+                           client_id, telemetry))
     if safety:
         links.append(_link(Lane(SAFETY_LANE, capacity=capacity, sheds=False),
                            f"{client_id}-safety" if telemetry else client_id, safety))

@@ -80,6 +80,14 @@ class TlsConfig(_Model):
         return self
 
 
+#: Default ``read_linger``: at 1,000 telemetry messages/s a read takes about five messages,
+#: which took the gateway's CPU from about 24 % to about 14 % of a core on the bench, for a
+#: telemetry reading at most 5 ms (on average 2.5 ms) later.
+READ_LINGER = 0.005
+#: The largest ``read_linger`` accepted: beyond it the added delay buys next to nothing.
+MAX_READ_LINGER = 0.05
+
+
 class BrokerConfig(_Model):
     """One MQTT broker: a device-side broker, or the platform's upstream broker."""
 
@@ -100,11 +108,27 @@ class BrokerConfig(_Model):
         description="Device brokers: received telemetry messages that may wait while the "
                     "gateway is busy; beyond this the oldest is shed and counted. Messages "
                     "with a life-safety point are never shed.")
+    read_linger: Duration = Field(
+        default=READ_LINGER,
+        description="Device brokers: while telemetry keeps arriving, read the telemetry "
+                    "connection at most once per this long, so one read takes several messages "
+                    "and the gateway handles them as one batch (less CPU per message, up to "
+                    "this much later). 0 reads every message at once. Never applies to the "
+                    "life-safety connection.")
     broker_drops: bool = Field(
         default=True,
         description="Device brokers: also count what the broker itself dropped before the "
                     "gateway took it (mosquitto's $SYS/broker/publish/messages/dropped, read "
                     "if the broker publishes it and lets the gateway subscribe).")
+
+    @field_validator("read_linger")
+    @classmethod
+    def _linger_bounded(cls, value: float) -> float:
+        if value > MAX_READ_LINGER:
+            raise ValueError(
+                f"must be at most {MAX_READ_LINGER * 1000:.0f}ms (got {value * 1000:g}ms): "
+                "telemetry would wait that long before being read; 0 turns the linger off")
+        return value
 
     @property
     def effective_port(self) -> int:
