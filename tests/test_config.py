@@ -306,3 +306,20 @@ devices:
     assert section == ("telemetry.defaults (line 6): min_interval (1200s) must not be longer "
                        "than max_interval (600s)")
     assert wrong_type.endswith("input should be a valid list (found: dict)")
+
+
+def test_read_linger_defaults_to_5ms_takes_0_to_turn_it_off_and_refuses_more_than_50ms() -> None:
+    def broker(extra: str) -> str:
+        return GOOD.replace("password: \"${MQTT_PASSWORD}\"}",
+                            f"password: \"${{MQTT_PASSWORD}}\"{extra}}}")
+
+    env = {"MQTT_PASSWORD": "x"}
+    assert load_config_text(GOOD, env=env).brokers["local"].read_linger == 0.005
+    assert load_config_text(broker(", read_linger: 0"), env=env).brokers["local"].read_linger == 0
+    assert load_config_text(broker(", read_linger: 20ms"),
+                            env=env).brokers["local"].read_linger == 0.02
+    [too_long] = errors_of(broker(", read_linger: 1s"), **env)
+    assert "brokers.local.read_linger" in too_long
+    assert "must be at most 50ms (got 1000ms)" in too_long and "0 turns the linger off" in too_long
+    [negative] = errors_of(broker(", read_linger: -5"), **env)
+    assert "brokers.local.read_linger" in negative

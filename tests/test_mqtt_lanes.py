@@ -258,9 +258,10 @@ class _CountingSocket:
         return getattr(self.sock, name)
 
 
+@pytest.mark.parametrize("linger", [0.0, 0.05], ids=["at-once", "lingering"])
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 async def test_a_lane_reads_a_burst_in_a_few_large_reads_and_loses_no_byte(
-        tmp_path: Path, tls: bool) -> None:
+        tmp_path: Path, tls: bool, linger: float) -> None:
     # paho alone reads each packet in three or more recv calls; a lane reads what arrived.
     # The broker sends without waiting for acknowledgements: the burst is in the socket.
     files = make_tls_files(tmp_path) if tls else None
@@ -275,7 +276,7 @@ async def test_a_lane_reads_a_burst_in_a_few_large_reads_and_loses_no_byte(
             "ca_file": str(files.ca), "cert_file": str(files.client_cert),
             "key_file": str(files.client_key)} if files is not None else None,
         ).brokers["local"]
-        lane = Lane("telemetry", capacity=1000, sheds=True)
+        lane = Lane("telemetry", capacity=1000, sheds=True, linger=linger)
         client = await build_client(cfg, client_id="burst")
         lane.install(client)
         total = 300
@@ -341,13 +342,17 @@ def _waiting_bytes(sock: socket.socket) -> int:
         return 0
 
 
-async def test_a_lane_gives_what_arrived_then_ends_when_the_broker_goes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("linger", [0.0, 0.5], ids=["at-once", "lingering"])
+async def test_a_lane_gives_what_arrived_then_ends_when_the_broker_goes(
+        tmp_path: Path, linger: float) -> None:
+    # Lingering, the socket is not watched for up to ``linger`` after a read: its end is
+    # noticed at the next read.
     broker = Mosquitto(tmp_path)
     broker.start()
     stopped = False
     try:
         cfg = site_config(broker.port, []).brokers["local"]
-        lane = Lane("telemetry", capacity=100, sheds=True)
+        lane = Lane("telemetry", capacity=100, sheds=True, linger=linger)
         client = await build_client(cfg, client_id="ends")
         lane.install(client)
         got: list[bytes] = []
@@ -410,3 +415,106 @@ def test_a_buffered_socket_serves_small_reads_and_counts_what_is_pending_exactly
     with pytest.raises(BlockingIOError):
         sock.recv(1)
     assert sock.pending() == 5
+
+
+@pytest.mark.mosquitto
+async def test_a_lingering_lane_takes_a_stream_in_batches_and_acknowledges_only_what_it_took(
+        tmp_path: Path) -> None:
+    # The broker's in-flight window is 5: unacknowledged, no sixth message comes, lingering
+    # or not. Taken, the rest follow, a window per read.
+    broker = Mosquitto(tmp_path, extra_conf="max_inflight_messages 5\n")
+    broker.start()
+    try:
+        cfg = site_config(broker.port, []).brokers["local"]
+        lane = Lane("telemetry", capacity=100, sheds=True, linger=0.02)
+        client = await build_client(cfg, client_id="stream")
+        lane.install(client)
+        total = 60
+        try:
+            async with client:
+                await client.subscribe("stream/#", qos=1)
+                await publish(broker.port, *((f"stream/{n}", f"m{n}") for n in range(total)))
+                await wait_until(lambda: lane.waiting == 5)
+                for _ in range(10):  # several lingers: still nothing more without an ack
+                    await asyncio.sleep(0.02)
+                assert lane.waiting == 5 and lane.counters.taken == 0
+                got: list[bytes] = []
+                async for message in lane.messages(client):
+                    assert isinstance(message.payload, bytes)
+                    got.append(message.payload)
+                    lane.taken(client, message)
+                    if len(got) == total:
+                        break
+        finally:
+            close_socket(client)
+        assert got == [f"m{n}".encode() for n in range(total)]
+        assert lane.counters.taken == total and lane.counters.shed == 0
+    finally:
+        broker.stop()
+
+
+@pytest.mark.mosquitto
+async def test_a_lingering_lane_reads_what_arrives_after_a_read_a_linger_later_at_once(
+        mosquitto: Mosquitto) -> None:
+    cfg = site_config(mosquitto.port, []).brokers["local"]
+    lane = Lane("telemetry", capacity=100, sheds=True, linger=2.0)
+    client = await build_client(cfg, client_id="linger")
+    lane.install(client)
+    got: list[bytes] = []
+    try:
+        async with client:
+            await client.subscribe("linger/#", qos=1)
+            buffered = client._client._sock
+            counting = _CountingSocket(buffered._sock)  # type: ignore[union-attr]
+            buffered._sock = counting  # type: ignore[union-attr]
+
+            async def consume() -> None:
+                async for message in lane.messages(client):
+                    assert isinstance(message.payload, bytes)
+                    got.append(message.payload)
+                    lane.taken(client, message)
+
+            async with asyncio.TaskGroup() as tg:
+                consumer = tg.create_task(consume())
+                await publish(mosquitto.port, ("linger/0", "m0"))  # after a quiet spell: at once
+                await wait_until(lambda: got == [b"m0"])
+                reads = counting.reads
+                await publish(mosquitto.port, *((f"linger/{n}", f"m{n}") for n in range(1, 5)))
+                # Arrived, and left in the socket: the lane read m0 less than 2 s ago.
+                size = sum(2 + 2 + len(f"linger/{n}") + 2 + len(f"m{n}") for n in range(1, 5))
+                await wait_until(lambda: _waiting_bytes(counting.sock) == size)
+                assert got == [b"m0"] and lane.waiting == 0
+                await wait_until(lambda: len(got) == 5)  # one read, a linger after m0
+                assert counting.reads == reads + 1
+                consumer.cancel()
+    finally:
+        close_socket(client)
+    assert got == [f"m{n}".encode() for n in range(5)]
+
+
+@pytest.mark.mosquitto
+async def test_life_safety_messages_do_not_wait_for_the_telemetry_linger(
+        mosquitto: Mosquitto, fake_clock: FakeClock) -> None:
+    fire = {"id": "FP1", "driver": "mqtt", "kind": "fire_panel",
+            "points": [{"name": "fire", "topic": "fp/1/fire"}]}
+    meter = {"id": "M1", "driver": "mqtt", "kind": "meter",
+             "points": [{"name": "kwh", "topic": "m/1/kwh"}]}
+    # No $SYS subscription: the meter's message is the telemetry lane's first.
+    config = site_config(mosquitto.port, [fire, meter], read_linger="50ms",
+                         broker_drops=False).model_copy(
+        update={"rules": load_config_text(SITE).rules[:1]})
+    driver = only_driver(config, fake_clock)
+    telemetry, safety = driver.lanes
+    assert (telemetry.linger, safety.linger) == (0.05, 0.0)
+    # Longer than the test: once the telemetry lane has read a message, the next one waits.
+    telemetry.linger = 60.0
+    sink = Sink()
+    async with running(driver, sink, subscribed=2):
+        await publish(mosquitto.port, ("m/1/kwh", "1"), ("fp/1/fire", "false"))
+        await wait_until(lambda: telemetry.counters.taken == 1 and safety.counters.taken == 1)
+        # Published in this order: the fire message overtakes the lingering meter reading.
+        await publish(mosquitto.port, ("m/1/kwh", "2"), ("fp/1/fire", "true"))
+        await sink.wait_for(lambda r: r.point == "fire" and r.value is True)
+        assert safety.counters.taken == 2
+        assert telemetry.counters.taken == 1
+        assert [r.value for r in sink.readings if r.point == "kwh"] == [1]
