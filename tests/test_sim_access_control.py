@@ -103,13 +103,19 @@ class Rig:
 
     async def event(self, name: str, event: str, *, since: int | None = None
                     ) -> dict[str, Any]:
-        """Wait for ``event`` at door ``name``; its decoded event points."""
-        await self.sink.next(door(name), "event", lambda x: x.value == event, since=since)
-        await self.sink.until(lambda: self.sink.latest(door(name), "hik_minor") is not None
-                              and self.sink.latest(door(name), "hik_minor").value  # type: ignore[union-attr]
-                              == EVENT_CODES[event][1], f"{event} codes")
-        return {p: self.sink.latest(door(name), p).value  # type: ignore[union-attr]
-                for p in ("event", "card", "hik_major", "hik_minor")}
+        """Wait for ``event`` at door ``name``; the event points decoded from its message.
+
+        Taken from that message's readings (they follow its ``event`` reading), not the
+        latest ones: the next event may arrive in the same read and be decoded before this
+        task runs.
+        """
+        found = await self.sink.next(door(name), "event", lambda x: x.value == event,
+                                     since=since)
+        readings = self.sink.readings
+        start = next(i for i, r in enumerate(readings) if r is found)
+        points = {r.point: r.value for r in readings[start:start + 4] if r.device == found.device}
+        assert points.get("hik_minor") == EVENT_CODES[event][1], (event, points)
+        return {p: points[p] for p in ("event", "card", "hik_major", "hik_minor")}
 
 
 @contextlib.asynccontextmanager
