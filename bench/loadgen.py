@@ -7,7 +7,10 @@ count. At the end it prints one JSON line: what it published, what the broker ac
 the window it published in (wall clock), and the send time of every probe:
 
 * a *canary* goes to ``bench/fire/<k>`` with ``temp`` 1000 + k: a fresh device per canary, over
-  an at-once P0 threshold (the gateway reads these topics on its life-safety lane);
+  an at-once P0 threshold (the gateway reads these topics on its life-safety lane). Canaries
+  have a connection of their own, as a fire panel is a device of its own: behind the meters'
+  connection they would wait in this publisher's own queue whenever the broker is behind, and
+  time the load generator instead of the broker and the gateway;
 * a *marker* is an ordinary telemetry message of device ``n`` with ``temp`` 1000000 + k, over
   an at-once P3 threshold (it travels with the telemetry and measures that path); the next
   message of that device brings it back to normal.
@@ -47,15 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
-    load = Load(client, list(range(first, last + 1)))
+    panel = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{args.client_id}-panel")
+    load = Load(client, panel, list(range(first, last + 1)))
     client.on_publish = load.on_publish
-    client.connect("127.0.0.1", args.port)
-    client.loop_start()
+    panel.on_publish = load.on_panel_publish
+    clients = (client, panel) if args.canary_rate else (client,)
+    for c in clients:
+        c.connect("127.0.0.1", args.port)
+        c.loop_start()
     try:
         report = load.run(args.rate, args.seconds, args.canary_rate, args.marker_rate)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        for c in clients:
+            c.disconnect()
+            c.loop_stop()
     print(json.dumps(report), flush=True)
     return 0
 
@@ -63,18 +71,28 @@ def main(argv: list[str] | None = None) -> int:
 class Load:
     """Paced publishing to one client; counts what the broker acknowledged."""
 
-    def __init__(self, client: paho.Client, devices: list[int]) -> None:
+    def __init__(self, client: paho.Client, panel: paho.Client, devices: list[int]) -> None:
         self.client = client
+        self.panel = panel
         self.devices = devices
-        self.acked = 0
+        self._telemetry_acked = 0
+        self._panel_acked = 0  # its own counter: each client's callbacks run on its own thread
         self.sent = 0
         self.seq = 0
         self.canaries: dict[int, int] = {}
         self.markers: dict[int, int] = {}
         self._marked: set[int] = set()  # devices whose last message was a marker
 
+    @property
+    def acked(self) -> int:
+        return self._telemetry_acked + self._panel_acked
+
     def on_publish(self, _c: object, _u: object, _mid: int, _rc: object, _p: object) -> None:
-        self.acked += 1
+        self._telemetry_acked += 1
+
+    def on_panel_publish(self, _c: object, _u: object, _mid: int, _rc: object,
+                         _p: object) -> None:
+        self._panel_acked += 1
 
     def run(self, rate: float, seconds: float, canary_rate: float,
             marker_rate: float) -> dict[str, object]:
@@ -125,7 +143,7 @@ class Load:
     def canary(self) -> None:
         k = len(self.canaries)
         us = time.time_ns() // 1000
-        self.client.publish(f"bench/fire/{k}",
+        self.panel.publish(f"bench/fire/{k}",
                             f'{{"ts":{us // 1000},"temp":{CANARY_BASE + k},"hum":0,'
                             f'"seq":{k},"sent_us":{us}}}', qos=1)
         self.canaries[k] = us
