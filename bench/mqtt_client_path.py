@@ -367,14 +367,9 @@ async def _paho_thread(port: int, window: _Window, variant: str) -> None:
         client.loop_stop()
 
 
-async def _gmqtt(port: int, window: _Window, variant: str) -> None:
+async def _gmqtt_subscribed(port: int, variant: str, on_message: Any) -> Any:
+    """A gmqtt client that acknowledges once ``on_message`` returns, subscribed and ready."""
     import gmqtt
-
-    queue: asyncio.Queue[bytes] = asyncio.Queue(1000)
-
-    async def on_message(_c: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
-        await queue.put(payload)
-        return 0
 
     client = gmqtt.Client(f"bench-{variant}", optimistic_acknowledgement=False)
     client.on_message = on_message
@@ -382,6 +377,17 @@ async def _gmqtt(port: int, window: _Window, variant: str) -> None:
     client.subscribe("bench/+/data", qos=1)
     await asyncio.sleep(0.5)  # SUBACK
     _ready()
+    return client
+
+
+async def _gmqtt(port: int, window: _Window, variant: str) -> None:
+    queue: asyncio.Queue[bytes] = asyncio.Queue(1000)
+
+    async def on_message(_c: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
+        await queue.put(payload)
+        return 0
+
+    client = await _gmqtt_subscribed(port, variant, on_message)
     try:
         while not window.done.is_set():
             json.loads(await queue.get())
@@ -391,8 +397,6 @@ async def _gmqtt(port: int, window: _Window, variant: str) -> None:
 
 
 async def _gmqtt_lane(port: int, window: _Window, variant: str) -> None:
-    import gmqtt
-
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[bytes, asyncio.Future[int]]] = asyncio.Queue()
 
@@ -401,12 +405,7 @@ async def _gmqtt_lane(port: int, window: _Window, variant: str) -> None:
         queue.put_nowait((payload, taken))
         return await taken  # the PUBACK's reason code, sent by gmqtt when this returns
 
-    client = gmqtt.Client(f"bench-{variant}", optimistic_acknowledgement=False)
-    client.on_message = on_message
-    await client.connect("127.0.0.1", port, version=gmqtt.constants.MQTTv311)
-    client.subscribe("bench/+/data", qos=1)
-    await asyncio.sleep(0.5)  # SUBACK
-    _ready()
+    client = await _gmqtt_subscribed(port, variant, on_message)
     try:
         while not window.done.is_set():
             payload, taken = await queue.get()

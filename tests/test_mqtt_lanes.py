@@ -257,6 +257,14 @@ class _CountingSocket:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
 
+    @classmethod
+    def under(cls, client: Any) -> _CountingSocket:
+        """Put a counter between a connected lane's buffered socket and the real one."""
+        buffered = client._client._sock
+        counting = cls(buffered._sock)
+        buffered._sock = counting
+        return counting
+
 
 @pytest.mark.parametrize("linger", [0.0, 0.05], ids=["at-once", "lingering"])
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
@@ -285,9 +293,7 @@ async def test_a_lane_reads_a_burst_in_a_few_large_reads_and_loses_no_byte(
         try:
             async with client:
                 await client.subscribe("burst/#", qos=1)
-                buffered = client._client._sock
-                counting = _CountingSocket(buffered._sock)  # type: ignore[union-attr]
-                buffered._sock = counting  # type: ignore[union-attr]
+                counting = _CountingSocket.under(client)
                 if files is None:
                     # The event loop is held until the whole burst waits in the socket.
                     _publish_and_wait_in_socket(broker.port, burst, counting.sock)
@@ -464,9 +470,7 @@ async def test_a_lingering_lane_reads_what_arrives_after_a_read_a_linger_later_a
     try:
         async with client:
             await client.subscribe("linger/#", qos=1)
-            buffered = client._client._sock
-            counting = _CountingSocket(buffered._sock)  # type: ignore[union-attr]
-            buffered._sock = counting  # type: ignore[union-attr]
+            counting = _CountingSocket.under(client)
 
             async def consume() -> None:
                 async for message in lane.messages(client):
