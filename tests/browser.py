@@ -18,6 +18,7 @@ its leaked-task check without exemptions.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -39,7 +40,8 @@ from playwright.async_api import (
 )
 
 __all__ = ["CjkFonts", "PlatformFont", "WatchedContext", "chromium", "chromium_args",
-           "chromium_path", "cjk_fonts", "origin_of", "platform_fonts", "screenshot"]
+           "chromium_path", "cjk_fonts", "http_statuses", "origin_of", "platform_fonts",
+           "screenshot"]
 
 #: URL schemes that never reach the network; a page may use them freely.
 LOCAL_SCHEMES = frozenset({"data", "blob", "about"})
@@ -236,3 +238,14 @@ def cjk_fonts() -> CjkFonts:
     families = frozenset(name.strip() for line in fc("fc-list", ":lang=zh-cn", "family")
                          .splitlines() for name in line.split(",") if name.strip())
     return CjkFonts(default.strip(), families)
+
+
+def http_statuses(errors: list[str]) -> list[int]:
+    """The HTTP statuses of the failed requests among ``errors`` (Chromium's "the server
+    responded with a status of N"). A plain ``"401" in e`` would also count a URL whose port
+    happens to contain 401."""
+    return [int(m[1]) for e in errors if (m := _STATUS.search(e))]
+
+
+_STATUS = re.compile(r"responded with a status of (\d{3})\b")
+

@@ -27,7 +27,7 @@ from playwright.async_api import Page, Route, expect
 
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, load_config_text
-from tests.browser import WatchedContext
+from tests.browser import WatchedContext, http_statuses
 from tests.console_support import (
     PASSWORD,
     STATUS_TOKEN,
@@ -275,7 +275,7 @@ async def test_a_refused_report_says_why_and_keeps_the_form(
     await page.click("#report-submit")
     await expect(page.locator("#report-error")).to_contain_text("未能登记")
     await expect(page.locator("#report-error")).to_contain_text("X9")
-    assert any("400" in e for e in watched.take_errors())
+    assert 400 in http_statuses(watched.take_errors())
     await expect(page.locator("#f-description")).to_have_value("漏水")
     assert await loop.reports() == []
 
@@ -563,7 +563,7 @@ async def test_overdue_follow_ups_come_first_in_red_and_a_refusal_is_shown_in_wo
     await page.click('#dialog [data-dialog-button="confirm"]')
     await expect(page.locator("#dialog .dialog-error")).to_have_text(
         "无法到场：工单当前为“已解决”，只有“待接单”或“报警已消除”或“已接单”的工单才能记录“已到场”")
-    assert any("409" in e for e in watched.take_errors())
+    assert 409 in http_statuses(watched.take_errors())
     await page.click('#dialog [data-dialog-button="cancel"]')
     await expect(page.locator("#order-detail .wo-state").first).to_have_text("已解决")
     await expect(page.locator('[data-dispatch="on-site"]')).to_be_disabled()
