@@ -238,6 +238,15 @@ async def test_shedding_is_logged_when_it_starts_then_summarised_once_a_minute(
     ]
 
 
+async def _telemetry_lane(cfg: Any, client_id: str, *, capacity: int,
+                          linger: float) -> tuple[Lane, Any]:
+    """A shedding telemetry lane installed on a new (not yet connected) client."""
+    lane = Lane("telemetry", capacity=capacity, sheds=True, linger=linger)
+    client = await build_client(cfg, client_id=client_id)
+    lane.install(client)
+    return lane, client
+
+
 class _CountingSocket:
     """Counts the reads that reach the socket itself."""
 
@@ -284,9 +293,7 @@ async def test_a_lane_reads_a_burst_in_a_few_large_reads_and_loses_no_byte(
             "ca_file": str(files.ca), "cert_file": str(files.client_cert),
             "key_file": str(files.client_key)} if files is not None else None,
         ).brokers["local"]
-        lane = Lane("telemetry", capacity=1000, sheds=True, linger=linger)
-        client = await build_client(cfg, client_id="burst")
-        lane.install(client)
+        lane, client = await _telemetry_lane(cfg, "burst", capacity=1000, linger=linger)
         total = 300
         burst = [(f"burst/{n % 7}", f'{{"seq": {n}, "pad": "{"x" * (n % 50)}"}}'.encode())
                  for n in range(total)]
@@ -358,9 +365,7 @@ async def test_a_lane_gives_what_arrived_then_ends_when_the_broker_goes(
     stopped = False
     try:
         cfg = site_config(broker.port, []).brokers["local"]
-        lane = Lane("telemetry", capacity=100, sheds=True, linger=linger)
-        client = await build_client(cfg, client_id="ends")
-        lane.install(client)
+        lane, client = await _telemetry_lane(cfg, "ends", capacity=100, linger=linger)
         got: list[bytes] = []
         try:
             async with client:
@@ -432,9 +437,7 @@ async def test_a_lingering_lane_takes_a_stream_in_batches_and_acknowledges_only_
     broker.start()
     try:
         cfg = site_config(broker.port, []).brokers["local"]
-        lane = Lane("telemetry", capacity=100, sheds=True, linger=0.02)
-        client = await build_client(cfg, client_id="stream")
-        lane.install(client)
+        lane, client = await _telemetry_lane(cfg, "stream", capacity=100, linger=0.02)
         total = 60
         try:
             async with client:
@@ -463,9 +466,7 @@ async def test_a_lingering_lane_takes_a_stream_in_batches_and_acknowledges_only_
 async def test_a_lingering_lane_reads_what_arrives_after_a_read_a_linger_later_at_once(
         mosquitto: Mosquitto) -> None:
     cfg = site_config(mosquitto.port, []).brokers["local"]
-    lane = Lane("telemetry", capacity=100, sheds=True, linger=2.0)
-    client = await build_client(cfg, client_id="linger")
-    lane.install(client)
+    lane, client = await _telemetry_lane(cfg, "linger", capacity=100, linger=2.0)
     got: list[bytes] = []
     try:
         async with client:
