@@ -297,7 +297,7 @@ async def _aiomqtt(port: int, window: _Window, variant: str) -> None:
 
         _coalesce_writes(client)
         if variant == "aiomqtt-buffered":
-            _buffer_reads(client)
+            _buffer_reads(client, 0.0)  # reading at once, as measured
     async with client:
         await client.subscribe("bench/+/data", qos=1)
         _ready()
@@ -330,8 +330,6 @@ async def _lane(port: int, window: _Window, variant: str) -> None:
 
 
 async def _paho_thread(port: int, window: _Window, variant: str) -> None:
-    import paho.mqtt.client as mqtt
-
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[list[Any]] = asyncio.Queue()
     pending: list[Any] = []
@@ -347,14 +345,7 @@ async def _paho_thread(port: int, window: _Window, variant: str) -> None:
         if was_empty:
             loop.call_soon_threadsafe(hand_over)
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{variant}",
-                         manual_ack=True)
-    client.on_message = on_message
-    client.connect("127.0.0.1", port)
-    client.subscribe("bench/+/data", qos=1)
-    client.loop_start()
-    await asyncio.sleep(0.5)  # SUBACK
-    _ready()
+    client = await _paho_subscribed(port, variant, on_message, manual_ack=True)
     try:
         while not window.done.is_set():
             batch = await queue.get()
@@ -365,6 +356,22 @@ async def _paho_thread(port: int, window: _Window, variant: str) -> None:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+async def _paho_subscribed(port: int, variant: str, on_message: Any, *,
+                           manual_ack: bool) -> Any:
+    """A paho client on its own thread, subscribed and ready."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{variant}",
+                         manual_ack=manual_ack)
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.subscribe("bench/+/data", qos=1)
+    client.loop_start()
+    await asyncio.sleep(0.5)  # SUBACK
+    _ready()
+    return client
 
 
 async def _gmqtt_subscribed(port: int, variant: str, on_message: Any) -> Any:
@@ -419,8 +426,6 @@ async def _gmqtt_lane(port: int, window: _Window, variant: str) -> None:
 
 
 async def _paho_only(port: int, window: _Window, variant: str) -> None:
-    import paho.mqtt.client as mqtt
-
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
 
@@ -430,13 +435,7 @@ async def _paho_only(port: int, window: _Window, variant: str) -> None:
         if window.result is not None and not done.is_set():
             loop.call_soon_threadsafe(done.set)
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{variant}")
-    client.on_message = on_message
-    client.connect("127.0.0.1", port)
-    client.subscribe("bench/+/data", qos=1)
-    client.loop_start()
-    await asyncio.sleep(0.5)  # SUBACK
-    _ready()
+    client = await _paho_subscribed(port, variant, on_message, manual_ack=False)
     try:
         await done.wait()
     finally:
