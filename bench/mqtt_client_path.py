@@ -293,9 +293,10 @@ async def _aiomqtt(port: int, window: _Window, variant: str) -> None:
     paho = client._client
     paho.manual_ack_set(True)
     if variant in ("aiomqtt-tuned", "aiomqtt-buffered"):
-        from gateway.mqtt_lane import _buffer_reads, _coalesce_writes
+        from gateway.mqtt_client import coalesce_writes
+        from gateway.mqtt_lane import _buffer_reads
 
-        _coalesce_writes(client)
+        coalesce_writes(client)
         if variant == "aiomqtt-buffered":
             _buffer_reads(client, 0.0)  # reading at once, as measured
     async with client:

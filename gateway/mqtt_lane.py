@@ -31,7 +31,6 @@ in-flight window once acknowledgements flow, so there ``capacity`` is the bound 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -81,12 +80,11 @@ class Lane:
 
         aiomqtt 2.5.1 has no public way to do either: its paho client and its queue are
         private attributes (``queue_type`` cannot see the paho client that must acknowledge
-        a shed message). Acknowledgements are written as :func:`_coalesce_writes` says,
-        and the socket is read as :func:`_buffer_reads` says.
+        a shed message). The socket is read as :func:`_buffer_reads` says (and written, as
+        every client of the gateway, as :func:`gateway.mqtt_client.coalesce_writes` says).
         """
         client._client.manual_ack_set(True)
         client._queue = _LaneQueue(self, client._client)
-        _coalesce_writes(client)
         _buffer_reads(client, self.linger)
 
     def taken(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
@@ -192,61 +190,6 @@ class _LaneMessages:
                     from disconnected.exception()
             await queue.wait(disconnected)
         return queue.get_nowait()
-
-
-def _coalesce_writes(client: aiomqtt.Client) -> None:
-    """Write what paho queues (PUBACKs above all) at the end of the loop iteration that
-    queued it, and watch the socket for writability only when a write would block.
-
-    aiomqtt registers the socket writer for every packet paho queues, through
-    ``call_soon_threadsafe`` (a wake-up of the loop through its self-pipe), and removes it
-    once the packet is written: per acknowledged message two epoll changes and a wake-up.
-    Here the acknowledgements of one read go out in one ``send``. Measured with
-    ``bench/mqtt_client_path.py`` (1,000 QoS 1 messages/s, loaded 2-core machine): see
-    bench/RESULTS.md.
-    """
-    loop = asyncio.get_running_loop()
-    loop_thread = threading.get_ident()
-    paho = client._client
-    scheduled = False
-    writer: int | None = None  # the fd watched for writability, if any
-
-    def flush() -> None:
-        nonlocal scheduled, writer
-        scheduled = False
-        try:
-            paho.loop_write()
-        except Exception as exc:  # noqa: BLE001 - as aiomqtt: a broken socket ends the link
-            if not client._disconnected.done():
-                client._disconnected.set_exception(exc)
-            return
-        sock = paho.socket()
-        if paho.want_write() and sock is not None:
-            if writer is None:  # the socket is full: write again once it drains
-                writer = sock.fileno()
-                loop.add_writer(writer, flush)
-        elif writer is not None:
-            loop.remove_writer(writer)
-            writer = None
-
-    def register(_client: Any, _userdata: Any, _sock: Any) -> None:
-        nonlocal scheduled
-        if scheduled:
-            return
-        scheduled = True
-        if threading.get_ident() == loop_thread:
-            loop.call_soon(flush)
-        else:  # paho connects in an executor thread
-            loop.call_soon_threadsafe(flush)
-
-    def unregister(_client: Any, _userdata: Any, _sock: Any) -> None:
-        nonlocal writer
-        if writer is not None:
-            loop.remove_writer(writer)
-            writer = None
-
-    paho.on_socket_register_write = register
-    paho.on_socket_unregister_write = unregister
 
 
 #: Bytes asked of the socket per read: a burst of small PUBLISH packets in one system call.
