@@ -59,9 +59,13 @@ class DrillRow:
     second_orders: int | None
     tracebacks: int | None
     health_honest: bool | None
+    #: Messages the platform never received although its broker had confirmed them (PUBACK):
+    #: lost by the broker, not the gateway. Only counted where the gateway logs at DEBUG.
+    broker_lost: int | None = None
 
     def markdown(self) -> str:
-        cells = [self.tried, self.lost, self.duplicated, self.second_orders, self.tracebacks,
+        cells = [self.tried, self.lost, self.broker_lost, self.duplicated, self.second_orders,
+                 self.tracebacks,
                  None if self.health_honest is None else "y" if self.health_honest else "n"]
         return f"| {self.drill} | " + " | ".join(
             "n/a" if c is None else str(c) for c in cells) + " |"
@@ -70,8 +74,9 @@ class DrillRow:
 #: Filled by the drills of this test run; printed by tests/conftest.py.
 REPORT: list[DrillRow] = []
 
-TABLE_HEADER = ("| drill | tried | lost | duplicated (id, seq) | second orders | tracebacks | "
-                "health honest |\n| --- | --- | --- | --- | --- | --- | --- |")
+TABLE_HEADER = ("| drill | tried | lost | lost by the broker after its PUBACK | "
+                "duplicated (id, seq) | second orders | tracebacks | health honest |\n"
+                "| --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 # --------------------------------------------------------------------------- the site
@@ -136,9 +141,11 @@ class GatewayProcess:
     """``python -m gateway.cli run`` as a child process; every log line is kept, across
     restarts, in :attr:`lines`."""
 
-    def __init__(self, config: Path, status_port: int | None = None) -> None:
+    def __init__(self, config: Path, status_port: int | None = None, *,
+                 log_level: str = "INFO") -> None:
         self.config = config
         self.status_port = status_port
+        self.log_level = log_level
         self.lines: list[str] = []
         self.runs = 0
         self._proc: asyncio.subprocess.Process | None = None
@@ -150,7 +157,7 @@ class GatewayProcess:
         self.runs += 1
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config),
-            "--log-level", "INFO", cwd=REPO, stdout=asyncio.subprocess.PIPE,
+            "--log-level", self.log_level, cwd=REPO, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT)
         self._reader = asyncio.create_task(self._read(self._proc), name="gateway-log")
 
@@ -228,16 +235,18 @@ class GatewayProcess:
 
 
 @contextlib.asynccontextmanager
-async def gateway(config: Path, status_port: int | None = None, *,
-                  start: bool = False) -> AsyncIterator[GatewayProcess]:
+async def gateway(config: Path, status_port: int | None = None, *, start: bool = False,
+                  log_level: str = "INFO") -> AsyncIterator[GatewayProcess]:
     """A gateway process (started at once with ``start``), SIGKILLed on the way out."""
-    gw = GatewayProcess(config, status_port)
+    gw = GatewayProcess(config, status_port, log_level=log_level)
     try:
         if start:
             await gw.start()
         yield gw
     finally:
         await gw.kill()
+        # Kept with pytest's temporary directory: what to read when a drill fails.
+        await asyncio.to_thread((config.parent / "gateway.log").write_text, gw.text)
 
 
 def reasons(health: dict[str, Any]) -> set[str]:
@@ -285,7 +294,10 @@ class MqttPlatform:
 
 
 @contextlib.asynccontextmanager
-async def mqtt_platform(port: int, site: str = SITE) -> AsyncIterator[MqttPlatform]:
+async def mqtt_platform(port: int, site: str = SITE, *,
+                        record: Path | None = None) -> AsyncIterator[MqttPlatform]:
+    """The platform, subscribed; with ``record``, what it received is written there (JSON
+    lines of ``[topic, message]``) on the way out, to read when a drill fails."""
     platform = MqttPlatform(port, site)
     task = asyncio.create_task(platform.run(), name="platform")
     try:
@@ -294,6 +306,9 @@ async def mqtt_platform(port: int, site: str = SITE) -> AsyncIterator[MqttPlatfo
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        if record is not None:
+            lines = "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in platform.messages)
+            await asyncio.to_thread(record.write_text, lines, encoding="utf-8")
 
 
 @dataclass
@@ -372,6 +387,10 @@ def outbox_state(state_dir: Path) -> tuple[dict[str, int], int]:
     return latest, int(pending)
 
 
+#: The gateway's DEBUG line for a work-order update its MQTT broker confirmed.
+CONFIRMED = re.compile(r"outbox: mqtt confirmed work_order (\S+)")
+
+
 def tally(drill: str, *, orders: Iterable[dict[str, Any]], alarms: Iterable[str],
           state_dir: Path, log: str, health_honest: bool, tried: int = 1) -> DrillRow:
     """Count what a drill cost; the row is added to the report and returned."""
@@ -383,13 +402,22 @@ def tally(drill: str, *, orders: Iterable[dict[str, Any]], alarms: Iterable[str]
         ids_by_alarm[o["alarm_id"]].add(o["id"])
         seqs[o["id"]].add(o["seq"])
     latest, pending = outbox_state(state_dir)
+    # At DEBUG the gateway logs every confirmation: an update missing at the platform that
+    # its broker had confirmed was lost by the broker (the order still has to arrive).
+    confirmed = set(CONFIRMED.findall(log))
     lost = pending
+    broker_lost = 0
     for order_id in seqs.keys() | latest.keys():
         top = max([*seqs[order_id], latest.get(order_id, 0)])
-        lost += sum(1 for s in range(1, top + 1) if s not in seqs[order_id])
+        for s in range(1, top + 1):
+            if s not in seqs[order_id]:
+                if f"{order_id}:{s}" in confirmed:
+                    broker_lost += 1
+                else:
+                    lost += 1
     lost += sum(1 for alarm in alarms if not ids_by_alarm.get(alarm))
     row = DrillRow(
-        drill=drill, tried=tried, lost=lost,
+        drill=drill, tried=tried, lost=lost, broker_lost=broker_lost if confirmed else None,
         duplicated=sum(n - 1 for n in received.values() if n > 1),
         second_orders=sum(len(ids) - 1 for ids in ids_by_alarm.values()),
         tracebacks=log.count("Traceback"), health_honest=health_honest)

@@ -466,6 +466,9 @@ class Outbox:
             return
         env.pending.discard(target)
         env.parked.pop(target, None)
+        # What was handed over, by key: to tell a message lost after its confirmation (a
+        # broker killed before it saved) from one the gateway never sent.
+        log.debug("outbox: %s confirmed %s %s", target, env.kind, env.key)
         if not env.pending:
             self._remove(env)
         self._enqueue(_Pending(Done(env.id, target)))
