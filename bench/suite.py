@@ -21,7 +21,7 @@ platform subscriber times. Each run:
 Every figure is the median of ``--runs`` runs with min and max.
 
     .venv/bin/python bench/suite.py              # full: 3 runs, about 15 minutes
-    .venv/bin/python bench/suite.py --quick      # smoke: 1 run, short windows
+    .venv/bin/python bench/suite.py --quick      # smoke: 1 run, one load step, short windows
 """
 
 from __future__ import annotations
@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     runs = args.runs or (1 if quick else 3)
     steps = ([float(s) for s in args.steps.split(",")] if args.steps
-             else [1000.0, 2000.0] if quick else [float(s) for s in FULL_STEPS])
-    step_s = args.step_seconds or (2.5 if quick else 10.0)
-    cpu_s = args.cpu_seconds or (3.0 if quick else 30.0)
-    overload_s = args.overload_seconds or (2.5 if quick else 20.0)
+             else [1000.0] if quick else [float(s) for s in FULL_STEPS])
+    step_s = args.step_seconds or (1.5 if quick else 10.0)
+    cpu_s = args.cpu_seconds or (2.0 if quick else 30.0)
+    overload_s = args.overload_seconds or (1.5 if quick else 20.0)
     plan = Plan(steps, step_s, cpu_s, overload_s,
                 Timing(warmup=1.0 if quick else 5.0, settle=1.0 if quick else 10.0,
                        drain=10.0 if quick else 30.0, publishers=args.publishers))
