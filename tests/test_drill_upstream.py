@@ -100,12 +100,9 @@ async def test_drill_upstream_broker_down_for_a_while(tmp_path: Path) -> None:
 #: A first ladder step of 2 s: the escalation update, which carries the whole order, is what
 #: brings an order to the platform whose broker lost it after confirming it (below).
 SHORT_LADDER = """
-work_orders:
-  priorities:
-    P0:
-      ladder:
-        - {role: control_room, name: {zh: 中控室, en: Control room}, within: 2s}
-        - {role: patrol, name: {zh: 巡逻岗, en: Patrol}, within: 10m}
+work_orders: {priorities: {P0: {ladder: [
+  {role: control_room, name: {zh: 中控室, en: Control room}, within: 2s},
+  {role: patrol, name: {zh: 巡逻岗, en: Patrol}, within: 10m}]}}}
 """
 
 
