@@ -260,8 +260,9 @@ class Gateway:
 
                 self.http = HttpPublisher(up.http, self.clock, self.outbox)
 
-    async def run(self, shutdown_trigger: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Run until ``shutdown_trigger()`` returns (default: SIGTERM or SIGINT)."""
+    async def run(self, shutdown_trigger: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Run until ``shutdown_trigger()`` returns (default: SIGTERM or SIGINT); what it
+        returns is ignored, so ``asyncio.Event.wait`` will do."""
         trigger = shutdown_trigger or wait_for_signals
         async with contextlib.AsyncExitStack() as stack:
             # Open before anything can raise a work order: the desk records every version.
@@ -275,7 +276,7 @@ class Gateway:
             await self._run_stages(trigger)
         log.info("stopped")
 
-    async def _run_stages(self, trigger: Callable[[], Awaitable[None]]) -> None:
+    async def _run_stages(self, trigger: Callable[[], Awaitable[object]]) -> None:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             stages: list[tuple[str, Callable[[], Awaitable[None]]]] = [
