@@ -38,6 +38,7 @@ from pathlib import Path
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.alarms import AlarmEvent
 from gateway.app import Gateway
@@ -148,7 +149,7 @@ async def scenario(runs: int, *, device_rate: int, upstream_rate: int, meters: i
                                                   elevators=elevators,
                                                   delay=f"{delay_ms}ms"))
             probe = Probe()
-            subscriber = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="platform")
+            subscriber = paho.Client(CallbackAPIVersion.VERSION2, client_id="platform")
             subscriber.on_message = probe.on_message
             subscriber.connect("127.0.0.1", up.port)
             subscriber.subscribe([("pm/bench/work-orders", 1), ("pm/bench/alarms", 1)])

@@ -303,7 +303,7 @@ async def _aiomqtt(port: int, window: _Window, variant: str) -> None:
         await client.subscribe("bench/+/data", qos=1)
         _ready()
         async for message in client.messages:
-            json.loads(message.payload)  # type: ignore[arg-type]
+            json.loads(message.payload)
             paho.ack(message.mid, message.qos)
             window.took()
             if window.done.is_set():
@@ -323,7 +323,7 @@ async def _lane(port: int, window: _Window, variant: str) -> None:
         await client.subscribe("bench/+/data", qos=1)
         _ready()
         async for message in lane.messages(client):
-            json.loads(message.payload)  # type: ignore[arg-type]
+            json.loads(message.payload)
             lane.taken(client, message)
             window.took()
             if window.done.is_set():
@@ -363,8 +363,9 @@ async def _paho_subscribed(port: int, variant: str, on_message: Any, *,
                            manual_ack: bool) -> Any:
     """A paho client on its own thread, subscribed and ready."""
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{variant}",
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{variant}",
                          manual_ack=manual_ack)
     client.on_message = on_message
     client.connect("127.0.0.1", port)

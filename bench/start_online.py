@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 from procstats import cpu_seconds, free_port, process, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ class StatusWatch:
     def __init__(self, port: int) -> None:
         self.online = threading.Event()
         self.at = 0.0
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-watch")
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-watch")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
