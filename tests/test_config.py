@@ -194,7 +194,7 @@ def test_profiles_merge_points_and_devices_can_override(tmp_path: Path) -> None:
         "  - {id: M2, driver: modbus-tcp, host: h, profile: elevator-modbus}\n")
     config = load_config(tmp_path / "site.yaml")
     m1, m2 = config.devices
-    assert m1.kind == "energy_meter"
+    assert isinstance(m1, ModbusTcpDevice) and m1.kind == "energy_meter"
     assert [(p.name, p.address) for p in m1.points] == [("v", 0), ("i", 8)]
     assert m2.kind == "elevator" and len(m2.points) == 18
 

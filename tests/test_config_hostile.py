@@ -22,6 +22,7 @@ from gateway.config import (
     MAX_INT_CHARS,
     MAX_NODES,
     MAX_SCALAR_CHARS,
+    ModbusTcpDevice,
     load_config,
     load_config_text,
     parse_yaml,
@@ -168,7 +169,9 @@ def test_aliases_within_the_limit_still_work() -> None:
                "  - &lift {id: E1, driver: modbus-tcp, host: h, poll_interval: 500ms,\n"
                "           points: [{name: v, address: 0}]}\n"
                "  - {<<: *lift, id: E2}\n", env={})
-    assert [(d.id, d.poll_interval) for d in config.devices] == [("E1", 0.5), ("E2", 0.5)]
+    e1, e2 = config.devices
+    assert isinstance(e1, ModbusTcpDevice) and isinstance(e2, ModbusTcpDevice)
+    assert [(d.id, d.poll_interval) for d in (e1, e2)] == [("E1", 0.5), ("E2", 0.5)]
 
 
 def test_the_hostile_file_run_prints_its_table(capsys: pytest.CaptureFixture[str]) -> None:

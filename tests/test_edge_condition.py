@@ -18,7 +18,7 @@ from drivers.mqtt import build_mqtt_drivers
 from gateway.alarms import AlarmEngine, AlarmEvent, Detection, LifecycleState, RuleEvaluator
 from gateway.bus import Bus
 from gateway.clock import FakeClock
-from gateway.config import RuleConfig, load_config_text
+from gateway.config import MqttDevice, RuleConfig, load_config_text
 from gateway.model import Quality, Reading
 from tests.support import Mosquitto
 
@@ -236,7 +236,9 @@ rules:
             raised.append(d.device)
 
     rules = RuleEvaluator(config, fake_clock, sink)
-    per_state = sum(1 for p in config.devices[0].points if p.topic.endswith("/state"))
+    template = config.devices[0]
+    assert isinstance(template, MqttDevice)
+    per_state = sum(1 for p in template.points if p.topic.endswith("/state"))
     (driver,) = build_mqtt_drivers(config, fake_clock)
 
     def state(open_: bool, locked: bool) -> str:

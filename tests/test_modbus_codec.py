@@ -11,10 +11,10 @@ import pytest
 
 from drivers.modbus import decode_point, decode_raw
 from gateway.errors import DecodeError
-from simulators.encoding import encode
+from simulators.encoding import Order, encode
 from tests.test_modbus_support import point
 
-NUMERIC = {
+NUMERIC: dict[str, list[float]] = {
     "int16": [0, 1, -1, -32768, 32767],
     "uint16": [0, 1, 0x1234, 65535],
     "int32": [0, -1, -(2**31), 2**31 - 1, 0x12345678],
@@ -25,12 +25,14 @@ NUMERIC = {
     "uint64": [0, 2**64 - 1, 0x0102030405060708],
     "float64": [0.0, math.pi, -1e300, 2.0**-1000],
 }
-ORDERS = [("big", "big"), ("big", "little"), ("little", "big"), ("little", "little")]
+ORDERS: list[tuple[Order, Order]] = [("big", "big"), ("big", "little"), ("little", "big"),
+                                     ("little", "little")]
 
 
 @pytest.mark.parametrize(("word_order", "byte_order"), ORDERS)
 @pytest.mark.parametrize("type_name", list(NUMERIC))
-def test_numeric_types_in_every_order(type_name: str, word_order: str, byte_order: str) -> None:
+def test_numeric_types_in_every_order(type_name: str, word_order: Order,
+                                      byte_order: Order) -> None:
     for value in NUMERIC[type_name]:
         regs = encode(value, type_name, word_order=word_order,
                       byte_order=byte_order)

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -22,7 +22,7 @@ from gateway.clock import SystemClock
 from gateway.config import ModbusPoint
 from gateway.errors import DeviceTimeout
 from gateway.model import Quality
-from simulators.encoding import encode
+from simulators.encoding import Order, encode
 from simulators.modbus_server import SimModbusServer, SimUnit
 from tests.support import free_port
 from tests.test_modbus_support import Collector, NotifyingCounter, point, running, tcp_device
@@ -38,7 +38,8 @@ SAMPLES: dict[str, float] = {
     "uint64": 0xA1B2C3D4E5F60718,
     "float64": -12345.678901,
 }
-ORDERS = [("big", "big"), ("little", "big"), ("big", "little"), ("little", "little")]
+ORDERS: list[tuple[Order, Order]] = [("big", "big"), ("little", "big"), ("big", "little"),
+                                     ("little", "little")]
 FC = {"coil": 1, "discrete_input": 2, "holding": 3, "input": 4}
 
 
@@ -228,7 +229,8 @@ async def test_a_read_that_drops_a_cancellation_still_ends_cancelled() -> None:
     prompt device ignored cancel() and a shutdown hung (seen in about one run in 100)."""
 
     class Answer:
-        function_code, exception_code, registers, bits = 3, 0, [7], []
+        function_code, exception_code, registers = 3, 0, [7]
+        bits: ClassVar[list[bool]] = []
 
         def isError(self) -> bool:
             return False

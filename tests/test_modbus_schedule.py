@@ -27,7 +27,7 @@ from drivers.modbus import (
 )
 from gateway.backoff import Backoff
 from gateway.clock import FakeClock
-from gateway.config import MqttDevice
+from gateway.config import DeviceConfig, MqttDevice
 from gateway.errors import DecodeError, DeviceRejected, DeviceTimeout, LinkError
 from gateway.model import Quality
 from simulators.encoding import encode
@@ -424,7 +424,7 @@ def test_link_rejects_devices_that_do_not_share_a_connection() -> None:
 
 
 def test_build_groups_by_endpoint_and_port() -> None:
-    devices = [
+    devices: list[DeviceConfig] = [
         tcp_device("a", 502, [point("x", 0)]),
         rtu_device("m1", "/dev/ttyUSB0", [point("x", 0)], unit=1),
         tcp_device("b", 502, [point("x", 0)], unit=2),

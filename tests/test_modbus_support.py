@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from drivers.base import ReadingSink
 from drivers.modbus import ModbusLink
 from gateway.config import ModbusPoint, ModbusRtuDevice, ModbusTcpDevice
 from gateway.model import Quality, Reading
@@ -98,7 +99,7 @@ def rtu_device(dev_id: str, port: str, points: list[ModbusPoint], **kw: Any) -> 
 
 
 @contextlib.asynccontextmanager
-async def running(link: ModbusLink, sink: Collector) -> AsyncIterator[asyncio.Task[None]]:
+async def running(link: ModbusLink, sink: ReadingSink) -> AsyncIterator[asyncio.Task[None]]:
     """Run the link as a task; on exit cancel it and re-raise anything it died of."""
     task = asyncio.create_task(link.run(sink), name=f"{link.name}.run")
     try:
