@@ -19,7 +19,7 @@ from gateway.app import Gateway
 from gateway.bus import Bus, Overflow
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, load_config_text
-from gateway.model import Quality, Reading
+from gateway.model import Quality, Reading, Value
 from simulators.encoding import encode
 from simulators.modbus_server import SimModbusServer, SimUnit
 from tests.support import free_port
@@ -267,8 +267,8 @@ async def polled(gateway: Gateway, clock: FakeClock) -> None:
     async with asyncio.timeout(10):
         while True:
             snap = gateway.readings.snapshot()["devices"]
-            stamps = [snap.get(d, {}).get("last", {}).get(p, {}).get("received_ts")
-                      for d, p in (("M1", "import_kwh"), ("W1", "total_volume"))]
+            stamps = [snap[d]["last"][p]["received_ts"] if d in snap and p in snap[d]["last"]
+                      else None for d, p in (("M1", "import_kwh"), ("W1", "total_volume"))]
             if stamps == [clock.time()] * 2:
                 break
             await asyncio.sleep(0.005)
@@ -304,7 +304,7 @@ async def test_hours_and_days_through_the_gateway_across_reset_swap_restart_and_
     assert len(published) == len({p[:3] for p in published}), "an interval published twice"
     series = {p[:3]: p[3] for p in published}
 
-    def hourly(device: str, point: str) -> dict[str, float]:
+    def hourly(device: str, point: str) -> dict[str, Value]:
         return {k[2][6:]: v for k, v in series.items() if k[:2] == (device, point)}
 
     every_hour = {f"{h:02d}:00" for h in range(24)} | {"23:00"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import pytest
 
@@ -66,7 +66,7 @@ class Harness:
 
         self.engine = AlarmEngine(config, clock, sink)
 
-    async def send(self, values: dict[str, object], quality: Quality = Quality.GOOD) -> None:
+    async def send(self, values: Mapping[str, object], quality: Quality = Quality.GOOD) -> None:
         for point, value in values.items():
             await self.bus.publish(Reading("E1", point, value if quality is Quality.GOOD else None,  # type: ignore[arg-type]
                                            quality, self.clock.time()))

@@ -41,6 +41,7 @@ async def test_kpis_from_the_journal(fake_clock: FakeClock, tmp_path: Path) -> N
     assert report.covered_from == t0, "the journal starts later than asked"
     assert (report.activations, report.new_incidents) == (18, 16)
     assert abs(report.hours - (fake_clock.time() - t0) / 3600) < 1e-9
+    assert report.per_hour is not None and report.per_day is not None, "a covered span has rates"
     assert abs(report.per_hour - 18 / report.hours) < 1e-9
     assert abs(report.per_day - report.per_hour * 24) < 1e-9
     assert report.peak_hour == 18

@@ -51,7 +51,7 @@ def test_every_local_link_reaches_its_file_and_anchor(page: Path) -> None:
 def test_product_files_do_not_cite_development_notes() -> None:
     roots = ["README.md", "docs", "config", "gateway", "drivers", "simulators", "systemd",
              "mosquitto", "scripts", "bench"]
-    cited = []
+    cited: list[str] = []
     for root in roots:
         base = REPO / root
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()

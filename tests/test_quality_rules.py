@@ -195,9 +195,11 @@ async def polled(gateway: Gateway, clock: FakeClock, quality: str) -> dict[str, 
     """Until this instant's poll is in (and judged by the rules); each point's quality."""
     async with asyncio.timeout(10):
         while True:
-            last = gateway.readings.snapshot("M1")["devices"].get("M1", {}).get("last", {})
-            volt = last.get("voltage_l1", {})
-            if volt.get("received_ts") == clock.time() and volt.get("quality") == quality:
+            device = gateway.readings.snapshot("M1")["devices"].get("M1")
+            last = device["last"] if device is not None else {}
+            volt = last.get("voltage_l1")
+            if volt is not None and volt["received_ts"] == clock.time() and (
+                    volt["quality"] == quality):
                 break
             await asyncio.sleep(0.005)
         for feed in gateway.bus.subscriptions:

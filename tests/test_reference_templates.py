@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ LOCKED_IN_ZONE_FIRE = """
 """
 
 
-def site_text(doors: dict[str, str | None], rules: str = LOCKED_IN_ZONE_FIRE) -> str:
+def site_text(doors: Mapping[str, str | None], rules: str = LOCKED_IN_ZONE_FIRE) -> str:
     return (HEAD + "devices:\n" + "".join(door(d, z) for d, z in doors.items()) + PANEL
             + "rules:\n" + rules)
 

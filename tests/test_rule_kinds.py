@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 import pytest
 
@@ -57,8 +58,12 @@ class Rig:
         return [active for active, _ in self.seen]
 
 
+class RigFactory(Protocol):
+    def __call__(self, when: str, delay: str = "0s") -> Rig: ...
+
+
 @pytest.fixture
-async def rig_factory(fake_clock: FakeClock) -> AsyncIterator[object]:
+async def rig_factory(fake_clock: FakeClock) -> AsyncIterator[RigFactory]:
     tasks: list[asyncio.Task[None]] = []
 
     def make(when: str, delay: str = "0s") -> Rig:
@@ -72,7 +77,7 @@ async def rig_factory(fake_clock: FakeClock) -> AsyncIterator[object]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_threshold_deadband_stops_chatter(rig_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_threshold_deadband_stops_chatter(rig_factory: RigFactory) -> None:
     rig: Rig = rig_factory("{point: v, gt: 242, deadband: 4}")
     for value in (240, 243, 241, 239.5, 243, 237.9, 243):
         await rig.send("v", value)
@@ -81,7 +86,7 @@ async def test_threshold_deadband_stops_chatter(rig_factory) -> None:  # type: i
     assert rig.states == [True, False, True]
 
 
-async def test_low_limit_with_deadband(rig_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_low_limit_with_deadband(rig_factory: RigFactory) -> None:
     rig: Rig = rig_factory("{point: v, lt: 198, deadband: 2}")
     for value in (220, 197, 199, 200.5):
         await rig.send("v", value)
@@ -89,7 +94,7 @@ async def test_low_limit_with_deadband(rig_factory) -> None:  # type: ignore[no-
 
 
 async def test_stale_fires_on_silence_from_start_and_after_last_good(
-        rig_factory, fake_clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
+        rig_factory: RigFactory, fake_clock: FakeClock) -> None:
     rig: Rig = rig_factory("{stale: 60s, point: v}")
     await fake_clock.advance(59)
     assert rig.states == []
@@ -102,7 +107,7 @@ async def test_stale_fires_on_silence_from_start_and_after_last_good(
     assert rig.states == [True, False, True]
 
 
-async def test_device_wide_comm_loss(rig_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_device_wide_comm_loss(rig_factory: RigFactory) -> None:
     rig: Rig = rig_factory("{comm_loss: true}")
     await rig.send("v", 230)
     await rig.send("t", None, Quality.COMM_LOSS)
@@ -111,7 +116,7 @@ async def test_device_wide_comm_loss(rig_factory) -> None:  # type: ignore[no-un
     assert rig.states == [True, False]
 
 
-async def test_rate_of_change(rig_factory, fake_clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
+async def test_rate_of_change(rig_factory: RigFactory, fake_clock: FakeClock) -> None:
     rig: Rig = rig_factory("{point: t, rate_gt: 5, per: 60s}")
     await rig.send("t", 20.0)
     await fake_clock.advance(30)
@@ -124,7 +129,8 @@ async def test_rate_of_change(rig_factory, fake_clock: FakeClock) -> None:  # ty
     assert rig.states == [True]
 
 
-async def test_counter_of_events_in_a_sliding_window(rig_factory, fake_clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
+async def test_counter_of_events_in_a_sliding_window(rig_factory: RigFactory,
+                                                     fake_clock: FakeClock) -> None:
     rig: Rig = rig_factory("{point: event, count: invalid_card, at_least: 5, within: 60s}")
     for _ in range(4):
         await rig.send("event", "invalid_card")
@@ -138,7 +144,7 @@ async def test_counter_of_events_in_a_sliding_window(rig_factory, fake_clock: Fa
 
 
 async def test_counter_of_transitions_counts_cycles_not_polls(
-        rig_factory, fake_clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
+        rig_factory: RigFactory, fake_clock: FakeClock) -> None:
     rig: Rig = rig_factory("{point: door, count: 2, at_least: 5, within: 120s, "
                            "mode: transitions}")
     for _ in range(20):  # door held open: polled 20 times, one transition
@@ -166,7 +172,8 @@ async def test_schedule_window_in_site_time_wraps_midnight(fake_clock: FakeClock
     await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_on_delay_with_time_dependent_leaf(rig_factory, fake_clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
+async def test_on_delay_with_time_dependent_leaf(rig_factory: RigFactory,
+                                                 fake_clock: FakeClock) -> None:
     rig: Rig = rig_factory("{stale: 10s, point: v}", delay="20s")
     await fake_clock.advance(29)
     assert rig.states == []
@@ -188,7 +195,7 @@ def test_bad_conditions_are_explained() -> None:
         assert message in str(info.value), str(info.value)
 
 
-async def test_counter_reset_counts_within_one_stop(rig_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_counter_reset_counts_within_one_stop(rig_factory: RigFactory) -> None:
     rig: Rig = rig_factory("{point: door, count: 2, at_least: 3, within: 600s, "
                            "mode: transitions, reset: {point: t, eq: 1}}")
     for _ in range(2):  # two openings at one floor, then the car runs (t=1 stands for running)
@@ -266,7 +273,7 @@ def test_quantifiers_and_group_by_go_together() -> None:
 
 
 async def test_rolling_baseline_flags_consumption_well_above_normal(
-        rig_factory, fake_clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
+        rig_factory: RigFactory, fake_clock: FakeClock) -> None:
     rig: Rig = rig_factory("{point: v, above_baseline: 1.5, min_excess: 100, learn: 1h, "
                            "min_samples: 20}")
     for i in range(30):  # a normal level around 1000 W
@@ -281,7 +288,7 @@ async def test_rolling_baseline_flags_consumption_well_above_normal(
     assert rig.states == [True, False]
 
 
-async def test_baseline_is_unknown_until_learned(rig_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_baseline_is_unknown_until_learned(rig_factory: RigFactory) -> None:
     rig: Rig = rig_factory("{point: v, above_baseline: 1.5, min_samples: 20}")
     await rig.send("v", 10)
     await rig.send("v", 10_000)

@@ -93,7 +93,8 @@ async def test_a_stage_ending_cancelled_without_a_stop_is_restarted_not_dropped(
     await fake_clock.advance(2)
     assert alive.is_set() and runs == 2 and not task.done()
     (status,) = sup.stages()
-    assert status.state == "running" and status.restarts == 1
+    # As one tuple: narrowing status.state to "running" would hide the "stopped" check below.
+    assert (status.state, status.restarts) == ("running", 1)
     assert status.last_problem == "ended cancelled although nobody stopped it"
     assert task.cancelling() == 0, "the stale request was taken back"
     assert "stage upstream ended cancelled although nobody stopped it" in caplog.text

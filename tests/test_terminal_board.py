@@ -54,7 +54,7 @@ def order(respond_in: float, *, status: str = "open", level: int = 2) -> dict[st
             "escalation_name": {"zh": "巡逻保安", "en": "Patrol"}}
 
 
-BOARD = {"alarms": [
+BOARD: dict[str, Any] = {"alarms": [
     alarm("trapped@E1", "P0", "active_unacknowledged", since=-65, message="电梯困人，请立即处理",
           order=order(235)),
     alarm("door_held_open@door-B2-17", "P1", "returned_unacknowledged", since=-7500,

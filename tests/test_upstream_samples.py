@@ -175,7 +175,7 @@ async def _at_the_edge(captured: list[tuple[str, dict[str, Any]]]
                       note="复查导靴 / check the guide shoes")
     for status in ("acknowledged", "on_site", "resolved"):
         await clock.advance(5)
-        await desk.record_status(order_id, status, by="wang")  # type: ignore[arg-type]
+        await desk.record_status(order_id, status, by="wang")
     await desk.record_follow_up(order_id, by="wang", reached=True, satisfied=True)
     assert not desk.tracks(order_id), "a satisfied follow-up closes the order"
     return [(topic, json.loads(o.model_dump_json())) for o in sent]

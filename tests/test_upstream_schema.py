@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 import gateway.upstream.schema as schema_module
 from gateway.upstream import AlarmMessage, GatewayStatus, TelemetryMessage
@@ -45,9 +45,10 @@ def test_every_example_in_the_contract_doc_is_a_valid_message() -> None:
     doc = (REPO / "docs" / "upstream.md").read_text(encoding="utf-8")
     examples = re.findall(r"```json\n(.*?)```", doc, flags=re.S)
     assert len(examples) >= 5
-    kinds = {"work_order": WorkOrder, "alarm": AlarmMessage,
-             "work_order_status": StatusAnswer, "telemetry": TelemetryMessage}
-    seen = set()
+    kinds: dict[str, type[BaseModel]] = {"work_order": WorkOrder, "alarm": AlarmMessage,
+                                         "work_order_status": StatusAnswer,
+                                         "telemetry": TelemetryMessage}
+    seen: set[type[BaseModel]] = set()
     for text in examples:
         data = json.loads(text)
         model = kinds.get(data.get("type", ""), GatewayStatus)
