@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import pytest
 
@@ -106,8 +107,8 @@ async def test_loss_longer_than_for_before_its_first_report_raises_at_once(
 
 
 @contextlib.asynccontextmanager
-async def _running(*coros: object) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(c) for c in coros]  # type: ignore[arg-type]
+async def _running(*coros: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(c) for c in coros]
     try:
         yield
     finally:

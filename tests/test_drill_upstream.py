@@ -63,7 +63,9 @@ def waiting(h: dict[str, Any], target: str, n: int) -> bool:
 
 
 def all_clear(h: dict[str, Any], target: str) -> bool:
-    return h["status"] == "ok" and h["targets"][target]["pending"] == 0
+    status: str = h["status"]
+    pending: int = h["targets"][target]["pending"]
+    return status == "ok" and pending == 0
 
 
 async def test_drill_upstream_broker_down_for_a_while(tmp_path: Path) -> None:
@@ -94,7 +96,8 @@ async def test_drill_upstream_broker_down_for_a_while(tmp_path: Path) -> None:
                 alarms=[f"trapped@E{n}" for n in range(1, 5)], state_dir=tmp_path / "state",
                 log=gw.text, health_honest=honest)
     assert (row.lost, row.second_orders, row.tracebacks, row.health_honest) == (0, 0, 0, True)
-    assert row.duplicated <= 2, "at most what was in flight: gateway to broker, broker to us"
+    assert row.duplicated is not None and row.duplicated <= 2, \
+        "at most what was in flight: gateway to broker, broker to us"
 
 
 #: A first ladder step of 2 s: the escalation update, which carries the whole order, is what
@@ -143,7 +146,7 @@ async def test_drill_upstream_broker_killed_mid_stream(tmp_path: Path) -> None:
                 orders=platform.orders(), alarms=[f"trapped@E{i}" for i in range(1, n + 1)],
                 state_dir=tmp_path / "state", log=gw.text, health_honest=honest, tried=kills)
     assert (row.lost, row.second_orders, row.tracebacks, row.health_honest) == (0, 0, 0, True)
-    assert row.duplicated <= 2 * kills, \
+    assert row.duplicated is not None and row.duplicated <= 2 * kills, \
         "at most what was in flight at each kill: gateway to broker, broker to platform"
 
 
@@ -224,4 +227,5 @@ async def test_drill_gateway_sigkilled_20_times_with_work_orders_in_flight(
                 state_dir=tmp_path / "state", log=gw.text, health_honest=after["ok"],
                 tried=rounds)
     assert (row.lost, row.second_orders, row.tracebacks) == (0, 0, 0)
-    assert row.duplicated <= rounds, "at most what was in flight at each kill"
+    assert row.duplicated is not None and row.duplicated <= rounds, \
+        "at most what was in flight at each kill"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -60,7 +61,7 @@ async def test_entrapment_becomes_an_upstream_work_order(mosquitto: Mosquitto,
     e2 = ElevatorSim("E2", traffic=True, seed=7)
     e1.model.position = 5.0
     e1.refresh()
-    received: list[tuple[str, dict[str, object]]] = []
+    received: list[tuple[str, dict[str, Any]]] = []  # JSON as the platform gets it
     async with (SimModbusServer([e1.unit], port=free_port()) as s1,
                 SimModbusServer([e2.unit], port=free_port()) as s2,
                 aiomqtt.Client("127.0.0.1", mosquitto.port) as platform):

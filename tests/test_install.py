@@ -280,7 +280,9 @@ async def test_the_device_broker_wants_the_installed_account(install: Install,
     for credentials in ({}, {"username": "propgw", "password": "wrong"},
                         {"username": "intruder", "password": broker}):
         with pytest.raises(aiomqtt.MqttError, match=r"[Nn]ot authori[sz]ed|[Bb]ad user"):
-            async with aiomqtt.Client("127.0.0.1", port, timeout=10, **credentials):
+            async with aiomqtt.Client("127.0.0.1", port, timeout=10,
+                                      username=credentials.get("username"),
+                                      password=credentials.get("password")):
                 pass
 
 

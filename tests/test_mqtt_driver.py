@@ -16,6 +16,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from drivers.base import ReadingSink
 from drivers.mqtt import MqttDriver, build_mqtt_drivers, describe_subscriptions
 from drivers.mqtt._payload import PointDecoder
 from gateway.clock import Clock, FakeClock, SystemClock
@@ -96,7 +97,7 @@ def only_driver(config: GatewayConfig, clock: Clock) -> MqttDriver:
 
 
 @contextlib.asynccontextmanager
-async def running(driver: MqttDriver, sink: Sink, *, subscribed: int = 1) -> AsyncIterator[
+async def running(driver: MqttDriver, sink: ReadingSink, *, subscribed: int = 1) -> AsyncIterator[
         asyncio.Task[None]]:
     """Run the driver until the block ends; wait first until it has subscribed."""
     task = asyncio.create_task(driver.run(sink), name="test-driver")
@@ -378,7 +379,7 @@ async def test_messages_the_broker_dropped_before_the_gateway_took_them_are_coun
 
     with broker.running():
         driver = only_driver(site_config(broker.port, [sensors]), SystemClock())
-        task = asyncio.create_task(driver.run(stuck))  # type: ignore[arg-type]
+        task = asyncio.create_task(driver.run(stuck))
         try:
             await wait_until(lambda: driver.health().counters["subscribed"] >= 1)
             await publish(broker.port, *[(f"tele/{i % 5}", f'{{"temp": {i}}}')

@@ -17,6 +17,7 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.mqtt import build_mqtt_drivers, describe_subscriptions, life_safety_points
 from gateway.clock import FakeClock
@@ -331,7 +332,7 @@ def _publish_and_wait_in_socket(port: int, burst: list[tuple[str, bytes]], sock:
     for topic, payload in burst:
         remaining = 2 + len(topic) + 2 + len(payload)
         expected += 1 + (1 if remaining < 128 else 2) + remaining
-    publisher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="burst-pub")
+    publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id="burst-pub")
     publisher.connect("127.0.0.1", port)
     publisher.loop_start()
     try:
