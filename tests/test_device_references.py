@@ -5,7 +5,6 @@ same rule through a real gateway, over mosquitto, up to the work order."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
@@ -18,14 +17,13 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.alarms import Detection, RuleEvaluator
 from gateway.app import Gateway
-from gateway.bus import Bus
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, lint, load_config, load_config_text, references
 from gateway.errors import ConfigError
-from gateway.model import Quality, Reading, Value
+from gateway.model import Quality
 from tests.gateway_support import RuleProbe, gateway_with_platform, until
+from tests.rules_support import RuleRig, running_rigs
 from tests.support import Mosquitto
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,44 +66,18 @@ def site(rules: str) -> GatewayConfig:
     return load_config_text(DEVICES.format(rules=rules))
 
 
-class Rig:
+class Rig(RuleRig):
     """One evaluator on the fake clock; ``seen`` lists (alarm id, active) per change."""
 
-    def __init__(self, clock: FakeClock, config: GatewayConfig) -> None:
-        self.clock = clock
-        self.bus = Bus()
-        self.feed = self.bus.subscribe("alarms")
-        self.seen: list[tuple[str, bool]] = []
-        self.detections: list[Detection] = []
-
-        async def sink(d: Detection) -> None:
-            self.seen.append((d.alarm_id, d.active))
-            self.detections.append(d)
-
-        self.rules = RuleEvaluator(config, clock, sink, tick=1.0)
-
-    async def message(self, device: str, quality: Quality = Quality.GOOD,
-                      **values: Value) -> None:
-        ts = self.clock.time()
-        for point, value in values.items():
-            await self.bus.publish(Reading(device, point, value if quality is Quality.GOOD
-                                           else None, quality, ts))
-        await self.clock.advance(0)
+    @property
+    def seen(self) -> list[tuple[str, bool]]:
+        return [(d.alarm_id, d.active) for d in self.detections]
 
 
 @pytest.fixture
 async def make_rig(fake_clock: FakeClock) -> AsyncIterator[Callable[[GatewayConfig], Rig]]:
-    tasks: list[asyncio.Task[None]] = []
-
-    def make(config: GatewayConfig) -> Rig:
-        rig = Rig(fake_clock, config)
-        tasks.append(asyncio.create_task(rig.rules.run(rig.feed)))
-        return rig
-
-    yield make
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    async with running_rigs() as runner:
+        yield lambda config: runner.start(Rig(fake_clock, config))
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -114,53 +86,53 @@ async def make_rig(fake_clock: FakeClock) -> AsyncIterator[Callable[[GatewayConf
 async def test_the_panels_change_alone_raises_and_clears_the_door_rule(
         make_rig: Callable[[GatewayConfig], Rig]) -> None:
     rig = make_rig(site(LOCKED_IN_FIRE))
-    await rig.message("door-3", locked=True, open=False)
-    await rig.message("fire-panel-1", zone3_state=0, zone4_state=0)
+    await rig.publish("door-3", locked=True, open=False)
+    await rig.publish("fire-panel-1", zone3_state=0, zone4_state=0)
     assert rig.seen == []
     before = rig.rules.evaluations
-    await rig.message("fire-panel-1", zone3_state=2, zone4_state=0)  # no door reading
+    await rig.publish("fire-panel-1", zone3_state=2, zone4_state=0)  # no door reading
     assert rig.seen == [("locked-in-fire@door-3", True)]
     assert rig.rules.evaluations == before + 1, "the panel's reading judged the door rule once"
     evidence = rig.detections[0].evidence
     assert evidence == {"locked": True, "fire-panel-1:zone3_state": 2}
-    await rig.message("fire-panel-1", zone3_state=0, zone4_state=0)
+    await rig.publish("fire-panel-1", zone3_state=0, zone4_state=0)
     assert rig.seen[-1] == ("locked-in-fire@door-3", False)
     # And from the door's side: the panel in fire, the door locks again.
-    await rig.message("door-3", locked=False, open=True)
-    await rig.message("fire-panel-1", zone3_state=2, zone4_state=0)
+    await rig.publish("door-3", locked=False, open=True)
+    await rig.publish("fire-panel-1", zone3_state=2, zone4_state=0)
     assert rig.seen[-1] == ("locked-in-fire@door-3", False)
-    await rig.message("door-3", locked=True, open=False)
+    await rig.publish("door-3", locked=True, open=False)
     assert rig.seen[-1] == ("locked-in-fire@door-3", True)
 
 
 async def test_a_point_nobody_references_judges_no_rule_of_another_device(
         make_rig: Callable[[GatewayConfig], Rig]) -> None:
     rig = make_rig(site(LOCKED_IN_FIRE))
-    await rig.message("door-3", locked=True, open=False)
+    await rig.publish("door-3", locked=True, open=False)
     before = rig.rules.evaluations
-    await rig.message("fire-panel-1", zone4_state=2)  # zone 4: the rule reads zone 3 only
+    await rig.publish("fire-panel-1", zone4_state=2)  # zone 4: the rule reads zone 3 only
     assert rig.rules.evaluations == before
-    await rig.message("door-4", locked=True)  # the rule is door-3's only
+    await rig.publish("door-4", locked=True)  # the rule is door-3's only
     assert rig.rules.evaluations == before
 
 
 async def test_a_referenced_point_in_comm_loss_or_bad_raises_nothing_and_clears_nothing(
         make_rig: Callable[[GatewayConfig], Rig], fake_clock: FakeClock) -> None:
     rig = make_rig(site(ZONE_NOT_NORMAL + LOCKED_IN_FIRE))
-    await rig.message("door-3", locked=True, open=False)
-    await rig.message("fire-panel-1", zone3_state=0)
+    await rig.publish("door-3", locked=True, open=False)
+    await rig.publish("fire-panel-1", zone3_state=0)
     # The panel stops answering: "not 0" must not read a missing value as a fire.
-    await rig.message("fire-panel-1", Quality.COMM_LOSS, zone3_state=None)
-    await rig.message("fire-panel-1", Quality.BAD, zone3_state=None)
+    await rig.publish("fire-panel-1", Quality.COMM_LOSS, zone3_state=None)
+    await rig.publish("fire-panel-1", Quality.BAD, zone3_state=None)
     await fake_clock.advance(30)
     assert rig.seen == []
     # In fire, then silent: the alarm stays until the panel says the zone is normal again.
-    await rig.message("fire-panel-1", zone3_state=2)
+    await rig.publish("fire-panel-1", zone3_state=2)
     assert sorted(rig.seen) == [("locked-in-fire@door-3", True), ("zone-not-normal@door-3", True)]
-    await rig.message("fire-panel-1", Quality.COMM_LOSS, zone3_state=None)
+    await rig.publish("fire-panel-1", Quality.COMM_LOSS, zone3_state=None)
     await fake_clock.advance(30)
     assert len(rig.seen) == 2
-    await rig.message("fire-panel-1", zone3_state=0)
+    await rig.publish("fire-panel-1", zone3_state=0)
     assert sorted(rig.seen[2:]) == [("locked-in-fire@door-3", False),
                                      ("zone-not-normal@door-3", False)]
 
@@ -175,8 +147,8 @@ async def test_the_panels_silence_is_said_with_comm_loss_on_the_reference(
     priority: P2
     message: {zh: x, en: x}
 """))
-    await rig.message("fire-panel-1", zone3_state=0, zone4_state=0)
-    await rig.message("fire-panel-1", Quality.COMM_LOSS, zone3_state=None, zone4_state=None)
+    await rig.publish("fire-panel-1", zone3_state=0, zone4_state=0)
+    await rig.publish("fire-panel-1", Quality.COMM_LOSS, zone3_state=None, zone4_state=None)
     assert rig.seen == [("panel-silent@door-3", True)]
 
 
@@ -195,9 +167,9 @@ async def test_a_group_rule_reads_the_panel_for_every_door_of_the_zone(
     message: {zh: x, en: x}
 """).replace("kind: door,\n", "kind: door, location: {zone: z3},\n"))
     rig = make_rig(config)
-    await rig.message("door-3", locked=False, open=True)
-    await rig.message("door-4", locked=True, open=False)
-    await rig.message("fire-panel-1", zone3_state=2)
+    await rig.publish("door-3", locked=False, open=True)
+    await rig.publish("door-4", locked=True, open=False)
+    await rig.publish("fire-panel-1", zone3_state=2)
     assert rig.seen == [("zone-doors-locked-in-fire@site", True)]
     assert rig.detections[0].evidence["fire-panel-1:zone3_state"] == 2
 
@@ -205,20 +177,20 @@ async def test_a_group_rule_reads_the_panel_for_every_door_of_the_zone(
 async def test_a_reload_that_adds_a_reference_follows_the_panel_at_once(
         make_rig: Callable[[GatewayConfig], Rig]) -> None:
     rig = make_rig(site(ZONE_NOT_NORMAL.replace("ne: 0", "eq: 99")))
-    await rig.message("door-3", locked=True, open=False)
-    await rig.message("fire-panel-1", zone3_state=2)
+    await rig.publish("door-3", locked=True, open=False)
+    await rig.publish("fire-panel-1", zone3_state=2)
     assert rig.seen == []
     _, fresh, dropped = await rig.rules.reconfigure(site(ZONE_NOT_NORMAL + LOCKED_IN_FIRE))
     assert (fresh, dropped) == (2, 0)  # zone-not-normal changed, locked-in-fire new
     assert sorted(rig.seen) == [("locked-in-fire@door-3", True), ("zone-not-normal@door-3", True)]
-    await rig.message("fire-panel-1", zone3_state=0)
+    await rig.publish("fire-panel-1", zone3_state=0)
     assert sorted(rig.seen[2:]) == [("locked-in-fire@door-3", False),
                                      ("zone-not-normal@door-3", False)]
     # Reloaded back without references: the panel judges nothing any more.
     await rig.rules.reconfigure(site(ZONE_NOT_NORMAL.replace(
         "{device: fire-panel-1, point: zone3_state, ne: 0}", "{point: locked, eq: false}")))
     before = rig.rules.evaluations
-    await rig.message("fire-panel-1", zone3_state=2)
+    await rig.publish("fire-panel-1", zone3_state=2)
     assert rig.rules.evaluations == before
 
 

@@ -19,7 +19,8 @@ from gateway.alarms import AlarmEngine, AlarmEvent, Detection, LifecycleState, R
 from gateway.bus import Bus
 from gateway.clock import FakeClock
 from gateway.config import MqttDevice, RuleConfig, load_config_text
-from gateway.model import Quality, Reading
+from gateway.model import Quality, Reading, Value
+from tests.rules_support import RuleRig, running_rigs
 from tests.support import Mosquitto
 
 SITE = """
@@ -43,29 +44,16 @@ rules:
 WHILE_LOCKED = "{point: open, becomes: true, while: {point: locked, eq: true}}"
 
 
-class Rig:
+class Rig(RuleRig):
     """One evaluator on the fake clock; ``seen`` is (active, seconds since start) per change."""
 
-    def __init__(self, clock: FakeClock, when: str, delay: str, clear_for: str) -> None:
-        self.clock = clock
-        self.bus = Bus()
-        self.feed = self.bus.subscribe("alarms")
-        self.t0 = clock.monotonic()
-        self.seen: list[tuple[bool, float]] = []
+    async def message(self, quality: Quality = Quality.GOOD, **values: Value) -> None:
+        """One message of D1: all its readings are queued before the evaluator runs."""
+        await self.publish("D1", quality, **values)
 
-        async def sink(d: Detection) -> None:
-            self.seen.append((d.active, round(clock.monotonic() - self.t0, 3)))
-
-        config = load_config_text(SITE.format(when=when, delay=delay, clear_for=clear_for))
-        self.rules = RuleEvaluator(config, clock, sink, tick=1.0)
-
-    async def message(self, quality: Quality = Quality.GOOD, **values: object) -> None:
-        """One message: all its readings are queued before the evaluator runs."""
-        ts = self.clock.time()
-        for point, value in values.items():
-            await self.bus.publish(Reading("D1", point, value if quality is Quality.GOOD
-                                           else None, quality, ts))  # type: ignore[arg-type]
-        await self.clock.advance(0)
+    @property
+    def seen(self) -> list[tuple[bool, float]]:
+        return [(d.active, at) for d, at in zip(self.detections, self.at, strict=True)]
 
     @property
     def states(self) -> list[bool]:
@@ -74,17 +62,13 @@ class Rig:
 
 @pytest.fixture
 async def make_rig(fake_clock: FakeClock) -> AsyncIterator[Callable[..., Rig]]:
-    tasks: list[asyncio.Task[None]] = []
+    async with running_rigs() as runner:
 
-    def make(when: str = WHILE_LOCKED, delay: str = "0s", clear_for: str = "0s") -> Rig:
-        rig = Rig(fake_clock, when, delay, clear_for)
-        tasks.append(asyncio.create_task(rig.rules.run(rig.feed)))
-        return rig
+        def make(when: str = WHILE_LOCKED, delay: str = "0s", clear_for: str = "0s") -> Rig:
+            text = SITE.format(when=when, delay=delay, clear_for=clear_for)
+            return runner.start(Rig(fake_clock, load_config_text(text)))
 
-    yield make
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        yield make
 
 
 async def test_door_opening_while_locked_raises_and_opening_unlocked_does_not(

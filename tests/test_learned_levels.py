@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alarms import Detection, LearnedStore, RuleEvaluator, learned_path
-from gateway.bus import Bus
+from gateway.alarms import LearnedStore, learned_path
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, load_config_text
-from gateway.model import Quality, Reading
+from tests.rules_support import RuleRig
 
 SITE = """
 site: {{id: s1, name: s, gateway_id: g}}
@@ -31,31 +30,25 @@ rules:
 """
 
 
-class Run:
+class Run(RuleRig):
     """One gateway run: the evaluator on a feed, until stopped."""
 
     def __init__(self, config: GatewayConfig, clock: FakeClock, *,
                  save_every: float = 600.0) -> None:
-        self.clock = clock
-        self.bus = Bus()
-        self.feed = self.bus.subscribe("alarms")
-        self.seen: list[bool] = []
-
-        async def sink(d: Detection) -> None:
-            self.seen.append(d.active)
-
-        self.rules = RuleEvaluator(config, clock, sink,
-                                   learned=LearnedStore(learned_path(config)),
-                                   save_every=save_every)
+        super().__init__(clock, config, learned=LearnedStore(learned_path(config)),
+                         save_every=save_every)
         self.task = asyncio.create_task(self.rules.run(self.feed))
+
+    @property
+    def seen(self) -> list[bool]:
+        return [d.active for d in self.detections]
 
     async def started(self) -> None:
         async with asyncio.timeout(5):  # the file is read in a worker thread
             await self.rules.restored.wait()
 
     async def send(self, value: float) -> None:
-        await self.bus.publish(Reading("M1", "kw", value, Quality.GOOD, self.clock.time()))
-        await self.clock.advance(0)
+        await self.publish("M1", kw=value)
 
     async def learn_normal(self) -> None:
         await self.started()

@@ -7,19 +7,16 @@ evaluator on the fake clock; readings go through the bus as the MQTT driver send
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from gateway import cli
-from gateway.alarms import Detection, RuleEvaluator
-from gateway.bus import Bus
 from gateway.clock import FakeClock
 from gateway.config import load_config_text, offline_warnings
 from gateway.errors import ConfigError
-from gateway.model import Quality, Reading
+from tests.rules_support import RuleRig, running_rigs
 
 SITE = """
 site: {{id: s, name: s, gateway_id: g}}
@@ -38,34 +35,21 @@ HEARTBEAT = """\
 """
 
 
-class Rig:
-    def __init__(self, clock: FakeClock, extra: str) -> None:
-        self.clock = clock
-        self.bus = Bus()
-        self.feed = self.bus.subscribe("alarms")
-        self.t0 = clock.monotonic()
-        self.seen: list[tuple[str, bool, float]] = []
-
-        async def sink(d: Detection) -> None:
-            self.seen.append((d.rule_id, d.active, round(clock.monotonic() - self.t0, 3)))
-
-        self.config = load_config_text(SITE.format(extra=extra))
-        self.rules = RuleEvaluator(self.config, clock, sink)
-
+class Rig(RuleRig):
     async def state(self, door: str, *, open_: bool = False) -> None:
         """One state message of a door (every field of the profile's state topic)."""
-        ts = self.clock.time()
-        values = {"open": open_, "contact": "open" if open_ else "closed", "locked": True,
-                  "lock": "locked", "zone": 1, "controller": "c1", "alarm": "none",
-                  "forced": False, "held": False, "tamper": False, "fire_release": False}
-        for point, value in values.items():
-            await self.bus.publish(Reading(f"door-{door}", point, value, Quality.GOOD, ts))
-        await self.clock.advance(0)
+        await self.publish(
+            f"door-{door}", open=open_, contact="open" if open_ else "closed", locked=True,
+            lock="locked", zone=1, controller="c1", alarm="none", forced=False, held=False,
+            tamper=False, fire_release=False)
 
     async def beat(self, door: str, seq: int) -> None:
-        await self.bus.publish(Reading(f"door-{door}", "heartbeat", seq, Quality.GOOD,
-                                       self.clock.time()))
-        await self.clock.advance(0)
+        await self.publish(f"door-{door}", heartbeat=seq)
+
+    @property
+    def seen(self) -> list[tuple[str, bool, float]]:
+        return [(d.rule_id, d.active, at)
+                for d, at in zip(self.detections, self.at, strict=True)]
 
     def offline(self) -> list[tuple[bool, float]]:
         return [(active, t) for rule, active, t in self.seen if rule == "access.door-offline"]
@@ -73,17 +57,9 @@ class Rig:
 
 @pytest.fixture
 async def make_rig(fake_clock: FakeClock) -> AsyncIterator[Callable[[str], Rig]]:
-    tasks: list[asyncio.Task[None]] = []
-
-    def make(extra: str) -> Rig:
-        rig = Rig(fake_clock, extra)
-        tasks.append(asyncio.create_task(rig.rules.run(rig.feed)))
-        return rig
-
-    yield make
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    async with running_rigs() as runner:
+        yield lambda extra: runner.start(
+            Rig(fake_clock, load_config_text(SITE.format(extra=extra))))
 
 
 async def test_without_a_policy_a_quiet_door_is_called_offline(

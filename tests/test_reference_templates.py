@@ -6,7 +6,6 @@ over mosquitto, with a panel split by its payload's zone."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -19,14 +18,12 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.alarms import Detection, RuleEvaluator
 from gateway.app import Gateway
-from gateway.bus import Bus
 from gateway.clock import FakeClock
-from gateway.config import GatewayConfig, lint, load_config_text, offline_warnings
+from gateway.config import lint, load_config_text, offline_warnings
 from gateway.errors import ConfigError
-from gateway.model import Quality, Reading, Value
 from tests.gateway_support import RuleProbe, gateway_with_platform, until
+from tests.rules_support import RuleRig, running_rigs
 from tests.support import Mosquitto
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,42 +64,18 @@ def site_text(doors: Mapping[str, str | None], rules: str = LOCKED_IN_ZONE_FIRE)
 THREE = {"door-1": "1", "door-2": "2", "door-3": "3"}
 
 
-class Rig:
+class Rig(RuleRig):
     """One evaluator on the fake clock; ``seen`` lists (alarm id, active) per change."""
 
-    def __init__(self, clock: FakeClock, config: GatewayConfig) -> None:
-        self.clock = clock
-        self.bus = Bus()
-        self.feed = self.bus.subscribe("alarms")
-        self.seen: list[tuple[str, bool]] = []
-        self.detections: list[Detection] = []
-
-        async def sink(d: Detection) -> None:
-            self.seen.append((d.alarm_id, d.active))
-            self.detections.append(d)
-
-        self.rules = RuleEvaluator(config, clock, sink, tick=1.0)
-
-    async def message(self, device: str, **values: Value) -> None:
-        ts = self.clock.time()
-        for point, value in values.items():
-            await self.bus.publish(Reading(device, point, value, Quality.GOOD, ts))
-        await self.clock.advance(0)
+    @property
+    def seen(self) -> list[tuple[str, bool]]:
+        return [(d.alarm_id, d.active) for d in self.detections]
 
 
 @pytest.fixture
 async def make_rig(fake_clock: FakeClock) -> AsyncIterator[Callable[[str], Rig]]:
-    tasks: list[asyncio.Task[None]] = []
-
-    def make(text: str) -> Rig:
-        rig = Rig(fake_clock, load_config_text(text))
-        tasks.append(asyncio.create_task(rig.rules.run(rig.feed)))
-        return rig
-
-    yield make
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    async with running_rigs() as runner:
+        yield lambda text: runner.start(Rig(fake_clock, load_config_text(text)))
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -112,21 +85,21 @@ async def test_one_rule_raises_exactly_the_door_of_the_zone_in_fire(
         make_rig: Callable[[str], Rig]) -> None:
     rig = make_rig(site_text(THREE))
     for name in THREE:
-        await rig.message(name, locked=True)
+        await rig.publish(name, locked=True)
     for zone in "123":
-        await rig.message(f"FACP-1-zone-{zone}", event="NORMAL")
+        await rig.publish(f"FACP-1-zone-{zone}", event="NORMAL")
     assert rig.seen == []
     before = rig.rules.evaluations
-    await rig.message("FACP-1-zone-2", event="FIRE")
+    await rig.publish("FACP-1-zone-2", event="FIRE")
     assert rig.seen == [("locked-in-zone-fire@door-2", True)]
     assert rig.rules.evaluations == before + 1, "zone 2's reading judged door-2's rule only"
     (alarm,) = rig.detections
     assert alarm.evidence == {"locked": True, "FACP-1-zone-2:event": "FIRE"}
     assert alarm.message_en == "door-2 locked while its zone reads FIRE"
     # Zone 1 in fire too, door-1 unlocked: nothing new; zone 2 back to normal clears door-2.
-    await rig.message("door-1", locked=False)
-    await rig.message("FACP-1-zone-1", event="FIRE")
-    await rig.message("FACP-1-zone-2", event="NORMAL")
+    await rig.publish("door-1", locked=False)
+    await rig.publish("FACP-1-zone-1", event="FIRE")
+    await rig.publish("FACP-1-zone-2", event="NORMAL")
     assert rig.seen == [("locked-in-zone-fire@door-2", True),
                         ("locked-in-zone-fire@door-2", False)]
 
@@ -145,7 +118,7 @@ async def test_a_configured_door_that_never_reported_is_judged_on_the_panels_cha
     message: {zh: x, en: x}
 """
     rig = make_rig(site_text(THREE, LOCKED_IN_ZONE_FIRE + release))
-    await rig.message("FACP-1-zone-2", event="FIRE")  # no door has said anything
+    await rig.publish("FACP-1-zone-2", event="FIRE")  # no door has said anything
     assert rig.seen == [("release-in-zone-fire@door-2", True)]
 
 
@@ -176,9 +149,9 @@ async def test_a_templated_door_fills_the_reference_from_its_id(
      points: [{name: locked, topic: "acs/{zone}/{n}/locked", type: bool}]}
 """)
     rig = make_rig(text)
-    await rig.message("door-2-7", locked=True)
-    await rig.message("door-3-1", locked=True)
-    await rig.message("FACP-1-zone-2", event="FIRE")
+    await rig.publish("door-2-7", locked=True)
+    await rig.publish("door-3-1", locked=True)
+    await rig.publish("FACP-1-zone-2", event="FIRE")
     assert rig.seen == [("locked-in-zone-fire@door-2-7", True)]
 
 
@@ -198,18 +171,18 @@ async def test_a_group_rule_fills_the_reference_from_its_groups_zone(
 """
     rig = make_rig(site_text({"door-1": "1", "door-2a": "2", "door-2b": "2"}, rule))
     for name in ("door-1", "door-2a", "door-2b"):
-        await rig.message(name, locked=name == "door-2b")
-    await rig.message("FACP-1-zone-1", event="FIRE")
+        await rig.publish(name, locked=name == "door-2b")
+    await rig.publish("FACP-1-zone-1", event="FIRE")
     assert rig.seen == []
-    await rig.message("FACP-1-zone-2", event="FIRE")
+    await rig.publish("FACP-1-zone-2", event="FIRE")
     assert rig.seen == [("zone-doors-locked-in-fire@zone:2", True)]
 
 
 async def test_a_reload_that_gives_a_door_its_zone_follows_that_zone(
         make_rig: Callable[[str], Rig]) -> None:
     rig = make_rig(site_text({"door-1": "1", "door-2": None}))
-    await rig.message("door-2", locked=True)
-    await rig.message("FACP-1-zone-2", event="FIRE")
+    await rig.publish("door-2", locked=True)
+    await rig.publish("FACP-1-zone-2", event="FIRE")
     assert rig.seen == []
     await rig.rules.reconfigure(load_config_text(site_text({"door-1": "1", "door-2": "2"})))
     assert rig.seen == [("locked-in-zone-fire@door-2", True)], "judged at once on reload"

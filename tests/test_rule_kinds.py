@@ -13,7 +13,8 @@ from gateway.alarms import Detection, RuleEvaluator
 from gateway.bus import Bus
 from gateway.clock import FakeClock
 from gateway.config import load_config_text
-from gateway.model import Quality, Reading
+from gateway.model import Quality, Reading, Value
+from tests.rules_support import RuleRig, running_rigs
 
 BASE = """
 site: {{id: s1, name: s, gateway_id: g, timezone: Asia/Shanghai}}
@@ -34,24 +35,16 @@ rules:
 """
 
 
-class Rig:
+class Rig(RuleRig):
     def __init__(self, when: str, clock: FakeClock, delay: str = "0s") -> None:
-        self.clock = clock
-        self.bus = Bus()
-        self.feed = self.bus.subscribe("alarms")
-        self.seen: list[tuple[bool, float]] = []
+        super().__init__(clock, load_config_text(BASE.format(when=when, delay=delay)))
 
-        async def sink(d: Detection) -> None:
-            self.seen.append((d.active, round(clock.monotonic() - self.t0, 3)))
+    async def send(self, point: str, value: Value, quality: Quality = Quality.GOOD) -> None:
+        await self.publish("D1", quality, **{point: value})
 
-        self.t0 = clock.monotonic()
-        config = load_config_text(BASE.format(when=when, delay=delay))
-        self.rules = RuleEvaluator(config, clock, sink, tick=1.0)
-
-    async def send(self, point: str, value: object, quality: Quality = Quality.GOOD) -> None:
-        await self.bus.publish(Reading("D1", point, value if quality is Quality.GOOD else None,  # type: ignore[arg-type]
-                                       quality, self.clock.time()))
-        await self.clock.advance(0)
+    @property
+    def seen(self) -> list[tuple[bool, float]]:
+        return [(d.active, at) for d, at in zip(self.detections, self.at, strict=True)]
 
     @property
     def states(self) -> list[bool]:
@@ -64,17 +57,12 @@ class RigFactory(Protocol):
 
 @pytest.fixture
 async def rig_factory(fake_clock: FakeClock) -> AsyncIterator[RigFactory]:
-    tasks: list[asyncio.Task[None]] = []
+    async with running_rigs() as runner:
 
-    def make(when: str, delay: str = "0s") -> Rig:
-        rig = Rig(when, fake_clock, delay)
-        tasks.append(asyncio.create_task(rig.rules.run(rig.feed)))
-        return rig
+        def make(when: str, delay: str = "0s") -> Rig:
+            return runner.start(Rig(when, fake_clock, delay))
 
-    yield make
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        yield make
 
 
 async def test_threshold_deadband_stops_chatter(rig_factory: RigFactory) -> None:
