@@ -88,6 +88,16 @@ class Client:
             return response.status, await _body(response)
 
 
+async def logged_in(base: str, sessions: list[aiohttp.ClientSession], name: str) -> Client:
+    """A client of the console at ``base``, logged in as ``name``; its HTTP session is added
+    to ``sessions`` for the caller to close."""
+    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    sessions.append(http)
+    client = Client(base, http)
+    assert (await client.login(name, PASSWORD)).status == 200
+    return client
+
+
 async def _body(response: aiohttp.ClientResponse) -> Any:
     text = await response.text()
     try:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiomqtt
 
-from gateway.app import Gateway
+from gateway.app import Gateway, Observer
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig
 
@@ -20,30 +20,62 @@ async def gateway_with_platform(config: GatewayConfig, port: int, clock: FakeClo
                                 topic: str) -> AsyncIterator[tuple[Gateway, list[dict[str, Any]]]]:
     """Run ``config`` until the block ends; every message on ``topic`` (the platform's side of
     the upstream broker on ``port``) is appended, decoded, to the list yielded with it."""
-    gateway = Gateway(config, clock=clock)
-    stop = asyncio.Event()
     received: list[dict[str, Any]] = []
+    async with gateway_on_platform(
+            config, port, clock, topics=[topic],
+            received=lambda _topic, payload: received.append(json.loads(payload))) as gateway:
+        yield gateway, received
+
+
+@asynccontextmanager
+async def gateway_on_platform(config: GatewayConfig, port: int, clock: FakeClock, *,
+                              topics: Sequence[str], received: Callable[[str, bytes], None],
+                              observers: Sequence[Observer] = (),
+                              subscribed: bool = False) -> AsyncIterator[Gateway]:
+    """Run ``config`` until the block ends, yielded once started, its console (if it has
+    one) serving and its upstream connected; with ``subscribed``, also once its first driver
+    has subscribed. Every message on ``topics`` (the platform's side of the upstream broker
+    on ``port``) is handed to ``received(topic, payload)`` as it arrives."""
+    gateway = Gateway(config, clock=clock, observers=observers)
+    stop = asyncio.Event()
     async with aiomqtt.Client("127.0.0.1", port) as platform, asyncio.TaskGroup() as tg:
-        await platform.subscribe(topic, qos=1)
+        for topic in topics:
+            await platform.subscribe(topic, qos=1)
         task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
 
         async def listen() -> None:
             async for message in platform.messages:
                 assert isinstance(message.payload, bytes)
-                received.append(json.loads(message.payload))
+                received(str(message.topic), message.payload)
 
         listener = tg.create_task(listen())
         try:
             async with asyncio.timeout(10):
                 await gateway.started.wait()
+                if gateway.web is not None:
+                    await gateway.web.serving.wait()
                 while not (gateway.upstream is not None and gateway.upstream.connected):
                     await asyncio.sleep(0.01)
-            yield gateway, received
+                while subscribed and gateway.drivers[0].health().counters.get("subscribed", 0) < 1:
+                    await asyncio.sleep(0.01)
+            yield gateway
         finally:
             stop.set()
             async with asyncio.timeout(10):
                 await task
             listener.cancel()
+
+
+async def advance_delivered(gateway: Gateway, clock: FakeClock, seconds: float,
+                            step: float) -> None:
+    """Fake time forward ``step`` at a time, each once the outbox has delivered everything:
+    a jump while a publish waits for its PUBACK would time it out on the fake clock."""
+    outbox = gateway.outbox
+    assert outbox is not None
+    while seconds > 0:
+        await until(lambda: not outbox.pending("mqtt"), clock)
+        await clock.advance(min(step, seconds))
+        seconds -= step
 
 
 async def until(check: Callable[[], bool], clock: FakeClock) -> None:

@@ -36,6 +36,7 @@ from tests.console_support import (
     add_users,
     running_console,
 )
+from tests.gateway_support import advance_delivered
 from tests.support import Mosquitto
 
 pytestmark = [pytest.mark.browser, pytest.mark.mosquitto, pytest.mark.slow]
@@ -98,15 +99,7 @@ class Loop:
     async def advance(self, seconds: float, step: float = 10.0) -> None:
         """Fake time forward a step at a time, each once the outbox has delivered (a jump
         while a publish waits for its PUBACK would time the publish out)."""
-        outbox = self.run.gateway.outbox
-        assert outbox is not None
-        while seconds > 0:
-            async with asyncio.timeout(10):
-                while outbox.pending("mqtt"):
-                    await asyncio.sleep(0.01)
-                    await self.clock.advance(0)
-            await self.clock.advance(min(step, seconds))
-            seconds -= step
+        await advance_delivered(self.run.gateway, self.clock, seconds, step)
 
     async def reports(self) -> list[dict[str, Any]]:
         status, body = await self.api.get("/api/v1/reports?scope=recent")

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiomqtt
 import jsonschema_rs
 import pytest
 from pydantic import ValidationError
@@ -40,7 +39,8 @@ from gateway.workorders import (
     grade_report,
     parse_instant,
 )
-from tests.console_support import PASSWORD, Client, add_users
+from tests.console_support import Client, add_users, logged_in
+from tests.gateway_support import gateway_on_platform, until
 from tests.support import Mosquitto
 
 PHONE = "13812345678"
@@ -74,11 +74,7 @@ class Site:
     sessions: list[aiohttp.ClientSession] = field(default_factory=list)
 
     async def client(self, name: str) -> Client:
-        http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        self.sessions.append(http)
-        client = Client(self.base, http)
-        assert (await client.login(name, PASSWORD)).status == 200
-        return client
+        return await logged_in(self.base, self.sessions, name)
 
     async def advance(self, seconds: float, step: float = 60.0) -> None:
         """Fake time forward, a step at a time, each once the outbox has delivered: a jump
@@ -96,16 +92,11 @@ class Site:
         last step may not be in the outbox yet; the observer has seen it)."""
         outbox = self.gateway.outbox
         assert outbox is not None
-        async with asyncio.timeout(10):
-            while outbox.pending("mqtt") or len(self.upstream) < self.start + len(self.emitted):
-                await asyncio.sleep(0.01)
-                await self.clock.advance(0)
+        await until(lambda: not outbox.pending("mqtt")
+                    and len(self.upstream) >= self.start + len(self.emitted), self.clock)
 
     async def until(self, count: int) -> list[dict[str, Any]]:
-        async with asyncio.timeout(10):
-            while len(self.upstream) < count:
-                await asyncio.sleep(0.01)
-                await self.clock.advance(0)
+        await until(lambda: len(self.upstream) >= count, self.clock)
         return list(self.upstream)
 
 
@@ -117,39 +108,19 @@ async def running_site(tmp_path: Path, port: int, clock: FakeClock,
     if users:
         add_users(config)
     emitted: list[WorkOrder] = []
-    gateway = Gateway(config, clock=clock, observers=[_Watch(emitted)])
-    stop = asyncio.Event()
     start = len(upstream)
-    async with aiomqtt.Client("127.0.0.1", port) as platform, asyncio.TaskGroup() as tg:
-        await platform.subscribe("pm/s1/work-orders", qos=1)
-        task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
-
-        async def listen() -> None:
-            async for message in platform.messages:
-                assert isinstance(message.payload, bytes)
-                upstream.append(json.loads(message.payload))
-
-        listener = tg.create_task(listen())
-        site: Site | None = None
+    async with gateway_on_platform(
+            config, port, clock, topics=["pm/s1/work-orders"], observers=[_Watch(emitted)],
+            received=lambda _topic, m: upstream.append(json.loads(m))) as gateway:
+        assert gateway.web is not None
+        site = Site(gateway, config, f"http://127.0.0.1:{gateway.web.port}", clock,
+                    upstream, emitted, start)
         try:
-            async with asyncio.timeout(10):
-                await gateway.started.wait()
-                assert gateway.web is not None
-                await gateway.web.serving.wait()
-                while not (gateway.upstream is not None and gateway.upstream.connected):
-                    await asyncio.sleep(0.01)
-            site = Site(gateway, config, f"http://127.0.0.1:{gateway.web.port}", clock,
-                        upstream, emitted, start)
             yield site
         finally:
-            if site is not None:
-                await site.delivered()
-                for http in site.sessions:
-                    await http.close()
-            stop.set()
-            async with asyncio.timeout(10):
-                await task
-            listener.cancel()
+            await site.delivered()
+            for http in site.sessions:
+                await http.close()
 
 
 @dataclass

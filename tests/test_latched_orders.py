@@ -24,7 +24,8 @@ from gateway.app import Gateway
 from gateway.clock import FakeClock
 from gateway.config import load_config_text
 from gateway.upstream.schema import upstream_schema
-from tests.console_support import PASSWORD, Client, add_users
+from tests.console_support import Client, add_users, logged_in
+from tests.gateway_support import gateway_on_platform, until
 from tests.support import Mosquitto
 
 pytestmark = pytest.mark.mosquitto
@@ -66,15 +67,11 @@ class Site:
     base: str
     clock: FakeClock
     port: int
-    upstream: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    upstream: list[tuple[str, dict[str, Any]]]
     sessions: list[aiohttp.ClientSession] = field(default_factory=list)
 
     async def operator(self) -> Client:
-        http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        self.sessions.append(http)
-        client = Client(self.base, http)
-        assert (await client.login("wang", PASSWORD)).status == 200
-        return client
+        return await logged_in(self.base, self.sessions, "wang")
 
     def orders(self) -> list[dict[str, Any]]:
         return [p for t, p in self.upstream if t == "pm/s1/work-orders"]
@@ -92,10 +89,7 @@ class Site:
 
     async def until(self, check: Callable[[], bool]) -> None:
         """Until a message has travelled through the gateway (real time, bounded)."""
-        async with asyncio.timeout(10):
-            while not check():
-                await asyncio.sleep(0.01)
-                await self.clock.advance(0)
+        await until(check, self.clock)
 
     async def quiet(self) -> None:
         """Let anything else the gateway would send arrive (so that 'nothing more' can fail)."""
@@ -108,38 +102,17 @@ class Site:
 async def running_site(tmp_path: Path, port: int, clock: FakeClock) -> AsyncIterator[Site]:
     config = load_config_text(SITE.format(state=tmp_path / "state", port=port))
     add_users(config)
-    gateway = Gateway(config, clock=clock)
-    stop = asyncio.Event()
-    async with aiomqtt.Client("127.0.0.1", port) as platform, asyncio.TaskGroup() as tg:
-        await platform.subscribe("pm/s1/work-orders", qos=1)
-        await platform.subscribe("pm/s1/alarms", qos=1)
-        task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
-        site: Site | None = None
-
-        async def listen() -> None:
-            async for message in platform.messages:
-                assert isinstance(message.payload, bytes) and site is not None
-                site.upstream.append((str(message.topic), json.loads(message.payload)))
-
-        listener = tg.create_task(listen())
+    upstream: list[tuple[str, dict[str, Any]]] = []
+    async with gateway_on_platform(
+            config, port, clock, topics=["pm/s1/work-orders", "pm/s1/alarms"], subscribed=True,
+            received=lambda topic, m: upstream.append((topic, json.loads(m)))) as gateway:
+        assert gateway.web is not None
+        site = Site(gateway, f"http://127.0.0.1:{gateway.web.port}", clock, port, upstream)
         try:
-            async with asyncio.timeout(10):
-                await gateway.started.wait()
-                assert gateway.web is not None
-                await gateway.web.serving.wait()
-                while not (gateway.upstream is not None and gateway.upstream.connected):
-                    await asyncio.sleep(0.01)
-                while gateway.drivers[0].health().counters.get("subscribed", 0) < 1:
-                    await asyncio.sleep(0.01)
-            site = Site(gateway, f"http://127.0.0.1:{gateway.web.port}", clock, port)
             yield site
         finally:
-            for http in site.sessions if site is not None else ():
+            for http in site.sessions:
                 await http.close()
-            stop.set()
-            async with asyncio.timeout(10):
-                await task
-            listener.cancel()
 
 
 def steps(orders: list[dict[str, Any]]) -> list[tuple[int, str, str, bool, bool, str | None]]:

@@ -44,7 +44,8 @@ from gateway.workorders import (
     shareable,
     work_order_log_path,
 )
-from tests.console_support import PASSWORD, Client, add_users
+from tests.console_support import Client, add_users, logged_in
+from tests.gateway_support import advance_delivered, gateway_on_platform, until
 from tests.support import Mosquitto
 
 PHONE = "13812345678"
@@ -227,37 +228,20 @@ class Site:
     config: GatewayConfig
     base: str
     clock: FakeClock
-    upstream: list[bytes] = field(default_factory=list)
+    upstream: list[bytes]
     sessions: list[aiohttp.ClientSession] = field(default_factory=list)
 
     async def client(self, name: str) -> Client:
-        http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        self.sessions.append(http)
-        client = Client(self.base, http)
-        assert (await client.login(name, PASSWORD)).status == 200
-        return client
+        return await logged_in(self.base, self.sessions, name)
 
     def orders(self) -> list[dict[str, Any]]:
         return [json.loads(m) for m in self.upstream]
 
     async def advance(self, seconds: float, step: float = 10.0) -> None:
-        """Fake time forward a step at a time, each once the outbox has delivered everything:
-        a jump while a publish waits for its PUBACK would time it out on the fake clock."""
-        outbox = self.gateway.outbox
-        assert outbox is not None
-        while seconds > 0:
-            async with asyncio.timeout(10):
-                while outbox.pending("mqtt"):
-                    await asyncio.sleep(0.01)
-                    await self.clock.advance(0)
-            await self.clock.advance(min(step, seconds))
-            seconds -= step
+        await advance_delivered(self.gateway, self.clock, seconds, step)
 
     async def until_orders(self, count: int) -> list[dict[str, Any]]:
-        async with asyncio.timeout(10):
-            while len(self.upstream) < count:
-                await asyncio.sleep(0.01)
-                await self.clock.advance(0)
+        await until(lambda: len(self.upstream) >= count, self.clock)
         return self.orders()
 
 
@@ -265,35 +249,16 @@ class Site:
 async def running_site(tmp_path: Path, port: int, clock: FakeClock) -> AsyncIterator[Site]:
     config = load_config_text(SITE.format(state=tmp_path / "state", port=port))
     add_users(config)
-    gateway = Gateway(config, clock=clock)
-    stop = asyncio.Event()
-    async with aiomqtt.Client("127.0.0.1", port) as platform, asyncio.TaskGroup() as tg:
-        await platform.subscribe("pm/s1/work-orders", qos=1)
-        task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
-        site: Site | None = None
-
-        async def listen() -> None:
-            async for message in platform.messages:
-                assert isinstance(message.payload, bytes) and site is not None
-                site.upstream.append(message.payload)
-
-        listener = tg.create_task(listen())
+    upstream: list[bytes] = []
+    async with gateway_on_platform(config, port, clock, topics=["pm/s1/work-orders"],
+                                   received=lambda _topic, m: upstream.append(m)) as gateway:
+        assert gateway.web is not None
+        site = Site(gateway, config, f"http://127.0.0.1:{gateway.web.port}", clock, upstream)
         try:
-            async with asyncio.timeout(10):
-                await gateway.started.wait()
-                assert gateway.web is not None
-                await gateway.web.serving.wait()
-                while not (gateway.upstream is not None and gateway.upstream.connected):
-                    await asyncio.sleep(0.01)
-            site = Site(gateway, config, f"http://127.0.0.1:{gateway.web.port}", clock)
             yield site
         finally:
-            for http in site.sessions if site is not None else ():
+            for http in site.sessions:
                 await http.close()
-            stop.set()
-            async with asyncio.timeout(10):
-                await task
-            listener.cancel()
 
 
 @pytest.mark.mosquitto
