@@ -37,11 +37,14 @@ async def gateway_on_platform(config: GatewayConfig, port: int, clock: FakeClock
     has subscribed. Every message on ``topics`` (the platform's side of the upstream broker
     on ``port``) is handed to ``received(topic, payload)`` as it arrives."""
     gateway = Gateway(config, clock=clock, observers=observers)
-    stop = asyncio.Event()
+
+    def ready() -> bool:
+        return (gateway.upstream is not None and gateway.upstream.connected
+                and (not subscribed or drivers_subscribed(gateway)))
+
     async with aiomqtt.Client("127.0.0.1", port) as platform, asyncio.TaskGroup() as tg:
         for topic in topics:
             await platform.subscribe(topic, qos=1)
-        task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
 
         async def listen() -> None:
             async for message in platform.messages:
@@ -50,20 +53,37 @@ async def gateway_on_platform(config: GatewayConfig, port: int, clock: FakeClock
 
         listener = tg.create_task(listen())
         try:
+            async with running_gateway(gateway, ready):
+                yield gateway
+        finally:
+            listener.cancel()
+
+
+@asynccontextmanager
+async def running_gateway(gateway: Gateway, ready: Callable[[], bool] = lambda: True
+                          ) -> AsyncIterator[Gateway]:
+    """Run ``gateway`` until the block ends, yielded once started, its console (if it has
+    one) serving and ``ready()`` true (each waited for in real time, bounded)."""
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
+        try:
             async with asyncio.timeout(10):
                 await gateway.started.wait()
                 if gateway.web is not None:
                     await gateway.web.serving.wait()
-                while not (gateway.upstream is not None and gateway.upstream.connected):
-                    await asyncio.sleep(0.01)
-                while subscribed and gateway.drivers[0].health().counters.get("subscribed", 0) < 1:
+                while not ready():
                     await asyncio.sleep(0.01)
             yield gateway
         finally:
             stop.set()
             async with asyncio.timeout(10):
                 await task
-            listener.cancel()
+
+
+def drivers_subscribed(gateway: Gateway, topics: int = 1) -> bool:
+    """Whether the gateway's first driver has subscribed to ``topics`` topics."""
+    return gateway.drivers[0].health().counters.get("subscribed", 0) >= topics
 
 
 async def advance_delivered(gateway: Gateway, clock: FakeClock, seconds: float,

@@ -22,6 +22,7 @@ from gateway.config import GatewayConfig, load_config_text
 from gateway.model import Quality, Reading, Value
 from simulators.encoding import encode
 from simulators.modbus_server import SimModbusServer, SimUnit
+from tests.gateway_support import running_gateway
 from tests.support import free_port
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -246,20 +247,14 @@ async def gateway_running(tmp_path: Path, clock: FakeClock, meters: Meters, port
                       clock=clock)
     taken = gateway.bus.subscribe("test", maxsize=100_000, overflow=Overflow.DROP_OLDEST)
     got: list[Reading] = []
-    stop = asyncio.Event()
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
-        await gateway.started.wait()
-        try:
+    try:
+        async with running_gateway(gateway):
             await polled(gateway, clock)
             yield gateway, got
-        finally:
-            stop.set()
-            async with asyncio.timeout(10):
-                await task
-            while (r := taken.get_nowait()) is not None:
-                if r.point.endswith(("_hour", "_day")):
-                    got.append(r)
+    finally:
+        while (r := taken.get_nowait()) is not None:
+            if r.point.endswith(("_hour", "_day")):
+                got.append(r)
 
 
 async def polled(gateway: Gateway, clock: FakeClock) -> None:

@@ -20,6 +20,7 @@ from gateway.clock import FakeClock
 from gateway.config import load_config_text
 from gateway.model import Value
 from simulators.modbus_server import SimModbusServer, SimUnit
+from tests.gateway_support import running_gateway
 from tests.support import free_port
 
 # The vendor's map is the bundled profile's, except register 6: a bit word instead of a code.
@@ -90,18 +91,10 @@ async def running_site(clock: FakeClock) -> AsyncIterator[Site]:
     unit.holding.update({**RUNNING, 6: 0})
     async with SimModbusServer([unit], port=free_port()) as server:
         gateway = Gateway(load_config_text(SITE.format(port=server.port)), clock=clock)
-        stop = asyncio.Event()
-        async with asyncio.TaskGroup() as tg:
-            task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
-            await gateway.started.wait()
+        async with running_gateway(gateway):
             site = Site(gateway, clock, unit)
-            try:
-                await site.poll(2)
-                yield site
-            finally:
-                stop.set()
-                async with asyncio.timeout(10):
-                    await task
+            await site.poll(2)
+            yield site
 
 
 async def test_the_pack_reads_the_derived_service_mode(fake_clock: FakeClock) -> None:

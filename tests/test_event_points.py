@@ -7,8 +7,7 @@ only messages travel in real time; every delay is fake time moved by the test.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiomqtt
@@ -17,6 +16,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.clock import FakeClock
 from gateway.config import load_config_text
+from tests.gateway_support import drivers_subscribed, running_gateway, until
 from tests.support import Mosquitto
 
 pytestmark = pytest.mark.mosquitto
@@ -51,27 +51,8 @@ rules:
 @asynccontextmanager
 async def gateway_on(port: int, clock: FakeClock) -> AsyncIterator[Gateway]:
     gateway = Gateway(load_config_text(SITE.format(port=port)), clock=clock)
-    stop = asyncio.Event()
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
-        try:
-            async with asyncio.timeout(10):
-                await gateway.started.wait()
-                while gateway.drivers[0].health().counters.get("subscribed", 0) < 1:
-                    await asyncio.sleep(0.01)
-            yield gateway
-        finally:
-            stop.set()
-            async with asyncio.timeout(10):
-                await task
-
-
-async def until(check: Callable[[], bool], clock: FakeClock) -> None:
-    """Wait (real time, bounded) for a message to have travelled through the gateway."""
-    async with asyncio.timeout(10):
-        while not check():
-            await asyncio.sleep(0.01)
-            await clock.advance(0)
+    async with running_gateway(gateway, lambda: drivers_subscribed(gateway)):
+        yield gateway
 
 
 def active(gateway: Gateway) -> set[str]:

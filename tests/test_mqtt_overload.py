@@ -27,6 +27,7 @@ from gateway.clock import FakeClock
 from gateway.config import load_config_text
 from gateway.metrics import link_metrics
 from gateway.model import Reading
+from tests.gateway_support import drivers_subscribed, running_gateway
 from tests.support import Mosquitto
 
 pytestmark = pytest.mark.mosquitto
@@ -108,19 +109,8 @@ async def stuck_gateway(port: int, clock: FakeClock
         seen.update(reading.point for reading in readings)
 
     gateway.points._sink = slow
-    stop = asyncio.Event()
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
-        try:
-            async with asyncio.timeout(10):
-                await gateway.started.wait()
-                while gateway.drivers[0].health().counters.get("subscribed", 0) < 2:
-                    await asyncio.sleep(0.01)
-            yield gateway, seen, release
-        finally:
-            stop.set()
-            async with asyncio.timeout(10):
-                await task
+    async with running_gateway(gateway, lambda: drivers_subscribed(gateway, 2)):
+        yield gateway, seen, release
 
 
 def mqtt_driver(gateway: Gateway) -> MqttDriver:

@@ -26,6 +26,7 @@ from gateway.model import Quality, Reading
 from simulators.meter_maps import SDM630_MAP
 from simulators.meters import EnergyMeterSim
 from simulators.modbus_server import SimModbusServer
+from tests.gateway_support import running_gateway
 from tests.support import free_port
 from tests.test_check_config import propgw
 
@@ -178,17 +179,8 @@ async def gateway_running(tmp_path: Path, port: int, clock: FakeClock
                           ) -> AsyncIterator[Gateway]:
     gateway = Gateway(load_config_text(SITE.format(state=tmp_path / "state", port=port)),
                       clock=clock)
-    stop = asyncio.Event()
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
-        try:
-            async with asyncio.timeout(10):
-                await gateway.started.wait()
-            yield gateway
-        finally:
-            stop.set()
-            async with asyncio.timeout(10):
-                await task
+    async with running_gateway(gateway):
+        yield gateway
 
 
 async def polled(gateway: Gateway, clock: FakeClock, quality: str) -> dict[str, str]:

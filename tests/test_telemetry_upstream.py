@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,6 +24,7 @@ from gateway.clock import FakeClock
 from gateway.config import load_config_text
 from gateway.upstream import TelemetryMessage
 from gateway.upstream.schema import upstream_schema
+from tests.gateway_support import drivers_subscribed, running_gateway, until
 from tests.support import Mosquitto, free_port
 
 SITE = """
@@ -80,28 +81,13 @@ class Platform:
 @asynccontextmanager
 async def running(port: int, clock: FakeClock) -> AsyncIterator[Gateway]:
     gateway = Gateway(load_config_text(SITE.format(port=port)), clock=clock)
-    stop = asyncio.Event()
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(gateway.run(shutdown_trigger=stop.wait))
-        try:
-            async with asyncio.timeout(10):
-                await gateway.started.wait()
-                while not (gateway.upstream is not None and gateway.upstream.connected
-                           and gateway.drivers[0].health().counters.get("subscribed", 0) >= 1):
-                    await asyncio.sleep(0.01)
-            yield gateway
-        finally:
-            stop.set()
-            async with asyncio.timeout(10):
-                await task
 
+    def ready() -> bool:
+        return (gateway.upstream is not None and gateway.upstream.connected
+                and drivers_subscribed(gateway))
 
-async def until(check: Callable[[], bool], clock: FakeClock) -> None:
-    """Wait (real time, bounded) for messages to have travelled."""
-    async with asyncio.timeout(10):
-        while not check():
-            await asyncio.sleep(0.01)
-            await clock.advance(0)
+    async with running_gateway(gateway, ready):
+        yield gateway
 
 
 def by_device(messages: list[TelemetryMessage]) -> dict[str, dict[str, tuple[Any, str, str]]]:
