@@ -8,11 +8,26 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import yaml
+
 from drivers.mqtt import MqttDriver
+from gateway.config import GatewayConfig, load_config_text
 from gateway.model import Reading
 from simulators.mqtt_sim import MqttSim
 
 WAIT = 5.0  # upper bound for any condition; they normally hold within a few 100 ms
+
+
+def sim_site(port: int, devices: list[dict[str, Any]]) -> GatewayConfig:
+    """A site of ``devices`` on the mosquitto at ``port``, reconnecting quickly; loaded as
+    the gateway loads a site file (profiles and device templates expanded)."""
+    data = {
+        "site": {"id": "sunny", "name": "阳光花园", "gateway_id": "gw1"},
+        "brokers": {"local": {"host": "127.0.0.1", "port": port, "connect_timeout": 2,
+                              "reconnect": {"initial": 0.05, "max": 0.2}}},
+        "devices": devices,
+    }
+    return load_config_text(yaml.safe_dump(data, allow_unicode=True))
 
 
 class Sink:

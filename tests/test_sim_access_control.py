@@ -16,15 +16,14 @@ from typing import Any
 
 import aiomqtt
 import pytest
-import yaml
 
 from drivers.mqtt import MqttDriver, build_mqtt_drivers
 from gateway.clock import SystemClock
-from gateway.config import GatewayConfig, MqttDevice, MqttPoint, load_config_text
+from gateway.config import GatewayConfig, MqttDevice, MqttPoint
 from gateway.model import Quality
 from simulators.access_control import EVENT_CODES, AccessControlSim
 from simulators.base import ActionError, Simulator
-from tests.mqtt_sim_support import WAIT, Sink, driver_and_sim
+from tests.mqtt_sim_support import WAIT, Sink, driver_and_sim, sim_site
 from tests.support import Mosquitto
 
 STALE = 1.0
@@ -39,26 +38,20 @@ def door(name: str) -> str:
 
 
 def site(port: int) -> GatewayConfig:
-    data = {
-        "site": {"id": "sunny", "name": "阳光花园", "gateway_id": "gw1"},
-        "brokers": {"local": {"host": "127.0.0.1", "port": port, "connect_timeout": 2,
-                              "reconnect": {"initial": 0.05, "max": 0.2}}},
-        "devices": [
-            {"id": "door-{door}", "driver": "mqtt", "profile": "access-door-mqtt",
-             "stale_after": STALE},
-            # The controller's heartbeat, as the simulator's docstring suggests.
-            {"id": "acs-{ctrl}", "driver": "mqtt", "kind": "access_controller",
-             "stale_after": STALE, "points": [
-                 {"name": "heartbeat_seq", "topic": "acs/controller/{ctrl}/heartbeat",
-                  "path": "seq", "type": "int", "timestamp_path": "ts"},
-                 {"name": "ac_power", "topic": "acs/controller/{ctrl}/heartbeat",
-                  "path": "ac_power", "type": "bool", "timestamp_path": "ts"},
-                 {"name": "online", "topic": "acs/controller/{ctrl}/availability",
-                  "type": "bool", "map": {"online": True, "offline": False}},
-             ]},
-        ],
-    }
-    return load_config_text(yaml.safe_dump(data, allow_unicode=True))
+    return sim_site(port, [
+        {"id": "door-{door}", "driver": "mqtt", "profile": "access-door-mqtt",
+         "stale_after": STALE},
+        # The controller's heartbeat, as the simulator's docstring suggests.
+        {"id": "acs-{ctrl}", "driver": "mqtt", "kind": "access_controller",
+         "stale_after": STALE, "points": [
+             {"name": "heartbeat_seq", "topic": "acs/controller/{ctrl}/heartbeat",
+              "path": "seq", "type": "int", "timestamp_path": "ts"},
+             {"name": "ac_power", "topic": "acs/controller/{ctrl}/heartbeat",
+              "path": "ac_power", "type": "bool", "timestamp_path": "ts"},
+             {"name": "online", "topic": "acs/controller/{ctrl}/availability",
+              "type": "bool", "map": {"online": True, "offline": False}},
+         ]},
+    ])
 
 
 @dataclass

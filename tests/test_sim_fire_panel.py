@@ -16,15 +16,14 @@ from typing import Any
 
 import aiomqtt
 import pytest
-import yaml
 
 from drivers.mqtt import MqttDriver, build_mqtt_drivers
 from gateway.clock import SystemClock
-from gateway.config import GatewayConfig, MqttDevice, MqttPoint, load_config_text
+from gateway.config import GatewayConfig, MqttDevice, MqttPoint
 from gateway.model import Quality
 from simulators.base import ActionError, Simulator
 from simulators.fire_panel import CONTROLLER_BITS, OPERATION_BITS, FirePanelSim
-from tests.mqtt_sim_support import WAIT, Sink, driver_and_sim, wait_until
+from tests.mqtt_sim_support import WAIT, Sink, driver_and_sim, sim_site, wait_until
 from tests.support import Mosquitto
 
 STALE = 1.0  # the devices' stale_after in these tests
@@ -37,18 +36,11 @@ ZONES = 4
 
 def site(port: int) -> GatewayConfig:
     """The site config an engineer writes for a panel: two lines per device kind."""
-    data = {
-        "site": {"id": "sunny", "name": "阳光花园", "gateway_id": "gw1"},
-        "brokers": {"local": {"host": "127.0.0.1", "port": port, "connect_timeout": 2,
-                              "reconnect": {"initial": 0.05, "max": 0.2}}},
-        "devices": [
-            {"id": "{panel}", "driver": "mqtt", "profile": "fire-panel-mqtt",
-             "stale_after": STALE},
-            {"id": "{panel}-zone-{zone}", "driver": "mqtt", "profile": "fire-panel-zone-mqtt",
-             "stale_after": STALE},
-        ],
-    }
-    return load_config_text(yaml.safe_dump(data, allow_unicode=True))
+    return sim_site(port, [
+        {"id": "{panel}", "driver": "mqtt", "profile": "fire-panel-mqtt", "stale_after": STALE},
+        {"id": "{panel}-zone-{zone}", "driver": "mqtt", "profile": "fire-panel-zone-mqtt",
+         "stale_after": STALE},
+    ])
 
 
 @dataclass
