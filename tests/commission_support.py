@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support import kill_if_running
+
 __all__ = ["REPO", "Ran", "SimDevice", "control", "propgw", "sim_device", "write_site"]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,9 +36,7 @@ async def propgw(*args: str, limit: float = 30.0) -> Ran:
         async with asyncio.timeout(limit):
             out, err = await proc.communicate()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await kill_if_running(proc)
     assert proc.returncode is not None
     return Ran(proc.returncode, out.decode(), err.decode())
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -15,8 +17,8 @@ from typing import Any
 
 from simulators.site import free_port
 
-__all__ = ["Mosquitto", "TlsFiles", "free_port", "make_tls_files", "tls_listener_conf",
-           "wait_port"]
+__all__ = ["Mosquitto", "TlsFiles", "free_port", "kill_if_running", "make_tls_files",
+           "stop_and_read", "tls_listener_conf", "wait_port"]
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
@@ -40,6 +42,22 @@ def end_process(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+async def stop_and_read(proc: asyncio.subprocess.Process,
+                        sig: signal.Signals = signal.SIGTERM) -> tuple[bytes, bytes]:
+    """Send a child ``sig`` and read the rest of its output (stdout, stderr) until it exits,
+    within 10 s."""
+    proc.send_signal(sig)
+    async with asyncio.timeout(10):
+        return await proc.communicate()
+
+
+async def kill_if_running(proc: asyncio.subprocess.Process) -> None:
+    """Kill and reap a child the test has not stopped (it failed before it could)."""
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
 
 
 class Mosquitto:

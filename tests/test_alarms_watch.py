@@ -19,7 +19,7 @@ from gateway.config import load_config
 from gateway.console import UserStore, users_path
 from gateway.terminal import ApiClient, Connection, display_width, watch
 from tests.console_support import SITE, STATUS_TOKEN, Running, add_users, running_console
-from tests.support import Mosquitto, free_port
+from tests.support import Mosquitto, free_port, kill_if_running
 from tests.tmux_support import propgw_command, tmux_pane
 
 pytestmark = pytest.mark.mosquitto
@@ -166,9 +166,7 @@ async def test_line_mode_through_a_pipe(site: Site) -> None:
         async with asyncio.timeout(10):
             assert await proc.wait() == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await kill_if_running(proc)
     assert all("\x1b" not in line for line in lines), "no terminal codes in a pipe"
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from gateway.commission import EXIT_OK, EXIT_USAGE
 from tests.commission_support import REPO, control, propgw, sim_device, write_site
-from tests.support import free_port
+from tests.support import free_port, kill_if_running, stop_and_read
 
 
 def _elevator_site(tmp_path: Path, port: int) -> Path:
@@ -56,13 +56,9 @@ async def test_watch_prints_one_line_per_change_when_piped(tmp_path: Path) -> No
             await control(sim.control_port, "E1", "mode", mode="inspection")
             await until("E1.service_mode = 2")
             await until("E1.in_inspection = true")  # derived as the gateway derives it
-            proc.send_signal(signal.SIGINT)
-            async with asyncio.timeout(10):
-                _, err = await proc.communicate()
+            _, err = await stop_and_read(proc, signal.SIGINT)
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await kill_if_running(proc)
     assert proc.returncode == EXIT_OK, err
     assert err == b"", "Ctrl-C ends cleanly: no traceback, no log noise"
     # Lines are "HH:MM:SS.mmm device.point = value [unit]".

@@ -12,7 +12,6 @@ import asyncio
 import io
 import logging
 import re
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from gateway.logs import LibraryLogFilter
 from gateway.model import Quality
 from simulators.modbus_server import Faults, SimModbusServer, SimUnit
 from tests.drill_support import REPORT, STATUS_TOKEN, DrillRow, GatewayProcess, reasons
-from tests.support import free_port
+from tests.support import free_port, kill_if_running, stop_and_read
 from tests.test_modbus_support import Collector, point, rtu_device, running, tcp_device
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,13 +184,9 @@ async def test_propgw_run_through_garbage_silence_and_flapping_logs_little(
             health = await gw.wait_health(lambda h: "comm_loss" in reasons(h))
             named = next(r["message"] for r in health["reasons"] if r["code"] == "comm_loss")
             honest = "garbage" in named and "silent" in named and "healthy" not in named
-            proc.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(10):
-                output, _ = await proc.communicate()
+            output, _ = await stop_and_read(proc)
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await kill_if_running(proc)
     text = output.decode()
     REPORT.append(DrillRow("Modbus devices answering garbage, silent, flapping (one link, 6 s)",
                            tried=3, lost=None, duplicated=None, second_orders=None,

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import resource
-import signal
 import ssl
 import sys
 import time
@@ -22,7 +21,7 @@ from gateway.clock import FakeClock
 from gateway.config import HttpServerLimits, StatusApiConfig
 from gateway.http_server import WebServer, platform_server
 from gateway.workorders import WorkOrder, WorkOrderDesk
-from tests.support import free_port, make_tls_files
+from tests.support import free_port, kill_if_running, make_tls_files, stop_and_read
 from tests.test_escalation import SITE, event
 
 REPO = Path(__file__).resolve().parents[1]
@@ -280,13 +279,9 @@ upstream:
             await asyncio.sleep(1.0)
             trickle.cancel()
         slow.close()
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(10):
-            output, _ = await proc.communicate()
+        output, _ = await stop_and_read(proc)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await kill_if_running(proc)
     text = output.decode()
     assert proc.returncode == 0, text
     assert elapsed < 1.0, text

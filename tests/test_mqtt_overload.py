@@ -28,7 +28,7 @@ from gateway.config import load_config_text
 from gateway.metrics import link_metrics
 from gateway.model import Reading
 from tests.gateway_support import drivers_subscribed, running_gateway
-from tests.support import Mosquitto
+from tests.support import Mosquitto, kill_if_running
 
 pytestmark = pytest.mark.mosquitto
 
@@ -127,9 +127,7 @@ async def flood(port: int, total: int, canaries: int) -> None:
         async with asyncio.timeout(40):
             out, err = await proc.communicate()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await kill_if_running(proc)
     assert proc.returncode == 0, err.decode()
     assert out.split() == [str(total).encode(), str(canaries).encode()]
 

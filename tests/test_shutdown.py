@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Mosquitto
+from tests.support import Mosquitto, kill_if_running, stop_and_read
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,14 +52,10 @@ devices:
                 while requests == 0:  # the gateway's first request is now hanging
                     await asyncio.sleep(0.05)
             started = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(10):
-                output, _ = await proc.communicate()
+            output, _ = await stop_and_read(proc)
             elapsed = time.monotonic() - started
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await kill_if_running(proc)
     text = output.decode()
     assert proc.returncode == 0, text
     assert elapsed < 5.0, f"took {elapsed:.2f}s to stop\n{text}"
@@ -88,9 +84,7 @@ async def test_sigterm_the_moment_the_gateway_says_it_runs_is_a_clean_stop(
                         break
                 rest, _ = await proc.communicate()
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await kill_if_running(proc)
         text = "".join(lines) + rest.decode()
         assert proc.returncode == 0, text
         assert "stopped" in text

@@ -14,7 +14,7 @@ import aiomqtt
 import jsonschema_rs
 import pytest
 
-from tests.support import Mosquitto
+from tests.support import Mosquitto, kill_if_running
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,9 +40,7 @@ async def test_sim_run_sends_every_message_kind_to_the_given_broker(
                         break  # a clean stop: the last thing the gateway says
                 out, _ = await proc.communicate()
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await kill_if_running(proc)
     text = out.decode()
     assert proc.returncode == 0, text
     base = "propgw/sim-elevator-power-cut-occupied"
