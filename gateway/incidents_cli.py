@@ -75,36 +75,37 @@ def run_incidents_command(args: argparse.Namespace, out: TextIO | None = None) -
 
 async def run_incidents_async(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """:func:`run_incidents_command` inside a running event loop (tests)."""
-    import asyncio
-
     from gateway.review import IncidentReview, MonthlySummary, review_html, summary_html
-    from gateway.terminal import ApiClient, ApiError, SiteProblem, connection_from
+    from gateway.terminal import ApiClient, with_gateway
 
     out = out or sys.stdout
     command: str = args.incidents_command
     lang = "zh-CN" if args.lang == "zh" else "en"
-    try:
-        conn = await asyncio.to_thread(connection_from, args)
-    except (SiteProblem, ValueError) as exc:
-        print(f"propgw incidents {command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    async with ApiClient(conn) as client:
-        try:
-            if command == "review":
-                body = await client.get(f"/api/v1/incidents/{quote(args.order_id, safe='')}"
-                                        f"/review")
-                review = IncidentReview.model_validate(body)
-                page = review_html(review, lang)
-                text = review_text(review, lang)
-            else:
-                query = urlencode({"month": args.month}) if args.month else ""
-                body = await client.get(f"/api/v1/incidents/summary?{query}")
-                summary = MonthlySummary.model_validate(body)
-                page = summary_html(summary, lang)
-                text = summary_text(summary, lang)
-        except ApiError as exc:
-            print(f"propgw incidents {command}: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+
+    async def call(client: ApiClient) -> int:
+        if command == "review":
+            body = await client.get(f"/api/v1/incidents/{quote(args.order_id, safe='')}"
+                                    f"/review")
+            review = IncidentReview.model_validate(body)
+            page, text = review_html(review, lang), review_text(review, lang)
+        else:
+            query = urlencode({"month": args.month}) if args.month else ""
+            body = await client.get(f"/api/v1/incidents/summary?{query}")
+            summary = MonthlySummary.model_validate(body)
+            page, text = summary_html(summary, lang), summary_text(summary, lang)
+        return await _show(args, body, page, text, out)
+
+    return await with_gateway(
+        args, call, lambda message: print(f"propgw incidents {command}: {message}",
+                                          file=sys.stderr))
+
+
+async def _show(args: argparse.Namespace, body: Any, page: str, text: str,
+                out: TextIO) -> int:
+    """Write the printable page if asked for, and print the JSON or the text."""
+    import asyncio
+
+    command: str = args.incidents_command
     if args.html is not None:
         try:
             await asyncio.to_thread(args.html.write_text, page, encoding="utf-8")

@@ -87,33 +87,25 @@ def run_orders_command(args: argparse.Namespace, out: TextIO | None = None) -> i
 async def run_orders_async(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """:func:`run_orders_command` inside a running event loop (tests drive it next to a
     gateway)."""
-    import asyncio
-
-    from gateway.terminal import ApiClient, ApiError, SiteProblem, connection_from
+    from gateway.terminal import ApiClient, with_gateway
 
     out = out or sys.stdout
     command: str = args.orders_command
     if command == "assign" and not (args.role or args.person):
         _complain(command, "give --role, --person or both")
         return EXIT_USAGE
-    try:
-        conn = await asyncio.to_thread(connection_from, args)
-    except (SiteProblem, ValueError) as exc:
-        _complain(command, str(exc))
-        return EXIT_USAGE
-    async with ApiClient(conn) as client:
-        try:
-            if command == "follow-ups":
-                return await _follow_ups(client, args, out)
-            order = await client.post(*_request(command, args))
-        except ApiError as exc:
-            _complain(command, str(exc))
-            return EXIT_FAILED
-    if args.json:
-        print(json.dumps(order, ensure_ascii=False, indent=2), file=out)
-    else:
-        _print_order(order, args.lang == "zh", out)
-    return EXIT_OK
+
+    async def call(client: ApiClient) -> int:
+        if command == "follow-ups":
+            return await _follow_ups(client, args, out)
+        order = await client.post(*_request(command, args))
+        if args.json:
+            print(json.dumps(order, ensure_ascii=False, indent=2), file=out)
+        else:
+            _print_order(order, args.lang == "zh", out)
+        return EXIT_OK
+
+    return await with_gateway(args, call, lambda message: _complain(command, message))
 
 
 def _request(command: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:

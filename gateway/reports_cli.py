@@ -77,27 +77,19 @@ def run_reports_command(args: argparse.Namespace, out: TextIO | None = None) -> 
 async def run_reports_async(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """:func:`run_reports_command` inside a running event loop (tests drive it next to a
     gateway)."""
-    import asyncio
-
-    from gateway.terminal import ApiClient, ApiError, SiteProblem, connection_from
+    from gateway.terminal import ApiClient, with_gateway
 
     out = out or sys.stdout
     command: str = args.reports_command
-    try:
-        conn = await asyncio.to_thread(connection_from, args)
-    except (SiteProblem, ValueError) as exc:
-        _complain(command, str(exc))
-        return EXIT_USAGE
-    async with ApiClient(conn) as client:
-        try:
-            if command == "add":
-                return await _add(client, args, out)
-            if command == "list":
-                return await _list(client, args, out)
-            return await _categories(client, args, out)
-        except ApiError as exc:
-            _complain(command, str(exc))
-            return EXIT_FAILED
+
+    async def call(client: ApiClient) -> int:
+        if command == "add":
+            return await _add(client, args, out)
+        if command == "list":
+            return await _list(client, args, out)
+        return await _categories(client, args, out)
+
+    return await with_gateway(args, call, lambda message: _complain(command, message))
 
 
 async def _add(client: Any, args: argparse.Namespace, out: TextIO) -> int:

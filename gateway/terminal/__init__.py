@@ -28,6 +28,7 @@ from gateway.terminal._client import (
     site_zone,
 )
 from gateway.terminal._commands import ACTIONS, REMOTE_COMMANDS, run_remote, run_remote_async
+from gateway.terminal._remote import with_gateway
 from gateway.terminal._site import SiteProblem, console_url, load_site
 from gateway.terminal._watch import watch
 
@@ -35,4 +36,5 @@ __all__ = ["ACTIONS", "REMOTE_COMMANDS", "TOKEN_ENV", "URL_ENV", "ApiClient", "A
            "Connection", "Lang", "SiteProblem", "SseEvent", "Style", "board_lines", "clean",
            "connection_from", "console_url", "display_width", "event_line", "fit", "label",
            "load_site", "parse_sse", "run_remote", "run_remote_async", "site_zone",
-           "summary_line", "terminal_size", "terminal_style", "title_line", "watch"]
+           "summary_line", "terminal_size", "terminal_style", "title_line", "watch",
+           "with_gateway"]

@@ -28,13 +28,13 @@ from gateway.terminal._board import (
     terminal_style,
     title_line,
 )
-from gateway.terminal._client import ApiClient, ApiError, connection_from, site_zone
-from gateway.terminal._site import SiteProblem
+from gateway.terminal._client import ApiClient, ApiError, site_zone
+from gateway.terminal._remote import EXIT_FAILED, EXIT_USAGE, with_gateway
 from gateway.terminal._watch import watch
 
 __all__ = ["ACTIONS", "REMOTE_COMMANDS", "run_remote", "run_remote_async"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK = 0
 
 #: sub-command -> (API action path, what it did, past tense)
 ACTIONS: dict[str, tuple[str, str]] = {
@@ -70,22 +70,19 @@ async def run_remote_async(args: argparse.Namespace, out: TextIO | None = None) 
     command: str = args.alarms_command
     try:
         body = _action_body(args) if command in ACTIONS else {}
-        # Reads the site config, the token file and the certificate: not on the loop.
-        conn = await asyncio.to_thread(connection_from, args)
-    except (SiteProblem, ValueError) as exc:
+    except ValueError as exc:
         _complain(command, str(exc))
         return EXIT_USAGE
-    async with ApiClient(conn) as client:
-        try:
-            if command == "list":
-                return await _list(client, args, out)
-            if command == "watch":
-                return await watch(client, lang=args.lang, out=out,
-                                   lines=args.lines or not out.isatty())
-            return await _act(client, command, args.alarm_ids, body, out)
-        except ApiError as exc:
-            _complain(command, str(exc))
-            return EXIT_FAILED
+
+    async def call(client: ApiClient) -> int:
+        if command == "list":
+            return await _list(client, args, out)
+        if command == "watch":
+            return await watch(client, lang=args.lang, out=out,
+                               lines=args.lines or not out.isatty())
+        return await _act(client, command, args.alarm_ids, body, out)
+
+    return await with_gateway(args, call, lambda message: _complain(command, message))
 
 
 # --------------------------------------------------------------------------- commands
