@@ -7,23 +7,27 @@ small JSON files such as accounting and learned levels): private, checked, never
   a fire alarm.
 * A file that cannot be read as a database (garbage, a torn copy, damaged pages, or written by a
   newer propgw) is **moved aside**, never deleted, and a fresh file is started in its place, so
-  the gateway is durable again at once instead of waiting for someone to act. The caller logs
-  the new name at CRITICAL and shows it in the health.
+  the gateway is durable again at once instead of waiting for someone to act. The new name is
+  logged at CRITICAL (:func:`open_replacing`, or by the caller) and shown in the health.
 
-Synchronous: call from a worker thread.
+Synchronous: call from the file's worker thread (all but :func:`join_worker`, which ends it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-__all__ = ["SchemaTooNew", "check_integrity", "is_unreadable", "open_wal", "prepare",
-           "quarantine", "write_json"]
+__all__ = ["SchemaTooNew", "check_integrity", "is_unreadable", "join_worker", "open_replacing",
+           "open_wal", "prepare", "quarantine", "write_json"]
 
 _SIDECARS = ("-wal", "-shm", "-journal")
 
@@ -102,6 +106,33 @@ def is_unreadable(exc: BaseException) -> bool:
     """Whether ``exc`` says the *file's content* is bad (move it aside), rather than that the
     disk, the permissions or a lock are in the way (moving it would not help)."""
     return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+
+
+async def join_worker(executor: ThreadPoolExecutor | None) -> None:
+    """Stop a state file's worker thread once the write it may be doing is on the disk (the
+    thread cannot be interrupted). Joining blocks: it is done on a helper thread, never on the
+    loop."""
+    if executor is not None:
+        await asyncio.to_thread(executor.shutdown, True)
+
+
+def open_replacing(path: Path | None, now: float, connect: Callable[[], object], *,
+                   moved: Callable[[Path], object], log: logging.Logger, what: str,
+                   kept: str) -> None:
+    """Call ``connect`` (which opens ``path``); if the file's content cannot be read, move it
+    aside, tell ``moved`` where to, say so at CRITICAL (``what`` names the file, ``kept`` says
+    what the moved file holds) and call ``connect`` again for a fresh file. Any other error
+    is raised."""
+    try:
+        connect()
+    except sqlite3.Error as exc:
+        if path is None or not is_unreadable(exc):
+            raise
+        target = quarantine(path, now)
+        moved(target)
+        log.critical("%s %s cannot be read (%s): moved to %s and replaced by a fresh file; %s "
+                     "are in the moved file", what, path, exc, target, kept)
+        connect()
 
 
 def quarantine(path: Path, now: float) -> Path:

@@ -38,7 +38,7 @@ from gateway.alarms._events import AlarmEvent
 from gateway.alarms._lifecycle_state import event_from_json, event_to_json
 from gateway.config import GatewayConfig, durable_state_dir
 from gateway.errors import JournalError
-from gateway.statefiles import is_unreadable, open_wal, quarantine
+from gateway.statefiles import join_worker, open_replacing, open_wal
 
 __all__ = ["SCHEMA_VERSION", "AlarmJournal", "JournalBatch", "JournalState", "journal_path"]
 
@@ -292,9 +292,7 @@ class AlarmJournal:
 
     async def _shutdown_executor(self) -> None:
         executor, self._executor = self._executor, None
-        if executor is not None:
-            # Joining the worker blocks; do it on a helper thread, never on the loop.
-            await asyncio.to_thread(executor.shutdown, True)
+        await join_worker(executor)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -302,18 +300,13 @@ class AlarmJournal:
         return self._conn
 
     def _open_sync(self, now: float) -> None:
-        try:
-            self._connect()
-        except sqlite3.Error as exc:
-            if self.path is None or not is_unreadable(exc):
-                raise
-            self.replaced = quarantine(self.path, now)
-            log.critical("alarm journal %s cannot be read (%s): moved to %s and replaced by a "
-                         "fresh file; the alarm history and open alarms before now are in the "
-                         "moved file", self.path, exc, self.replaced)
-            self._connect()
+        open_replacing(self.path, now, self._connect, moved=self._moved, log=log,
+                       what="alarm journal", kept="the alarm history and open alarms before now")
         self._full_sync = False
         self._prune_sync(now)
+
+    def _moved(self, target: Path) -> None:
+        self.replaced = target
 
     def _connect(self) -> None:
         self._conn = open_wal(self.path, schema=_SCHEMA, version=SCHEMA_VERSION)

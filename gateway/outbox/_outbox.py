@@ -69,7 +69,7 @@ from gateway.outbox._store import (
     Unpark,
     salvage,
 )
-from gateway.statefiles import is_unreadable, quarantine
+from gateway.statefiles import is_unreadable, join_worker, quarantine
 
 __all__ = ["PRIORITY_RANK", "Envelope", "Outbox", "OutboxHealth", "OutboxItem"]
 
@@ -320,9 +320,7 @@ class Outbox:
 
     async def _shutdown_executor(self) -> None:
         executor, self._executor = self._executor, None
-        if executor is not None:
-            # Waits for a write still on the disk (its thread cannot be interrupted).
-            await asyncio.to_thread(executor.shutdown, True)
+        await join_worker(executor)
 
     def _replace(self, exc: sqlite3.Error) -> Loaded:
         """Move the unreadable file aside and read what can still be read from it."""

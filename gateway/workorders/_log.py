@@ -51,7 +51,7 @@ from gateway.aio import first_of
 from gateway.clock import Clock
 from gateway.config import GatewayConfig, durable_state_dir
 from gateway.errors import WorkOrderLogError
-from gateway.statefiles import is_unreadable, open_wal, quarantine
+from gateway.statefiles import join_worker, open_replacing, open_wal
 from gateway.workorders._model import CLOSED_STATUSES, WorkOrder, parse_instant
 
 __all__ = ["WorkOrderHistory", "WorkOrderLog", "WorkOrderLogHealth", "work_order_log_path"]
@@ -518,9 +518,7 @@ class WorkOrderLog:
 
     async def _shutdown_executor(self) -> None:
         executor, self._executor = self._executor, None
-        if executor is not None:
-            # Joining the worker blocks; do it on a helper thread, never on the loop.
-            await asyncio.to_thread(executor.shutdown, True)
+        await join_worker(executor)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -529,20 +527,15 @@ class WorkOrderLog:
 
     def _open_sync(self, now: float) -> None:
         path = self.path if self._durable else None
-        try:
-            self._connect(path)
-        except sqlite3.Error as exc:
-            if path is None or not is_unreadable(exc):
-                raise
-            self._replaced = quarantine(path, now)
-            log.critical("work-order history %s cannot be read (%s): moved to %s and replaced "
-                         "by a fresh file; the orders before now are in the moved file", path,
-                         exc, self._replaced)
-            self._connect(path)
+        open_replacing(path, now, lambda: self._connect(path), moved=self._moved, log=log,
+                       what="work-order history", kept="the orders before now")
         try:
             self._prune_sync(now)
         except sqlite3.Error as exc:  # a full disk: the history is still worth opening
             log.warning("work-order history %s: retention could not run: %s", self.name, exc)
+
+    def _moved(self, target: Path) -> None:
+        self._replaced = target
 
     def _connect(self, path: Path | None) -> None:
         self._conn = open_wal(path, schema=_SCHEMA, version=SCHEMA_VERSION)
