@@ -43,9 +43,14 @@ def process(*args: str, cwd: Path, env: dict[str, str] | None = None
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """Terminate ``proc``; kill it if it has not ended after ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -23,7 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from procstats import free_port
+from procstats import free_port, stop
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -206,12 +206,7 @@ def gateway(work: Path, dev: int, up: int, devices: int, *, metrics: bool) -> It
     try:
         yield Gateway(proc, started, port, work / "gateway.log")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 20)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str,
