@@ -41,6 +41,21 @@ class RuleRig:
                                            else None, quality, ts))
         await self.clock.advance(0)
 
+    @property
+    def changes(self) -> list[tuple[str, bool]]:
+        """(alarm id, active) per raise or clear."""
+        return [(d.alarm_id, d.active) for d in self.detections]
+
+    @property
+    def timed(self) -> list[tuple[bool, float]]:
+        """(active, seconds since the rig was made) per raise or clear."""
+        return [(d.active, at) for d, at in zip(self.detections, self.at, strict=True)]
+
+    @property
+    def states(self) -> list[bool]:
+        """Active or not, per raise or clear."""
+        return [d.active for d in self.detections]
+
     async def _sink(self, detection: Detection) -> None:
         self.detections.append(detection)
         self.at.append(round(self.clock.monotonic() - self.t0, 3))

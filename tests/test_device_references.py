@@ -66,47 +66,39 @@ def site(rules: str) -> GatewayConfig:
     return load_config_text(DEVICES.format(rules=rules))
 
 
-class Rig(RuleRig):
-    """One evaluator on the fake clock; ``seen`` lists (alarm id, active) per change."""
-
-    @property
-    def seen(self) -> list[tuple[str, bool]]:
-        return [(d.alarm_id, d.active) for d in self.detections]
-
-
 @pytest.fixture
-async def make_rig(fake_clock: FakeClock) -> AsyncIterator[Callable[[GatewayConfig], Rig]]:
+async def make_rig(fake_clock: FakeClock) -> AsyncIterator[Callable[[GatewayConfig], RuleRig]]:
     async with running_rigs() as runner:
-        yield lambda config: runner.start(Rig(fake_clock, config))
+        yield lambda config: runner.start(RuleRig(fake_clock, config))
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
 async def test_the_panels_change_alone_raises_and_clears_the_door_rule(
-        make_rig: Callable[[GatewayConfig], Rig]) -> None:
+        make_rig: Callable[[GatewayConfig], RuleRig]) -> None:
     rig = make_rig(site(LOCKED_IN_FIRE))
     await rig.publish("door-3", locked=True, open=False)
     await rig.publish("fire-panel-1", zone3_state=0, zone4_state=0)
-    assert rig.seen == []
+    assert rig.changes == []
     before = rig.rules.evaluations
     await rig.publish("fire-panel-1", zone3_state=2, zone4_state=0)  # no door reading
-    assert rig.seen == [("locked-in-fire@door-3", True)]
+    assert rig.changes == [("locked-in-fire@door-3", True)]
     assert rig.rules.evaluations == before + 1, "the panel's reading judged the door rule once"
     evidence = rig.detections[0].evidence
     assert evidence == {"locked": True, "fire-panel-1:zone3_state": 2}
     await rig.publish("fire-panel-1", zone3_state=0, zone4_state=0)
-    assert rig.seen[-1] == ("locked-in-fire@door-3", False)
+    assert rig.changes[-1] == ("locked-in-fire@door-3", False)
     # And from the door's side: the panel in fire, the door locks again.
     await rig.publish("door-3", locked=False, open=True)
     await rig.publish("fire-panel-1", zone3_state=2, zone4_state=0)
-    assert rig.seen[-1] == ("locked-in-fire@door-3", False)
+    assert rig.changes[-1] == ("locked-in-fire@door-3", False)
     await rig.publish("door-3", locked=True, open=False)
-    assert rig.seen[-1] == ("locked-in-fire@door-3", True)
+    assert rig.changes[-1] == ("locked-in-fire@door-3", True)
 
 
 async def test_a_point_nobody_references_judges_no_rule_of_another_device(
-        make_rig: Callable[[GatewayConfig], Rig]) -> None:
+        make_rig: Callable[[GatewayConfig], RuleRig]) -> None:
     rig = make_rig(site(LOCKED_IN_FIRE))
     await rig.publish("door-3", locked=True, open=False)
     before = rig.rules.evaluations
@@ -117,7 +109,7 @@ async def test_a_point_nobody_references_judges_no_rule_of_another_device(
 
 
 async def test_a_referenced_point_in_comm_loss_or_bad_raises_nothing_and_clears_nothing(
-        make_rig: Callable[[GatewayConfig], Rig], fake_clock: FakeClock) -> None:
+        make_rig: Callable[[GatewayConfig], RuleRig], fake_clock: FakeClock) -> None:
     rig = make_rig(site(ZONE_NOT_NORMAL + LOCKED_IN_FIRE))
     await rig.publish("door-3", locked=True, open=False)
     await rig.publish("fire-panel-1", zone3_state=0)
@@ -125,20 +117,20 @@ async def test_a_referenced_point_in_comm_loss_or_bad_raises_nothing_and_clears_
     await rig.publish("fire-panel-1", Quality.COMM_LOSS, zone3_state=None)
     await rig.publish("fire-panel-1", Quality.BAD, zone3_state=None)
     await fake_clock.advance(30)
-    assert rig.seen == []
+    assert rig.changes == []
     # In fire, then silent: the alarm stays until the panel says the zone is normal again.
     await rig.publish("fire-panel-1", zone3_state=2)
-    assert sorted(rig.seen) == [("locked-in-fire@door-3", True), ("zone-not-normal@door-3", True)]
+    assert sorted(rig.changes) == [("locked-in-fire@door-3", True), ("zone-not-normal@door-3", True)]
     await rig.publish("fire-panel-1", Quality.COMM_LOSS, zone3_state=None)
     await fake_clock.advance(30)
-    assert len(rig.seen) == 2
+    assert len(rig.changes) == 2
     await rig.publish("fire-panel-1", zone3_state=0)
-    assert sorted(rig.seen[2:]) == [("locked-in-fire@door-3", False),
+    assert sorted(rig.changes[2:]) == [("locked-in-fire@door-3", False),
                                      ("zone-not-normal@door-3", False)]
 
 
 async def test_the_panels_silence_is_said_with_comm_loss_on_the_reference(
-        make_rig: Callable[[GatewayConfig], Rig]) -> None:
+        make_rig: Callable[[GatewayConfig], RuleRig]) -> None:
     rig = make_rig(site("""
   - id: panel-silent
     devices: [door-3]
@@ -149,11 +141,11 @@ async def test_the_panels_silence_is_said_with_comm_loss_on_the_reference(
 """))
     await rig.publish("fire-panel-1", zone3_state=0, zone4_state=0)
     await rig.publish("fire-panel-1", Quality.COMM_LOSS, zone3_state=None, zone4_state=None)
-    assert rig.seen == [("panel-silent@door-3", True)]
+    assert rig.changes == [("panel-silent@door-3", True)]
 
 
 async def test_a_group_rule_reads_the_panel_for_every_door_of_the_zone(
-        make_rig: Callable[[GatewayConfig], Rig]) -> None:
+        make_rig: Callable[[GatewayConfig], RuleRig]) -> None:
     config = load_config_text(DEVICES.format(rules="""
   - id: zone-doors-locked-in-fire
     kind: door
@@ -170,21 +162,21 @@ async def test_a_group_rule_reads_the_panel_for_every_door_of_the_zone(
     await rig.publish("door-3", locked=False, open=True)
     await rig.publish("door-4", locked=True, open=False)
     await rig.publish("fire-panel-1", zone3_state=2)
-    assert rig.seen == [("zone-doors-locked-in-fire@site", True)]
+    assert rig.changes == [("zone-doors-locked-in-fire@site", True)]
     assert rig.detections[0].evidence["fire-panel-1:zone3_state"] == 2
 
 
 async def test_a_reload_that_adds_a_reference_follows_the_panel_at_once(
-        make_rig: Callable[[GatewayConfig], Rig]) -> None:
+        make_rig: Callable[[GatewayConfig], RuleRig]) -> None:
     rig = make_rig(site(ZONE_NOT_NORMAL.replace("ne: 0", "eq: 99")))
     await rig.publish("door-3", locked=True, open=False)
     await rig.publish("fire-panel-1", zone3_state=2)
-    assert rig.seen == []
+    assert rig.changes == []
     _, fresh, dropped = await rig.rules.reconfigure(site(ZONE_NOT_NORMAL + LOCKED_IN_FIRE))
     assert (fresh, dropped) == (2, 0)  # zone-not-normal changed, locked-in-fire new
-    assert sorted(rig.seen) == [("locked-in-fire@door-3", True), ("zone-not-normal@door-3", True)]
+    assert sorted(rig.changes) == [("locked-in-fire@door-3", True), ("zone-not-normal@door-3", True)]
     await rig.publish("fire-panel-1", zone3_state=0)
-    assert sorted(rig.seen[2:]) == [("locked-in-fire@door-3", False),
+    assert sorted(rig.changes[2:]) == [("locked-in-fire@door-3", False),
                                      ("zone-not-normal@door-3", False)]
     # Reloaded back without references: the panel judges nothing any more.
     await rig.rules.reconfigure(site(ZONE_NOT_NORMAL.replace(

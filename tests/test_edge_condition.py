@@ -45,19 +45,11 @@ WHILE_LOCKED = "{point: open, becomes: true, while: {point: locked, eq: true}}"
 
 
 class Rig(RuleRig):
-    """One evaluator on the fake clock; ``seen`` is (active, seconds since start) per change."""
+    """One evaluator on the fake clock, fed messages of the door D1."""
 
     async def message(self, quality: Quality = Quality.GOOD, **values: Value) -> None:
         """One message of D1: all its readings are queued before the evaluator runs."""
         await self.publish("D1", quality, **values)
-
-    @property
-    def seen(self) -> list[tuple[bool, float]]:
-        return [(d.active, at) for d, at in zip(self.detections, self.at, strict=True)]
-
-    @property
-    def states(self) -> list[bool]:
-        return [active for active, _ in self.seen]
 
 
 @pytest.fixture
@@ -88,7 +80,7 @@ async def test_door_opening_while_locked_raises_and_opening_unlocked_does_not(
     assert rig.states == [], "opening an unlocked door is not an alarm"
     # Forced: the door opens while the lock stays engaged.
     await rig.message(open=True, locked=True)
-    assert rig.seen == [(True, 29.0)]
+    assert rig.timed == [(True, 29.0)]
 
 
 async def test_lock_released_in_the_same_message_as_the_opening_is_no_alarm(
@@ -128,7 +120,7 @@ async def test_all_is_judged_throughout_the_hold(
     await rig.message(open=True, locked=False)
     await fake_clock.advance(3)
     await rig.message(open=True, locked=True)
-    assert rig.seen == [(True, 4.0)]
+    assert rig.timed == [(True, 4.0)]
 
 
 async def test_the_alarm_lasts_hold_then_clear_for(
@@ -141,7 +133,7 @@ async def test_the_alarm_lasts_hold_then_clear_for(
     assert rig.states == [True]
     await fake_clock.advance(10)
     # Raised at 1 s; the change is true until 6 s (hold 5 s), then 30 s of clear_for.
-    assert rig.seen == [(True, 1.0), (False, 36.0)]
+    assert rig.timed == [(True, 1.0), (False, 36.0)]
 
 
 async def test_for_must_be_shorter_than_hold(
@@ -153,7 +145,7 @@ async def test_for_must_be_shorter_than_hold(
     await fake_clock.advance(1)
     assert rig.states == []
     await fake_clock.advance(1.5)
-    assert rig.seen == [(True, 3.0)]
+    assert rig.timed == [(True, 3.0)]
     with pytest.raises(ValidationError, match="not shorter than the 'hold'"):
         RuleConfig.model_validate({
             "id": "r", "kind": "door", "for": "10s", "category": "door_forced",

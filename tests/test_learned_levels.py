@@ -39,10 +39,6 @@ class Run(RuleRig):
                          save_every=save_every)
         self.task = asyncio.create_task(self.rules.run(self.feed))
 
-    @property
-    def seen(self) -> list[bool]:
-        return [d.active for d in self.detections]
-
     async def started(self) -> None:
         async with asyncio.timeout(5):  # the file is read in a worker thread
             await self.rules.restored.wait()
@@ -76,7 +72,7 @@ async def test_a_restart_keeps_what_was_learned(tmp_path: Path, fake_clock: Fake
     try:
         await second.started()
         await second.send(1700)  # judged at once: no five nights of learning again
-        assert second.seen == [True]
+        assert second.states == [True]
     finally:
         await second.stop()
 
@@ -92,7 +88,7 @@ async def test_without_the_file_a_new_run_learns_again(tmp_path: Path,
     try:
         await second.started()
         await second.send(1700)
-        assert second.seen == []
+        assert second.states == []
     finally:
         await second.stop()
 
@@ -105,7 +101,7 @@ async def test_a_changed_condition_starts_afresh(tmp_path: Path, fake_clock: Fak
     try:
         await second.started()
         await second.send(1700)
-        assert second.seen == []
+        assert second.states == []
     finally:
         await second.stop()
 
@@ -137,7 +133,7 @@ async def test_an_unreadable_file_is_moved_aside_and_learning_starts_afresh(
     try:
         await run.started()
         await run.send(1700)
-        assert run.seen == []
+        assert run.states == []
     finally:
         await run.stop()
     assert any("cannot be read" in r.getMessage() for r in caplog.records)

@@ -64,34 +64,26 @@ def site_text(doors: Mapping[str, str | None], rules: str = LOCKED_IN_ZONE_FIRE)
 THREE = {"door-1": "1", "door-2": "2", "door-3": "3"}
 
 
-class Rig(RuleRig):
-    """One evaluator on the fake clock; ``seen`` lists (alarm id, active) per change."""
-
-    @property
-    def seen(self) -> list[tuple[str, bool]]:
-        return [(d.alarm_id, d.active) for d in self.detections]
-
-
 @pytest.fixture
-async def make_rig(fake_clock: FakeClock) -> AsyncIterator[Callable[[str], Rig]]:
+async def make_rig(fake_clock: FakeClock) -> AsyncIterator[Callable[[str], RuleRig]]:
     async with running_rigs() as runner:
-        yield lambda text: runner.start(Rig(fake_clock, load_config_text(text)))
+        yield lambda text: runner.start(RuleRig(fake_clock, load_config_text(text)))
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
 async def test_one_rule_raises_exactly_the_door_of_the_zone_in_fire(
-        make_rig: Callable[[str], Rig]) -> None:
+        make_rig: Callable[[str], RuleRig]) -> None:
     rig = make_rig(site_text(THREE))
     for name in THREE:
         await rig.publish(name, locked=True)
     for zone in "123":
         await rig.publish(f"FACP-1-zone-{zone}", event="NORMAL")
-    assert rig.seen == []
+    assert rig.changes == []
     before = rig.rules.evaluations
     await rig.publish("FACP-1-zone-2", event="FIRE")
-    assert rig.seen == [("locked-in-zone-fire@door-2", True)]
+    assert rig.changes == [("locked-in-zone-fire@door-2", True)]
     assert rig.rules.evaluations == before + 1, "zone 2's reading judged door-2's rule only"
     (alarm,) = rig.detections
     assert alarm.evidence == {"locked": True, "FACP-1-zone-2:event": "FIRE"}
@@ -100,12 +92,12 @@ async def test_one_rule_raises_exactly_the_door_of_the_zone_in_fire(
     await rig.publish("door-1", locked=False)
     await rig.publish("FACP-1-zone-1", event="FIRE")
     await rig.publish("FACP-1-zone-2", event="NORMAL")
-    assert rig.seen == [("locked-in-zone-fire@door-2", True),
+    assert rig.changes == [("locked-in-zone-fire@door-2", True),
                         ("locked-in-zone-fire@door-2", False)]
 
 
 async def test_a_configured_door_that_never_reported_is_judged_on_the_panels_change(
-        make_rig: Callable[[str], Rig]) -> None:
+        make_rig: Callable[[str], RuleRig]) -> None:
     """A door with a literal id has its rules from start-up: a rule that needs nothing of the
     door fires on the panel alone; one that needs the door's point stays unknown (a door that
     never reported is not known to be locked) and raises nothing."""
@@ -119,11 +111,11 @@ async def test_a_configured_door_that_never_reported_is_judged_on_the_panels_cha
 """
     rig = make_rig(site_text(THREE, LOCKED_IN_ZONE_FIRE + release))
     await rig.publish("FACP-1-zone-2", event="FIRE")  # no door has said anything
-    assert rig.seen == [("release-in-zone-fire@door-2", True)]
+    assert rig.changes == [("release-in-zone-fire@door-2", True)]
 
 
 async def test_a_door_whose_zone_names_no_device_is_unknown_not_stale(
-        make_rig: Callable[[str], Rig], fake_clock: FakeClock) -> None:
+        make_rig: Callable[[str], RuleRig], fake_clock: FakeClock) -> None:
     """``stale`` on a point that never reported is true; on a reference that names nothing
     (no zone, a zone that makes no id) it must stay unknown, or every door without a panel
     zone would raise a "panel silent" order."""
@@ -138,12 +130,12 @@ async def test_a_door_whose_zone_names_no_device_is_unknown_not_stale(
     rig = make_rig(site_text({"door-1": "1", "door-x": None, "door-y": "9 east"}, rule))
     await fake_clock.advance(61)
     await fake_clock.advance(1)
-    assert rig.seen == [("zone-panel-silent@door-1", True)]
+    assert rig.changes == [("zone-panel-silent@door-1", True)]
     assert rig.detections[0].message_en == "silent: -"
 
 
 async def test_a_templated_door_fills_the_reference_from_its_id(
-        make_rig: Callable[[str], Rig]) -> None:
+        make_rig: Callable[[str], RuleRig]) -> None:
     text = site_text({}).replace("devices:\n", """devices:
   - {id: "door-{zone}-{n}", driver: mqtt, kind: door,
      points: [{name: locked, topic: "acs/{zone}/{n}/locked", type: bool}]}
@@ -152,11 +144,11 @@ async def test_a_templated_door_fills_the_reference_from_its_id(
     await rig.publish("door-2-7", locked=True)
     await rig.publish("door-3-1", locked=True)
     await rig.publish("FACP-1-zone-2", event="FIRE")
-    assert rig.seen == [("locked-in-zone-fire@door-2-7", True)]
+    assert rig.changes == [("locked-in-zone-fire@door-2-7", True)]
 
 
 async def test_a_group_rule_fills_the_reference_from_its_groups_zone(
-        make_rig: Callable[[str], Rig]) -> None:
+        make_rig: Callable[[str], RuleRig]) -> None:
     rule = """
   - id: zone-doors-locked-in-fire
     kind: door
@@ -173,19 +165,19 @@ async def test_a_group_rule_fills_the_reference_from_its_groups_zone(
     for name in ("door-1", "door-2a", "door-2b"):
         await rig.publish(name, locked=name == "door-2b")
     await rig.publish("FACP-1-zone-1", event="FIRE")
-    assert rig.seen == []
+    assert rig.changes == []
     await rig.publish("FACP-1-zone-2", event="FIRE")
-    assert rig.seen == [("zone-doors-locked-in-fire@zone:2", True)]
+    assert rig.changes == [("zone-doors-locked-in-fire@zone:2", True)]
 
 
 async def test_a_reload_that_gives_a_door_its_zone_follows_that_zone(
-        make_rig: Callable[[str], Rig]) -> None:
+        make_rig: Callable[[str], RuleRig]) -> None:
     rig = make_rig(site_text({"door-1": "1", "door-2": None}))
     await rig.publish("door-2", locked=True)
     await rig.publish("FACP-1-zone-2", event="FIRE")
-    assert rig.seen == []
+    assert rig.changes == []
     await rig.rules.reconfigure(load_config_text(site_text({"door-1": "1", "door-2": "2"})))
-    assert rig.seen == [("locked-in-zone-fire@door-2", True)], "judged at once on reload"
+    assert rig.changes == [("locked-in-zone-fire@door-2", True)], "judged at once on reload"
 
 
 # --------------------------------------------------------------------------- check-config

@@ -42,14 +42,6 @@ class Rig(RuleRig):
     async def send(self, point: str, value: Value, quality: Quality = Quality.GOOD) -> None:
         await self.publish("D1", quality, **{point: value})
 
-    @property
-    def seen(self) -> list[tuple[bool, float]]:
-        return [(d.active, at) for d, at in zip(self.detections, self.at, strict=True)]
-
-    @property
-    def states(self) -> list[bool]:
-        return [active for active, _ in self.seen]
-
 
 class RigFactory(Protocol):
     def __call__(self, when: str, delay: str = "0s") -> Rig: ...
