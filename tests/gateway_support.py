@@ -107,6 +107,17 @@ async def until(check: Callable[[], bool], clock: FakeClock) -> None:
             await clock.advance(0)
 
 
+@asynccontextmanager
+async def probed_gateway(config: GatewayConfig, port: int, clock: FakeClock
+                         ) -> AsyncIterator[tuple[RuleProbe, list[dict[str, Any]]]]:
+    """:func:`gateway_with_platform` on the work-order topic ``pm/s1/work-orders``, with a
+    :class:`RuleProbe` publishing as the devices on the same broker; yields the probe and the
+    orders the platform received."""
+    async with gateway_with_platform(config, port, clock, topic="pm/s1/work-orders") as (
+            gateway, orders), aiomqtt.Client("127.0.0.1", port) as devices:
+        yield RuleProbe(gateway, devices, clock), orders
+
+
 class RuleProbe:
     """Publishes device messages and waits until the rules have judged each of them."""
 

@@ -10,19 +10,15 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-import aiomqtt
 import pytest
 
-from gateway.app import Gateway
 from gateway.clock import FakeClock
 from gateway.config import GatewayConfig, lint, load_config, load_config_text, references
 from gateway.errors import ConfigError
 from gateway.model import Quality
-from tests.gateway_support import RuleProbe, gateway_with_platform, until
+from tests.gateway_support import probed_gateway, until
 from tests.rules_support import RuleRig, running_rigs
 from tests.support import Mosquitto
 
@@ -325,20 +321,15 @@ rules:
 """
 
 
-@asynccontextmanager
-async def running_gateway(tmp_path: Path, port: int, clock: FakeClock
-                          ) -> AsyncIterator[tuple[Gateway, list[dict[str, Any]]]]:
-    config = load_config_text(GATEWAY.format(state=tmp_path / "state", port=port))
-    async with gateway_with_platform(config, port, clock, topic="pm/s1/work-orders") as run:
-        yield run
+def gateway_site(tmp_path: Path, port: int) -> GatewayConfig:
+    return load_config_text(GATEWAY.format(state=tmp_path / "state", port=port))
 
 
 @pytest.mark.mosquitto
 async def test_a_fire_door_rule_reads_the_panels_zone_state_by_reference(
         mosquitto: Mosquitto, tmp_path: Path, fake_clock: FakeClock) -> None:
-    async with running_gateway(tmp_path, mosquitto.port, fake_clock) as (gateway, orders), \
-            aiomqtt.Client("127.0.0.1", mosquitto.port) as dev:
-        probe = RuleProbe(gateway, dev, fake_clock)
+    async with probed_gateway(gateway_site(tmp_path, mosquitto.port), mosquitto.port,
+                              fake_clock) as (probe, orders):
         rules, active, publish = probe.rules, probe.active, probe.publish
 
         both = {"locked-in-fire@door-3", "zone-not-normal@door-3"}

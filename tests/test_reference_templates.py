@@ -11,18 +11,14 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-import aiomqtt
 import pytest
 
-from gateway.app import Gateway
 from gateway.clock import FakeClock
-from gateway.config import lint, load_config_text, offline_warnings
+from gateway.config import GatewayConfig, lint, load_config_text, offline_warnings
 from gateway.errors import ConfigError
-from tests.gateway_support import RuleProbe, gateway_with_platform, until
+from tests.gateway_support import probed_gateway, until
 from tests.rules_support import RuleRig, running_rigs
 from tests.support import Mosquitto
 
@@ -312,22 +308,16 @@ DOOR = """  - {{id: door-{z}, name: "{z}区疏散门", driver: mqtt, broker: dev
      points: [{{name: locked, topic: acs/door-{z}/locked, type: bool}}]}}"""
 
 
-@asynccontextmanager
-async def running_gateway(tmp_path: Path, port: int, clock: FakeClock
-                          ) -> AsyncIterator[tuple[Gateway, list[dict[str, Any]]]]:
+def gateway_site(tmp_path: Path, port: int) -> GatewayConfig:
     doors = "\n".join(DOOR.format(z=z) for z in "123")
-    config = load_config_text(GATEWAY.format(state=tmp_path / "state", port=port,
-                                             doors=doors))
-    async with gateway_with_platform(config, port, clock, topic="pm/s1/work-orders") as run:
-        yield run
+    return load_config_text(GATEWAY.format(state=tmp_path / "state", port=port, doors=doors))
 
 
 @pytest.mark.mosquitto
 async def test_zone_2_fire_on_a_split_panel_raises_exactly_door_2s_order(
         mosquitto: Mosquitto, tmp_path: Path, fake_clock: FakeClock) -> None:
-    async with running_gateway(tmp_path, mosquitto.port, fake_clock) as (gateway, orders), \
-            aiomqtt.Client("127.0.0.1", mosquitto.port) as dev:
-        probe = RuleProbe(gateway, dev, fake_clock)
+    async with probed_gateway(gateway_site(tmp_path, mosquitto.port), mosquitto.port,
+                              fake_clock) as (probe, orders):
         active, publish = probe.active, probe.publish
 
         for z in "123":
