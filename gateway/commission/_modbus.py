@@ -15,7 +15,7 @@ from typing import Any
 
 from drivers.modbus import ModbusClient, ModbusLink, ModbusResponse, ReadBlock
 from gateway.clock import Clock
-from gateway.commission._rows import PointRow
+from gateway.commission._rows import PointRow, after_decoding
 from gateway.config import ModbusPoint, ModbusRtuDevice, ModbusTcpDevice
 from gateway.model import Quality, Reading
 
@@ -171,10 +171,4 @@ def _decoding(point: ModbusPoint) -> str:
         parts.append("words little")
     if point.byte_order == "little":
         parts.append("bytes little")
-    if point.scale != 1:
-        parts.append(f"×{point.scale:g}")
-    if point.offset:
-        parts.append(f"{point.offset:+g}")
-    if point.map:
-        parts.append("map")
-    return " ".join(parts)
+    return " ".join(parts + after_decoding(point))

@@ -19,7 +19,7 @@ import aiomqtt
 
 from drivers.mqtt import DeviceIds, IdError, Payload, PointDecoder, TopicPattern
 from gateway.clock import Clock
-from gateway.commission._rows import PointRow
+from gateway.commission._rows import PointRow, after_decoding
 from gateway.commission._select import Selection
 from gateway.config import BrokerConfig, GatewayConfig, MqttDevice, MqttPoint
 from gateway.errors import DecodeError
@@ -169,11 +169,5 @@ def _row(device_id: str, decoder: PointDecoder, payload: Payload) -> PointRow:
 
 def _decoding(point: MqttPoint) -> str:
     parts = [f"path {point.path}" if point.path else "whole payload", point.type]
-    if point.scale != 1:
-        parts.append(f"×{point.scale:g}")
-    if point.offset:
-        parts.append(f"{point.offset:+g}")
-    if point.map:
-        parts.append("map")
-    return " ".join(parts)
+    return " ".join(parts + after_decoding(point))
 

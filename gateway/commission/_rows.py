@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.config import ModbusPoint, MqttPoint
 from gateway.model import Quality, Value
 
-__all__ = ["PointRow", "format_value", "printable"]
+__all__ = ["PointRow", "after_decoding", "format_value", "printable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,19 @@ class PointRow:
     quality: Quality
     unit: str = ""
     error: str | None = None
+
+
+def after_decoding(point: ModbusPoint | MqttPoint) -> list[str]:
+    """What the point does to a decoded value (scale, offset, value map), as the ``decoding``
+    column shows it after the protocol's own part."""
+    parts: list[str] = []
+    if point.scale != 1:
+        parts.append(f"×{point.scale:g}")
+    if point.offset:
+        parts.append(f"{point.offset:+g}")
+    if point.map:
+        parts.append("map")
+    return parts
 
 
 def format_value(value: Value) -> str:
