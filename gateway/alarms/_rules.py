@@ -120,13 +120,7 @@ class RuleEvaluator:
         self._groups_of: dict[str, list[_Instance]] = {}
         #: Referenced device -> point (or "*") -> the instances whose condition reads it.
         self._readers: dict[str, dict[str, list[_Instance]]] = {}
-        for rule in self._rules:
-            if rule.group_by is not None:
-                self._build_groups(rule, config)
-        # Devices with literal ids exist from the start, so "no data since start" is stale.
-        for dev in self._directory.configs():
-            if not id_placeholders(dev.id):
-                self._instances_for(dev.id)
+        self._build(config)
 
     def restore(self, detection: Detection) -> bool:
         """Mark a condition as already active after a restart (the journal knows it was).
@@ -242,15 +236,7 @@ class RuleEvaluator:
             self._readers = {}
             self._reuse = dict(old)
             try:
-                for rule in self._rules:
-                    if rule.group_by is not None:
-                        self._build_groups(rule, config)
-                for dev in self._directory.configs():
-                    if not id_placeholders(dev.id):
-                        self._instances_for(dev.id)
-                for device_id in seen:  # templated devices met so far
-                    if self._directory.get(device_id) is not None:
-                        self._instances_for(device_id)
+                self._build(config, seen)
             finally:
                 self._reuse = {}
             now_insts = {i.alarm_id: i for insts in self._instances.values() for i in insts}
@@ -382,6 +368,20 @@ class RuleEvaluator:
             if dev is not None:
                 self._last_good.setdefault(device_id, dict.fromkeys(dev.point_names(), now))
         return insts
+
+    def _build(self, config: GatewayConfig, met: Sequence[str] = ()) -> None:
+        """The instances of the current rules: groups, every device with a literal id (it
+        exists from the start, so "no data since start" is stale), and the devices in ``met``
+        (templated ones met so far) that still exist."""
+        for rule in self._rules:
+            if rule.group_by is not None:
+                self._build_groups(rule, config)
+        for dev in self._directory.configs():
+            if not id_placeholders(dev.id):
+                self._instances_for(dev.id)
+        for device_id in met:
+            if self._directory.get(device_id) is not None:
+                self._instances_for(device_id)
 
     def _build_groups(self, rule: RuleConfig, config: GatewayConfig) -> None:
         field_name = rule.group_by
