@@ -20,7 +20,6 @@ Anomalies (docs/facility-rules.md#energy-and-water-anomalies) are actions: ``vol
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -34,7 +33,15 @@ from simulators.meter_maps import (
     WATER_METER_MAP,
     RegisterMap,
 )
-from simulators.meters_base import DAY_SECONDS, Condition, DayClock, MeterSimBase, Params, bump
+from simulators.meters_base import (
+    DAY_SECONDS,
+    Condition,
+    DayClock,
+    MeterSimBase,
+    Params,
+    bump,
+    step_every,
+)
 from simulators.modbus_server import SimModbusServer
 
 __all__ = [
@@ -420,14 +427,11 @@ class MeterBus:
 
     async def run(self) -> None:
         """Update every meter every ``tick`` seconds until cancelled."""
-        loop = asyncio.get_running_loop()
-        last = loop.time()
-        while True:
-            await asyncio.sleep(self.tick)
-            now = loop.time()
-            for m in self.meters:
-                m.step(now - last)
-            last = now
+        await step_every(self.tick, self._step)
+
+    def _step(self, elapsed: float) -> None:
+        for m in self.meters:
+            m.step(elapsed)
 
 
 def _names(phases: tuple[int, ...]) -> str:

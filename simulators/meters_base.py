@@ -22,7 +22,8 @@ from simulators.base import Action, ActionError
 from simulators.meter_maps import RegisterMap
 from simulators.modbus_server import SimUnit
 
-__all__ = ["DAY_SECONDS", "Condition", "DayClock", "MeterSimBase", "Params", "bump"]
+__all__ = ["DAY_SECONDS", "Condition", "DayClock", "MeterSimBase", "Params", "bump",
+           "step_every"]
 
 DAY_SECONDS = 86400.0
 
@@ -275,13 +276,7 @@ class MeterSimBase(abc.ABC):
 
     async def run(self) -> None:
         """Update the meter every ``tick`` seconds until cancelled."""
-        loop = asyncio.get_running_loop()
-        last = loop.time()
-        while True:
-            await asyncio.sleep(self.tick)
-            now = loop.time()
-            self.step(now - last)
-            last = now
+        await step_every(self.tick, self.step)
 
     def snapshot(self) -> dict[str, Any]:
         """The meter's state: engineering values, time of day, conditions and faults."""
@@ -414,3 +409,15 @@ class MeterSimBase(abc.ABC):
         acceleration = p.optional_number("acceleration", low=1e-3, high=1e6)
         self.clock.set(seconds, acceleration)
         return f"time of day {self.clock} (x{self.clock.acceleration:g})"
+
+
+async def step_every(tick: float, step: Callable[[float], None]) -> None:
+    """Call ``step`` with the seconds elapsed (event-loop time) every ``tick`` seconds, until
+    cancelled: a late wake-up moves the meters by the time that really passed."""
+    loop = asyncio.get_running_loop()
+    last = loop.time()
+    while True:
+        await asyncio.sleep(tick)
+        now = loop.time()
+        step(now - last)
+        last = now
