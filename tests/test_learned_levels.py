@@ -57,53 +57,51 @@ class Run(RuleRig):
         await asyncio.gather(self.task, return_exceptions=True)
 
 
+async def learn_and_stop(config: GatewayConfig, clock: FakeClock) -> None:
+    """A run that learns the normal level and stops cleanly (a clean stop writes the
+    levels)."""
+    run = Run(config, clock)
+    await run.learn_normal()
+    await run.stop()
+
+
+async def verdict(config: GatewayConfig, clock: FakeClock) -> list[bool]:
+    """What a new run says of one unusual reading (1700 kW), judged as soon as it has
+    restored what earlier runs learned."""
+    run = Run(config, clock)
+    try:
+        await run.started()
+        await run.send(1700)
+        return run.states
+    finally:
+        await run.stop()
+
+
 def site(tmp_path: Path, learn: str = "1h") -> GatewayConfig:
     return load_config_text(SITE.format(state=tmp_path, learn=learn))
 
 
 async def test_a_restart_keeps_what_was_learned(tmp_path: Path, fake_clock: FakeClock) -> None:
-    first = Run(site(tmp_path), fake_clock)
-    await first.learn_normal()
-    await first.stop()  # a clean stop writes the levels
+    await learn_and_stop(site(tmp_path), fake_clock)
     saved = json.loads((tmp_path / "learned-s1-g.json").read_text())
     assert list(saved["levels"]) == ["night@M1"]
 
-    second = Run(site(tmp_path), fake_clock)
-    try:
-        await second.started()
-        await second.send(1700)  # judged at once: no five nights of learning again
-        assert second.states == [True]
-    finally:
-        await second.stop()
+    # Judged at once: no five nights of learning again.
+    assert await verdict(site(tmp_path), fake_clock) == [True]
 
 
 async def test_without_the_file_a_new_run_learns_again(tmp_path: Path,
                                                        fake_clock: FakeClock) -> None:
     # What the test above guards against: the same reading, nothing learned, no verdict.
-    first = Run(site(tmp_path), fake_clock)
-    await first.learn_normal()
-    await first.stop()
+    await learn_and_stop(site(tmp_path), fake_clock)
     (tmp_path / "learned-s1-g.json").unlink()
-    second = Run(site(tmp_path), fake_clock)
-    try:
-        await second.started()
-        await second.send(1700)
-        assert second.states == []
-    finally:
-        await second.stop()
+    assert await verdict(site(tmp_path), fake_clock) == []
 
 
 async def test_a_changed_condition_starts_afresh(tmp_path: Path, fake_clock: FakeClock) -> None:
-    first = Run(site(tmp_path), fake_clock)
-    await first.learn_normal()
-    await first.stop()
-    second = Run(site(tmp_path, learn="2h"), fake_clock)  # learned for something else
-    try:
-        await second.started()
-        await second.send(1700)
-        assert second.states == []
-    finally:
-        await second.stop()
+    await learn_and_stop(site(tmp_path), fake_clock)
+    learned_for_something_else = site(tmp_path, learn="2h")
+    assert await verdict(learned_for_something_else, fake_clock) == []
 
 
 async def test_levels_are_saved_while_running_not_only_at_a_clean_stop(
@@ -129,13 +127,7 @@ async def test_an_unreadable_file_is_moved_aside_and_learning_starts_afresh(
         tmp_path: Path, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "learned-s1-g.json").write_text("{not json", encoding="utf-8")
     caplog.set_level(logging.ERROR, logger="gateway.alarms._learned")
-    run = Run(site(tmp_path), fake_clock)
-    try:
-        await run.started()
-        await run.send(1700)
-        assert run.states == []
-    finally:
-        await run.stop()
+    assert await verdict(site(tmp_path), fake_clock) == []
     assert any("cannot be read" in r.getMessage() for r in caplog.records)
     assert list(tmp_path.glob("learned-s1-g.json.unreadable-*"))  # noqa: ASYNC240 (test file)
 

@@ -150,15 +150,21 @@ def test_grading_takes_the_category_the_device_and_a_reasoned_override() -> None
                      logged_by="wang", device="E9")
 
 
-async def test_a_report_climbs_the_same_ladder_as_an_alarm_of_its_priority(
-        fake_clock: FakeClock) -> None:
+def report_desk(clock: FakeClock) -> tuple[GatewayConfig, WorkOrderDesk, list[WorkOrder]]:
+    """The desk of the BASE site on ``clock``; every version it sends is appended to the
+    list."""
     config = load_config_text(BASE)
     sent: list[WorkOrder] = []
 
     async def sink(order: WorkOrder) -> None:
         sent.append(order)
 
-    desk = WorkOrderDesk(config.site, fake_clock, sink, policies=config.work_orders)
+    return config, WorkOrderDesk(config.site, clock, sink, policies=config.work_orders), sent
+
+
+async def test_a_report_climbs_the_same_ladder_as_an_alarm_of_its_priority(
+        fake_clock: FakeClock) -> None:
+    config, desk, sent = report_desk(fake_clock)
     graded = grade_report(config, category="water_leak", description="天花板滴水",
                           channel="phone", logged_by="wang", building="3号楼", room="1201",
                           contact=PHONE)
@@ -186,13 +192,7 @@ async def test_a_report_climbs_the_same_ladder_as_an_alarm_of_its_priority(
 
 async def test_an_idempotency_key_makes_a_retried_report_one_order(
         fake_clock: FakeClock) -> None:
-    config = load_config_text(BASE)
-    sent: list[WorkOrder] = []
-
-    async def sink(order: WorkOrder) -> None:
-        sent.append(order)
-
-    desk = WorkOrderDesk(config.site, fake_clock, sink, policies=config.work_orders)
+    config, desk, sent = report_desk(fake_clock)
     graded = grade_report(config, category="noise", description="楼上装修噪音",
                           channel="phone", logged_by="wang", building="3号楼")
     first = await desk.open_report(graded, key="call-0815-01")
