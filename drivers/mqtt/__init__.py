@@ -13,7 +13,7 @@ from gateway.lazy import lazy_attributes
 if TYPE_CHECKING:
     from drivers.mqtt._build import build_mqtt_drivers, describe_subscriptions
     from drivers.mqtt._driver import MALFORMED_LOG_INTERVAL, SHED_LOG_INTERVAL, MqttDriver
-    from drivers.mqtt._ids import DeviceIds, IdError
+    from drivers.mqtt._ids import DeviceIds, IdError, Selector
     from drivers.mqtt._lanes import LIFE_SAFETY_PRIORITIES, life_safety_points
     from drivers.mqtt._payload import Decoded, Payload, PointDecoder, compile_path, id_text
     from drivers.mqtt._topics import TopicPattern, expand_device_id, is_template
@@ -28,6 +28,7 @@ __all__ = [
     "MqttDriver",
     "Payload",
     "PointDecoder",
+    "Selector",
     "TopicPattern",
     "build_mqtt_drivers",
     "compile_path",
@@ -48,6 +49,7 @@ _WHERE = {
     "MqttDriver": "drivers.mqtt._driver",
     "Payload": "drivers.mqtt._payload",
     "PointDecoder": "drivers.mqtt._payload",
+    "Selector": "drivers.mqtt._ids",
     "TopicPattern": "drivers.mqtt._topics",
     "build_mqtt_drivers": "drivers.mqtt._build",
     "compile_path": "drivers.mqtt._payload",

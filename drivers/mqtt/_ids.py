@@ -1,8 +1,11 @@
-"""Which device a message feeds: the device id template filled from topic levels and payload fields.
+"""Which device a message feeds: the device id template filled from topic levels and payload
+fields, and the payload fields a device's ``select`` asks for.
 
 A device ``door-{door}`` with topic ``site/door/{door}/state`` takes ``{door}`` from the topic;
 a device ``panel-zone-{zone}`` with ``split_by: {zone: zone}`` takes ``{zone}`` from the
 message's JSON payload, so one topic that carries every zone's events feeds one device per zone.
+A device with ``select: {zone: 3}`` takes only the messages whose ``zone`` is 3, so literal
+devices with names and locations of their own can share one topic.
 Everything that can be prepared (the template's pieces, the field paths) is prepared once, when
 the driver starts: this runs for every message.
 """
@@ -13,10 +16,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from drivers.mqtt._payload import Payload, id_text
+from drivers.mqtt._payload import Payload, id_text, select_key
 from gateway.fieldpath import PathStep, compile_path
 
-__all__ = ["DeviceIds", "IdError"]
+__all__ = ["DeviceIds", "IdError", "Selector"]
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # A device id appears in upstream topics, URLs and logs: the alphabet and length of a
@@ -132,3 +135,41 @@ class DeviceIds:
         return IdError(f"{'payload' if from_payload else 'topic'} gives device id "
                        f"{device_id[:80]!r}, which is not a valid id ({_ALPHABET})",
                        from_payload=from_payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """A device's ``select``, compiled: the payload fields a message must carry to feed it.
+
+    Attributes:
+        conditions: ``(path, value)`` pairs as configured; a whole number is its text
+            (``3`` is ``"3"``), so it equals the field ``3``, ``3.0`` or ``"3"``.
+    """
+
+    conditions: tuple[tuple[str, str | bool], ...]
+    _steps: tuple[tuple[PathStep, ...], ...]
+
+    @classmethod
+    def compile(cls, select: Mapping[str, str | int | bool]) -> Selector | None:
+        """The selector of a device's ``select`` (checked by the config model); None without.
+
+        Raises:
+            ValueError: A path is malformed.
+        """
+        if not select:
+            return None
+        conditions = tuple((path, value if isinstance(value, bool | str) else str(value))
+                           for path, value in select.items())
+        return cls(conditions, tuple(compile_path(path) for path, _ in conditions))
+
+    def selects(self, payload: Payload) -> bool:
+        """Whether every field equals its value (a missing or unusable field never does)."""
+        for (path, wanted), steps in zip(self.conditions, self._steps, strict=True):
+            if select_key(payload, steps, path) != wanted:
+                return False
+        return True
+
+    def describe(self) -> str:
+        """The conditions as an operator reads them: ``zone = 3 and kind = door``."""
+        return " and ".join(f"{path} = {str(value).lower() if isinstance(value, bool) else value}"
+                            for path, value in self.conditions)

@@ -78,13 +78,14 @@ class Decoded:
 class Payload:
     """One message's payload; text and JSON are decoded once and shared by all its points."""
 
-    __slots__ = ("_document", "_parsed", "_stamps", "_text", "raw")
+    __slots__ = ("_document", "_error", "_parsed", "_stamps", "_text", "raw")
 
     def __init__(self, raw: bytes | bytearray | str) -> None:
         self.raw = raw
         self._text: str | None = None
         self._parsed = False
         self._document: Any = None
+        self._error: str | None = None  # why the payload is not JSON, once found
         #: Timestamps already decoded, by (``timestamp_path``, time zone): the points of one
         #: message usually share one, parsed once for all of them.
         self._stamps: dict[tuple[str, tzinfo], float] | None = None
@@ -103,22 +104,30 @@ class Payload:
     def document(self) -> Any:
         """The payload parsed as JSON (NaN and Infinity are not JSON and are refused)."""
         if not self._parsed:
-            text = self.text()
+            if self._error is not None:
+                raise _Invalid(self._error)  # every point and selector of it asks again
             try:
-                # An integer beyond float range has at least 309 digits: a shorter payload
-                # cannot hold one, and skips the per-integer hook (most messages do).
-                self._document = (json.loads(text, parse_constant=_refuse_constant)
-                                  if len(text) < _MIN_HUGE_INT_CHARS else
-                                  json.loads(text, parse_constant=_refuse_constant,
-                                             parse_int=_json_int))
-            except json.JSONDecodeError as exc:
-                raise _Invalid(f"payload is not JSON ({exc.msg} at char {exc.pos})") from None
-            except ValueError as exc:
-                raise _Invalid(str(exc)) from None
-            except RecursionError:
-                raise _Invalid("payload JSON is nested too deeply") from None
+                self._document = self._parse()
+            except _Invalid as exc:
+                self._error = str(exc)
+                raise
             self._parsed = True
         return self._document
+
+    def _parse(self) -> Any:
+        text = self.text()
+        try:
+            # An integer beyond float range has at least 309 digits: a shorter payload
+            # cannot hold one, and skips the per-integer hook (most messages do).
+            return (json.loads(text, parse_constant=_refuse_constant)
+                    if len(text) < _MIN_HUGE_INT_CHARS else
+                    json.loads(text, parse_constant=_refuse_constant, parse_int=_json_int))
+        except json.JSONDecodeError as exc:
+            raise _Invalid(f"payload is not JSON ({exc.msg} at char {exc.pos})") from None
+        except ValueError as exc:
+            raise _Invalid(str(exc)) from None
+        except RecursionError:
+            raise _Invalid("payload JSON is nested too deeply") from None
 
 
 class PointDecoder:
@@ -425,11 +434,29 @@ def id_text(payload: Payload, steps: tuple[PathStep, ...], path: str) -> str:
         raw = _walk(payload.document(), steps, path)
     except _Invalid as exc:
         raise ValueError(str(exc)) from None
+    text = _as_id_text(raw)
+    if text is None:
+        what = _short(raw) if isinstance(raw, bool | float) else _kind(raw)
+        raise ValueError(f"field {path!r} is {what}, not text or a whole number")
+    return text
+
+
+def select_key(payload: Payload, steps: tuple[PathStep, ...], path: str) -> str | bool | None:
+    """The field at ``path`` as a device's ``select`` compares it: text and whole numbers as
+    :func:`id_text` reads them, a boolean as itself; None when it is missing or anything else
+    (or the payload is not JSON)."""
+    try:
+        raw = _walk(payload.document(), steps, path)
+    except _Invalid:
+        return None
+    return raw if isinstance(raw, bool) else _as_id_text(raw)
+
+
+def _as_id_text(raw: Any) -> str | None:
     if isinstance(raw, str):
         return raw
     if isinstance(raw, float) and raw.is_integer():
         return str(int(raw))
     if isinstance(raw, int) and not isinstance(raw, bool):
         return str(raw)
-    what = _short(raw) if isinstance(raw, bool | float) else _kind(raw)
-    raise ValueError(f"field {path!r} is {what}, not text or a whole number")
+    return None

@@ -33,6 +33,9 @@ __all__ = [
 
 # --------------------------------------------------------------------------- devices and points
 
+#: A value ``select`` compares a payload field with (a whole float becomes an int first).
+SelectValue = str | int | bool
+
 
 class Location(_Model):
     """Where a device is; copied into every alarm and work order it causes."""
@@ -246,6 +249,12 @@ class MqttDevice(_DeviceBase):
                     "{zone: zone} turns a panel's one topic into devices panel-zone-1, "
                     "panel-zone-2, ... (id panel-zone-{zone}); a message feeds only the "
                     "device its field names.")
+    select: dict[str, SelectValue] = Field(
+        default_factory=dict, max_length=8,
+        description="Feed this device only the messages whose JSON payload fields equal "
+                    "these values, e.g. {zone: 3}: devices sharing one topic (a panel's "
+                    "zones) each take their own messages. Text and whole numbers compare "
+                    "as text (3, 3.0 and \"3\" are equal); true/false only equal true/false.")
     max_devices: int = Field(
         default=1000, ge=1, le=100_000,
         description="A templated id (placeholders from topic levels or split_by) makes at "
@@ -287,6 +296,30 @@ class MqttDevice(_DeviceBase):
                                  f"e.g. 'zone' or 'event.zone_no')") from None
         return value
 
+    @field_validator("select", mode="before")
+    @classmethod
+    def _select_syntax(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value  # pydantic explains what a mapping is
+        checked: dict[Any, Any] = {}
+        for path, raw in value.items():
+            try:
+                compile_path(str(path))
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc} (a field of the JSON payload, "
+                                 f"e.g. 'zone' or 'event.zone_no')") from None
+            # 3.0 in YAML is the whole number 3.
+            wanted = int(raw) if isinstance(raw, float) and raw.is_integer() else raw
+            if not isinstance(wanted, str | int | bool):
+                what = ("null" if wanted is None else "a list" if isinstance(wanted, list)
+                        else "a mapping" if isinstance(wanted, dict) else repr(wanted))
+                # pydantic reports a ValueError with its key; a TypeError would escape.
+                raise ValueError(  # noqa: TRY004
+                    f"{path}: the value is {what}, but a field can only be compared with "
+                    f"text, a whole number or true/false, e.g. 'select: {{zone: 3}}'")
+            checked[path] = wanted
+        return checked
+
     @model_validator(mode="after")
     def _placeholders_consistent(self) -> MqttDevice:
         _check_unique_points(self.points)
@@ -313,9 +346,11 @@ class MqttDevice(_DeviceBase):
                     f"{names} used in the device id (a topic level such as "
                     f"'site/{{{min(missing)}}}/state', or a payload field with "
                     f"'split_by: {{{min(missing)}: FIELD}}')")
-            if split and point.path is None:
+            if (split or self.select) and point.path is None:
+                key, reads = (("split_by", "reads the device from")
+                              if split else ("select", "chooses messages by"))
                 raise ValueError(
-                    f"point {point.name!r} has no 'path', but split_by reads the device from "
+                    f"point {point.name!r} has no 'path', but {key} {reads} "
                     f"the message's JSON payload: give the field the point reads, e.g. "
                     f"'path: event'")
         _check_offline(self)
