@@ -289,3 +289,38 @@ async def test_read_a_zone_of_a_panel_split_by_a_payload_field(
     assert lines[0] == "panel-zone-3 (config device panel-zone-{zone}): mqtt"
     assert any(line.split()[:1] == ["event"] and "FIRE" in line for line in lines), ran.out
     assert "FAULT" not in ran.out, "zone 2's messages are not zone 3's"
+
+
+@pytest.mark.mosquitto
+async def test_read_a_panel_zone_chosen_by_select_shows_only_its_messages(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    site = write_site(tmp_path / "select.yaml", """\
+  - id: FACP-1-Z3
+    name: B2 5F east stairs
+    driver: mqtt
+    select: {zone: 3}
+    points:
+      - {name: event, topic: "fire/FACP-1/events", path: event, type: string}
+  - id: FACP-1-Z4
+    driver: mqtt
+    select: {zone: 4}
+    points:
+      - {name: event, topic: "fire/FACP-1/events", path: event, type: string}
+""", brokers=f"brokers:\n  local: {{host: 127.0.0.1, port: {mosquitto.port}}}\n")
+
+    async def publish_later() -> None:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            for _ in range(60):  # until the reader has subscribed (bounded: 6 s)
+                await asyncio.sleep(0.1)
+                for zone, event in [(4, "FAULT"), (7, "TEST"), (3, "FIRE")]:
+                    await client.publish("fire/FACP-1/events",
+                                         json.dumps({"zone": zone, "event": event}), qos=1)
+
+    async with asyncio.TaskGroup() as tg:
+        publisher = tg.create_task(publish_later())
+        ran = await propgw("read", "-c", str(site), "FACP-1-Z3", "--timeout", "5")
+        publisher.cancel()
+    assert ran.rc == EXIT_OK, ran
+    assert any(line.split()[:1] == ["event"] and "FIRE" in line
+               for line in ran.out.splitlines()), ran.out
+    assert "FAULT" not in ran.out and "TEST" not in ran.out, "other zones' messages"

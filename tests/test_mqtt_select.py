@@ -7,13 +7,18 @@ mosquitto (helpers of tests/test_mqtt_driver.py), stale timers on a FakeClock.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
 
-from drivers.mqtt import Payload, PointDecoder, Selector
-from gateway.config import MqttDevice, load_config_text
+from drivers.mqtt import Payload, PointDecoder, Selector, describe_subscriptions
+from gateway.clock import FakeClock, SystemClock
+from gateway.config import GatewayConfig, MqttDevice, load_config_text
 from gateway.errors import ConfigError
+from gateway.model import Quality
+from tests.support import Mosquitto
+from tests.test_mqtt_driver import Sink, only_driver, publish, running, wait_until
 
 # --------------------------------------------------------------------------- selection
 
@@ -151,3 +156,140 @@ def test_every_point_of_a_selecting_device_needs_a_path() -> None:
     assert ("devices[0] (line 5): point 'event' has no 'path', but select chooses messages by "
             "the message's JSON payload: give the field the point reads, e.g. 'path: event'"
             ) in str(caught.value)
+
+
+def test_check_config_says_which_messages_a_device_takes() -> None:
+    config = load_config_text(SITE.replace("{zone: 3}", '{zone: 3, "event.test": false}'))
+    assert describe_subscriptions(config) == [
+        "mqtt FACP-1-Z3 via broker local: 1 point(s) on fire/FACP-1/events (QoS 1), only "
+        "messages with zone = 3 and event.test = false"]
+
+
+# --------------------------------------------------------------------------- the driver
+
+TOPIC = "sunny/fire/FACP-1/events"
+
+
+def zone_device(zone: int, **extra: Any) -> dict[str, Any]:
+    return {"id": f"FACP-1-Z{zone}", "driver": "mqtt", "kind": "fire_zone",
+            "select": {"zone": zone},
+            "points": [{"name": "event", "topic": TOPIC, "path": "event", "type": "string"}],
+            **extra}
+
+
+def site(port: int, devices: list[dict[str, Any]], rules: list[dict[str, Any]] | None = None,
+         ) -> GatewayConfig:
+    return GatewayConfig.model_validate({
+        "site": {"id": "sunny", "name": "阳光花园", "gateway_id": "gw1"},
+        "brokers": {"local": {"host": "127.0.0.1", "port": port, "connect_timeout": 2,
+                              "reconnect": {"initial": 0.05, "max": 0.2}}},
+        "devices": devices, "rules": rules or []})
+
+
+def fire_rule(device: str) -> dict[str, Any]:
+    return {"id": f"fire-{device}", "devices": [device], "category": "fire_alarm",
+            "priority": "P0", "when": {"point": "event", "eq": "FIRE"},
+            "message": {"zh": "火警", "en": "fire"}}
+
+
+@pytest.mark.mosquitto
+async def test_literal_devices_on_one_topic_each_take_only_their_zone(
+        mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="drivers.mqtt")
+    devices = [zone_device(3), zone_device(4), {
+        **zone_device(5), "select": {"zone": 5, "test": False}}]
+    driver = only_driver(site(mosquitto.port, devices), SystemClock())
+    assert driver.subscriptions == ((TOPIC, 1),)
+    sink = Sink()
+    async with running(driver, sink):
+        await publish(mosquitto.port,
+                      (TOPIC, '{"zone": 3, "event": "FIRE"}'),
+                      (TOPIC, '{"zone": 7, "event": "FIRE"}'),  # a zone nobody configured
+                      (TOPIC, '{"zone": "4", "event": "FAULT"}'),
+                      (TOPIC, '{"zone": 3.0, "event": "NORMAL"}'),
+                      (TOPIC, '{"zone": 5, "test": true, "event": "FIRE"}'),  # a test run
+                      (TOPIC, "FIRE zone 3"),
+                      (TOPIC, '{"zone": 5, "test": false, "event": "NORMAL"}'))
+        await sink.wait_for(lambda r: r.device == "FACP-1-Z5")
+        await wait_until(lambda: driver.health().counters["messages"] == 7)
+    events = [(r.device, r.value) for r in sink.readings]
+    assert events == [("FACP-1-Z3", "FIRE"), ("FACP-1-Z4", "FAULT"), ("FACP-1-Z3", "NORMAL"),
+                      ("FACP-1-Z5", "NORMAL")]
+    assert all(r.quality is Quality.GOOD for r in sink.readings)
+    counters = driver.health().counters
+    assert (counters["unselected"], counters["unmatched"], counters["malformed"],
+            counters["bad_split"]) == (3, 0, 0, 0)
+    assert driver.health().devices == {"FACP-1-Z3": "ok", "FACP-1-Z4": "ok",
+                                       "FACP-1-Z5": "ok"}
+    noisy = [r for r in caplog.records if r.name.startswith("drivers.mqtt")
+             and r.levelno >= logging.WARNING]
+    assert not noisy, [r.getMessage() for r in noisy]
+    assert sum("no device selects the message on 'sunny/fire/FACP-1/events'" in r.getMessage()
+               for r in caplog.records) == 3
+
+
+@pytest.mark.mosquitto
+async def test_a_split_device_with_select_makes_devices_only_of_the_kind_it_selects(
+        mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture) -> None:
+    doors = {"id": "door-{door}", "driver": "mqtt", "kind": "access_door",
+             "split_by": {"door": "door"}, "select": {"kind": "door"},
+             "points": [{"name": "open", "topic": "acs/events", "path": "open", "type": "bool"}]}
+    driver = only_driver(site(mosquitto.port, [doors]), SystemClock())
+    sink = Sink()
+    async with running(driver, sink):
+        await publish(mosquitto.port,
+                      ("acs/events", '{"kind": "window", "door": 6, "open": true}'),
+                      ("acs/events", '{"kind": "alarm", "open": true}'),  # no door field
+                      ("acs/events", '{"kind": "door", "door": 5, "open": true}'))
+        await sink.wait_for(lambda r: r.device == "door-5")
+        await wait_until(lambda: driver.health().counters["messages"] == 3)
+    assert [(r.device, r.value) for r in sink.readings] == [("door-5", True)]
+    health = driver.health()
+    assert health.devices == {"door-5": "ok"}, "a message not selected makes no device"
+    assert (health.counters["unselected"], health.counters["bad_split"]) == (2, 0)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.mosquitto
+async def test_a_message_not_selected_does_not_keep_the_device_alive(
+        mosquitto: Mosquitto, fake_clock: FakeClock) -> None:
+    devices = [zone_device(3, stale_after="30s"), zone_device(4)]
+    driver = only_driver(site(mosquitto.port, devices), fake_clock)
+    sink = Sink()
+    async with running(driver, sink):
+        await publish(mosquitto.port, (TOPIC, '{"zone": 3, "event": "NORMAL"}'))
+        await sink.wait_for(lambda r: r.device == "FACP-1-Z3")
+        await fake_clock.advance(20)
+        # Zone 4 and an unconfigured zone keep talking; zone 3 says nothing.
+        await publish(mosquitto.port, (TOPIC, '{"zone": 4, "event": "NORMAL"}'),
+                      (TOPIC, '{"zone": 9, "event": "NORMAL"}'))
+        await sink.wait_for(lambda r: r.device == "FACP-1-Z4")
+        await wait_until(lambda: driver.health().counters["unselected"] == 1)
+        await fake_clock.advance(9.9)
+        assert driver.health().devices["FACP-1-Z3"] == "ok"
+        await fake_clock.advance(0.1)
+        lost = await sink.wait_for(lambda r: r.quality is Quality.COMM_LOSS)
+        assert [(r.device, r.error) for r in lost] == [("FACP-1-Z3", "no message for 30 s")]
+        assert driver.health().devices == {"FACP-1-Z3": "comm-loss", "FACP-1-Z4": "ok"}
+
+
+@pytest.mark.mosquitto
+async def test_a_selected_life_safety_zone_travels_on_its_lane_and_is_counted_once(
+        mosquitto: Mosquitto, fake_clock: FakeClock) -> None:
+    """Zone 3 is read by a P0 rule, zone 4 by none: the topic is subscribed on both
+    connections, each message arrives twice, and each is read (or counted) once."""
+    config = site(mosquitto.port, [zone_device(3), zone_device(4)], [fire_rule("FACP-1-Z3")])
+    driver = only_driver(config, fake_clock)
+    assert [lane.name for lane in driver.lanes] == ["telemetry", "life-safety"]
+    sink = Sink()
+    async with running(driver, sink, subscribed=2):
+        await publish(mosquitto.port, (TOPIC, '{"zone": 3, "event": "FIRE"}'),
+                      (TOPIC, '{"zone": 4, "event": "FAULT"}'),
+                      (TOPIC, '{"zone": 7, "event": "FIRE"}'))
+        await sink.wait_for(lambda r: True, count=2)
+        await wait_until(lambda: driver.health().counters["messages"] == 6)
+    assert [(r.device, r.value) for r in sink.urgent] == [("FACP-1-Z3", "FIRE")]
+    assert [(r.device, r.value) for r in sink.readings if r not in sink.urgent] == [
+        ("FACP-1-Z4", "FAULT")]
+    counters = driver.health().counters
+    assert (counters["unselected"], counters["unmatched"]) == (1, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from drivers.mqtt._ids import Selector
 from drivers.mqtt._lanes import life_safety_points
 from drivers.mqtt._topics import TopicPattern
 from gateway.config import ALL_POINTS, GatewayConfig, MqttDevice
@@ -70,8 +71,9 @@ def build_mqtt_drivers(config: GatewayConfig, clock: Clock) -> list[MqttDriver]:
 
 
 def describe_subscriptions(config: GatewayConfig) -> list[str]:
-    """One line per enabled MQTT device: broker, topic filters, QoS, stale timeout and the
-    points whose topics travel on the life-safety connection.
+    """One line per enabled MQTT device: broker, topic filters, QoS, the payload fields that
+    name or select its messages, stale timeout and the points whose topics travel on the
+    life-safety connection.
 
     For ``propgw check-config``; reads nothing but the config.
     """
@@ -83,6 +85,9 @@ def describe_subscriptions(config: GatewayConfig) -> list[str]:
             stale = f", stale after {device.stale_after:g}s" if device.stale_after else ""
             split = "".join(f", {{{name}}} from payload field {path}"
                             for name, path in device.split_by.items())
+            select = Selector.compile(device.select)
+            if select is not None:
+                split += f", only messages with {select.describe()}"
             lines.append(f"mqtt {device.id} via broker {broker_id}: {len(device.points)} "
                          f"point(s) on {', '.join(filters) or 'no topic'} (QoS {device.qos})"
                          f"{split}{stale}{_lane_note(device, life_safety.get(device.id))}")

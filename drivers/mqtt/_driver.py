@@ -34,7 +34,7 @@ from datetime import UTC, tzinfo
 import aiomqtt
 
 from drivers.base import LinkHealth, ReadingSink
-from drivers.mqtt._ids import DeviceIds, IdError
+from drivers.mqtt._ids import DeviceIds, IdError, Selector
 from drivers.mqtt._payload import Payload, PointDecoder
 from drivers.mqtt._topics import TopicPattern
 from gateway.aio import raise_if_cancelling, task_group
@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 MALFORMED_LOG_INTERVAL = 60.0
 #: After the first WARNING about shed telemetry, one summary line per this many seconds.
 SHED_LOG_INTERVAL = 60.0
-_COUNTERS = ("messages", "readings", "malformed", "unmatched", "bad_topic", "bad_split",
-             "too_many_devices", "subscribe_refused", "comm_loss", "broker_dropped")
+_COUNTERS = ("messages", "readings", "malformed", "unmatched", "unselected", "bad_topic",
+             "bad_split", "too_many_devices", "subscribe_refused", "comm_loss", "broker_dropped")
 #: mosquitto's cumulative count of messages it dropped (queue or in-flight limits), retained.
 BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 # Filters per SUBSCRIBE packet: small enough for brokers that cap packet size.
@@ -85,6 +85,7 @@ class _Route:
     pattern: TopicPattern
     decoders: tuple[PointDecoder, ...]
     ids: DeviceIds  # shared by the device's routes
+    select: Selector | None  # the device's ``select``; shared by its routes
 
 
 @dataclass(slots=True, eq=False)
@@ -209,7 +210,9 @@ class MqttDriver:
         """A snapshot of the link: state, last error, counters and per-device state.
 
         Counters: ``messages`` received, ``readings`` emitted, ``malformed`` payloads,
-        ``unmatched`` messages, ``bad_topic`` (a topic level that is not a valid device id),
+        ``unmatched`` messages, ``unselected`` (a message on a device's topic that no
+        device's ``select`` takes: a panel's zone nobody configured), ``bad_topic`` (a topic
+        level that is not a valid device id),
         ``bad_split`` (a message whose ``split_by`` field is missing or names no valid device;
         it feeds no device of that entry),
         ``subscribe_refused`` filters, ``comm_loss`` readings, ``connects``,
@@ -386,13 +389,17 @@ class MqttDriver:
         payload = Payload(raw if isinstance(raw, bytes | bytearray | str)
                           else b"" if raw is None else str(raw))
         received = self._clock.time()
-        matched = False
+        matched = 0  # routes whose topic matched
+        skipped = 0  # of them, routes whose device's ``select`` does not take the message
         readings: list[Reading] = []
         for route in routes:
             values = route.pattern.match(topic)
             if values is None:
                 continue
-            matched = True
+            matched += 1
+            if route.select is not None and not route.select.selects(payload):
+                skipped += 1
+                continue
             device_id = route.device.id
             if route.ids.templated:
                 try:
@@ -418,12 +425,30 @@ class MqttDriver:
                                             source_ts))
         if readings:
             await self._emit(readings, urgent=urgent)
+        if skipped and skipped == matched:
+            self._unselected(routes, topic, payload)
+            return
         if not matched and len(routes) < len(self._routes) \
                 and any(r.pattern.match(topic) is not None for r in self._routes):
             return  # another connection's topic under an overlapping filter: it reads it
         if not matched:
             self._count("unmatched")
             log.debug("%s: no point matches topic %r", self.name, topic)
+
+    def _unselected(self, routes: Sequence[_Route], topic: str, payload: Payload) -> None:
+        """Count a message no device here selects, unless another connection reads it (or
+        counts it: both connections get a topic that both subscribe to)."""
+        if len(routes) < len(self._routes):
+            for link in self._links:
+                if link.routes is routes:
+                    continue
+                there = [r for r in link.routes if r.pattern.match(topic) is not None]
+                if any(r.select is None or r.select.selects(payload) for r in there):
+                    return
+                if there and link is self._links[0]:
+                    return
+        self._count("unselected")
+        log.debug("%s: no device selects the message on %r", self.name, topic)
 
     def _bad_id(self, route: _Route, topic: str, exc: IdError) -> None:
         if exc.from_payload:
@@ -575,6 +600,11 @@ def _compile_routes(devices: Sequence[MqttDevice], tz: tzinfo) -> tuple[_Route, 
         except ValueError as exc:
             problems.append(ConfigProblem(f"device {device.id!r}, split_by", str(exc)))
             continue
+        try:
+            select = Selector.compile(device.select)
+        except ValueError as exc:
+            problems.append(ConfigProblem(f"device {device.id!r}, select", str(exc)))
+            continue
         by_topic: dict[str, list[PointDecoder]] = {}
         for point in device.points:
             try:
@@ -590,7 +620,7 @@ def _compile_routes(devices: Sequence[MqttDevice], tz: tzinfo) -> tuple[_Route, 
             except ValueError as exc:
                 problems.append(ConfigProblem(f"device {device.id!r}, topic", str(exc), topic))
                 continue
-            routes.append(_Route(index, device, pattern, tuple(decoders), ids))
+            routes.append(_Route(index, device, pattern, tuple(decoders), ids, select))
     if problems:
         raise ConfigError("mqtt devices", problems)
     return tuple(routes)

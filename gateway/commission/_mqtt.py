@@ -1,8 +1,9 @@
 """Wait for the next message(s) of one MQTT device and decode them with the gateway's decoders.
 
-Topic matching, device-id expansion and payload decoding are the driver's own
+Topic matching, device-id expansion, ``select`` and payload decoding are the driver's own
 (:class:`~drivers.mqtt.TopicPattern`, :class:`~drivers.mqtt.DeviceIds`,
-:class:`~drivers.mqtt.PointDecoder`); the connection is the gateway's
+:class:`~drivers.mqtt.Selector`, :class:`~drivers.mqtt.PointDecoder`), so an engineer sees
+the messages the gateway reads; the connection is the gateway's
 :class:`~gateway.mqtt_client.MqttSession`, under a client id of its own so that a running
 gateway on the same broker keeps its session.
 """
@@ -17,7 +18,7 @@ from datetime import tzinfo
 
 import aiomqtt
 
-from drivers.mqtt import DeviceIds, IdError, Payload, PointDecoder, TopicPattern
+from drivers.mqtt import DeviceIds, IdError, Payload, PointDecoder, Selector, TopicPattern
 from gateway.clock import Clock
 from gateway.commission._rows import PointRow, after_decoding
 from gateway.commission._select import Selection
@@ -83,6 +84,7 @@ class Listener:
         self._routes = [(TopicPattern.compile(topic), decoders)
                         for topic, decoders in by_topic.items()]
         self._ids = DeviceIds.compile(device.id, device.split_by)
+        self._select = Selector.compile(device.select)
 
     @property
     def filters(self) -> list[str]:
@@ -130,6 +132,8 @@ class Listener:
                 else raw.encode() if isinstance(raw, str) else b"" if raw is None
                 else str(raw).encode())
         payload = Payload(data)
+        if self._select is not None and not self._select.selects(payload):
+            return None  # another device's message on a shared topic (e.g. another zone)
         rows: list[PointRow] = []
         device_id = self.device.id
         for pattern, decoders in self._routes:
