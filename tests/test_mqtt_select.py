@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ import pytest
 from drivers.mqtt import Payload, PointDecoder, Selector, describe_subscriptions
 from gateway.clock import FakeClock, SystemClock
 from gateway.config import GatewayConfig, MqttDevice, load_config_text
+from gateway.devices import DeviceDirectory
 from gateway.errors import ConfigError
 from gateway.model import Quality
 from tests.support import Mosquitto
@@ -163,6 +167,35 @@ def test_check_config_says_which_messages_a_device_takes() -> None:
     assert describe_subscriptions(config) == [
         "mqtt FACP-1-Z3 via broker local: 1 point(s) on fire/FACP-1/events (QoS 1), only "
         "messages with zone = 3 and event.test = false"]
+
+
+def test_the_documented_example_loads_and_selects_each_zone(tmp_path: Path) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text("utf-8")
+    section = doc.split("### Devices that share a topic: select", 1)[1].split("\n### ", 1)[0]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    site = tmp_path / "site.yaml"
+    site.write_text("site: {id: s, name: s, gateway_id: g}\n"
+                    "brokers: {local: {host: 127.0.0.1}}\n" + example, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(site)],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    for zone in (3, 4):
+        assert (f"mqtt FACP-1-Z{zone} via broker local: 1 point(s) on fire/FACP-1/events "
+                f"(QoS 1), only messages with zone = {zone}") in done.stdout
+    config = load_config_text(site.read_text("utf-8"))
+    directory = DeviceDirectory(config.devices)
+    z3, z4 = directory.get("FACP-1-Z3"), directory.get("FACP-1-Z4")
+    assert z3 is not None and z4 is not None
+    assert z3.name != z4.name and z3.location != z4.location
+    chosen = {}
+    for device in config.devices:
+        assert isinstance(device, MqttDevice)
+        selector = Selector.compile(device.select)
+        assert selector is not None
+        chosen[device.id] = [line for line in section.splitlines()
+                             if line.startswith("{") and selector.selects(Payload(line.encode()))]
+    assert [len(lines) for lines in chosen.values()] == [1, 1], chosen
+    assert '"zone": 7' in section and "unselected" in section
 
 
 # --------------------------------------------------------------------------- the driver
