@@ -18,7 +18,7 @@ import pytest
 from gateway.commission import EXIT_BAD, EXIT_NO_ANSWER, EXIT_OK, EXIT_USAGE
 from simulators.encoding import encode
 from simulators.modbus_server import SimModbusServer, SimUnit
-from tests.commission_support import control, propgw, sim_device, write_site
+from tests.commission_support import Ran, control, propgw, sim_device, write_site
 from tests.support import Mosquitto, free_port
 
 METER_POINTS = """\
@@ -260,6 +260,25 @@ async def test_read_mqtt_broker_down_exits_1_and_says_why(tmp_path: Path) -> Non
     assert "Traceback" not in ran.err
 
 
+async def _read_panel_zone(site: Path, port: int, device: str,
+                           zones: list[tuple[int, str]]) -> Ran:
+    """``propgw read DEVICE`` while a panel publishes ``(zone, event)`` messages on
+    ``fire/FACP-1/events`` every 0.1 s (bounded: 6 s), until the reader has subscribed."""
+    async def publish_later() -> None:
+        async with aiomqtt.Client("127.0.0.1", port) as client:
+            for _ in range(60):
+                await asyncio.sleep(0.1)
+                for zone, event in zones:
+                    await client.publish("fire/FACP-1/events",
+                                         json.dumps({"zone": zone, "event": event}), qos=1)
+
+    async with asyncio.TaskGroup() as tg:
+        publisher = tg.create_task(publish_later())
+        ran = await propgw("read", "-c", str(site), device, "--timeout", "5")
+        publisher.cancel()
+    return ran
+
+
 @pytest.mark.mosquitto
 async def test_read_a_zone_of_a_panel_split_by_a_payload_field(
         tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -268,22 +287,10 @@ async def test_read_a_zone_of_a_panel_split_by_a_payload_field(
     driver: mqtt
     split_by: {zone: zone}
     points:
-      - {name: event, topic: "fire/panel1/events", path: event, type: string}
+      - {name: event, topic: "fire/FACP-1/events", path: event, type: string}
 """, brokers=f"brokers:\n  local: {{host: 127.0.0.1, port: {mosquitto.port}}}\n")
-
-    async def publish_later() -> None:
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-            for _ in range(60):  # until the reader has subscribed (bounded: 6 s)
-                await asyncio.sleep(0.1)
-                await client.publish("fire/panel1/events",
-                                     json.dumps({"zone": 2, "event": "FAULT"}), qos=1)
-                await client.publish("fire/panel1/events",
-                                     json.dumps({"zone": 3, "event": "FIRE"}), qos=1)
-
-    async with asyncio.TaskGroup() as tg:
-        publisher = tg.create_task(publish_later())
-        ran = await propgw("read", "-c", str(site), "panel-zone-3", "--timeout", "5")
-        publisher.cancel()
+    ran = await _read_panel_zone(site, mosquitto.port, "panel-zone-3",
+                                 [(2, "FAULT"), (3, "FIRE")])
     assert ran.rc == EXIT_OK, ran
     lines = ran.out.splitlines()
     assert lines[0] == "panel-zone-3 (config device panel-zone-{zone}): mqtt"
@@ -307,19 +314,8 @@ async def test_read_a_panel_zone_chosen_by_select_shows_only_its_messages(
     points:
       - {name: event, topic: "fire/FACP-1/events", path: event, type: string}
 """, brokers=f"brokers:\n  local: {{host: 127.0.0.1, port: {mosquitto.port}}}\n")
-
-    async def publish_later() -> None:
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-            for _ in range(60):  # until the reader has subscribed (bounded: 6 s)
-                await asyncio.sleep(0.1)
-                for zone, event in [(4, "FAULT"), (7, "TEST"), (3, "FIRE")]:
-                    await client.publish("fire/FACP-1/events",
-                                         json.dumps({"zone": zone, "event": event}), qos=1)
-
-    async with asyncio.TaskGroup() as tg:
-        publisher = tg.create_task(publish_later())
-        ran = await propgw("read", "-c", str(site), "FACP-1-Z3", "--timeout", "5")
-        publisher.cancel()
+    ran = await _read_panel_zone(site, mosquitto.port, "FACP-1-Z3",
+                                 [(4, "FAULT"), (7, "TEST"), (3, "FIRE")])
     assert ran.rc == EXIT_OK, ran
     assert any(line.split()[:1] == ["event"] and "FIRE" in line
                for line in ran.out.splitlines()), ran.out

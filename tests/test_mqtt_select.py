@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,10 @@ from gateway.config import GatewayConfig, MqttDevice, load_config_text
 from gateway.devices import DeviceDirectory
 from gateway.errors import ConfigError
 from gateway.model import Quality
+from tests.gateway_support import drivers_subscribed, gateway_with_platform, until
 from tests.support import Mosquitto
 from tests.test_mqtt_driver import Sink, only_driver, publish, running, wait_until
+from tests.test_mqtt_split import documented_example
 
 # --------------------------------------------------------------------------- selection
 
@@ -170,18 +170,10 @@ def test_check_config_says_which_messages_a_device_takes() -> None:
 
 
 def test_the_documented_example_loads_and_selects_each_zone(tmp_path: Path) -> None:
-    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text("utf-8")
-    section = doc.split("### Devices that share a topic: select", 1)[1].split("\n### ", 1)[0]
-    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
-    site = tmp_path / "site.yaml"
-    site.write_text("site: {id: s, name: s, gateway_id: g}\n"
-                    "brokers: {local: {host: 127.0.0.1}}\n" + example, encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(site)],
-                          capture_output=True, text=True, timeout=30, check=False)
-    assert done.returncode == 0, done.stderr
+    section, site, stdout = documented_example("Devices that share a topic: select", tmp_path)
     for zone in (3, 4):
         assert (f"mqtt FACP-1-Z{zone} via broker local: 1 point(s) on fire/FACP-1/events "
-                f"(QoS 1), only messages with zone = {zone}") in done.stdout
+                f"(QoS 1), only messages with zone = {zone}") in stdout
     config = load_config_text(site.read_text("utf-8"))
     directory = DeviceDirectory(config.devices)
     z3, z4 = directory.get("FACP-1-Z3"), directory.get("FACP-1-Z4")
@@ -211,12 +203,12 @@ def zone_device(zone: int, **extra: Any) -> dict[str, Any]:
 
 
 def site(port: int, devices: list[dict[str, Any]], rules: list[dict[str, Any]] | None = None,
-         ) -> GatewayConfig:
+         **extra: Any) -> GatewayConfig:
     return GatewayConfig.model_validate({
         "site": {"id": "sunny", "name": "阳光花园", "gateway_id": "gw1"},
         "brokers": {"local": {"host": "127.0.0.1", "port": port, "connect_timeout": 2,
                               "reconnect": {"initial": 0.05, "max": 0.2}}},
-        "devices": devices, "rules": rules or []})
+        "devices": devices, "rules": rules or [], **extra})
 
 
 def fire_rule(device: str) -> dict[str, Any]:
@@ -326,3 +318,38 @@ async def test_a_selected_life_safety_zone_travels_on_its_lane_and_is_counted_on
         ("FACP-1-Z4", "FAULT")]
     counters = driver.health().counters
     assert (counters["unselected"], counters["unmatched"]) == (1, 0)
+
+
+@pytest.mark.mosquitto
+async def test_zones_selected_from_one_topic_raise_orders_with_their_own_name_and_place(
+        mosquitto: Mosquitto, tmp_path: Path, fake_clock: FakeClock) -> None:
+    """End to end: a real gateway, its work orders received by a platform on the broker."""
+    devices = [zone_device(3, name="B2 5F east stairs",
+                           location={"building": "B2", "floor": "5", "room": "east stairs"}),
+               zone_device(4, name="basement pump room",
+                           location={"building": "B2", "floor": "B1", "room": "pump room"})]
+    rule = {**fire_rule("FACP-1-Z3"), "id": "zone-fire", "devices": ["FACP-1-Z3", "FACP-1-Z4"],
+            "message": {"zh": "{device_name} 火警", "en": "{device_name} fire"}}
+    config = site(mosquitto.port, devices, [rule], state_dir=str(tmp_path),
+                  upstream={"broker": "local", "topic_prefix": "pm"})
+    async with gateway_with_platform(config, mosquitto.port, fake_clock,
+                                     topic="pm/sunny/work-orders") as (gateway, orders):
+        driver = gateway.drivers[0]
+        await until(lambda: drivers_subscribed(gateway), fake_clock)
+        # Zone 7 first: if it fed either zone, that zone's order would come first.
+        await publish(mosquitto.port, *[(TOPIC, json.dumps({"zone": zone, "event": "FIRE"}))
+                                        for zone in (7, 4, 3)])
+        await until(lambda: len(orders) >= 2 and driver.health().counters["messages"] == 3,
+                    fake_clock)
+        active = {a.device for a in gateway.engine.active()}
+        health = driver.health()
+    assert active == {"FACP-1-Z3", "FACP-1-Z4"}
+    assert (health.counters["unselected"], health.counters["readings"]) == (1, 2)
+    by_device = {o["location"]["device"]: o for o in orders}
+    assert sorted(by_device) == ["FACP-1-Z3", "FACP-1-Z4"] and len(orders) == 2
+    assert by_device["FACP-1-Z3"]["location"] == {
+        "site": "sunny", "building": "B2", "floor": "5", "zone": None, "room": "east stairs",
+        "device": "FACP-1-Z3", "device_name": "B2 5F east stairs"}
+    assert by_device["FACP-1-Z4"]["location"]["device_name"] == "basement pump room"
+    assert by_device["FACP-1-Z4"]["location"]["room"] == "pump room"
+    assert by_device["FACP-1-Z3"]["description"]["en"] == "B2 5F east stairs fire"

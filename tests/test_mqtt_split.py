@@ -193,9 +193,11 @@ def test_check_config_exits_2_on_a_bad_split_and_shows_a_good_one(tmp_path: Path
     assert "Traceback" not in refused.stderr
 
 
-def test_the_documented_fire_panel_example_loads_and_splits(tmp_path: Path) -> None:
+def documented_example(heading: str, tmp_path: Path) -> tuple[str, Path, str]:
+    """The section of docs/configuration.md under ``heading``, its first YAML example as a
+    site file, and what ``check-config`` (which must accept it) prints about that site."""
     doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text("utf-8")
-    section = doc.split("### Devices split by a payload field", 1)[1]
+    section = doc.split(f"### {heading}\n", 1)[1].split("\n### ", 1)[0]
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     site = tmp_path / "site.yaml"
     site.write_text("site: {id: s, name: s, gateway_id: g}\n"
@@ -203,9 +205,14 @@ def test_the_documented_fire_panel_example_loads_and_splits(tmp_path: Path) -> N
     done = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(site)],
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
+    return section, site, done.stdout
+
+
+def test_the_documented_fire_panel_example_loads_and_splits(tmp_path: Path) -> None:
+    section, site, stdout = documented_example("Devices split by a payload field", tmp_path)
     assert ("mqtt FACP-1-zone-{zone} via broker local: 2 point(s) on fire/FACP-1/events "
-            "(QoS 1), {zone} from payload field zone") in done.stdout
-    assert "zone-fire: P0 fire_alarm" in done.stdout
+            "(QoS 1), {zone} from payload field zone") in stdout
+    assert "zone-fire: P0 fire_alarm" in stdout
     zone = DeviceDirectory(load_config_text(site.read_text("utf-8")).devices).get(
         "FACP-1-zone-3")
     assert zone is not None and zone.name == "1号消防主机 3防区"

@@ -251,10 +251,9 @@ class MqttDevice(_DeviceBase):
                     "device its field names.")
     select: dict[str, SelectValue] = Field(
         default_factory=dict, max_length=8,
-        description="Feed this device only the messages whose JSON payload fields equal "
-                    "these values, e.g. {zone: 3}: devices sharing one topic (a panel's "
-                    "zones) each take their own messages. Text and whole numbers compare "
-                    "as text (3, 3.0 and \"3\" are equal); true/false only equal true/false.")
+        description="Only messages whose JSON payload fields equal these values feed the "
+                    "device, e.g. {zone: 3}: devices that share one topic (a panel's zones) "
+                    "each take their own (3, 3.0 and \"3\" are equal; true only equals true).")
     max_devices: int = Field(
         default=1000, ge=1, le=100_000,
         description="A templated id (placeholders from topic levels or split_by) makes at "
