@@ -323,3 +323,15 @@ def test_read_linger_defaults_to_5ms_takes_0_to_turn_it_off_and_refuses_more_tha
     assert "must be at most 50ms (got 1000ms)" in too_long and "0 turns the linger off" in too_long
     [negative] = errors_of(broker(", read_linger: -5"), **env)
     assert "brokers.local.read_linger" in negative
+
+
+@pytest.mark.parametrize(("new", "expected"), [
+    ("work_orders: {priorities: {P0: {ladder: []}}}",
+     "work_orders.priorities.P0.ladder (line 2): at least 1 entry, got 0"),
+    ("accounting: {counters: []}", "accounting.counters (line 2): at least 1 entry, got 0"),
+])
+def test_too_few_or_too_many_entries_say_how_many(new: str, expected: str) -> None:
+    """Not pydantic's "List should have at least 1 item after validation, not 0"."""
+    with pytest.raises(ConfigError) as caught:
+        load_config_text("site: {id: s1, name: x, gateway_id: gw1}\n" + new + "\n")
+    assert expected in str(caught.value)

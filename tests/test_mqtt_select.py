@@ -145,7 +145,7 @@ def test_a_selecting_device_loads() -> None:
     ("select: {zone: [3, 4]}", "zone: the value is a list, but a field can only be compared"),
     ("select: {zone: {no: 3}}", "zone: the value is a mapping, but a field can only be"),
     ("select: {" + ", ".join(f"f{n}: {n}" for n in range(9)) + "}",
-     "devices[0].select (line 10): dictionary should have at most 8 items"),
+     "devices[0].select (line 10): at most 8 entries, got 9"),
     ("select: [zone, 3]", "devices[0].select (line 10): input should be a valid dictionary (found: list)"),
 ])
 def test_select_mistakes_are_explained_with_their_key(new: str, expected: str) -> None:

@@ -340,6 +340,14 @@ class _Context:
                 msg = f"unknown key {key!r}{_suggest(key, _parent_fields(loc, data))}"
             elif etype == "missing":
                 msg = "required key is missing"
+            elif etype in ("too_long", "too_short"):
+                # pydantic: "Dictionary should have at most 8 items after validation, not 9".
+                ctx = err.get("ctx") or {}
+                bound, limit = (("at most", ctx.get("max_length")) if etype == "too_long"
+                                else ("at least", ctx.get("min_length")))
+                value = err.get("input")
+                got = len(value) if isinstance(value, dict | list) else ctx.get("actual_length")
+                msg = f"{bound} {limit} {'entry' if limit == 1 else 'entries'}, got {got}"
             elif etype in ("union_tag_invalid", "union_tag_not_found"):
                 ctx = err.get("ctx") or {}
                 key = str(ctx.get("discriminator", "")).strip("'")
