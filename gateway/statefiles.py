@@ -117,22 +117,22 @@ async def join_worker(executor: ThreadPoolExecutor | None) -> None:
 
 
 def open_replacing(path: Path | None, now: float, connect: Callable[[], object], *,
-                   moved: Callable[[Path], object], log: logging.Logger, what: str,
-                   kept: str) -> None:
+                   log: logging.Logger, what: str, kept: str) -> Path | None:
     """Call ``connect`` (which opens ``path``); if the file's content cannot be read, move it
-    aside, tell ``moved`` where to, say so at CRITICAL (``what`` names the file, ``kept`` says
-    what the moved file holds) and call ``connect`` again for a fresh file. Any other error
-    is raised."""
+    aside, say so at CRITICAL (``what`` names the file, ``kept`` says what the moved file
+    holds) and call ``connect`` again for a fresh file. Returns where the unreadable file
+    went, None when it could be opened. Any other error is raised."""
     try:
         connect()
     except sqlite3.Error as exc:
         if path is None or not is_unreadable(exc):
             raise
         target = quarantine(path, now)
-        moved(target)
         log.critical("%s %s cannot be read (%s): moved to %s and replaced by a fresh file; %s "
                      "are in the moved file", what, path, exc, target, kept)
         connect()
+        return target
+    return None
 
 
 def quarantine(path: Path, now: float) -> Path:

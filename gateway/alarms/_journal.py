@@ -300,13 +300,12 @@ class AlarmJournal:
         return self._conn
 
     def _open_sync(self, now: float) -> None:
-        open_replacing(self.path, now, self._connect, moved=self._moved, log=log,
-                       what="alarm journal", kept="the alarm history and open alarms before now")
+        moved = open_replacing(self.path, now, self._connect, log=log, what="alarm journal",
+                               kept="the alarm history and open alarms before now")
+        if moved is not None:
+            self.replaced = moved
         self._full_sync = False
         self._prune_sync(now)
-
-    def _moved(self, target: Path) -> None:
-        self.replaced = target
 
     def _connect(self) -> None:
         self._conn = open_wal(self.path, schema=_SCHEMA, version=SCHEMA_VERSION)

@@ -288,11 +288,7 @@ class MqttDevice(_DeviceBase):
                 raise ValueError(f"{name!r} is not a placeholder name (letters, "
                                  f"digits and '_', not starting with a digit), as in "
                                  f"'split_by: {{zone: zone}}' for the id 'panel-zone-{{zone}}'")
-            try:
-                compile_path(path)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc} (a field of the JSON payload, "
-                                 f"e.g. 'zone' or 'event.zone_no')") from None
+            _check_payload_field(name, path)
         return value
 
     @field_validator("select", mode="before")
@@ -302,11 +298,7 @@ class MqttDevice(_DeviceBase):
             return value  # pydantic explains what a mapping is
         checked: dict[Any, Any] = {}
         for path, raw in value.items():
-            try:
-                compile_path(str(path))
-            except ValueError as exc:
-                raise ValueError(f"{path}: {exc} (a field of the JSON payload, "
-                                 f"e.g. 'zone' or 'event.zone_no')") from None
+            _check_payload_field(str(path), str(path))
             # 3.0 in YAML is the whole number 3.
             wanted = int(raw) if isinstance(raw, float) and raw.is_integer() else raw
             if not isinstance(wanted, str | int | bool):
@@ -397,6 +389,15 @@ def _fill(topic: str, fills: dict[str, str]) -> str:
     for name, value in fills.items():
         topic = topic.replace("{" + name + "}", value)
     return topic
+
+
+def _check_payload_field(key: str, path: str) -> None:
+    """A ``split_by`` or ``select`` field path, checked under the key it is given for."""
+    try:
+        compile_path(path)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc} (a field of the JSON payload, "
+                         f"e.g. 'zone' or 'event.zone_no')") from None
 
 
 def _check_topic(topic: str) -> None:

@@ -527,15 +527,14 @@ class WorkOrderLog:
 
     def _open_sync(self, now: float) -> None:
         path = self.path if self._durable else None
-        open_replacing(path, now, lambda: self._connect(path), moved=self._moved, log=log,
-                       what="work-order history", kept="the orders before now")
+        moved = open_replacing(path, now, lambda: self._connect(path), log=log,
+                               what="work-order history", kept="the orders before now")
+        if moved is not None:
+            self._replaced = moved
         try:
             self._prune_sync(now)
         except sqlite3.Error as exc:  # a full disk: the history is still worth opening
             log.warning("work-order history %s: retention could not run: %s", self.name, exc)
-
-    def _moved(self, target: Path) -> None:
-        self._replaced = target
 
     def _connect(self, path: Path | None) -> None:
         self._conn = open_wal(path, schema=_SCHEMA, version=SCHEMA_VERSION)
