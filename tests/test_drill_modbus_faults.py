@@ -29,6 +29,8 @@ from tests.support import free_port, kill_if_running, stop_and_read
 from tests.test_modbus_support import Collector, point, rtu_device, running, tcp_device
 
 REPO = Path(__file__).resolve().parents[1]
+#: A log line at ERROR or CRITICAL (the level is the column after the date and time).
+_LEVEL = re.compile(r"^\S+ \S+ (?:ERROR|CRITICAL) ")
 FAULTY, NEIGHBOUR = "faulty", "neighbour"
 
 pytestmark = pytest.mark.drill
@@ -193,8 +195,12 @@ async def test_propgw_run_through_garbage_silence_and_flapping_logs_little(
                            tracebacks=text.count("Traceback"), health_honest=honest))
     assert proc.returncode == 0, text
     assert honest, health
-    for symptom in ("Traceback", ">>>>>", "link down", "ERROR"):
+    for symptom in ("Traceback", ">>>>>", "link down"):
         assert symptom not in text, text
+    # Nothing at ERROR or above. The level column is what counts: a pymodbus WARNING may
+    # itself start "ERROR: received pdu without a corresponding request" when the flapping
+    # device's late answer arrives after its timeout.
+    assert not [line for line in text.splitlines() if _LEVEL.match(line)], text
     # 0.2 s polls for 6 s, less what the three faulty neighbours cost: still read steadily.
     assert healthy_during >= 10, (healthy_during, text)
     lines = text.splitlines()
