@@ -31,6 +31,7 @@ from tests.test_modbus_support import Collector, point, rtu_device, running, tcp
 REPO = Path(__file__).resolve().parents[1]
 #: A log line at ERROR or CRITICAL (the level is the column after the date and time).
 _LEVEL = re.compile(r"^\S+ \S+ (?:ERROR|CRITICAL) ")
+_NUMBERS = re.compile(r"\d+")
 FAULTY, NEIGHBOUR = "faulty", "neighbour"
 
 pytestmark = pytest.mark.drill
@@ -210,8 +211,11 @@ async def test_propgw_run_through_garbage_silence_and_flapping_logs_little(
     flapping = [line for line in transitions if "device flapping" in line]
     assert 2 <= len(flapping) <= flaps + 1, text
     assert not any("device healthy" in line for line in transitions), text
-    library = [line for line in lines if " pymodbus" in line or " asyncio" in line]
-    assert len(library) <= 4, text
+    # A library's complaint passes once per window, whatever its numbers; pymodbus has a
+    # handful of different ones for garbage, silence and late answers.
+    library = [_NUMBERS.sub("#", line.split(" ", 2)[2]) for line in lines
+               if " pymodbus" in line or " asyncio" in line]
+    assert len(library) == len(set(library)) <= 6, text
     assert len(lines) <= 8 + flaps + 1, text
 
 
