@@ -14,9 +14,8 @@ import pytest
 
 from gateway.alarms import AlarmState
 from gateway.demo import DEMO_POLL_INTERVAL, DEMO_SCENARIO
-from gateway.simrun import run_scenario
 from simulators.scenario import load_scenario
-from tests.support import Mosquitto
+from tests.scenario_play import Play, play_apart
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,25 +61,25 @@ async def test_the_demo_prints_a_console_that_lets_its_operator_in() -> None:
 
 @pytest.mark.slow
 @pytest.mark.mosquitto
-async def test_ten_minutes_of_the_demo_raise_only_the_alarms_its_narration_announces(
+def test_ten_minutes_of_the_demo_raise_only_the_alarms_its_narration_announces(
         tmp_path: Path) -> None:
     """The demo's scenario, then its devices running on (random traffic, as `propgw demo`
     leaves them), for ten scenario minutes on an accelerated clock, with the demo's own seed
     and another: every alarm raised must be one its narration announces (its expect.alarms),
     each once, and nothing may be raised or cleared once the story is over. The two seeds
-    play at once, each against its own real mosquitto (both mostly wait on their clocks)."""
+    play at once, each in its own process against its own real mosquitto."""
     scenario = load_scenario(DEMO_SCENARIO)
     announced = sorted((want.rule, want.device, want.priority)
                        for want in scenario.expect.alarms)
-
-    async def ten_minutes(seed: int) -> None:
-        minutes = scenario.model_copy(update={"duration": 610.0, "seed": seed})
-        lines: list[str] = []
-        broker = Mosquitto(tmp_path)
-        with broker.running():
-            result = await run_scenario(minutes, speed=30, broker=("127.0.0.1", broker.port),
-                                        on_line=lines.append,
-                                        poll_interval=DEMO_POLL_INTERVAL)
+    seeds = [scenario.seed, 5]
+    assert seeds[0] != seeds[1]
+    outcomes = play_apart([Play(DEMO_SCENARIO, 30, tmp_path / f"seed-{seed}", seed=seed,
+                                duration=610.0, poll_interval=DEMO_POLL_INTERVAL)
+                           for seed in seeds], at_once=2)
+    for seed, played in zip(seeds, outcomes, strict=True):
+        if isinstance(played, BaseException):
+            raise played
+        result, lines = played.result, played.lines
         transcript = f"seed {seed}:\n" + "\n".join(lines)
         assert result.passed, "\n".join(result.failures) + "\n" + transcript
         raised = [(e.rule_id, e.device, e.priority) for _, e in result.alarms
@@ -88,8 +87,3 @@ async def test_ten_minutes_of_the_demo_raise_only_the_alarms_its_narration_annou
         assert sorted(raised) == announced, transcript
         assert any("walks out" in line for line in lines), "the passenger leaves E1 at the end"
         assert max(t for t, _ in result.alarms) < 90, transcript
-
-    assert scenario.seed != 5
-    async with asyncio.TaskGroup() as group:
-        group.create_task(ten_minutes(scenario.seed))
-        group.create_task(ten_minutes(5))

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from gateway.simrun import ScenarioResult, run_scenario
+from gateway.simrun import run_scenario
 from simulators.control import ControlServer
 from simulators.elevator import ElevatorSim
 from simulators.scenario import ScenarioError, library, load_scenario
-from tests.support import Mosquitto, free_port
+from tests.scenario_play import Play, Played, play_apart
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,47 +142,36 @@ async def test_sim_device_serves_modbus_and_the_control_api(tmp_path: Path) -> N
         await proc.wait()
 
 
-#: Library scenarios played at once. Each waits on its accelerated clock nearly all the time
-#: (all 22 together cost ~8 s of CPU over ~90 s of wall time played one after another).
+#: Library scenarios played at once, each in its own process. Each waits on its accelerated
+#: clock nearly all the time (all 22 cost ~8 s of CPU over ~90 s played one after another).
 PLAYED_AT_ONCE = 6
 
 
 @pytest.fixture(scope="module")
 def library_results(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                    ) -> dict[str, ScenarioResult | BaseException]:
+                    ) -> dict[str, Played | BaseException]:
     """The selected library scenarios played end to end, each against its own real
     mosquitto, a few at once (longest first): the module waits about as long as its longest
     scenario."""
-    async def play(name: str, slots: asyncio.Semaphore) -> ScenarioResult:
-        scenario = load_scenario(name)
+    selected = {str(item.callspec.params["name"]) for item in request.session.items
+                if isinstance(item, pytest.Function)
+                and item.originalname == "test_library_scenario_holds_end_to_end"}
+    names = sorted(selected, key=lambda n: -load_scenario(n).duration)
+    plays = []
+    for name in names:
         # Long scenarios (a 2-minute rule delay) run faster so each stays within ~15 s.
-        speed = max(20.0, scenario.duration / 15)
-        async with slots:
-            broker = Mosquitto(tmp_path_factory.mktemp(name))
-            with broker.running():
-                return await run_scenario(scenario, speed=speed,
-                                          broker=("127.0.0.1", broker.port))
-
-    async def play_all() -> dict[str, ScenarioResult | BaseException]:
-        selected = {str(item.callspec.params["name"]) for item in request.session.items
-                    if isinstance(item, pytest.Function)
-                    and item.originalname == "test_library_scenario_holds_end_to_end"}
-        names = sorted(selected, key=lambda n: -load_scenario(n).duration)
-        slots = asyncio.Semaphore(PLAYED_AT_ONCE)
-        outcomes = await asyncio.gather(*(play(n, slots) for n in names),
-                                        return_exceptions=True)
-        return dict(zip(names, outcomes, strict=True))
-
-    return asyncio.run(play_all())
+        speed = max(20.0, load_scenario(name).duration / 15)
+        plays.append(Play(name, speed, tmp_path_factory.mktemp(name)))
+    return dict(zip(names, play_apart(plays, at_once=PLAYED_AT_ONCE), strict=True))
 
 
 @pytest.mark.slow
 @pytest.mark.mosquitto
 @pytest.mark.parametrize("name", sorted(library()))
 def test_library_scenario_holds_end_to_end(
-        name: str, library_results: dict[str, ScenarioResult | BaseException]) -> None:
+        name: str, library_results: dict[str, Played | BaseException]) -> None:
     """Simulator → real protocol → drivers → rules: every expect: section must hold."""
-    result = library_results[name]
-    if isinstance(result, BaseException):
-        raise result
-    assert result.passed, "\n".join(result.failures)
+    played = library_results[name]
+    if isinstance(played, BaseException):
+        raise played
+    assert played.result.passed, "\n".join([*played.result.failures, "", *played.lines])
