@@ -108,7 +108,11 @@ def _messages(aiomqtt: Any, count: int) -> list[Any]:
                 "seq": i, "sent_us": int(now * 1e6)}
         messages.append(aiomqtt.Message(f"bench/{i % 10}/data", json.dumps(body).encode(), 1,
                                         False, i % 60000 + 1, None))
-    return messages
+    try:  # from 2026-12-06 the driver takes the lane's own messages
+        from gateway.mqtt_lane import LaneMessage  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return messages
+    return [LaneMessage(m.topic.value, m.payload, m.qos, m.mid, m.retain) for m in messages]
 
 
 if __name__ == "__main__":

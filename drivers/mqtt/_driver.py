@@ -44,7 +44,7 @@ from gateway.config import ALL_POINTS, BrokerConfig, MqttDevice
 from gateway.errors import ConfigError, ConfigProblem, DecodeError
 from gateway.model import Quality, Reading
 from gateway.mqtt_client import LinkState, MqttSession
-from gateway.mqtt_lane import Lane
+from gateway.mqtt_lane import Lane, LaneMessage
 
 __all__ = ["MqttDriver"]
 
@@ -301,7 +301,7 @@ class MqttDriver:
         if self.broker.broker_drops and link is self._links[0]:
             await self._watch_broker_drops(client)
         async for message in lane.messages(client):
-            if message.topic.value == BROKER_DROPPED_TOPIC:
+            if message.topic == BROKER_DROPPED_TOPIC:
                 self._broker_dropped(message.payload)  # QoS 0, and not a device's message
                 continue
             await self._dispatch(message, link.routes, urgent=urgent)
@@ -382,7 +382,7 @@ class MqttDriver:
 
     # ------------------------------------------------------------------ messages
 
-    async def _dispatch(self, message: aiomqtt.Message, routes: RouteTable[_Route], *,
+    async def _dispatch(self, message: LaneMessage, routes: RouteTable[_Route], *,
                         urgent: bool = False) -> None:
         """Decode one message into readings and hand them on together (one batch).
 
@@ -390,7 +390,7 @@ class MqttDriver:
         seen before is looked up, not matched again (see :class:`RouteTable`).
         """
         self._counters["messages"] += 1
-        topic = message.topic.value
+        topic = message.topic
         raw = message.payload
         payload = Payload(raw if isinstance(raw, bytes | bytearray | str)
                           else b"" if raw is None else str(raw))
