@@ -8,9 +8,11 @@ the alarm engine has taken every reading. ``TREE`` is the source tree to import 
 once with each tree, alternately); ``-p`` prints a profile (``PROFILE_SORT=cumulative`` to
 sort it so). The consumers run after every ``EVERY`` messages (default 50: a busy gateway,
 many messages per wake-up); ``--every 1`` is a quiet one, where each message crosses the
-pipeline alone (1,000 msg/s).
+pipeline alone (1,000 msg/s). ``--devices D`` adds D more devices (one point each, on topics
+``site/m/<i>/data`` that no message uses): a large site, whose every message the driver must
+route among all of them.
 
-    .venv/bin/python bench/reading_path.py TREE [N] [-p] [--every EVERY]
+    .venv/bin/python bench/reading_path.py TREE [N] [-p] [--every EVERY] [--devices D]
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-async def main(tree: str, count: int, profile: bool, every: int) -> None:
+async def main(tree: str, count: int, profile: bool, every: int, devices: int) -> None:
     sys.path.insert(0, tree)
     import aiomqtt
 
@@ -43,6 +45,7 @@ async def main(tree: str, count: int, profile: bool, every: int) -> None:
     site = (HERE / "mqtt_client_path.py").read_text().split('SITE = """', 1)[1].split('"""')[0]
     site = site.format(state="/nonexistent", port=1883, tag="x").replace(
         "state_dir: /nonexistent\n", "")
+    site = site.replace("\ndevices:\n", "\ndevices:\n" + _more_devices(devices), 1)
     config = load_config_text(site)
     clock = SystemClock()
     bus = Bus()
@@ -81,12 +84,20 @@ async def main(tree: str, count: int, profile: bool, every: int) -> None:
             prof.disable()
         used = time.process_time() - cpu
         print(f"{tree}: {1e6 * used / count:.1f} us CPU per message ({count} messages, "
-              f"consumers run every {every}, {alarms.delivered} readings to the alarm engine)")
+              f"consumers run every {every}, {devices} more devices, "
+              f"{alarms.delivered} readings to the alarm engine)")
         if prof is not None:
             order = os.environ.get("PROFILE_SORT", "tottime")  # or cumulative
             pstats.Stats(prof).sort_stats(order).print_stats(40)
         for task in tasks:
             task.cancel()
+
+
+def _more_devices(count: int) -> str:
+    """``count`` devices of a kind no rule reads, each on a topic of its own."""
+    return "".join(f"  - {{id: m-{i}, driver: mqtt, broker: devices, kind: energy_meter, "
+                   f"points: [{{name: kwh, topic: site/m/{i}/data, path: kwh}}]}}\n"
+                   for i in range(count))
 
 
 def _messages(aiomqtt: Any, count: int) -> list[Any]:
@@ -97,7 +108,11 @@ def _messages(aiomqtt: Any, count: int) -> list[Any]:
                 "seq": i, "sent_us": int(now * 1e6)}
         messages.append(aiomqtt.Message(f"bench/{i % 10}/data", json.dumps(body).encode(), 1,
                                         False, i % 60000 + 1, None))
-    return messages
+    try:  # from 2026-12-06 the driver takes the lane's own messages
+        from gateway.mqtt_lane import LaneMessage  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return messages
+    return [LaneMessage(m.topic.value, m.payload, m.qos, m.mid, m.retain) for m in messages]
 
 
 if __name__ == "__main__":
@@ -107,5 +122,11 @@ if __name__ == "__main__":
         at = argv.index("--every")
         every = max(1, int(argv[at + 1]))
         del argv[at:at + 2]
+    devices = 0
+    if "--devices" in argv:
+        at = argv.index("--devices")
+        devices = max(0, int(argv[at + 1]))
+        del argv[at:at + 2]
     args = [a for a in argv if a != "-p"]
-    asyncio.run(main(args[0], int(args[1]) if len(args) > 1 else 20_000, "-p" in argv, every))
+    asyncio.run(main(args[0], int(args[1]) if len(args) > 1 else 20_000, "-p" in argv, every,
+                     devices))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TypeVar, dataclass_transform
 
 __all__ = ["PointKey", "Quality", "Reading", "Value"]
 
@@ -35,9 +36,24 @@ class PointKey:
         return f"{self.device}.{self.point}"
 
 
-@dataclass(frozen=True, slots=True)
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True)
+def _record(cls: type[_T]) -> type[_T]:
+    """A slots dataclass that type checkers take for a frozen one.
+
+    Drivers make several readings per message, and a frozen dataclass sets each field through
+    ``object.__setattr__`` (about 850 ns for a :class:`Reading` on the bench machine, against
+    175 ns for plain slot stores). The fields are never reassigned: mypy refuses an assignment
+    as it would for a frozen class, and the instances compare and hash by value as before.
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
+@_record
 class Reading:
-    """One observation of one point.
+    """One observation of one point (immutable: never assign to a field).
 
     Attributes:
         device: Device id from the config (for templated MQTT devices, the expanded id).

@@ -39,7 +39,29 @@ if TYPE_CHECKING:  # the metrics read lanes without loading the MQTT libraries
     import aiomqtt
     import paho.mqtt.client as paho
 
-__all__ = ["Lane", "LaneCounters"]
+__all__ = ["Lane", "LaneCounters", "LaneMessage"]
+
+
+class LaneMessage:
+    """One incoming message, as the lane hands it on: paho's fields, taken once.
+
+    aiomqtt wraps every message in its ``Message``, whose ``Topic`` validates the topic a
+    subscriber was just given by the broker; a lane puts paho's fields in this plain record
+    instead (about 0.25 µs a message against 0.95 µs on the bench machine).
+    """
+
+    __slots__ = ("mid", "payload", "qos", "retain", "topic")
+
+    def __init__(self, topic: str, payload: bytes | bytearray, qos: int, mid: int,
+                 retain: bool) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.mid = mid
+        self.retain = retain
+
+    def __repr__(self) -> str:
+        return f"LaneMessage({self.topic!r}, {self.payload[:40]!r}, qos={self.qos}, mid={self.mid})"
 
 
 @dataclass
@@ -84,10 +106,14 @@ class Lane:
         every client of the gateway, as :func:`gateway.mqtt_client.coalesce_writes` says).
         """
         client._client.manual_ack_set(True)
-        client._queue = _LaneQueue(self, client._client)
+        queue = _LaneQueue(self, client._client)
+        # aiomqtt's on_message (the only writer of its queue) is replaced below, so its queue
+        # holds lane messages, never aiomqtt's.
+        client._queue = queue  # type: ignore[assignment]
+        client._client.on_message = queue.on_message
         _buffer_reads(client, self.linger)
 
-    def taken(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    def taken(self, client: aiomqtt.Client, message: LaneMessage) -> None:
         """The gateway has taken ``message`` from ``client``: acknowledge it to the broker.
 
         Must be the client the message came from: a message id means nothing on another
@@ -98,9 +124,9 @@ class Lane:
         if message.qos > 0:
             client._client.ack(message.mid, message.qos)
 
-    def messages(self, client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:
-        """The messages of ``client`` (installed on, and connected), as ``client.messages``
-        gives them (see :class:`_LaneMessages`)."""
+    def messages(self, client: aiomqtt.Client) -> AsyncIterator[LaneMessage]:
+        """The messages of ``client`` (installed on, and connected), in the order
+        ``client.messages`` would give them (see :class:`_LaneMessages`)."""
         return _LaneMessages(client)
 
     @property
@@ -109,7 +135,7 @@ class Lane:
         return self._waiting
 
 
-class _LaneQueue(asyncio.Queue["aiomqtt.Message"]):
+class _LaneQueue(asyncio.Queue[LaneMessage]):
     """aiomqtt's incoming queue for one connection, bounded by its lane's policy.
 
     Read through :class:`_LaneMessages` only: it waits on one future that a message or the
@@ -126,7 +152,13 @@ class _LaneQueue(asyncio.Queue["aiomqtt.Message"]):
         self.puts = 0  # messages put (on this connection): what a read brought
         lane._waiting = 0
 
-    def put_nowait(self, item: aiomqtt.Message) -> None:
+    def on_message(self, _client: paho.Client, _userdata: Any,
+                   message: paho.MQTTMessage) -> None:
+        """paho's ``on_message`` (in the event loop's thread, inside a socket read)."""
+        self.put_nowait(LaneMessage(message.topic, message.payload, message.qos, message.mid,
+                                    message.retain))
+
+    def put_nowait(self, item: LaneMessage) -> None:
         self.puts += 1
         lane = self._lane
         if lane.sheds and self.qsize() >= lane.capacity:
@@ -140,7 +172,7 @@ class _LaneQueue(asyncio.Queue["aiomqtt.Message"]):
         lane.counters.peak = max(lane.counters.peak, size)
         self._wake()
 
-    def get_nowait(self) -> aiomqtt.Message:
+    def get_nowait(self) -> LaneMessage:
         item = super().get_nowait()
         self._lane._waiting = self.qsize()
         return item
@@ -171,15 +203,16 @@ class _LaneMessages:
     """
 
     def __init__(self, client: aiomqtt.Client) -> None:
-        if not isinstance(client._queue, _LaneQueue):
+        queue: object = client._queue
+        if not isinstance(queue, _LaneQueue):
             raise TypeError("Lane.messages needs a client the lane was installed on")
         self._client = client
-        self._queue: _LaneQueue = client._queue
+        self._queue = queue
 
     def __aiter__(self) -> _LaneMessages:
         return self
 
-    async def __anext__(self) -> aiomqtt.Message:
+    async def __anext__(self) -> LaneMessage:
         queue = self._queue
         while not queue.qsize():
             disconnected = self._client._disconnected  # a new future on each connect

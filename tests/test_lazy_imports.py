@@ -90,6 +90,20 @@ def test_mqtt_site_loads_no_http_modbus_influx_or_console() -> None:
     assert not PLUGIN_LOOKUP & modules
     assert not ON_MISTAKES & modules
     assert not PROXY_LOOKUP & modules
+    assert "orjson" not in packages(modules), "loaded with the first JSON payload only"
+
+
+def test_the_c_json_decoder_loads_with_the_first_json_payload() -> None:
+    script = ("import sys\n"
+              "from drivers.mqtt import Payload\n"
+              "before = 'orjson' in sys.modules\n"
+              "Payload(b'21.5').text()\n"
+              "plain = 'orjson' in sys.modules\n"
+              "Payload(b'{\"t\": 1}').document()\n"
+              "print(before, plain, 'orjson' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    assert out.split() == ["False", "False", "True"]
 
 
 def test_each_config_section_loads_its_library() -> None:

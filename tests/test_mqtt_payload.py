@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from drivers.mqtt import Payload, PointDecoder, compile_path
+from drivers.mqtt import Payload, PointDecoder, _payload, compile_path
 from gateway.config import MqttPoint
 from gateway.errors import DecodeError
 
@@ -292,3 +292,54 @@ def test_one_field_without_map_or_scale_decodes_as_the_general_steps_do(
     assert fast == general
     missing = _outcome('{"w": 1}', path="v", type=type_)
     assert missing == ("error", "field 'v' is missing")
+
+
+# --------------------------------------------------------------------------- the C decoder
+
+
+def _document(raw: bytes, monkeypatch: pytest.MonkeyPatch, *, fast: bool) -> Any:
+    """What ``Payload.document`` gives (or the reason it refuses), with or without orjson."""
+    with monkeypatch.context() as patch:
+        if not fast:
+            patch.setattr(_payload, "_orjson", lambda: None)
+        try:
+            document = Payload(raw).document()
+        except Exception as exc:  # compared between the two decoders
+            return ("error", type(exc).__name__, str(exc))
+    return ("ok", document, _types(document))
+
+
+def _types(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _types(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_types(v) for v in node]
+    return type(node).__name__
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"ts": 1767225600.123, "temp": 21.5, "hum": 43, "seq": 7, "sent_us": 1767225600123456}',
+    b'{"a": 9223372036854775807, "b": -9223372036854775808, "c": 18446744073709551615}',
+    b'{"big": 18446744073709551616}',  # beyond 64 bits: orjson would make it a float
+    b'{"n": {"deep": [1, -9223372036854775809]}}',
+    b'[123456789012345678901234567890]',
+    b'{"f": 1e19, "g": -1.5e300}',  # real floats that large: decoded by json, equal anyway
+    b'{"a": 1e400}', b'{"a": -1e400}', b'{"a": NaN}', b'{"a": Infinity}',
+    b'{"a": ' + b"9" * 400 + b"}",  # an integer beyond float range
+    b'{"a": 1, "a": 2}', b'{"s": "\\u00e9\\ud83d\\ude00 \\u95e8"}', b'{"s": "\\ud800"}',
+    "{\"s\": \"门禁\"}".encode(), b"\xef\xbb\xbf{}", b'{"a": -0, "b": -0.0, "c": 5e-324}',
+    b'{"a": 1', b"OPEN", b"\xff\xfe", b'{"a": 01}', b'[1, 2,]', b'{"a": "\t"}',
+    b"[" * 1100 + b"]" * 1100,  # deeper than orjson goes
+    b"[" * 100_000, b"", b"  ", b'"text"', b"42", b"null",
+])
+def test_orjson_and_json_decode_every_payload_alike(raw: bytes,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same values, same types, same refusals with the same reasons, whichever decodes."""
+    assert _payload._orjson() is not None, "orjson is a dependency: installed here"
+    assert _document(raw, monkeypatch, fast=True) == _document(raw, monkeypatch, fast=False)
+
+
+def test_integers_beyond_64_bits_stay_integers() -> None:
+    document = Payload(b'{"big": 18446744073709551616, "n": [-9223372036854775809]}').document()
+    assert document == {"big": 18446744073709551616, "n": [-9223372036854775809]}
+    assert type(document["big"]) is int

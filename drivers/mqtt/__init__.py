@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from drivers.mqtt._ids import DeviceIds, IdError, Selector
     from drivers.mqtt._lanes import LIFE_SAFETY_PRIORITIES, life_safety_points
     from drivers.mqtt._payload import Decoded, Payload, PointDecoder, compile_path, id_text
+    from drivers.mqtt._routing import RouteTable
     from drivers.mqtt._topics import TopicPattern, expand_device_id, is_template
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "MqttDriver",
     "Payload",
     "PointDecoder",
+    "RouteTable",
     "Selector",
     "TopicPattern",
     "build_mqtt_drivers",
@@ -49,6 +51,7 @@ _WHERE = {
     "MqttDriver": "drivers.mqtt._driver",
     "Payload": "drivers.mqtt._payload",
     "PointDecoder": "drivers.mqtt._payload",
+    "RouteTable": "drivers.mqtt._routing",
     "Selector": "drivers.mqtt._ids",
     "TopicPattern": "drivers.mqtt._topics",
     "build_mqtt_drivers": "drivers.mqtt._build",

@@ -36,6 +36,7 @@ import aiomqtt
 from drivers.base import LinkHealth, ReadingSink
 from drivers.mqtt._ids import DeviceIds, IdError, Selector
 from drivers.mqtt._payload import Payload, PointDecoder
+from drivers.mqtt._routing import RouteTable
 from drivers.mqtt._topics import TopicPattern
 from gateway.aio import raise_if_cancelling, task_group
 from gateway.clock import Clock
@@ -43,7 +44,7 @@ from gateway.config import ALL_POINTS, BrokerConfig, MqttDevice
 from gateway.errors import ConfigError, ConfigProblem, DecodeError
 from gateway.model import Quality, Reading
 from gateway.mqtt_client import LinkState, MqttSession
-from gateway.mqtt_lane import Lane
+from gateway.mqtt_lane import Lane, LaneMessage
 
 __all__ = ["MqttDriver"]
 
@@ -106,7 +107,8 @@ class _LaneLink:
 
     lane: Lane
     client_id: str
-    routes: tuple[_Route, ...]
+    #: The routes this connection reads, and what each recent topic matched among them.
+    routes: RouteTable[_Route]
     subscriptions: tuple[tuple[str, int], ...]
     #: Indices of the devices with a route here: comm-loss when this connection is down.
     device_indices: frozenset[int]
@@ -299,7 +301,7 @@ class MqttDriver:
         if self.broker.broker_drops and link is self._links[0]:
             await self._watch_broker_drops(client)
         async for message in lane.messages(client):
-            if message.topic.value == BROKER_DROPPED_TOPIC:
+            if message.topic == BROKER_DROPPED_TOPIC:
                 self._broker_dropped(message.payload)  # QoS 0, and not a device's message
                 continue
             await self._dispatch(message, link.routes, urgent=urgent)
@@ -380,11 +382,15 @@ class MqttDriver:
 
     # ------------------------------------------------------------------ messages
 
-    async def _dispatch(self, message: aiomqtt.Message, routes: Sequence[_Route], *,
+    async def _dispatch(self, message: LaneMessage, routes: RouteTable[_Route], *,
                         urgent: bool = False) -> None:
-        """Decode one message into readings and hand them on together (one batch)."""
+        """Decode one message into readings and hand them on together (one batch).
+
+        ``routes`` are the routes of the connection the message came on; a topic they have
+        seen before is looked up, not matched again (see :class:`RouteTable`).
+        """
         self._counters["messages"] += 1
-        topic = message.topic.value
+        topic = message.topic
         raw = message.payload
         payload = Payload(raw if isinstance(raw, bytes | bytearray | str)
                           else b"" if raw is None else str(raw))
@@ -392,10 +398,7 @@ class MqttDriver:
         matched = 0  # routes whose topic matched
         skipped = 0  # of them, routes whose device's ``select`` does not take the message
         readings: list[Reading] = []
-        for route in routes:
-            values = route.pattern.match(topic)
-            if values is None:
-                continue
+        for route, values in routes.match(topic):
             matched += 1
             if route.select is not None and not route.select.selects(payload):
                 skipped += 1
@@ -429,20 +432,20 @@ class MqttDriver:
             self._unselected(routes, topic, payload)
             return
         if not matched and len(routes) < len(self._routes) \
-                and any(r.pattern.match(topic) is not None for r in self._routes):
+                and any(link.routes.match(topic) for link in self._links):
             return  # another connection's topic under an overlapping filter: it reads it
         if not matched:
             self._count("unmatched")
             log.debug("%s: no point matches topic %r", self.name, topic)
 
-    def _unselected(self, routes: Sequence[_Route], topic: str, payload: Payload) -> None:
+    def _unselected(self, routes: RouteTable[_Route], topic: str, payload: Payload) -> None:
         """Count a message no device here selects, unless another connection reads it (or
         counts it: both connections get a topic that both subscribe to)."""
         if len(routes) < len(self._routes):
             for link in self._links:
                 if link.routes is routes:
                     continue
-                there = [r for r in link.routes if r.pattern.match(topic) is not None]
+                there = [r for r, _ in link.routes.match(topic)]
                 if any(r.select is None or r.select.selects(payload) for r in there):
                     return
                 if there and link is self._links[0]:
@@ -649,7 +652,7 @@ def _lanes(routes: Sequence[_Route], life_safety: Mapping[str, frozenset[str]],
 
 
 def _link(lane: Lane, client_id: str, routes: Sequence[_Route]) -> _LaneLink:
-    return _LaneLink(lane, client_id, tuple(routes), _subscriptions(routes),
+    return _LaneLink(lane, client_id, RouteTable(routes), _subscriptions(routes),
                      frozenset(r.index for r in routes))
 
 

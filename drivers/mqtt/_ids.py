@@ -77,12 +77,12 @@ class DeviceIds:
         names = tuple(name for _, name in pieces if name is not None)
         return cls(template, len(pieces) > 1, fields, tuple(pieces), steps, names)
 
-    def device_id(self, topic_values: dict[str, str], payload: Payload) -> str:
+    def device_id(self, topic_values: Mapping[str, str], payload: Payload) -> str:
         """The concrete device id of one message.
 
         Args:
-            topic_values: Placeholders captured from the topic (filled in place with the
-                payload's fields; the caller's dict is fresh for every message).
+            topic_values: Placeholders captured from the topic; read, never changed (the
+                driver shares them between the messages on one topic).
             payload: The message's payload; parsed at most once, shared with the points.
 
         Raises:
@@ -91,25 +91,29 @@ class DeviceIds:
         """
         if not self.templated:
             return self.template
-        for (name, path), steps in zip(self.fields, self._steps, strict=True):
-            try:
-                topic_values[name] = id_text(payload, steps, path)
-            except ValueError as exc:
-                raise IdError(f"split_by {name}: {exc}", from_payload=True) from None
+        values = topic_values
+        if self.fields:
+            filled = dict(topic_values)
+            for (name, path), steps in zip(self.fields, self._steps, strict=True):
+                try:
+                    filled[name] = id_text(payload, steps, path)
+                except ValueError as exc:
+                    raise IdError(f"split_by {name}: {exc}", from_payload=True) from None
+            values = filled
         try:
-            key = tuple([topic_values[name] for name in self._names])
+            key = tuple([values[name] for name in self._names])
         except KeyError as exc:
             raise IdError(f"no value for {{{exc.args[0]}}} in device id {self.template!r}",
                           from_payload=False) from None
         known = self._known.get(key)
         if known is not None:
             return known
-        device_id = self._checked(key, topic_values)
+        device_id = self._checked(key, values)
         if len(self._known) < _KNOWN_MAX:
             self._known[key] = device_id
         return device_id
 
-    def _checked(self, key: tuple[str, ...], values: dict[str, str]) -> str:
+    def _checked(self, key: tuple[str, ...], values: Mapping[str, str]) -> str:
         """The id from captured values met for the first time, checked."""
         for name, path in self.fields:
             text = values[name]
@@ -126,7 +130,7 @@ class DeviceIds:
             raise self._invalid(device_id, values)
         return device_id
 
-    def _invalid(self, device_id: str, values: dict[str, str]) -> IdError:
+    def _invalid(self, device_id: str, values: Mapping[str, str]) -> IdError:
         """The error for an invalid id, blaming the topic when one of its levels is unusable."""
         from_payload = bool(self.fields)
         if from_payload:

@@ -23,10 +23,12 @@ the payload.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -50,6 +52,20 @@ _MIN_HUGE_INT_CHARS = 309
 # Epoch values above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
 _MS_THRESHOLD = 1e11
 
+
+@functools.cache
+def _orjson() -> Callable[[bytes | bytearray | str], Any] | None:
+    """orjson's decoder: C, about 9x faster than json on a telemetry message. None where it
+    has no wheel (see pyproject.toml): json then decodes alone.
+
+    Imported with the first JSON payload, not before: importing it takes about 2.7 MB of
+    memory (its caches), which a gateway that has not received JSON yet need not hold.
+    """
+    try:
+        from orjson import loads  # noqa: PLC0415 - on first use, see above
+    except ImportError:  # pragma: no cover - a platform without a wheel
+        return None
+    return loads
 
 #: Per point type: the JSON value types it keeps unchanged (see ``_coerce``).
 _KEPT_AS_IS: dict[str, frozenset[type]] = {
@@ -115,6 +131,18 @@ class Payload:
         return self._document
 
     def _parse(self) -> Any:
+        fast = _orjson()
+        if fast is not None:
+            # orjson decodes what it accepts as json does, but for integers beyond 64 bits
+            # (a float for it) and for what it refuses (NaN, 1e400, over 1,024 levels,
+            # bad UTF-8): those go to json below, whose result and error text are the rule.
+            try:
+                document = fast(self.raw)
+            except ValueError:
+                pass
+            else:
+                if not _has_huge_float(document):
+                    return document
         text = self.text()
         try:
             # An integer beyond float range has at least 309 digits: a shorter payload
@@ -287,6 +315,29 @@ def _parse_int(text: str) -> int | None:
         return None
     value = int(text)
     return value if abs(value) <= sys.float_info.max else None
+
+
+#: Floats at least this large may be integers beyond 64 bits that orjson made floats.
+_HUGE = 2.0 ** 63
+
+
+def _has_huge_float(node: Any) -> bool:
+    """Whether a float of magnitude 2**63 or more (or NaN) is anywhere in ``node``."""
+    kind = type(node)
+    if kind is dict:
+        values: Any = node.values()
+    elif kind is list:
+        values = node
+    else:
+        return kind is float and not -_HUGE < node < _HUGE
+    for value in values:
+        kind = type(value)
+        if kind is float:
+            if not -_HUGE < value < _HUGE:
+                return True
+        elif (kind is dict or kind is list) and _has_huge_float(value):
+            return True
+    return False
 
 
 def _refuse_constant(name: str) -> Any:
