@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from drivers.base import Driver, ReadingSink
 from drivers.modbus import build_modbus_links
 from drivers.mqtt import build_mqtt_drivers
+from gateway import heap
 from gateway.aio import first_of
 from gateway.alarms import AlarmEngine, AlarmEvent
 from gateway.bus import Bus, Overflow, Subscription
@@ -134,8 +135,12 @@ class Gateway:
     """
 
     def __init__(self, config: GatewayConfig, *, clock: Clock | None = None,
-                 observers: Sequence[Observer] = (), config_path: Path | None = None) -> None:
+                 observers: Sequence[Observer] = (), config_path: Path | None = None,
+                 freeze_heap: bool = False) -> None:
         self.config = config
+        #: Freeze what start built out of the garbage collector's passes once running, and
+        #: again after a reload (see gateway.heap); the ``propgw run`` process only.
+        self.freeze_heap = freeze_heap
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.observers = list(observers)
@@ -319,6 +324,9 @@ class Gateway:
                          self.config.site.id, self.config.site.gateway_id, len(self.drivers),
                          len(self.config.rules))
                 notify("READY=1")
+                if self.freeze_heap:
+                    log.debug("%d objects frozen out of the garbage collector's passes",
+                              heap.freeze())
                 self.started.set()
                 await first_of(stop, self._give_up.wait())
             finally:
@@ -472,6 +480,8 @@ class Gateway:
             self.console.backend.config = config
         started = [d for d in self.drivers if d.name not in kept]
         self.reloads += 1
+        if self.freeze_heap:  # the old config's objects were frozen: collect what is garbage
+            heap.refreeze()
         log.info("config reloaded: %d device(s), %d rule(s); %d device link(s) kept, %d "
                  "stopped, %d started; %s", len(config.devices), len(config.rules), len(kept),
                  len(replaced), len(started), engine)

@@ -199,7 +199,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _raise_open_file_limit()
 
     async def go() -> int:
-        gateway = Gateway(config, config_path=args.config)
+        gateway = Gateway(config, config_path=args.config, freeze_heap=True)
         await gateway.run()
         return gateway.exit_code
 
