@@ -325,8 +325,7 @@ class Gateway:
                          len(self.config.rules))
                 notify("READY=1")
                 if self.freeze_heap:
-                    log.debug("%d objects frozen out of the garbage collector's passes",
-                              heap.freeze())
+                    heap.freeze()
                 self.started.set()
                 await first_of(stop, self._give_up.wait())
             finally:

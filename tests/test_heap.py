@@ -47,8 +47,8 @@ def test_frozen_objects_are_left_out_of_collections_until_refrozen() -> None:
     gc.collect()
     node = _Node()
     watch = weakref.ref(node)
-    frozen = heap.freeze()
-    assert frozen > 0 and frozen == gc.get_freeze_count()
+    heap.freeze()
+    assert gc.get_freeze_count() > 0
     del node
     gc.collect()
     assert watch() is not None  # frozen: no pass looks at it
