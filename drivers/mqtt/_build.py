@@ -83,14 +83,14 @@ def describe_subscriptions(config: GatewayConfig) -> list[str]:
         for device in devices:
             filters = dict.fromkeys(TopicPattern.compile(p.topic).filter for p in device.points)
             stale = f", stale after {device.stale_after:g}s" if device.stale_after else ""
-            split = "".join(f", {{{name}}} from payload field {path}"
-                            for name, path in device.split_by.items())
+            fields = "".join(f", {{{name}}} from payload field {path}"
+                             for name, path in device.split_by.items())
             select = Selector.compile(device.select)
             if select is not None:
-                split += f", only messages with {select.describe()}"
+                fields += f", only messages with {select.describe()}"
             lines.append(f"mqtt {device.id} via broker {broker_id}: {len(device.points)} "
                          f"point(s) on {', '.join(filters) or 'no topic'} (QoS {device.qos})"
-                         f"{split}{stale}{_lane_note(device, life_safety.get(device.id))}")
+                         f"{fields}{stale}{_lane_note(device, life_safety.get(device.id))}")
     return lines
 
 
